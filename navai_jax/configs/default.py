@@ -1,0 +1,86 @@
+"""Configs for training and introspecting Wav2Letter.
+
+Presets, chosen after a colon:
+
+  python experiments/train.py --config=navai_jax/configs/default.py:small --workdir=runs/small
+
+* ``paper``: the paper's model (256/2048 channels, SPEC §2). For GPU runs and benchmarks;
+  about 20 audio-seconds per second on a 2-core CPU.
+* ``small``: same layer structure with 64/256 channels; the CPU demo. About 300
+  audio-seconds per second on 2 CPU cores; reaches a letter error rate near 10% on held-out
+  synthetic voices in 15-20 minutes.
+* ``tiny``: 8/16 channels, for tests; seconds per step.
+
+Every preset keeps the receptive field of 206 input frames, so the introspection code runs
+unchanged on all of them.
+"""
+
+import ml_collections
+
+PRESETS = ('paper', 'small', 'tiny')
+
+
+def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
+  """Returns the config for `preset` (one of PRESETS)."""
+  if preset not in PRESETS:
+    raise ValueError(f'Unknown config preset {preset!r}; choose one of {", ".join(PRESETS)}.')
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.seed = 0
+
+  # Model (SPEC §2). Channel widths of the 256-channel layers and the 2048-channel layers.
+  c.model = ml_collections.ConfigDict()
+  c.model.channels = {'paper': 256, 'small': 64, 'tiny': 8}[preset]
+  c.model.wide_channels = {'paper': 2048, 'small': 256, 'tiny': 16}[preset]
+  c.model.num_middle_layers = 8
+  c.model.bn_momentum = 0.99
+  c.model.bn_epsilon = 1e-5
+  c.model.dropout = 0.0 if preset == 'paper' else 0.1
+
+  # Features (SPEC §1).
+  c.features = ml_collections.ConfigDict()
+  c.features.sample_rate = 16000
+  c.features.window = 512
+  c.features.hop = 128
+  c.features.num_mels = 128
+  c.features.top_db = 80.0
+
+  # Data.
+  c.data = ml_collections.ConfigDict()
+  # 'folder:PATH' for any folder in LibriSpeech layout (our synthesized corpus or a local
+  # LibriSpeech copy), or 'tfds:librispeech' for the standard TFDS dataset.
+  c.data.source = 'folder:data/espeak_corpus'
+  c.data.train_split = 'train'
+  c.data.eval_split = 'dev'
+  c.data.tfds_data_dir = ''  # '' = TFDS default (~/tensorflow_datasets).
+  c.data.batch_seconds = {'paper': 160.0, 'small': 160.0, 'tiny': 8.0}[preset]
+  c.data.max_seconds = 16.0
+  c.data.num_buckets = 8
+  c.data.shuffle_buffer = 512
+
+  # Augmentation applied to features during training (SpecAugment-style masks, gain, noise).
+  c.augment = ml_collections.ConfigDict()
+  c.augment.enabled = preset != 'paper'
+  c.augment.noise_std = 0.1
+  c.augment.freq_masks = 2
+  c.augment.freq_mask_width = 12
+  c.augment.time_masks = 2
+  c.augment.time_mask_width = 20
+
+  # Optimization.
+  c.train = ml_collections.ConfigDict()
+  c.train.learning_rate = {'paper': 5e-4, 'small': 2e-3, 'tiny': 3e-3}[preset]
+  c.train.warmup_steps = {'paper': 500, 'small': 200, 'tiny': 5}[preset]
+  c.train.weight_decay = 1e-4
+  c.train.grad_clip = 5.0
+  c.train.num_steps = {'paper': 100_000, 'small': 6_000, 'tiny': 20}[preset]
+  c.train.max_minutes = 0.0  # > 0: stop (and checkpoint) after this much training time.
+  c.train.log_every = {'paper': 50, 'small': 50, 'tiny': 2}[preset]
+  c.train.checkpoint_every = {'paper': 1000, 'small': 250, 'tiny': 5}[preset]
+  c.train.eval_every = {'paper': 5000, 'small': 1000, 'tiny': 0}[preset]
+  c.train.loss = 'ctc'
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.max_utterances = 0  # 0 = all.
+  c.eval.num_examples = 5
+  return c

@@ -1,0 +1,108 @@
+"""Log-mel features of SPEC §1, computed in JAX so they run inside jitted steps on any device.
+
+16 kHz audio, 512-sample Hann windows (32 ms) every 128 samples (8 ms), power spectrum,
+128 triangular mel filters on the Slaney mel scale from 0 to 8 kHz, decibels floored at
+`top_db` below the utterance's maximum (eSpeak's digital silence would otherwise give -inf),
+then one mean and one standard deviation per utterance (z-normalization over its own frames).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+Array = jax.Array
+
+
+def hz_to_mel(f):
+  """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+  f = np.asarray(f, np.float64)
+  lin = f / (200.0 / 3)
+  log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+  return np.where(f >= 1000.0, log, lin)
+
+
+def mel_to_hz(m):
+  m = np.asarray(m, np.float64)
+  lin = m * (200.0 / 3)
+  log = 1000.0 * np.exp((m - 15.0) * (np.log(6.4) / 27.0))
+  return np.where(m >= 15.0, log, lin)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int = 16000, window: int = 512, num_mels: int = 128) -> np.ndarray:
+  """Triangular filters `[window // 2 + 1, num_mels]`, area-normalized (Slaney).
+
+  With 512-point FFTs the lowest filters are narrower than one FFT bin; a filter that would
+  catch no bin gets weight 1 on the bin nearest its centre, so no mel bin is constant.
+  """
+  fft_hz = np.linspace(0, sample_rate / 2, window // 2 + 1)
+  edges = mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), num_mels + 2))
+  lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+  rising = (fft_hz[None] - lower) / (centre - lower)
+  falling = (upper - fft_hz[None]) / (upper - centre)
+  bank = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (upper - lower))
+  for m in np.flatnonzero(bank.sum(1) == 0):
+    bank[m, np.argmin(np.abs(fft_hz - centre[m, 0]))] = 2.0 / (upper[m, 0] - lower[m, 0])
+  return bank.T.astype(np.float32)
+
+
+def mel_frequencies(config: ml_collections.ConfigDict) -> np.ndarray:
+  """Centre frequency in Hz of every mel bin (the figures' frequency axis)."""
+  c = config.features
+  edges = mel_to_hz(np.linspace(0.0, hz_to_mel(c.sample_rate / 2), c.num_mels + 2))
+  return edges[1:-1]
+
+
+def num_frames(num_samples, window: int = 512, hop: int = 128):
+  """Frames of an utterance of `num_samples` samples (no centre padding)."""
+  return np.maximum(0, (np.asarray(num_samples) - window) // hop + 1)
+
+
+def seconds_to_frame(seconds, config: ml_collections.ConfigDict):
+  """Feature frame whose window is centred nearest to time `seconds`."""
+  c = config.features
+  return np.round((np.asarray(seconds) * c.sample_rate - c.window / 2) / c.hop).astype(int)
+
+
+def frame_to_seconds(frame, config: ml_collections.ConfigDict):
+  """Time in seconds of the centre of feature frame `frame`."""
+  c = config.features
+  return (np.asarray(frame) * c.hop + c.window / 2) / c.sample_rate
+
+
+def power_mel(audio_BxN: Array, config: ml_collections.ConfigDict) -> Array:
+  """Mel power spectrogram `[B, T, num_mels]` of float audio in [-1, 1]."""
+  c = config.features
+  t = (audio_BxN.shape[1] - c.window) // c.hop + 1
+  idx = jnp.arange(t)[:, None] * c.hop + jnp.arange(c.window)[None]
+  frames = audio_BxN[:, idx] * jnp.hanning(c.window + 1)[:-1].astype(audio_BxN.dtype)
+  power = jnp.abs(jnp.fft.rfft(frames, axis=-1)) ** 2
+  return power @ mel_filterbank(c.sample_rate, c.window, c.num_mels)
+
+
+def log_mel(audio_BxN: Array, lengths_B: Array, config: ml_collections.ConfigDict
+            ) -> tuple[Array, Array]:
+  """Z-normalized log-mel features and their frame counts.
+
+  Args:
+    audio_BxN: float audio in [-1, 1], zero-padded after each utterance's `lengths_B` samples.
+    lengths_B: samples per utterance.
+    config: the experiment config (uses `config.features`).
+  Returns:
+    `(x_BxTxF, frames_B)`; frames beyond `frames_B` are exactly zero.
+  """
+  c = config.features
+  frames_B = jnp.maximum(0, (lengths_B - c.window) // c.hop + 1)
+  db = 10.0 * jnp.log10(jnp.maximum(power_mel(audio_BxN, config), 1e-10))
+  mask_BxT = jnp.arange(db.shape[1])[None] < frames_B[:, None]
+  top = jnp.max(jnp.where(mask_BxT[..., None], db, -jnp.inf), axis=(1, 2), keepdims=True)
+  db = jnp.maximum(db, top - c.top_db)
+  m = mask_BxT[..., None]
+  count = jnp.maximum(frames_B[:, None, None] * db.shape[2], 1)
+  mean = jnp.sum(jnp.where(m, db, 0.0), axis=(1, 2), keepdims=True) / count
+  var = jnp.sum(jnp.where(m, (db - mean) ** 2, 0.0), axis=(1, 2), keepdims=True) / count
+  x = (db - mean) * jax.lax.rsqrt(var + 1e-8)
+  return jnp.where(m, x, 0.0), frames_B

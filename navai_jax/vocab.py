@@ -1,0 +1,91 @@
+"""Letters, repetition tokens and greedy CTC decoding (SPEC §3).
+
+Token ids: 0 blank, 1 space, 2 apostrophe, 3..28 the letters a-z, then the wav2letter-style
+repetition tokens: `<1>` (previous character once more) and `<2>` (twice more), so that
+"abbccc" is written `a b <1> c <2>`.
+"""
+
+import string
+from typing import Sequence
+
+import numpy as np
+
+BLANK = 0
+CHARACTERS = " '" + string.ascii_lowercase
+REPEATS = ('<1>', '<2>')
+TOKENS = ('<blank>',) + tuple(CHARACTERS) + REPEATS
+SIZE = len(TOKENS)
+LETTER_IDS = tuple(range(3, 3 + 26))  # Token ids of 'a'..'z'.
+_ID = {t: i for i, t in enumerate(TOKENS)}
+
+
+class UnspellableError(ValueError):
+  """A transcript that is empty or holds characters outside the vocabulary."""
+
+
+def normalize(text: str) -> str:
+  """Lower case, single spaces; raises UnspellableError on anything outside the vocabulary."""
+  text = ' '.join(text.lower().split())
+  if not text:
+    raise UnspellableError('empty transcript')
+  bad = sorted(set(text) - set(CHARACTERS))
+  if bad:
+    raise UnspellableError(f'characters outside the vocabulary {bad!r} in {text!r}')
+  return text
+
+
+def encode(text: str) -> list[int]:
+  """Token ids of a transcript; runs of a character become char + repetition token."""
+  text = normalize(text)
+  ids, i = [], 0
+  while i < len(text):
+    run = 1
+    while i + run < len(text) and text[i + run] == text[i] and run < 1 + len(REPEATS):
+      run += 1
+    ids.append(_ID[text[i]])
+    if run > 1:
+      ids.append(_ID[REPEATS[run - 2]])
+    i += run
+  return ids
+
+
+def decode(ids: Sequence[int]) -> str:
+  """Inverse of `encode` (blanks are skipped; a repetition token with nothing before is dropped)."""
+  out: list[str] = []
+  for i in ids:
+    i = int(i)
+    if i == BLANK:
+      continue
+    token = TOKENS[i]
+    if token in REPEATS:
+      if out:
+        out.append(out[-1] * (REPEATS.index(token) + 1))
+    else:
+      out.append(token)
+  return ''.join(out)
+
+
+def ctc_collapse(best_U: np.ndarray) -> list[int]:
+  """Greedy CTC: merge repeated ids, then drop blanks."""
+  best_U = np.asarray(best_U)
+  if best_U.size == 0:
+    return []
+  keep = np.ones(best_U.shape, bool)
+  keep[1:] = best_U[1:] != best_U[:-1]
+  return [int(i) for i in best_U[keep] if i != BLANK]
+
+
+def greedy_decode(logits_UxV: np.ndarray, length: int | None = None) -> str:
+  """Transcript from the arg-max token of each output position (first `length` positions)."""
+  best = np.asarray(logits_UxV).argmax(-1)
+  if length is not None:
+    best = best[:length]
+  return decode(ctc_collapse(best))
+
+
+def is_letter(token_id: int) -> bool:
+  return LETTER_IDS[0] <= token_id <= LETTER_IDS[-1]
+
+
+def letter_of(token_id: int) -> str:
+  return TOKENS[token_id]
