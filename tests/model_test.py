@@ -1,0 +1,43 @@
+"""Model: receptive field, layer shapes, VALID window == SAME utterance logits."""
+
+import jax
+import numpy as np
+import pytest
+
+from navai_jax import model
+from navai_jax.configs import default
+
+
+@pytest.mark.parametrize('preset', default.PRESETS)
+def test_receptive_field_is_206(preset):
+  specs = model.layer_specs(default.get_config(preset).model)
+  assert model.receptive_field(specs) == model.RECEPTIVE_FIELD == 206
+  assert len(specs) == 12
+  assert [s.kernel for s in specs] == [48] + [7] * 8 + [32, 1, 1]
+
+
+def test_paper_table():
+  specs = model.layer_specs(default.get_config('paper').model)
+  assert [s.features for s in specs[:-1]] == [256] * 9 + [2048, 2048]
+  assert specs[0].stride == 2 and all(s.stride == 1 for s in specs[1:])
+  assert [s.batch_norm for s in specs] == [True] * 11 + [False]
+
+
+def test_window_shapes_and_valid_equals_same():
+  config = default.get_config('tiny')
+  variables = model.init_variables(config, jax.random.key(0))
+  # Non-trivial batch statistics, so batch norm in inference mode is exercised.
+  variables = jax.tree.map(lambda a: a, variables)
+  stats = jax.tree.map(lambda a: a + 0.3, variables['batch_stats'])
+  variables = {'params': variables['params'], 'batch_stats': stats}
+  x = jax.random.normal(jax.random.key(1), (1, 331, 128))
+  logits, _ = model.apply_inference(config, variables, x)
+  specs = model.layer_specs(config.model)
+  assert logits.shape[1] == model.output_length(specs, 331) == 166
+  for position in (51, 52, 75, 112):
+    start = model.window_start(specs, position)
+    window = x[:, start:start + 206]
+    w_logits, inter = model.apply_inference(config, variables, window, padding='VALID')
+    assert inter['layer_1']['act'].shape[1] == 80
+    assert w_logits.shape[1] == 1
+    np.testing.assert_allclose(w_logits[0, 0], logits[0, position], rtol=1e-5, atol=1e-5)
