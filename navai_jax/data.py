@@ -1,0 +1,536 @@
+"""Speech data through tensorflow-datasets, and length-bucketed batches for JAX.
+
+Sources (`config.data.source`):
+
+* ``tfds:librispeech``: the standard TFDS dataset, already prepared under
+  `config.data.tfds_data_dir` (nothing is downloaded here). Short split names map to
+  LibriSpeech's: 'train' -> 'train_clean100+train_clean360', 'dev' -> 'dev_clean',
+  'test' -> 'test_clean'; any other split string (e.g. 'train_other500', 'dev_clean[:10%]')
+  goes to TFDS unchanged.
+* ``folder:PATH``: any folder in LibriSpeech layout,
+  `PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac` plus one `SPEAKER-CHAPTER.trans.txt`
+  per chapter with lines `ID TRANSCRIPT`: our synthesized corpus (split folders `train`, `dev`,
+  `test`) or a LibriSpeech copy (point PATH at its `LibriSpeech` folder; 'train', 'dev',
+  'test' fall back to `train-clean-100`, `dev-clean`, `test-clean` when there is no folder of
+  the short name). The `LibrispeechFolder` builder turns every split folder into a TFDS split
+  with the standard dataset's features, prepared into `config.data.tfds_data_dir`, or
+  `PATH/_tfds` when that is ''. Its builder config is named by a hash of the absolute path,
+  so folders coexist in one data dir, and it is rebuilt when the folder's files (names and
+  sizes, transcript contents) change. Building is strict: a missing, unreadable or
+  non-16-kHz-mono audio file, a transcript line without audio or audio without a line, an
+  empty or unspellable transcript, or an utterance shorter than one receptive field
+  (206 feature frames, 26,752 samples) raises `DataError` naming the file.
+
+Batches. A split is loaded into memory once per process (int16, ~115 MB per hour of audio)
+and kept there; every batch is then a few numpy copies (far above the ~300 audio-seconds per
+second that training consumes). Keeping audio in memory, rather than streaming through
+tf.data, is what makes the training order a pure function of (seed, step): each epoch's list
+of batches is planned from utterance lengths alone with a numpy generator seeded by
+(seed, epoch), so a run resumed at step k sees exactly the batches of an uninterrupted run.
+For corpora much larger than memory (all 960 h of LibriSpeech is ~110 GB as int16) this
+design needs a random-access store instead; train-clean-100 (~11 GB) still fits.
+
+Utterances are grouped into `config.data.num_buckets` length buckets with equally many
+utterances each; a bucket's batches are padded to the bucket's upper length (rounded up to
+128 ms), hold about `config.data.batch_seconds` of padded audio, and have a fixed label
+width, so a jitted step compiles once per bucket.
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+import ml_collections
+import numpy as np
+import soundfile as sf
+import tensorflow_datasets as tfds
+
+from navai_jax import model
+from navai_jax import vocab
+
+SAMPLE_RATE = 16000
+# Shortest utterance the folder builder accepts: one receptive field of SPEC §1 features
+# (512-sample windows every 128 samples).
+MIN_SAMPLES = (model.RECEPTIVE_FIELD - 1) * 128 + 512
+# Bucket lengths are rounded up to a multiple of this many samples (128 ms, 16 hops).
+LENGTH_QUANTUM = 2048
+
+# Short split names of the standard TFDS LibriSpeech and of a LibriSpeech folder.
+TFDS_LIBRISPEECH_SPLITS = {'train': 'train_clean100+train_clean360', 'dev': 'dev_clean',
+                           'test': 'test_clean'}
+FOLDER_LIBRISPEECH_SPLITS = {'train': 'train-clean-100', 'dev': 'dev-clean', 'test': 'test-clean'}
+
+
+class DataError(ValueError):
+  """A corpus that does not hold what the pipeline needs; the message names the file."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder builder.
+
+
+@dataclasses.dataclass(eq=False)
+class FolderConfig(tfds.core.BuilderConfig):
+  """Builder config of one folder; `name` is derived from the folder's absolute path."""
+  folder: str = ''
+
+
+def folder_config(folder: str | os.PathLike) -> FolderConfig:
+  """The builder config of `folder`, named `<basename>_<hash of the absolute path>`."""
+  path = Path(folder).expanduser().resolve()
+  digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+  slug = re.sub(r'\W+', '_', path.name.lower()).strip('_') or 'root'
+  return FolderConfig(name=f'{slug}_{digest}', description=f'LibriSpeech-layout folder {path}',
+                      folder=str(path))
+
+
+def _split_folders(root: Path) -> list[Path]:
+  """Subfolders of `root` holding audio or transcripts (not `_tfds` or hidden ones)."""
+  if not root.is_dir():
+    raise DataError(f'Corpus folder {root} does not exist.')
+  found = []
+  for sub in sorted(root.iterdir()):
+    if sub.is_dir() and not sub.name.startswith(('_', '.')):
+      if next(sub.rglob('*.flac'), None) or next(sub.rglob('*.trans.txt'), None):
+        found.append(sub)
+  if not found:
+    raise DataError(f'No split folders with .flac and .trans.txt files in {root} '
+                    '(expected PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac).')
+  return found
+
+
+def tfds_split_name(folder_name: str) -> str:
+  """TFDS split name of a split folder ('dev-clean' -> 'dev_clean')."""
+  return re.sub(r'\W', '_', folder_name)
+
+
+def folder_fingerprint(root: str | os.PathLike) -> str:
+  """Hash of the names and sizes of all .flac files and of the transcripts' contents.
+
+  Other files (e.g. the synthesized corpus's timing files) do not trigger a rebuild.
+  """
+  h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
+  root = Path(root).expanduser().resolve()
+  for split_dir in _split_folders(root):
+    for dirpath, dirnames, filenames in os.walk(split_dir):
+      dirnames.sort()
+      for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
+        path = Path(dirpath, name)
+        h.update(f'{path.relative_to(root)}\0{path.stat().st_size}\n'.encode())
+        if name.endswith('.trans.txt'):
+          h.update(path.read_bytes())
+  return h.hexdigest()
+
+
+def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
+  """Maps each expected .flac path to (id, transcript, transcript file)."""
+  expected = {}
+  for trans in sorted(split_dir.rglob('*.trans.txt')):
+    for line_no, line in enumerate(trans.read_text(encoding='utf-8').splitlines(), 1):
+      if not line.strip():
+        continue
+      utt_id, _, text = line.strip().partition(' ')
+      where = f'{trans}, line {line_no} ({utt_id})'
+      if not re.fullmatch(r'\d+-\d+-\d+', utt_id):
+        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits.')
+      try:
+        vocab.encode(text)
+      except vocab.UnspellableError as e:
+        raise DataError(f'{where}: {e}.') from None
+      audio = trans.parent / f'{utt_id}.flac'
+      if audio in expected:
+        raise DataError(f'{where}: utterance {utt_id} is listed twice.')
+      if not audio.is_file():
+        raise DataError(f'{where}: transcript line without audio; {audio} is missing.')
+      expected[audio] = (utt_id, text.strip(), trans)
+  for audio in sorted(split_dir.rglob('*.flac')):
+    if audio not in expected:
+      raise DataError(f'{audio}: audio without a transcript line (expected a line '
+                      f'"{audio.stem} ..." in a .trans.txt file next to it).')
+  return expected
+
+
+def read_flac(path: Path) -> np.ndarray:
+  """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
+  try:
+    samples, rate = sf.read(path, dtype='int16')
+  except Exception as e:  # soundfile raises several types for unreadable files.
+    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
+  if rate != SAMPLE_RATE:
+    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
+  if samples.ndim != 1:
+    raise DataError(f'{path}: {samples.shape[1]} channels; the pipeline needs mono audio.')
+  if len(samples) < MIN_SAMPLES:
+    raise DataError(
+        f'{path}: {len(samples) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
+        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
+        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
+  return samples
+
+
+class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
+  """A folder in LibriSpeech layout as a TFDS dataset with the standard LibriSpeech features.
+
+  Construct with `config=folder_config(path)`; `prepared_folder_builder` does that and
+  rebuilds when the folder changed.
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'speech': tfds.features.Audio(dtype=np.int16, sample_rate=SAMPLE_RATE),
+            'text': tfds.features.Text(),
+            'speaker_id': np.int64,
+            'chapter_id': np.int64,
+            'id': np.str_,
+        }),
+        supervised_keys=('speech', 'text'))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    if not isinstance(self.builder_config, FolderConfig) or not self.builder_config.folder:
+      raise ValueError('LibrispeechFolder needs config=folder_config(path).')
+    return {tfds_split_name(d.name): self._generate_examples(d)
+            for d in _split_folders(Path(self.builder_config.folder))}
+
+  def _generate_examples(self, split_dir: Path):
+    for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
+      speaker, chapter, _ = utt_id.split('-')
+      yield utt_id, {'speech': read_flac(audio), 'text': text, 'speaker_id': int(speaker),
+                     'chapter_id': int(chapter), 'id': utt_id}
+
+
+def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> LibrispeechFolder:
+  """The builder of `folder`, prepared (again, if its files changed since the last build).
+
+  Args:
+    folder: root of the LibriSpeech-layout corpus.
+    data_dir: where TFDS keeps the prepared data; '' means `folder/_tfds`.
+  """
+  root = Path(folder).expanduser().resolve()
+  data_dir = data_dir or str(root / '_tfds')
+  fingerprint = folder_fingerprint(root)
+  builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
+  stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
+  if stamp.is_file() and stamp.read_text() == fingerprint:
+    return builder
+  if Path(builder.data_dir).exists():
+    logging.info('Corpus %s changed since it was prepared; rebuilding.', root)
+    shutil.rmtree(builder.data_dir)
+    builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
+  logging.info('Preparing %s into %s.', root, builder.data_dir)
+  builder.download_and_prepare()
+  stamp.write_text(fingerprint)
+  return builder
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits in memory.
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+  id: str
+  text: str  # Normalized by `vocab.normalize` (lower case, single spaces).
+  speaker_id: int
+  chapter_id: int
+  audio: np.ndarray  # float32 [N] in [-1, 1].
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+  """All utterances of a split, sorted by id; audio concatenated into one int16 array.
+
+  Utterance u has samples `samples[offsets[u]:offsets[u + 1]]` and labels
+  `labels[label_offsets[u]:label_offsets[u + 1]]` (`vocab.encode` of its text).
+  """
+  ids: np.ndarray  # str [U]
+  texts: np.ndarray  # str [U]
+  speaker_ids: np.ndarray  # int64 [U]
+  chapter_ids: np.ndarray  # int64 [U]
+  offsets: np.ndarray  # int64 [U + 1]
+  samples: np.ndarray  # int16 [sum of lengths]
+  label_offsets: np.ndarray  # int64 [U + 1]
+  labels: np.ndarray  # int32 [sum of label lengths]
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    """Samples per utterance, int64 [U]."""
+    return np.diff(self.offsets)
+
+  @property
+  def label_lengths(self) -> np.ndarray:
+    return np.diff(self.label_offsets)
+
+  def audio(self, u: int) -> np.ndarray:
+    """Float32 audio in [-1, 1] of utterance number `u`."""
+    return self.samples[self.offsets[u]:self.offsets[u + 1]].astype(np.float32) / 32768.0
+
+  def utterance(self, u: int) -> Utterance:
+    return Utterance(str(self.ids[u]), str(self.texts[u]), int(self.speaker_ids[u]),
+                     int(self.chapter_ids[u]), self.audio(u))
+
+  def index(self, utt_id: str) -> int:
+    """Position of utterance `utt_id`; ValueError if the split has none."""
+    u = int(np.searchsorted(self.ids, utt_id))
+    if u == len(self.ids) or self.ids[u] != utt_id:
+      raise ValueError(f'No utterance {utt_id!r} in this split ({len(self)} utterances).')
+    return u
+
+
+_SPLITS: dict[tuple[str, ...], Split] = {}
+
+
+def _resolve_folder_split(root: Path, split: str) -> str:
+  """TFDS split string of a folder split string ('dev' -> 'dev' or 'dev_clean'; '+' joins)."""
+  parts = []
+  for part in split.split('+'):
+    match = re.fullmatch(r'\s*([\w-]+)\s*(\[[^\]]*\])?\s*', part)
+    if not match:
+      raise ValueError(f'Cannot read split {split!r}: write NAME, NAME[SLICE] or NAME+NAME.')
+    name, slice_ = match.group(1), match.group(2) or ''
+    if not (root / name).is_dir() and (root / FOLDER_LIBRISPEECH_SPLITS.get(name, name)).is_dir():
+      name = FOLDER_LIBRISPEECH_SPLITS[name]
+    if not (root / name).is_dir():
+      have = ', '.join(d.name for d in _split_folders(root))
+      raise DataError(f'No split folder {name!r} in {root}; split folders there: {have}.')
+    parts.append(tfds_split_name(name) + slice_)
+  return '+'.join(parts)
+
+
+def _locate(config: ml_collections.ConfigDict, split: str
+            ) -> tuple[tuple[str, ...], Callable[[], Any]]:
+  """A key naming a split's content, and a function returning its unbatched tf.data.Dataset."""
+  source = config.data.source
+  kind, _, arg = source.partition(':')
+  if kind == 'folder' and arg:
+    builder = prepared_folder_builder(arg, config.data.tfds_data_dir)
+    tfds_split = _resolve_folder_split(Path(builder.builder_config.folder), split)
+    fingerprint = (Path(builder.data_dir) / 'folder_fingerprint.txt').read_text()
+    return ((builder.data_dir, fingerprint, tfds_split),
+            lambda: builder.as_dataset(split=tfds_split, shuffle_files=False))
+  if kind == 'tfds' and arg:
+    if arg.split('/')[0] == 'librispeech':
+      split = TFDS_LIBRISPEECH_SPLITS.get(split, split)
+    data_dir = config.data.tfds_data_dir or None
+
+    def load():
+      try:
+        return tfds.load(arg, split=split, data_dir=data_dir, download=False,
+                         shuffle_files=False)
+      except AssertionError as e:  # TFDS's way of saying "not prepared".
+        raise DataError(f'TFDS dataset {arg!r} is not prepared in '
+                        f'{data_dir or "the default TFDS dir"} (run `tfds build {arg}` '
+                        f'there first): {e}') from None
+    return (source, str(data_dir), split), load
+  raise ValueError(f"Unknown data source {source!r}; use 'folder:PATH' or 'tfds:NAME'.")
+
+
+def load_split(config: ml_collections.ConfigDict, split: str) -> Split:
+  """All utterances of `split` in memory, sorted by id (loaded once per process).
+
+  Raises:
+    DataError: an utterance whose transcript is empty or outside the vocabulary, or a source
+      that is not there.
+  """
+  key, load = _locate(config, split)
+  if key in _SPLITS:
+    return _SPLITS[key]
+  rows = []
+  for ex in tfds.as_numpy(load()):
+    utt_id = ex['id'].decode()
+    text = ex['text'].decode()
+    try:
+      text = vocab.normalize(text)
+    except vocab.UnspellableError as e:
+      raise DataError(f'Utterance {utt_id} of {config.data.source} split {split!r}: {e}.') from None
+    speech = ex['speech']
+    if speech.dtype != np.int16:
+      if speech.size and (speech.min() < -32768 or speech.max() > 32767):
+        raise DataError(f'Utterance {utt_id}: samples outside the 16-bit range.')
+      speech = speech.astype(np.int16)
+    rows.append((utt_id, text, int(ex['speaker_id']), int(ex['chapter_id']), speech))
+  if not rows:
+    raise DataError(f'Split {split!r} of {config.data.source} holds no utterances.')
+  rows.sort(key=lambda r: r[0])
+  encoded = [np.asarray(vocab.encode(r[1]), np.int32) for r in rows]
+  data = Split(
+      ids=np.array([r[0] for r in rows]), texts=np.array([r[1] for r in rows]),
+      speaker_ids=np.array([r[2] for r in rows], np.int64),
+      chapter_ids=np.array([r[3] for r in rows], np.int64),
+      offsets=np.cumsum([0] + [len(r[4]) for r in rows]).astype(np.int64),
+      samples=np.concatenate([r[4] for r in rows]),
+      label_offsets=np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64),
+      labels=np.concatenate(encoded))
+  logging.info('Loaded %d utterances (%.2f h) of %s split %r.', len(data),
+               len(data.samples) / SAMPLE_RATE / 3600, config.data.source, split)
+  _SPLITS[key] = data
+  return data
+
+
+def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
+  """Number of utterances in `split`."""
+  return len(load_split(config, split))
+
+
+def utterance_by_id(config: ml_collections.ConfigDict, split: str, utt_id: str) -> Utterance:
+  """One utterance (id, normalized text, float audio) of `split`."""
+  data = load_split(config, split)
+  return data.utterance(data.index(utt_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches.
+
+
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+  """Length buckets of a list of utterances.
+
+  Bucket k holds utterances with bounds[k - 1] < length <= bounds[k] samples; its batches
+  have shape [batch_sizes[k], bounds[k]] for audio and [batch_sizes[k], label_widths[k]]
+  for labels.
+  """
+  bounds: np.ndarray  # int64 [K]
+  batch_sizes: np.ndarray  # int64 [K]
+  label_widths: np.ndarray  # int64 [K]
+  bucket_of: np.ndarray  # int64 [U]
+
+
+def make_buckets(lengths_U: np.ndarray, label_lengths_U: np.ndarray, *, num_buckets: int,
+                 batch_seconds: float, batch_multiple: int) -> Buckets:
+  """Buckets with about equally many utterances, batches of ~`batch_seconds` padded audio.
+
+  A bucket's batch size is a multiple of `batch_multiple`, at least `batch_multiple`, and no
+  larger than needed for the bucket's utterances.
+  """
+  quantiles = np.quantile(lengths_U, np.arange(1, num_buckets + 1) / num_buckets,
+                          method='higher')
+  bounds = np.unique(-(-quantiles // LENGTH_QUANTUM) * LENGTH_QUANTUM).astype(np.int64)
+  bucket_of = np.searchsorted(bounds, lengths_U, side='left')
+  counts = np.bincount(bucket_of, minlength=len(bounds))
+  m = batch_multiple
+  sizes = np.maximum(m, (batch_seconds * SAMPLE_RATE // bounds).astype(np.int64) // m * m)
+  sizes = np.minimum(sizes, -(-counts // m) * m)
+  widths = np.ones(len(bounds), np.int64)
+  np.maximum.at(widths, bucket_of, label_lengths_U)
+  keep = counts > 0
+  remap = np.cumsum(keep) - 1
+  return Buckets(bounds[keep], sizes[keep], widths[keep], remap[bucket_of])
+
+
+def _assemble(data: Split, rows: np.ndarray, size: int, num_samples: int,
+              label_width: int) -> dict[str, np.ndarray]:
+  """One padded batch of utterances `rows`; filler rows repeat rows[0] with weight 0."""
+  filled = np.concatenate([rows, np.full(size - len(rows), rows[0])])
+  audio = np.zeros((size, num_samples), np.float32)
+  labels = np.zeros((size, label_width), np.int32)
+  paddings = np.ones((size, label_width), np.float32)
+  for r, u in enumerate(filled):
+    a, b = data.offsets[u], data.offsets[u + 1]
+    audio[r, :b - a] = data.samples[a:b]
+    la, lb = data.label_offsets[u], data.label_offsets[u + 1]
+    labels[r, :lb - la] = data.labels[la:lb]
+    paddings[r, :lb - la] = 0.0
+  audio *= 1.0 / 32768.0
+  real = np.arange(size) < len(rows)
+  return {
+      'audio': audio,
+      'audio_lengths': data.lengths[filled].astype(np.int32),
+      'labels': labels,
+      'label_paddings': paddings,
+      'id': np.where(real, data.ids[filled], ''),
+      'text': np.where(real, data.texts[filled], ''),
+      'weights': real.astype(np.float32),
+  }
+
+
+def epoch_plan(buckets: Buckets, seed: int, epoch: int) -> list[np.ndarray]:
+  """Batches (positions into the bucketed utterances) of one training epoch, in order.
+
+  A pure function of (seed, epoch): a numpy generator seeded by both shuffles the
+  utterances, cuts each bucket into batches and shuffles the batches.
+  """
+  rng = np.random.default_rng([seed, epoch])
+  order = rng.permutation(len(buckets.bucket_of))
+  plan = []
+  for k, size in enumerate(buckets.batch_sizes):
+    members = order[buckets.bucket_of[order] == k]
+    plan += [members[i:i + size] for i in range(0, len(members), size)]
+  return [plan[j] for j in rng.permutation(len(plan))]
+
+
+def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed: int = 0,
+            start_step: int = 0, batch_multiple: int = 1,
+            max_utterances: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Padded, length-bucketed numpy batches of a split.
+
+  Args:
+    config: the experiment config (uses `config.data`).
+    split: split name, e.g. 'train', 'dev' (see the module docstring).
+    train: True: endless, reshuffled every epoch, utterances longer than
+      `config.data.max_seconds` dropped, batch i a pure function of (seed, i). False: one pass
+      over every utterance exactly once, bucket by bucket, id order inside a bucket.
+    seed: non-negative seed of the training order.
+    start_step: training only; the first batch is the one a run from step 0 gets at this step.
+    batch_multiple: every batch size is a multiple of this (the number of data-parallel devices).
+    max_utterances: > 0: use only this many utterances, evenly spaced over the id-sorted split
+      (so every speaker is represented).
+  Yields:
+    dicts with 'audio' float32 [B, N] in [-1, 1] zero-padded, 'audio_lengths' int32 [B],
+    'labels' int32 [B, L] padded with 0, 'label_paddings' float32 [B, L] (1.0 where padded),
+    'id' and 'text' str [B], 'weights' float32 [B]. Filler rows (weight 0, id and text '')
+    repeat the batch's first utterance, so every row gives finite features and losses.
+  """
+  if batch_multiple < 1:
+    raise ValueError(f'batch_multiple must be >= 1, got {batch_multiple}.')
+  if seed < 0:
+    raise ValueError(f'seed must be >= 0, got {seed}.')
+  if start_step < 0 or (start_step and not train):
+    raise ValueError(f'start_step must be >= 0 and is for training only, got {start_step}.')
+  data = load_split(config, split)
+  use = np.arange(len(data))
+  if 0 < max_utterances < len(data):
+    use = np.unique(np.linspace(0, len(data) - 1, max_utterances).round().astype(np.int64))
+  if train:
+    limit = config.data.max_seconds * SAMPLE_RATE
+    too_long = data.lengths[use] > limit
+    if too_long.any():
+      logging.warning('Training on %s: dropped %d of %d utterances longer than %.1f s.', split,
+                      too_long.sum(), len(use), config.data.max_seconds)
+      use = use[~too_long]
+    if not len(use):
+      raise DataError(f'No utterance of split {split!r} is at most '
+                      f'{config.data.max_seconds} s long (config.data.max_seconds).')
+  buckets = make_buckets(data.lengths[use], data.label_lengths[use],
+                         num_buckets=config.data.num_buckets,
+                         batch_seconds=config.data.batch_seconds, batch_multiple=batch_multiple)
+
+  def batch(positions: np.ndarray) -> dict[str, np.ndarray]:
+    k = buckets.bucket_of[positions[0]]
+    return _assemble(data, use[positions], int(buckets.batch_sizes[k]), int(buckets.bounds[k]),
+                     int(buckets.label_widths[k]))
+
+  if not train:
+    for k, size in enumerate(buckets.batch_sizes):
+      members = np.flatnonzero(buckets.bucket_of == k)
+      for i in range(0, len(members), size):
+        yield batch(members[i:i + size])
+    return
+  steps_per_epoch = len(epoch_plan(buckets, seed, 0))
+  epoch, skip = divmod(start_step, steps_per_epoch)
+  while True:
+    for positions in epoch_plan(buckets, seed, epoch)[skip:]:
+      yield batch(positions)
+    epoch, skip = epoch + 1, 0
