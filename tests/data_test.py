@@ -1,0 +1,304 @@
+"""Tests of the folder builder, its validation, the TFDS LibriSpeech path and the batches."""
+
+import collections
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from navai_jax import data
+from navai_jax import vocab
+from navai_jax.configs import default
+
+WORDS = ('HELLO', 'WORLD', 'SPEECH', "DON'T", 'LETTER', 'BOOKKEEPER', 'A', 'FORMANT')
+
+
+def write_chapter(split_dir: Path, speaker: int, chapter: int,
+                  utterances: dict[str, np.ndarray], rate: int = 16000) -> dict[str, str]:
+  """Writes FLAC files and the chapter's transcript; returns id -> transcript."""
+  folder = split_dir / str(speaker) / str(chapter)
+  folder.mkdir(parents=True, exist_ok=True)
+  texts = {}
+  for i, (utt, samples) in enumerate(sorted(utterances.items())):
+    utt_id = f'{speaker}-{chapter}-{utt}'
+    sf.write(folder / f'{utt_id}.flac', samples, rate, subtype='PCM_16')
+    texts[utt_id] = ' '.join(WORDS[(speaker + i + j) % len(WORDS)] for j in range(1 + i % 3))
+  (folder / f'{speaker}-{chapter}.trans.txt').write_text(
+      ''.join(f'{k} {v}\n' for k, v in texts.items()))
+  return texts
+
+
+def noise(rng: np.random.Generator, seconds: float) -> np.ndarray:
+  n = int(seconds * 16000)
+  tone = np.sin(2 * np.pi * rng.uniform(100, 3000) * np.arange(n) / 16000)
+  return (8000 * tone + rng.normal(0, 2000, n)).clip(-32768, 32767).astype(np.int16)
+
+
+def folder_config(root: Path, **data_fields) -> default.ml_collections.ConfigDict:
+  config = default.get_config('tiny')
+  config.data.source = f'folder:{root}'
+  config.data.num_buckets = 3
+  config.data.update(data_fields)
+  return config
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  """3 speakers, 12 training and 3 dev utterances of 1.7-3.4 s.
+
+  Returns the folder and, per utterance id, (split, transcript, int16 samples).
+  """
+  root = tmp_path_factory.mktemp('corpus')
+  rng = np.random.default_rng(0)
+  expected = {}
+  for split, per_speaker, chapter in (('train', 4, 198), ('dev', 1, 500)):
+    for speaker in (19, 26, 103):
+      utts = {f'{u:04d}': noise(rng, rng.uniform(1.7, 3.4)) for u in range(per_speaker)}
+      texts = write_chapter(root / split, speaker, chapter + speaker % 2, utts)
+      for (utt_id, text), samples in zip(texts.items(), (utts[k] for k in sorted(utts))):
+        expected[utt_id] = (split, text, samples)
+  return root, expected
+
+
+def test_folder_round_trip(corpus):
+  root, expected = corpus
+  config = folder_config(root)
+  for split in ('train', 'dev'):
+    want = {k: v for k, v in expected.items() if v[0] == split}
+    got = data.load_split(config, split)
+    assert list(got.ids) == sorted(want)
+    assert data.num_examples(config, split) == len(want)
+    for u, utt_id in enumerate(got.ids):
+      _, text, samples = want[utt_id]
+      utt = got.utterance(u)
+      assert utt.text == vocab.normalize(text)
+      assert utt.speaker_id == int(utt_id.split('-')[0])
+      assert utt.chapter_id == int(utt_id.split('-')[1])
+      np.testing.assert_array_equal(utt.audio, samples.astype(np.float32) / 32768)
+      assert list(got.labels[got.label_offsets[u]:got.label_offsets[u + 1]]) == vocab.encode(text)
+  one = data.utterance_by_id(config, 'dev', '26-500-0000')
+  np.testing.assert_array_equal(one.audio, expected['26-500-0000'][2] / 32768)
+  with pytest.raises(ValueError, match='No utterance'):
+    data.utterance_by_id(config, 'dev', '26-500-0099')
+  with pytest.raises(data.DataError, match="No split folder 'nope'.*dev, train"):
+    data.load_split(config, 'nope')
+  assert (root / '_tfds').is_dir()  # The documented default place of the prepared data.
+
+
+def test_librispeech_names_separate_folders_and_rebuild(tmp_path):
+  rng = np.random.default_rng(1)
+  a, b = tmp_path / 'a' / 'LibriSpeech', tmp_path / 'b'
+  write_chapter(a / 'dev-clean', 84, 121123, {'0000': noise(rng, 1.8)})
+  write_chapter(a / 'train-clean-100', 84, 121124, {'0000': noise(rng, 1.8)})
+  write_chapter(b / 'dev', 84, 121123, {'0000': noise(rng, 1.8), '0001': noise(rng, 1.9)})
+  shared = str(tmp_path / 'tfds')
+  config_a = folder_config(a, tfds_data_dir=shared)
+  config_b = folder_config(b, tfds_data_dir=shared)
+  assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000']
+  assert list(data.load_split(config_a, 'train').ids) == ['84-121124-0000']
+  assert len(data.load_split(config_a, 'dev-clean+train-clean-100')) == 2
+  assert len(data.load_split(config_b, 'dev')) == 2
+  assert len(list(Path(shared, 'librispeech_folder').iterdir())) == 2
+
+  write_chapter(a / 'dev-clean', 84, 121123, {'0000': noise(rng, 1.8), '0007': noise(rng, 2.0)})
+  assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000', '84-121123-0007']
+
+
+def _bad_corpus(root: Path, defect: str) -> str:
+  """A one-chapter corpus with one defect; returns the file the error must name."""
+  rng = np.random.default_rng(2)
+  texts = write_chapter(root / 'train', 7, 1, {'0000': noise(rng, 1.8), '0001': noise(rng, 1.8)})
+  chapter = root / 'train' / '7' / '1'
+  trans = chapter / '7-1.trans.txt'
+  lines = [f'{k} {v}' for k, v in texts.items()]
+  if defect == 'corrupt':
+    (chapter / '7-1-0001.flac').write_bytes(b'fLaC but not really' * 50)
+    return str(chapter / '7-1-0001.flac')
+  if defect == 'missing_audio':
+    (chapter / '7-1-0001.flac').unlink()
+    return str(chapter / '7-1-0001.flac')
+  if defect == 'no_transcript_line':
+    trans.write_text(lines[0] + '\n')
+    return str(chapter / '7-1-0001.flac')
+  if defect in ('empty_transcript', 'digits'):
+    lines[1] = '7-1-0001 ' + ('' if defect == 'empty_transcript' else 'ROOM 101')
+    trans.write_text('\n'.join(lines) + '\n')
+    return str(trans)
+  if defect == 'too_short':
+    sf.write(chapter / '7-1-0001.flac', noise(rng, 1.6), 16000)
+    return str(chapter / '7-1-0001.flac')
+  if defect == 'sample_rate':
+    sf.write(chapter / '7-1-0001.flac', noise(rng, 1.8), 22050)
+    return str(chapter / '7-1-0001.flac')
+  raise AssertionError(defect)
+
+
+@pytest.mark.parametrize('defect, message', [
+    ('corrupt', 'cannot read audio'),
+    ('missing_audio', 'without audio'),
+    ('no_transcript_line', 'without a transcript line'),
+    ('empty_transcript', 'empty transcript'),
+    ('digits', "outside the vocabulary.*'0', '1'"),
+    ('too_short', 'shorter than one receptive field'),
+    ('sample_rate', '22050 Hz'),
+])
+def test_bad_folder_raises_naming_the_file(tmp_path, defect, message):
+  culprit = _bad_corpus(tmp_path, defect)
+  with pytest.raises(data.DataError) as error:
+    data.load_split(folder_config(tmp_path), 'train')
+  assert culprit in str(error.value)
+  assert re.search(message, str(error.value))
+
+
+def test_fixed_folder_builds_after_an_error(tmp_path):
+  culprit = _bad_corpus(tmp_path, 'corrupt')
+  with pytest.raises(data.DataError):
+    data.load_split(folder_config(tmp_path), 'train')
+  sf.write(culprit, noise(np.random.default_rng(4), 1.8), 16000)
+  assert len(data.load_split(folder_config(tmp_path), 'train')) == 2
+
+
+def _check_batch(batch, split, multiple):
+  size, num_samples = batch['audio'].shape
+  assert size % multiple == 0
+  assert batch['labels'].shape == batch['label_paddings'].shape
+  assert all(batch[k].shape == (size,) for k in ('audio_lengths', 'id', 'text', 'weights'))
+  assert batch['audio'].dtype == np.float32 and batch['labels'].dtype == np.int32
+  assert np.abs(batch['audio']).max() <= 1.0
+  for row in range(size):
+    real = batch['weights'][row] == 1.0
+    assert real == (batch['id'][row] != '')
+    n = batch['audio_lengths'][row]
+    assert (batch['audio'][row, n:] == 0).all()
+    pad = batch['label_paddings'][row]
+    width = int((pad == 0).sum())
+    assert (pad[:width] == 0).all() and (batch['labels'][row, width:] == 0).all()
+    if real:
+      u = split.index(batch['id'][row])
+      np.testing.assert_array_equal(batch['audio'][row, :n], split.audio(u))
+      assert n == split.lengths[u]
+      assert vocab.decode(batch['labels'][row, :width]) == batch['text'][row] == split.texts[u]
+  # Filler rows repeat the batch's first utterance, so they give finite losses.
+  np.testing.assert_array_equal(batch['audio'][batch['weights'] == 0],
+                                np.broadcast_to(batch['audio'][0],
+                                                ((batch['weights'] == 0).sum(), num_samples)))
+
+
+@pytest.mark.parametrize('multiple', [1, 4])
+def test_eval_batches_hold_every_utterance_once(corpus, multiple):
+  config = folder_config(corpus[0])
+  split = data.load_split(config, 'train')
+  seen, shapes = collections.Counter(), set()
+  for batch in data.batches(config, 'train', train=False, batch_multiple=multiple):
+    _check_batch(batch, split, multiple)
+    seen.update(batch['id'][batch['weights'] == 1])
+    shapes.add(batch['audio'].shape)
+    size, num_samples = batch['audio'].shape
+    assert size == multiple or size * num_samples <= config.data.batch_seconds * 16000
+  assert seen == collections.Counter(split.ids)
+  assert len({n for _, n in shapes}) <= config.data.num_buckets
+  subset = [i for b in data.batches(config, 'train', train=False, max_utterances=4)
+            for i in b['id'][b['weights'] == 1]]
+  assert sorted(subset) == list(split.ids[[0, 4, 7, 11]])
+
+
+def test_train_batches_resume_exactly(corpus):
+  config = folder_config(corpus[0])
+  split = data.load_split(config, 'train')
+  run = list(itertools.islice(data.batches(config, 'train', train=True, seed=3), 40))
+  for batch in run:
+    _check_batch(batch, split, 1)
+  # The epochs: every utterance exactly once each, in a new order.
+  ids = [list(b['id'][b['weights'] == 1]) for b in run]
+  flat = sum(ids, [])
+  assert sorted(flat[:len(split)]) == sorted(flat[len(split):2 * len(split)]) == list(split.ids)
+  assert flat[:len(split)] != flat[len(split):2 * len(split)]
+  for k in (1, 7, 19):
+    resumed = list(itertools.islice(
+        data.batches(config, 'train', train=True, seed=3, start_step=k), 40 - k))
+    for got, want in zip(resumed, run[k:], strict=True):
+      assert got.keys() == want.keys()
+      for key in got:
+        np.testing.assert_array_equal(got[key], want[key])
+  other = itertools.islice(data.batches(config, 'train', train=True, seed=4), 40)
+  assert [list(b['id']) for b in other] != [list(b['id']) for b in run]
+
+
+def test_train_drops_long_utterances(corpus):
+  config = folder_config(corpus[0], max_seconds=2.5)
+  split = data.load_split(config, 'train')
+  short = sorted(split.ids[split.lengths <= 2.5 * 16000])
+  assert 0 < len(short) < len(split)
+  epoch = itertools.islice(data.batches(config, 'train', train=True), 30)
+  seen = {i for b in epoch for i in b['id'][b['weights'] == 1]}
+  assert sorted(seen) == short
+
+
+def test_batches_reject_bad_arguments(corpus):
+  config = folder_config(corpus[0])
+  with pytest.raises(ValueError, match='batch_multiple'):
+    next(data.batches(config, 'dev', train=False, batch_multiple=0))
+  with pytest.raises(ValueError, match='start_step'):
+    next(data.batches(config, 'dev', train=False, start_step=3))
+  config.data.source = 'hf:librispeech'
+  with pytest.raises(ValueError, match="Unknown data source 'hf:librispeech'"):
+    data.load_split(config, 'dev')
+
+
+def test_tfds_librispeech_maps_split_names(tmp_path):
+  requested = []
+  rng = np.random.default_rng(3)
+  speech = [noise(rng, 0.5), noise(rng, 0.7)]
+
+  def as_dataset(self, split, **kwargs):
+    del kwargs
+    requested.append(split)
+    examples = [
+        {'speech': speech[0], 'text': "IT'S A TEST", 'speaker_id': 2, 'chapter_id': 4,
+         'id': '2-4-0001'},
+        {'speech': speech[1], 'text': 'BOOKKEEPER', 'speaker_id': 1, 'chapter_id': 3,
+         'id': '1-3-0000'}]
+    assert set(examples[0]) == set(self.info.features)
+    return tf.data.Dataset.from_generator(
+        lambda: iter(examples), output_signature=self.info.features.get_tensor_spec())
+
+  config = default.get_config('tiny')
+  config.data.source = 'tfds:librispeech'
+  config.data.tfds_data_dir = str(tmp_path)
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    dev = data.load_split(config, 'dev')
+    data.load_split(config, 'train')
+    data.load_split(config, 'train_other500')
+    batch = next(data.batches(config, 'test', train=False))
+  assert requested == ['dev_clean', 'train_clean100+train_clean360', 'train_other500',
+                       'test_clean']
+  assert list(dev.ids) == ['1-3-0000', '2-4-0001']
+  assert list(dev.texts) == ['bookkeeper', "it's a test"]
+  np.testing.assert_array_equal(dev.audio(0), speech[1] / 32768)
+  _check_batch(batch, dev, 1)
+
+
+def test_tfds_librispeech_random_mock(tmp_path):
+  config = default.get_config('tiny')
+  config.data.source = 'tfds:librispeech'
+  config.data.tfds_data_dir = str(tmp_path)
+  with tfds.testing.mock_data(num_examples=5):
+    split = data.load_split(config, 'test')
+    batches = list(data.batches(config, 'test', train=False, batch_multiple=2))
+  assert len(split) == 5
+  assert sum(b['weights'].sum() for b in batches) == 5
+  for batch in batches:
+    _check_batch(batch, split, 2)
+
+
+def test_tfds_source_not_prepared(tmp_path):
+  config = default.get_config('tiny')
+  config.data.source = 'tfds:librispeech'
+  config.data.tfds_data_dir = str(tmp_path)
+  with pytest.raises(data.DataError, match='not prepared'):
+    data.load_split(config, 'dev')
