@@ -1,0 +1,49 @@
+"""Synthesizes the offline English speech corpus with eSpeak NG, in LibriSpeech's layout.
+
+  python experiments/make_corpus.py --out_dir=data/espeak_corpus --hours=3
+
+Takes about 1.5 minutes per hour of audio on two cores. Interrupt it at any time: run it again
+with the same flags and it finishes the same corpus.
+"""
+
+from absl import app
+from absl import flags
+
+from navai_jax import corpus
+
+_OUT_DIR = flags.DEFINE_string('out_dir', 'data/espeak_corpus', 'Output folder.')
+_HOURS = flags.DEFINE_float('hours', 3.0, 'Training audio, in hours.')
+_DEV_HOURS = flags.DEFINE_float('dev_hours', 0.1, 'Dev audio, in hours.')
+_TEST_HOURS = flags.DEFINE_float('test_hours', 0.1, 'Test audio, in hours.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of sentence split, speakers, rate and pitch.')
+_TRAIN_SPEAKERS = flags.DEFINE_integer('train_speakers', 32, 'Training (voice, variant) pairs.')
+_DEV_SPEAKERS = flags.DEFINE_integer('dev_speakers', 4, 'Held-out dev speakers.')
+_TEST_SPEAKERS = flags.DEFINE_integer('test_speakers', 4, 'Held-out test speakers.')
+_WORKERS = flags.DEFINE_integer('workers', 2, 'Synthesis processes.')
+
+flags.register_validator('hours', lambda h: h > 0, '--hours must be > 0.')
+flags.register_validator('dev_hours', lambda h: h >= 0, '--dev_hours must be >= 0.')
+flags.register_validator('test_hours', lambda h: h >= 0, '--test_hours must be >= 0.')
+for _name in ('train_speakers', 'dev_speakers', 'test_speakers', 'workers'):
+  flags.register_validator(_name, lambda n: n >= 1, f'--{_name} must be >= 1.')
+
+
+def main(argv):
+  del argv
+  stats = corpus.make_corpus(
+      _OUT_DIR.value, hours=_HOURS.value, seed=_SEED.value, dev_hours=_DEV_HOURS.value,
+      test_hours=_TEST_HOURS.value, num_train_speakers=_TRAIN_SPEAKERS.value,
+      num_dev_speakers=_DEV_SPEAKERS.value, num_test_speakers=_TEST_SPEAKERS.value,
+      num_workers=_WORKERS.value, progress=True)
+  for split, summary in stats['splits'].items():
+    print(f"{split}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
+          f"{len(summary['speakers'])} speakers, {summary['sentences_available']} sentences")
+  speed = stats['synthesized_seconds'] / stats['wall_seconds']
+  print(f"Synthesized {stats['synthesized_seconds']:.0f} s of audio in "
+        f"{stats['wall_seconds']:.0f} s: {speed:.0f} audio-seconds per second "
+        f"({stats['new_utterances']} new utterances, {stats['dropped']} dropped).")
+  print(f'Corpus in {_OUT_DIR.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
