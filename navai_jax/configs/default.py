@@ -52,11 +52,11 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data.source = 'folder:data/espeak_corpus'
   c.data.train_split = 'train'
   c.data.eval_split = 'dev'
-  c.data.tfds_data_dir = ''  # '' = TFDS default (~/tensorflow_datasets).
+  # '' = PATH/_tfds for 'folder:' sources, the TFDS default (~/tensorflow_datasets) for 'tfds:'.
+  c.data.tfds_data_dir = ''
   c.data.batch_seconds = {'paper': 160.0, 'small': 160.0, 'tiny': 8.0}[preset]
   c.data.max_seconds = 16.0
   c.data.num_buckets = 8
-  c.data.shuffle_buffer = 512
 
   # Augmentation applied to features during training (SpecAugment-style masks, gain, noise).
   c.augment = ml_collections.ConfigDict()
