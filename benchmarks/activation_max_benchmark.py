@@ -1,0 +1,81 @@
+"""Neurons per second of activation maximization: one vmapped run versus a loop over neurons.
+
+  python benchmarks/activation_max_benchmark.py --preset=paper --layer=1 --steps=250
+
+Optimizes all `--num_neurons` channels of `--layer` in one jitted, vmapped run, and
+`--loop_neurons` of them one by one with the jitted single-neuron function (the loop's rate
+per neuron is extrapolated to all of them). Compile time is measured apart: it is the first
+call's time minus a second, compiled call's. The model has random weights; the cost of AM does
+not depend on their values.
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from navai_jax import activation_max
+from navai_jax import model
+from navai_jax.configs import default
+
+_PRESET = flags.DEFINE_enum('preset', 'paper', list(default.PRESETS), 'Model config preset.')
+_LAYER = flags.DEFINE_integer('layer', 1, 'Layer whose neurons are optimized.')
+_NUM_NEURONS = flags.DEFINE_integer('num_neurons', 0, 'Neurons in the vmapped run; 0 = all.')
+_LOOP_NEURONS = flags.DEFINE_integer('loop_neurons', 8, 'Neurons optimized one by one.')
+_STEPS = flags.DEFINE_integer('steps', 250, 'Adam steps per neuron (the paper: 250).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 0,
+                                   'Neurons side by side in the vmapped run; 0 = all at once.')
+
+for _name in ('layer', 'loop_neurons', 'steps'):
+  flags.register_validator(_name, lambda v: v >= 1, f'--{_name} must be >= 1.')
+for _name in ('num_neurons', 'batch_size'):
+  flags.register_validator(_name, lambda v: v >= 0, f'--{_name} must be >= 0.')
+
+
+def timed(fn):
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return time.perf_counter() - start, out
+
+
+def main(argv):
+  del argv
+  config = default.get_config(_PRESET.value)
+  variables = model.init_variables(config, jax.random.key(0))
+  width = model.layer_specs(config.model)[_LAYER.value - 1].features
+  channels = np.arange(_NUM_NEURONS.value or width)
+  am = activation_max.am_config()
+  am.steps = _STEPS.value
+  batch_size = _BATCH_SIZE.value or None
+
+  vmapped = lambda: activation_max.maximize_neurons(config, variables, _LAYER.value, channels, am,
+                                                    batch_size=batch_size)
+  first_v, _ = timed(vmapped)
+  run_v, _ = timed(vmapped)
+
+  loop = lambda: [activation_max.maximize_neuron(config, variables, _LAYER.value, int(c), am)
+                  for c in channels[:_LOOP_NEURONS.value]]
+  first_one, _ = timed(lambda: activation_max.maximize_neuron(config, variables, _LAYER.value,
+                                                              int(channels[0]), am))
+  one, _ = timed(lambda: activation_max.maximize_neuron(config, variables, _LAYER.value,
+                                                        int(channels[0]), am))
+  run_l, _ = timed(loop)
+
+  n, n_loop = len(channels), min(_LOOP_NEURONS.value, len(channels))
+  per_neuron_loop = run_l / n_loop
+  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}; preset {_PRESET.value}, '
+        f'layer {_LAYER.value} ({width} channels), {am.steps} steps')
+  print(f'vmapped: {n} neurons in {run_v:.2f} s = {n / run_v:.2f} neurons/s '
+        f'(batch_size {batch_size or n}); compile {first_v - run_v:.2f} s')
+  print(f'loop:    {n_loop} neurons in {run_l:.2f} s = {1 / per_neuron_loop:.2f} neurons/s; '
+        f'all {n} extrapolated: {n * per_neuron_loop:.1f} s; compile {first_one - one:.2f} s')
+  print(f'speed-up of vmapped over loop: {n * per_neuron_loop / run_v:.1f}x')
+  print('rerun: python benchmarks/activation_max_benchmark.py '
+        f'--preset={_PRESET.value} --layer={_LAYER.value} --num_neurons={n} '
+        f'--loop_neurons={n_loop} --steps={am.steps} --batch_size={_BATCH_SIZE.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
