@@ -19,9 +19,9 @@ Where the activation is read (`objective_point`):
 * 'bn' (default): the batch-norm output, just before the ReLU. Where the neuron fires this is the
   ReLU output itself, so the gradient is the same as for 'act'; where it does not, 'act' has an
   exactly zero gradient. From the small Xavier start a neuron that is silent on the whole window
-  would never move under 'act' (only the penalties act, and they pull the input to zero), which
-  is common in the one-position layers 10 and 11. For time-averaged channels, 'bn' also lifts the
-  silent positions.
+  would never move under 'act' (only the penalties act, and they pull the input to zero); in the
+  one-position layers 10 and 11 of an untrained `small` model about half the neurons are silent
+  at their initialization. For time-averaged channels, 'bn' also lifts the silent positions.
 * 'act': the ReLU output, the literal "activation" of the paper.
 For the output layer both are the logit.
 
