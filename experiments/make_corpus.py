@@ -38,10 +38,11 @@ def main(argv):
   for split, summary in stats['splits'].items():
     print(f"{split}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
           f"{len(summary['speakers'])} speakers, {summary['sentences_available']} sentences")
-  speed = stats['synthesized_seconds'] / stats['wall_seconds']
+  speed = stats['synthesized_seconds'] / stats['synthesis_wall_seconds']
   print(f"Synthesized {stats['synthesized_seconds']:.0f} s of audio in "
-        f"{stats['wall_seconds']:.0f} s: {speed:.0f} audio-seconds per second "
-        f"({stats['new_utterances']} new utterances, {stats['dropped']} dropped).")
+        f"{stats['synthesis_wall_seconds']:.1f} s: {speed:.0f} audio-seconds per second "
+        f"({stats['new_utterances']} new utterances, {stats['dropped']} dropped; "
+        f"{stats['wall_seconds']:.0f} s in all, with loading the text).")
   print(f'Corpus in {_OUT_DIR.value}')
 
 

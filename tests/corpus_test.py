@@ -63,8 +63,11 @@ def test_synthesize_times_words_and_phonemes():
   text = 'do not change the value of the other items, said the old man'
   audio_T, words, phonemes = corpus.synthesize(text, 'en-gb-x-rp', 'f3', rate=175, pitch=50)
   duration = len(audio_T) / corpus.SAMPLE_RATE
-  assert audio_T.dtype == np.int16 and 1 < duration < 6
+  assert audio_T.dtype == np.int16 and 3 < duration < 7  # about 175 words per minute
   assert [w['word'] for w in words] == text.replace(',', '').split()
+  # Every word has a length (none was cut off by the end of the audio); the final pause is no word.
+  assert all(w['end'] > w['start'] for w in words)
+  assert words[-1]['end'] == phonemes[-1]['end'] < duration
   starts = [w['start'] for w in words]
   assert starts == sorted(starts)
   for unit in words + phonemes:
