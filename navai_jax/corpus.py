@@ -453,7 +453,7 @@ def plan_utterances(pool: Sequence[str], speakers: Sequence[Speaker], split: str
   for i in itertools.count():
     sentence_pass, j = divmod(i, len(pool))
     if j == 0 and sentence_pass > 0:
-      logging.warning('%s: all %d sentences used; pass %d repeats them with other speakers.',
+      logging.warning('%s: all %d sentences used; pass %d repeats them in a new order.',
                       split, len(pool), sentence_pass + 1)
       order = np.random.default_rng([seed, split_index, sentence_pass]).permutation(len(pool))
     speaker = speakers[i % len(speakers)]
@@ -609,7 +609,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     and writing it, after loading the text) and 'wall_seconds' of this run.
   """
   problems = [f'{name} must be {rule}, got {value}' for name, value, ok, rule in [
-      ('hours', hours, hours > 0, '> 0'), ('dev_hours', dev_hours, dev_hours >= 0, '>= 0'),
+      ('hours', hours, hours > 0, '> 0'), ('seed', seed, seed >= 0, '>= 0'),
+      ('dev_hours', dev_hours, dev_hours >= 0, '>= 0'),
       ('test_hours', test_hours, test_hours >= 0, '>= 0'),
       ('num_train_speakers', num_train_speakers, num_train_speakers >= 1, '>= 1'),
       ('num_dev_speakers', num_dev_speakers, num_dev_speakers >= 1, '>= 1'),
@@ -667,7 +668,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             stats['synthesized_seconds'] += duration
           seconds += duration
           count += 1
-          bar.update(round(seconds) - bar.n)
+          bar.update(min(round(seconds), bar.total) - bar.n)
       summary['splits'][split] = {
           'utterances': count, 'hours': round(seconds / 3600, 4),
           'sentences_available': len(pools[split]),
