@@ -139,12 +139,27 @@ def _one_channel_conv_T(a_TxC: Array, kernel_KxC: Array, stride: int) -> Array:
   return jnp.sum(products_TxK[rows_TxK, jnp.arange(k)[None]], axis=1)
 
 
+def _neuron_params(variables: PyTree, spec: model.LayerSpec, channel: Array | int) -> PyTree:
+  """The target channel's slice of its layer: kernel `[K, C]`, then bias or batch norm.
+
+  Sliced once per neuron, before the optimization loop rather than in every step.
+  """
+  pick = lambda t: jax.lax.dynamic_index_in_dim(t, channel, axis=-1, keepdims=False)
+  conv = variables['params'][f'conv_{spec.number}']
+  if not spec.batch_norm:
+    return {'kernel_KxC': pick(conv['kernel']), 'bias': pick(conv['bias'])}
+  return {'kernel_KxC': pick(conv['kernel']),
+          'bn': jax.tree.map(pick, variables['params'][f'bn_{spec.number}']),
+          'stats': jax.tree.map(pick, variables['batch_stats'][f'bn_{spec.number}'])}
+
+
 def _channel_output_T(specs: tuple[model.LayerSpec, ...], bn_epsilon: float, variables: PyTree,
-                      x_TxF: Array, layer: int, channel: Array | int, point: str) -> Array:
+                      neuron: PyTree, x_TxF: Array, layer: int, point: str) -> Array:
   """One channel of one layer over time, VALID padding, inference mode.
 
   The layers below run in full with the model's `conv1d`; of the target layer only the one
-  channel is computed, so a neuron of layer 1 costs one output channel, not 256.
+  channel (`neuron`, from `_neuron_params`) is computed, so a neuron of layer 1 costs one
+  output channel, not 256.
   """
   params, stats = variables['params'], variables['batch_stats']
   a = x_TxF[None]
@@ -154,13 +169,10 @@ def _channel_output_T(specs: tuple[model.LayerSpec, ...], bn_epsilon: float, var
     a = jax.nn.relu(model.batch_norm_inference(z, params[f'bn_{n}'], stats[f'bn_{n}'],
                                                bn_epsilon))
   spec = specs[layer - 1]
-  n = spec.number
-  pick = lambda t: jax.lax.dynamic_index_in_dim(t, channel, axis=-1, keepdims=False)
-  z_T = _one_channel_conv_T(a[0], pick(params[f'conv_{n}']['kernel']), spec.stride)
+  z_T = _one_channel_conv_T(a[0], neuron['kernel_KxC'], spec.stride)
   if not spec.batch_norm:  # The output layer: logits, with a bias.
-    return z_T + pick(params[f'conv_{n}']['bias'])
-  bn_T = model.batch_norm_inference(z_T, jax.tree.map(pick, params[f'bn_{n}']),
-                                    jax.tree.map(pick, stats[f'bn_{n}']), bn_epsilon)
+    return z_T + neuron['bias']
+  bn_T = model.batch_norm_inference(z_T, neuron['bn'], neuron['stats'], bn_epsilon)
   return bn_T if point == 'bn' else jax.nn.relu(bn_T)
 
 
@@ -168,15 +180,17 @@ def neuron_activation(config: ml_collections.ConfigDict, variables: PyTree, x_Tx
                       layer: int, channel: Array | int, objective_point: str = 'bn') -> Array:
   """Time-averaged activation of channel `channel` of layer `layer` for a 206-frame window."""
   specs = model.layer_specs(config.model)
-  _check_channels(_check_layer(specs, layer), channel)
+  spec = _check_layer(specs, layer)
+  _check_channels(spec, channel)
   if objective_point not in OBJECTIVE_POINTS:
     raise ValueError(f'objective_point must be one of {OBJECTIVE_POINTS}, got '
                      f'{objective_point!r}.')
   if x_TxF.shape != (model.RECEPTIVE_FIELD, config.features.num_mels):
     raise ValueError(f'x_TxF must have shape ({model.RECEPTIVE_FIELD}, '
                      f'{config.features.num_mels}), got {x_TxF.shape}.')
-  return jnp.mean(_channel_output_T(specs, config.model.bn_epsilon, variables, x_TxF, layer,
-                                    channel, objective_point))
+  neuron = _neuron_params(variables, spec, channel)
+  return jnp.mean(_channel_output_T(specs, config.model.bn_epsilon, variables, neuron, x_TxF,
+                                    layer, objective_point))
 
 
 def penalty(x_TxF: Array, l1: float, l2: float, tv_time: float = 0.0,
@@ -196,6 +210,7 @@ def _maximize_one(variables: PyTree, channel: Array, *, specs: tuple[model.Layer
   """Adam ascent of one neuron's objective; pure, so it can be vmapped over `channel`."""
   init_key, jitter_key = neuron_keys(am.seed, layer, channel)
   x0 = initial_input(init_key, num_mels)
+  neuron = _neuron_params(variables, specs[layer - 1], channel)
   optimizer = optax.adam(am.learning_rate)
 
   def loss(x, step):
@@ -204,7 +219,7 @@ def _maximize_one(variables: PyTree, channel: Array, *, specs: tuple[model.Layer
       shift = jax.random.randint(jax.random.fold_in(jitter_key, step), (), -am.jitter,
                                  am.jitter + 1)
       shifted = jnp.roll(x, shift, axis=0)
-    activation = jnp.mean(_channel_output_T(specs, bn_epsilon, variables, shifted, layer, channel,
+    activation = jnp.mean(_channel_output_T(specs, bn_epsilon, variables, neuron, shifted, layer,
                                             am.objective_point))
     objective = activation - penalty(x, am.l1, am.l2, am.tv_time, am.tv_freq)
     return -objective, (objective, activation)

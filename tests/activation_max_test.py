@@ -160,12 +160,12 @@ def test_choose_neurons_picks_most_active_channels(setup):
   chosen = activation_max.choose_neurons(config, predicts_e, frame, 'e')
   assert sorted(chosen) == list(range(1, 13)) and chosen[12] == token
   specs = model.layer_specs(config.model)
-  for spec in specs[:-1]:
+  for layer in (1, 2, 9, 10, 11):
     # Direct computation, through the pure per-channel path rather than the Linen module.
-    means = [activation_max.neuron_activation(config, predicts_e, frame, spec.number, c, 'act')
-             for c in range(spec.features)]
-    assert chosen[spec.number] == int(np.argmax(means))
-    assert means[chosen[spec.number]] > 0
+    means = [activation_max.neuron_activation(config, predicts_e, frame, layer, c, 'act')
+             for c in range(specs[layer - 1].features)]
+    assert chosen[layer] == int(np.argmax(means))
+    assert means[chosen[layer]] > 0
   with pytest.raises(ValueError, match="predicted as 'e', not 'a'"):
     activation_max.choose_neurons(config, predicts_e, frame, 'a')
 
