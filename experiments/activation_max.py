@@ -8,8 +8,9 @@ layer 1, layer 2, `--high_layer` and the letter's output neuron, and writes
 `figure1_LETTER.png` and `figure1_LETTER.npz` into `--out_dir` (default WORKDIR/activation_max).
 AM settings are `--am.FIELD=VALUE` overrides of `activation_max.am_config()` (the paper's:
 `--am.steps=250 --am.learning_rate=0.05 --am.l1=0.001 --am.l2=0.001`); the Lucid regularizers
-are `--am.tv_time`, `--am.tv_freq` and `--am.jitter`. About half a minute for the `small`
-config on two CPU cores.
+are `--am.tv_time`, `--am.tv_freq` and `--am.jitter`. A `tiny` model took 30 s end to end on
+two CPU cores (most of it start-up and data); the output-neuron panel, which runs all twelve
+layers every step, grows with the model.
 """
 
 import json
@@ -19,9 +20,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 import jax.numpy as jnp
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+import matplotlib.figure
 import numpy as np
 
 from navai_jax import activation_max
@@ -30,6 +29,7 @@ from navai_jax import data
 from navai_jax import features
 from navai_jax import frames
 from navai_jax import model
+from navai_jax import plotting
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -72,25 +72,15 @@ def find_frame(config, variables, split: str, letter: str, index: int,
                    f'number {index}; letters predicted: {", ".join(sorted(letters)) or "none"}.')
 
 
-def plot_figure1(results, mel_hz: np.ndarray, letter: str, output_layer: int, path: Path) -> None:
-  """2x2 optimal inputs: time in frames on x, mel frequency (Hz ticks) on y."""
-  fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
-  num_mels = len(mel_hz)
-  ticks = np.linspace(0, num_mels - 1, 6).round().astype(int)
-  for ax, (layer, (channel, result)) in zip(axes.flat, results.items()):
-    x_TxF = np.asarray(result.input_TxF)
-    limit = np.abs(x_TxF).max() or 1.0
-    image = ax.imshow(x_TxF.T, origin='lower', aspect='auto', cmap='RdBu_r', vmin=-limit,
-                      vmax=limit, interpolation='nearest')
+def plot_figure1(config, results, letter: str, output_layer: int, path: Path) -> None:
+  """2x2 optimal inputs, each scaled to absolute maximum 1, on the axes of the other figures."""
+  fig = matplotlib.figure.Figure(figsize=(8, 6.4), layout='constrained')
+  for ax, (layer, (channel, result)) in zip(fig.subplots(2, 2).flat, results.items()):
     what = f"output neuron '{letter}'" if layer == output_layer else f'channel {channel}'
-    ax.set_title(f'layer {layer}, {what}')
-    ax.set_xlabel('time (frames)')
-    ax.set_ylabel('mel frequency (Hz)')
-    ax.set_yticks(ticks, [f'{mel_hz[t]:.0f}' for t in ticks])
-    fig.colorbar(image, ax=ax)
-  fig.suptitle(f"Optimal inputs for the neurons most active on a frame predicted as '{letter}'")
+    image = plotting.show_map(ax, np.asarray(result.input_TxF), config, f'layer {layer}, {what}')
+  fig.colorbar(image, ax=fig.axes, shrink=0.6, label='scaled value')
+  fig.suptitle(f"Optimal inputs of the neurons most active on a frame predicted as '{letter}'")
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def main(argv):
@@ -117,7 +107,7 @@ def main(argv):
            meta=json.dumps({'letter': letter, 'utterance': frame.ids[0],
                             'position': int(frame.positions_N[0]), 'checkpoint_step': step,
                             'am': _AM.value.to_dict()}))
-  plot_figure1(results, arrays['mel_hz'], letter, output_layer, out_dir / f'figure1_{letter}.png')
+  plot_figure1(config, results, letter, output_layer, out_dir / f'figure1_{letter}.png')
   for layer, (channel, result) in results.items():
     print(f'layer {layer:2d} channel {channel:4d}: activation {float(result.activation_S[0]):+.3f}'
           f' -> {float(result.activation_S[-1]):+.3f} over {len(result.activation_S)} steps')
