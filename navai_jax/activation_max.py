@@ -273,7 +273,8 @@ def maximize_neuron(config: ml_collections.ConfigDict, variables: PyTree, layer:
     AMResult without a neuron axis.
   """
   static = _static_args(config, layer, am)
-  _check_channels(static['specs'][layer - 1], channel)
+  if _check_channels(static['specs'][layer - 1], channel).ndim:
+    raise ValueError('maximize_neuron takes one channel; use maximize_neurons for several.')
   return _maximize_one_jit(variables, jnp.asarray(channel, jnp.int32), **static)
 
 

@@ -192,6 +192,8 @@ def test_bad_input_raises(setup):
     activation_max.maximize_neuron(config, variables, 13, 0)
   with pytest.raises(ValueError, match=r'channels \[8\] out of range for layer 1'):
     activation_max.maximize_neurons(config, variables, 1, [0, 8])
+  with pytest.raises(ValueError, match='takes one channel'):
+    activation_max.maximize_neuron(config, variables, 1, [0, 1])
   with pytest.raises(ValueError, match='steps must be at least 1'):
     activation_max.maximize_neuron(config, variables, 1, 0, few_steps(0))
   with pytest.raises(ValueError, match='jitter'):
