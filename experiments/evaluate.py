@@ -1,0 +1,41 @@
+"""Greedy decoding of a split with a trained run; letter and word error rates.
+
+  python experiments/evaluate.py --workdir=runs/small --split=test
+
+Writes WORKDIR/eval_SPLIT.json and WORKDIR/eval.json (ler, wer, num_utterances, step, split
+and a few reference/hypothesis pairs) and prints them.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from navai_jax import evaluate
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory of experiments/train.py.',
+                               required=True)
+_SPLIT = flags.DEFINE_string('split', 'test', 'Data split, e.g. test or dev.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
+_MAX_UTTERANCES = flags.DEFINE_integer(
+    'max_utterances', None, 'Evaluate this many utterances spread over the split (0 = all); '
+    "default the run's config.eval.max_utterances.")
+
+flags.register_validator('step', lambda s: s is None or s >= 0, '--step must be >= 0.')
+flags.register_validator('max_utterances', lambda n: n is None or n >= 0,
+                         '--max_utterances must be >= 0 (0 = all).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
+                                       max_utterances=_MAX_UTTERANCES.value)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit(f'evaluate.py: {e}')
+  print(evaluate.summary(result))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,44 @@
+"""Trains Wav2Letter with CTC on the corpus of the config.
+
+  python experiments/train.py --config=navai_jax/configs/default.py:small --workdir=runs/small
+
+Any config field can be overridden, e.g. `--config.train.max_minutes=20`. Running the same
+command again resumes from the latest checkpoint in --workdir. The workdir receives
+config.json, checkpoints/ and metrics.jsonl (loss, learning rate, audio-seconds per second,
+training time, and dev-set LER/WER every config.train.eval_every steps).
+
+Several hosts: start the same command on every host with --multihost; it calls
+`jax.distributed.initialize()` first (coordinator from the environment, as on Cloud TPU),
+every host reads its share of each batch, and only process 0 writes logs.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from navai_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'navai_jax/configs/default.py:small', 'Config file, with a preset after a colon.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (resumed if it holds a checkpoint).',
+                               required=True)
+_MULTIHOST = flags.DEFINE_bool('multihost', False,
+                               'Call jax.distributed.initialize() first (one process per host).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  try:
+    train.train(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f'train.py: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,90 @@
+"""Feature augmentation for training: SpecAugment-style masks and additive Gaussian noise.
+
+Runs inside the jitted train step on z-normalized log-mel features `x_BxTxF` whose frames
+beyond each utterance's `frames_B` are zero. Masked values become 0, the mean of a
+z-normalized spectrogram; time masks and noise touch only an utterance's own frames, so the
+padding stays exactly zero and the batch-norm mask keeps its meaning.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Array = jax.Array
+
+
+def _bands(key: Array, num_bands: int, max_width: int, size_B: Array, length: int) -> Array:
+  """`[B, length]` True inside `num_bands` random bands per row, each at most `max_width` wide.
+
+  A band's width is uniform in [0, max_width] (cut to the row's `size_B`), its start uniform
+  over the positions where it fits inside `[0, size_B)`.
+  """
+  width_key, start_key = jax.random.split(key)
+  batch = size_B.shape[0]
+  width = jax.random.randint(width_key, (num_bands, batch), 0, max_width + 1)
+  width = jnp.minimum(width, size_B)
+  room = (size_B - width + 1).astype(jnp.float32)
+  start = jnp.floor(jax.random.uniform(start_key, (num_bands, batch)) * room).astype(jnp.int32)
+  index = jnp.arange(length)
+  inside = (index >= start[..., None]) & (index < (start + width)[..., None])
+  return jnp.any(inside, axis=0)
+
+
+def frequency_masks(x_BxTxF: Array, key: Array, num_masks: int, max_width: int) -> Array:
+  """Zeroes `num_masks` random bands of mel bins per utterance (the same bins at every frame)."""
+  if num_masks == 0 or max_width == 0:
+    return x_BxTxF
+  batch, _, num_bins = x_BxTxF.shape
+  masked_BxF = _bands(key, num_masks, max_width, jnp.full((batch,), num_bins), num_bins)
+  return jnp.where(masked_BxF[:, None, :], 0.0, x_BxTxF)
+
+
+def time_masks(x_BxTxF: Array, frames_B: Array, key: Array, num_masks: int,
+               max_width: int) -> Array:
+  """Zeroes `num_masks` random spans of frames per utterance, inside its own frames."""
+  if num_masks == 0 or max_width == 0:
+    return x_BxTxF
+  masked_BxT = _bands(key, num_masks, max_width, frames_B, x_BxTxF.shape[1])
+  return jnp.where(masked_BxT[:, :, None], 0.0, x_BxTxF)
+
+
+def gaussian_noise(x_BxTxF: Array, frames_B: Array, key: Array, std: float) -> Array:
+  """Adds N(0, std²) noise to every value of an utterance's own frames."""
+  if std == 0:
+    return x_BxTxF
+  valid_BxT = jnp.arange(x_BxTxF.shape[1])[None] < frames_B[:, None]
+  noise = std * jax.random.normal(key, x_BxTxF.shape, x_BxTxF.dtype)
+  return jnp.where(valid_BxT[..., None], x_BxTxF + noise, x_BxTxF)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError if an augmentation setting is out of range."""
+  c = config.augment
+  for name in ('freq_masks', 'freq_mask_width', 'time_masks', 'time_mask_width'):
+    if c[name] < 0:
+      raise ValueError(f'augment.{name} must be >= 0, got {c[name]}')
+  if c.freq_mask_width > config.features.num_mels:
+    raise ValueError(f'augment.freq_mask_width={c.freq_mask_width} exceeds the '
+                     f'{config.features.num_mels} mel bins (features.num_mels)')
+  if not c.noise_std >= 0:
+    raise ValueError(f'augment.noise_std must be >= 0, got {c.noise_std}')
+
+
+def augment(x_BxTxF: Array, frames_B: Array, key: Array,
+            augment_config: ml_collections.ConfigDict) -> Array:
+  """Frequency masks, then time masks, then noise, as `config.augment` sets them.
+
+  Args:
+    x_BxTxF: z-normalized log-mel features, zero after each utterance's frames.
+    frames_B: frames per utterance.
+    key: randomness of this step; the caller folds in the step number.
+    augment_config: `config.augment` (freq_masks, freq_mask_width, time_masks,
+      time_mask_width, noise_std).
+  Returns:
+    Augmented features of the same shape, still zero after each utterance's frames.
+  """
+  c = augment_config
+  freq_key, time_key, noise_key = jax.random.split(key, 3)
+  x_BxTxF = frequency_masks(x_BxTxF, freq_key, c.freq_masks, c.freq_mask_width)
+  x_BxTxF = time_masks(x_BxTxF, frames_B, time_key, c.time_masks, c.time_mask_width)
+  return gaussian_noise(x_BxTxF, frames_B, noise_key, c.noise_std)

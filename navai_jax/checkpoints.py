@@ -1,0 +1,162 @@
+"""Orbax checkpoints of the training state, the workdir's config.json, and loading for inference.
+
+Layout of a workdir:
+
+  WORKDIR/config.json            the full config of the run (written when training starts)
+  WORKDIR/checkpoints/STEP/      orbax checkpoint: item 'state' (the train state pytree) and
+                                 item 'meta' (JSON: training seconds so far)
+
+Before anything is restored, the stored array shapes are checked against the config, so a
+config that does not fit a checkpoint (other channel widths, say) fails with one message that
+names the config values on both sides.
+"""
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+
+from navai_jax import model
+from navai_jax.configs import default
+
+PyTree = Any
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def write_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+  """Writes the full config as `WORKDIR/config.json`."""
+  path = Path(workdir) / CONFIG_FILE
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(config.to_json(indent=2) + '\n')
+
+
+def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
+  """The config of `WORKDIR/config.json`, on top of its preset's defaults.
+
+  Fields added to the presets after the run was written keep their default values.
+  """
+  path = Path(workdir) / CONFIG_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f'No {CONFIG_FILE} in {workdir}: not a training workdir '
+                            '(experiments/train.py writes it when a run starts).')
+  try:
+    stored = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path} is not valid JSON: {e}') from None
+  config = default.get_config(stored.get('preset', 'small'))
+  config.update(stored)
+  return config
+
+
+def manager(workdir: str | Path, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  """Checkpoint manager of `WORKDIR/checkpoints` for training: items 'state' and 'meta'.
+
+  Unfinished checkpoints (a run killed while writing) are never listed as steps, and are
+  removed when a manager opens the directory again.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(
+      Path(workdir).absolute() / CHECKPOINT_DIR, options=options,
+      item_handlers={'state': ocp.StandardCheckpointHandler(),
+                     'meta': ocp.JsonCheckpointHandler()})
+
+
+def _shapes(tree: PyTree) -> dict[str, tuple[int, ...]]:
+  """`{'/params/conv_1/kernel': shape, ...}` of a tree of arrays or array metadata."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
+          for path, leaf in leaves}
+
+
+def _model_fields(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+  """The config values that parameter shapes imply (conv kernels are [K, C_in, C_out])."""
+  convs = sorted(int(k.split('/')[1].split('_')[1]) for k in shapes
+                 if k.startswith('params/conv_') and k.endswith('/kernel'))
+  if not convs or convs != list(range(1, len(convs) + 1)):
+    return {}
+  first = shapes['params/conv_1/kernel']
+  return {'features.num_mels': first[1], 'model.channels': first[2],
+          'model.num_middle_layers': len(convs) - 4,
+          'model.wide_channels': shapes[f'params/conv_{len(convs) - 2}/kernel'][2]}
+
+
+def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
+  """Shapes of `params` and `batch_stats` that `config` gives."""
+  abstract = jax.eval_shape(lambda: model.init_variables(config, jax.random.key(0)))
+  return _shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
+
+
+def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError unless the model arrays of checkpoint `step` have the config's shapes."""
+  tree = mngr.item_metadata(step)['state'].tree
+  stored = _shapes({'params': tree['params'], 'batch_stats': tree['batch_stats']})
+  wanted = model_shapes(config)
+  if stored == wanted:
+    return
+  where = f'Checkpoint {mngr.directory / str(step)} does not fit the config'
+  have, want = _model_fields(stored), _model_fields(wanted)
+  differ = [f'{name}={have[name]} in the checkpoint but {want[name]} in the config'
+            for name in want if name in have and have[name] != want[name]]
+  if differ:
+    raise ValueError(f'{where}: {"; ".join(differ)}.')
+  for name in sorted(set(stored) | set(wanted)):
+    if stored.get(name) != wanted.get(name):
+      raise ValueError(f'{where}: {name} has shape {stored.get(name)} in the checkpoint but '
+                       f'{wanted.get(name)} under the config.')
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: PyTree, meta: dict[str, Any]) -> None:
+  """Starts writing `state` and the JSON `meta` as checkpoint `step` (asynchronously)."""
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                          meta=ocp.args.JsonSave(meta)))
+
+
+def restore(mngr: ocp.CheckpointManager, step: int,
+            abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
+  """State and meta of checkpoint `step`, shaped and sharded like `abstract_state`."""
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  return restored['state'], restored['meta']
+
+
+def load_for_inference(workdir: str | Path, step: Optional[int] = None
+                       ) -> tuple[ml_collections.ConfigDict, PyTree, int]:
+  """Config, model variables and step of a trained run, ready for `model.apply_inference`.
+
+  Args:
+    workdir: the run's workdir (holds config.json and checkpoints/).
+    step: which checkpoint; None for the latest.
+  Returns:
+    `(config, {'params': ..., 'batch_stats': ...}, step)`; the optimizer state is not read.
+  Raises:
+    FileNotFoundError: no config.json or no finished checkpoint in `workdir`.
+    ValueError: `step` is not a checkpoint there, or the checkpoint does not fit config.json.
+  """
+  config = read_config(workdir)
+  # The pytree handler restores a part of the saved state (the optimizer state is skipped).
+  mngr = ocp.CheckpointManager(
+      Path(workdir).absolute() / CHECKPOINT_DIR, options=ocp.CheckpointManagerOptions(create=False),
+      item_handlers={'state': ocp.PyTreeCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
+  steps = mngr.all_steps()
+  if not steps:
+    raise FileNotFoundError(f'No finished checkpoint in {mngr.directory}.')
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise ValueError(f'No checkpoint of step {step} in {mngr.directory}; '
+                     f'steps there: {", ".join(map(str, sorted(steps)))}.')
+  check_fits(mngr, step, config)
+  abstract = jax.eval_shape(lambda: model.init_variables(config, jax.random.key(0)))
+  wanted = {'params': abstract['params'], 'batch_stats': abstract['batch_stats']}
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+      partial_restore=True)))['state']
+  mngr.close()
+  variables = jax.tree.map(jnp.asarray, restored)
+  return config, variables, step

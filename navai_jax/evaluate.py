@@ -1,0 +1,148 @@
+"""Greedy decoding of a whole split and its letter and word error rates (SPEC §3).
+
+The forward pass runs batch norm in inference mode with SAME padding over whole utterances,
+jitted once per batch shape and split over the devices like training batches. The data
+pipeline pads evaluation batches to its length buckets, so a split compiles a few shapes.
+Filler rows (weight 0) are dropped before scoring.
+"""
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import jax
+from jax.sharding import Mesh
+import ml_collections
+import numpy as np
+
+from navai_jax import checkpoints
+from navai_jax import data
+from navai_jax import features
+from navai_jax import metrics
+from navai_jax import model
+from navai_jax import parallel
+from navai_jax import vocab
+
+PyTree = Any
+
+
+@functools.lru_cache(maxsize=8)
+def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
+  """`forward(variables, audio_BxN, audio_lengths_B) -> (logits_BxUxV, output_lengths_B)`.
+
+  Jitted with variables replicated and the batch split over `mesh`; cached per (config, mesh)
+  so repeated evaluations during training reuse the compiled function.
+  """
+  specs = model.layer_specs(config.model)
+
+  def forward(variables, audio_BxN, audio_lengths_B):
+    x_BxTxF, frames_B = features.log_mel(audio_BxN, audio_lengths_B, config)
+    logits_BxUxV, _ = model.apply_inference(config, variables, x_BxTxF)
+    return logits_BxUxV, model.output_length(specs, frames_B)
+
+  data_sharding = parallel.batch_sharded(mesh)
+  return jax.jit(forward, in_shardings=(parallel.replicated(mesh), data_sharding, data_sharding),
+                 out_shardings=(data_sharding, data_sharding))
+
+
+def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
+  """Greedy CTC transcript of every row, reading only its first `output_lengths_B` positions."""
+  return [vocab.greedy_decode(logits, int(n)) for logits, n in zip(logits_BxUxV, output_lengths_B)]
+
+
+def references(labels_BxL: np.ndarray, label_paddings_BxL: np.ndarray) -> list[str]:
+  """The transcripts that the label rows spell (what training learns to write)."""
+  return [vocab.decode(labels[paddings == 0])
+          for labels, paddings in zip(labels_BxL, label_paddings_BxL)]
+
+
+def transcribe(config: ml_collections.ConfigDict, variables: PyTree,
+               batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None
+               ) -> Iterator[tuple[str, str, str]]:
+  """Yields `(id, reference, hypothesis)` for every real row (weight > 0) of `batches`."""
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  forward = jit_forward(ml_collections.FrozenConfigDict(config), mesh)
+  variables = parallel.replicate(
+      {'params': variables['params'], 'batch_stats': variables['batch_stats']}, mesh)
+  for batch in batches:
+    device_batch = parallel.shard_batch(batch, mesh)
+    logits, lengths = forward(variables, device_batch['audio'], device_batch['audio_lengths'])
+    hyps = greedy_transcripts(parallel.to_host(logits), parallel.to_host(lengths))
+    refs = references(batch['labels'], batch['label_paddings'])
+    for row in np.flatnonzero(np.asarray(batch['weights']) > 0):
+      yield str(batch['id'][row]), refs[row], hyps[row]
+
+
+def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
+             batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None,
+             num_examples: Optional[int] = None) -> dict[str, Any]:
+  """Letter and word error rates of greedy decoding over `batches`.
+
+  Args:
+    config: the experiment config.
+    variables: `{'params', 'batch_stats'}` of the model.
+    batches: batches as `data.batches(..., train=False)` yields them.
+    mesh: devices to split batches over; default all devices.
+    num_examples: reference/hypothesis pairs to keep (default `config.eval.num_examples`).
+  Returns:
+    `{'ler', 'wer', 'num_utterances', 'examples': [{'id', 'reference', 'hypothesis'}, ...]}`.
+  """
+  num_examples = config.eval.num_examples if num_examples is None else num_examples
+  rows = list(transcribe(config, variables, batches, mesh=mesh))
+  if not rows:
+    raise ValueError('Nothing to evaluate: the batches hold no utterance with weight > 0.')
+  ids, refs, hyps = zip(*rows)
+  rates = metrics.error_rates(refs, hyps)
+  examples = [{'id': i, 'reference': r, 'hypothesis': h}
+              for i, r, h in rows[:max(num_examples, 0)]]
+  return {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
+          'examples': examples}
+
+
+def _file_safe(name: str) -> str:
+  return re.sub(r'[^\w+-]', '_', name)
+
+
+def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional[int] = None,
+                     max_utterances: Optional[int] = None) -> dict[str, Any]:
+  """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`.
+
+  Characters of `split` other than letters, digits, '_', '+' and '-' become '_' in the file name.
+
+  Args:
+    workdir: the run's workdir.
+    split: data split (see `data.batches`).
+    step: checkpoint to evaluate; None for the latest.
+    max_utterances: > 0 evaluates that many utterances spread over the split; None takes
+      `config.eval.max_utterances` of the run (0 = all).
+  Returns:
+    The result dict of `evaluate` plus 'step', 'split' and 'workdir'.
+  """
+  config, variables, step = checkpoints.load_for_inference(workdir, step)
+  if max_utterances is None:
+    max_utterances = config.eval.max_utterances
+  if max_utterances < 0:
+    raise ValueError(f'max_utterances must be >= 0 (0 = all), got {max_utterances}.')
+  mesh = parallel.make_mesh()
+  batches = data.batches(config, split, train=False, batch_multiple=mesh.size,
+                         max_utterances=max_utterances)
+  result = evaluate(config, variables, batches, mesh=mesh)
+  result = {'step': step, 'split': split, 'workdir': str(workdir), **result}
+  if jax.process_index() == 0:
+    text = json.dumps(result, indent=2) + '\n'
+    for name in (f'eval_{_file_safe(split)}.json', 'eval.json'):
+      (Path(workdir) / name).write_text(text)
+  return result
+
+
+def summary(result: dict[str, Any]) -> str:
+  """A few printable lines: error rates, and each example's reference and hypothesis."""
+  head = (f'{result.get("split", "")} step {result.get("step", "?")}: '
+          f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
+          f'({result["num_utterances"]} utterances)')
+  lines = [head.strip()]
+  for ex in result.get('examples', []):
+    lines += [f'  {ex["id"]}', f'    REF: {ex["reference"]}', f'    HYP: {ex["hypothesis"]}']
+  return '\n'.join(lines)

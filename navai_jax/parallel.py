@@ -1,0 +1,61 @@
+"""Data parallelism: a 1-D device mesh, batches split on their first axis, parameters replicated.
+
+With several processes (hosts), every process reads the same global batch and hands its own
+contiguous block of rows to its local devices; `jax.make_array_from_process_local_data`
+assembles the global array.
+"""
+
+from typing import Any, Mapping, Optional, Sequence
+
+import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
+
+PyTree = Any
+
+DATA_AXIS = 'data'
+# Batch fields that go to the devices; 'id' and 'text' stay on the host.
+ARRAY_FIELDS = ('audio', 'audio_lengths', 'labels', 'label_paddings', 'weights')
+
+
+def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """A 1-D mesh with axis 'data' over `devices` (default: all devices of all processes)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Split on the first axis over the mesh."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+  """A copy of every array of `tree` on every device of `mesh`."""
+  return jax.device_put(tree, replicated(mesh))
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """The array fields of a global numpy batch as global arrays split over `mesh`.
+
+  Raises:
+    ValueError: the batch size is not a multiple of the number of devices.
+  """
+  size = len(batch['weights'])
+  if size % mesh.size:
+    raise ValueError(f'Batch of {size} rows does not split over {mesh.size} devices; ask the '
+                     f'data pipeline for batch_multiple={mesh.size}.')
+  rows = size // jax.process_count()
+  first = jax.process_index() * rows
+  sharding = batch_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(
+      sharding, np.asarray(batch[k][first:first + rows]), np.shape(batch[k]))
+          for k in ARRAY_FIELDS}
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-process) global array as numpy, on every process."""
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

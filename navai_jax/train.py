@@ -1,0 +1,335 @@
+"""Training Wav2Letter with CTC: train state, loss, a data-parallel jitted step and the loop.
+
+`train` resumes from the workdir's latest checkpoint by itself: the state comes from the
+checkpoint, the data iterator restarts at that step, and all randomness of step s (dropout,
+augmentation) comes from `fold_in(key(config.seed), s)`. A run that is killed and rerun
+therefore ends with the parameters of an uninterrupted run.
+
+The loss is CTC per utterance, summed over the real rows of the batch (weight > 0) and
+divided by their total number of label tokens: a per-token loss, so that the gradient scale
+does not depend on how many or how long the utterances of a bucket are.
+"""
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+from absl import logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from navai_jax import augment
+from navai_jax import checkpoints
+from navai_jax import data
+from navai_jax import evaluate
+from navai_jax import features
+from navai_jax import model
+from navai_jax import parallel
+from navai_jax import vocab
+
+Array = jax.Array
+PyTree = Any
+Batch = Mapping[str, np.ndarray]
+# `train_batches(start_step, batch_multiple)`: the training batches from step `start_step` on.
+TrainBatches = Callable[[int, int], Iterator[Batch]]
+# `eval_batches(batch_multiple)`: one pass over the evaluation split.
+EvalBatches = Callable[[int], Iterable[Batch]]
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything that changes during training; orbax saves it as it is."""
+  step: Array
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: optax.OptState
+
+  @property
+  def variables(self) -> PyTree:
+    """`{'params', 'batch_stats'}`, as `model.apply_inference` takes them."""
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first training setting that is out of range."""
+  t = config.train
+  checks = (
+      ('seed', config.seed, config.seed >= 0, '>= 0'),
+      ('train.num_steps', t.num_steps, t.num_steps >= 1, '>= 1'),
+      ('train.learning_rate', t.learning_rate, t.learning_rate > 0, '> 0'),
+      ('train.warmup_steps', t.warmup_steps, t.warmup_steps >= 0, '>= 0'),
+      ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'),
+      ('train.grad_clip', t.grad_clip, t.grad_clip >= 0, '>= 0 (0 = no clipping)'),
+      ('train.max_minutes', t.max_minutes, t.max_minutes >= 0, '>= 0 (0 = no limit)'),
+      ('train.log_every', t.log_every, t.log_every >= 1, '>= 1'),
+      ('train.checkpoint_every', t.checkpoint_every, t.checkpoint_every >= 1, '>= 1'),
+      ('train.eval_every', t.eval_every, t.eval_every >= 0, '>= 0 (0 = never)'),
+      ('model.dropout', config.model.dropout, 0 <= config.model.dropout < 1, 'in [0, 1)'),
+  )
+  for name, value, ok, wanted in checks:
+    if not ok:
+      raise ValueError(f'config.{name} must be {wanted}, got {value}.')
+  if t.loss != 'ctc':
+    raise ValueError(f"config.train.loss={t.loss!r} is not available; the only loss is 'ctc'.")
+  augment.check_config(config)
+
+
+def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warmup from 0 to `learning_rate`, then cosine decay to 5% at `num_steps`."""
+  t = train_config
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=t.learning_rate, warmup_steps=t.warmup_steps,
+      decay_steps=max(t.num_steps, t.warmup_steps + 1), end_value=0.05 * t.learning_rate)
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Gradient clipping by global norm, then AdamW; weight decay on convolution kernels only."""
+  t = train_config
+  decay_kernels = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: jax.tree_util.keystr(path).endswith("['kernel']"), params)
+  adamw = optax.adamw(learning_rate_schedule(t), weight_decay=t.weight_decay, mask=decay_kernels)
+  return optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw) if t.grad_clip else adamw
+
+
+def init_state(config: ml_collections.ConfigDict) -> TrainState:
+  """Fresh parameters from `key(config.seed)` and a fresh optimizer state, at step 0."""
+  variables = model.init_variables(config, jax.random.key(config.seed))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                    batch_stats=variables['batch_stats'],
+                    opt_state=make_optimizer(config.train).init(variables['params']))
+
+
+def step_key(config: ml_collections.ConfigDict, step: Array) -> Array:
+  """The randomness of training step `step`, independent of where a run was restarted."""
+  return jax.random.fold_in(jax.random.key(config.seed), step)
+
+
+def logit_paddings(output_lengths_B: Array, num_positions: int) -> Array:
+  """`[B, U]` 1.0 at output positions beyond each utterance's output length."""
+  return (jnp.arange(num_positions)[None] >= output_lengths_B[:, None]).astype(jnp.float32)
+
+
+def ctc_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
+             label_paddings_BxL: Array, weights_B: Array) -> Array:
+  """Weighted CTC loss per label token (see the module docstring).
+
+  Args:
+    logits_BxUxV: unnormalized scores; `optax.ctc_loss` applies the log-softmax.
+    logit_paddings_BxU: 1.0 at output positions beyond an utterance.
+    labels_BxL: token ids (`vocab.encode`), padded.
+    label_paddings_BxL: 1.0 where `labels_BxL` is padding.
+    weights_B: 1 for real utterances, 0 for filler rows.
+  Returns:
+    `sum_b w_b ctc_b / sum_b w_b |labels_b|`.
+  """
+  per_utterance_B = optax.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
+                                   label_paddings_BxL, blank_id=vocab.BLANK)
+  tokens_B = jnp.sum(1.0 - label_paddings_BxL, axis=1)
+  return jnp.sum(weights_B * per_utterance_B) / jnp.maximum(jnp.sum(weights_B * tokens_B), 1.0)
+
+
+def train_step(config: ml_collections.ConfigDict, state: TrainState,
+               batch: Mapping[str, Array]) -> tuple[TrainState, dict[str, Array]]:
+  """One optimizer step on a batch of audio (features are computed here, on the device).
+
+  Batch norm runs in training mode with a mask, so padded frames never enter its statistics.
+  Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step.
+  """
+  dropout_key, augment_key = jax.random.split(step_key(config, state.step))
+  x_BxTxF, frames_B = features.log_mel(batch['audio'], batch['audio_lengths'], config)
+  if config.augment.enabled:
+    x_BxTxF = augment.augment(x_BxTxF, frames_B, augment_key, config.augment)
+  mask_BxT = jnp.arange(x_BxTxF.shape[1])[None] < frames_B[:, None]
+  output_lengths_B = model.output_length(model.layer_specs(config.model), frames_B)
+
+  def loss_fn(params):
+    (logits_BxUxV, _), updates = model.Wav2Letter(config.model).apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x_BxTxF, train=True,
+        mask_BxT=mask_BxT, mutable=['batch_stats'], rngs={'dropout': dropout_key})
+    loss = ctc_loss(logits_BxUxV, logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
+                    batch['labels'], batch['label_paddings'], batch['weights'])
+    return loss, updates['batch_stats']
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = make_optimizer(config.train).update(grads, state.opt_state, state.params)
+  new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                         batch_stats=batch_stats, opt_state=opt_state)
+  return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+                     'learning_rate': learning_rate_schedule(config.train)(state.step)}
+
+
+@functools.lru_cache(maxsize=8)
+def jit_init_state(config: ml_collections.FrozenConfigDict, mesh: Mesh):
+  """`init_state` jitted to put the state replicated on `mesh`; cached per (config, mesh)."""
+  return jax.jit(functools.partial(init_state, config), out_shardings=parallel.replicated(mesh))
+
+
+@functools.lru_cache(maxsize=8)
+def jit_train_step(config: ml_collections.FrozenConfigDict, mesh: Mesh):
+  """`train_step` jitted for `mesh`: state replicated, batch split on its first axis.
+
+  The input state is donated. Cached per (config, mesh), so runs in one process share the
+  compiled step.
+  """
+  return jax.jit(functools.partial(train_step, config),
+                 in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+                 out_shardings=parallel.replicated(mesh), donate_argnums=0)
+
+
+def corpus_batches(config: ml_collections.ConfigDict) -> tuple[TrainBatches, EvalBatches]:
+  """Training and evaluation batches of `config.data` through `data.batches`."""
+
+  def train_batches(start_step: int, batch_multiple: int) -> Iterator[Batch]:
+    return data.batches(config, config.data.train_split, train=True, seed=config.seed,
+                        start_step=start_step, batch_multiple=batch_multiple)
+
+  def eval_batches(batch_multiple: int) -> Iterable[Batch]:
+    return data.batches(config, config.data.eval_split, train=False,
+                        batch_multiple=batch_multiple, max_utterances=config.eval.max_utterances)
+
+  return train_batches, eval_batches
+
+
+def _keep_metrics_until(path: Path, step: int) -> None:
+  """Drops lines logged after `step` by a run that died before its next checkpoint."""
+  if not path.is_file():
+    return
+  kept = []
+  for line in path.read_text().splitlines():
+    try:
+      if json.loads(line)['step'] <= step:
+        kept.append(line + '\n')
+    except json.JSONDecodeError:  # The last line of a run killed while writing it.
+      pass
+  path.write_text(''.join(kept))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
+          train_batches: Optional[TrainBatches] = None,
+          eval_batches: Optional[EvalBatches] = None,
+          mesh: Optional[Mesh] = None) -> TrainState:
+  """Trains (or resumes training) until `config.train.num_steps` or `max_minutes`.
+
+  Writes into `workdir`: config.json, checkpoints/ (every `checkpoint_every` steps and at the
+  end), and metrics.jsonl with one JSON line per logged step (step, loss, learning_rate,
+  grad_norm, audio_seconds_per_second, elapsed_seconds) and per evaluation (step, split,
+  ler, wer, num_utterances, elapsed_seconds). `elapsed_seconds` is training time summed over
+  restarts, evaluation excluded.
+
+  Args:
+    config: the experiment config.
+    workdir: where the run lives; an existing checkpoint there is resumed.
+    train_batches: `(start_step, batch_multiple) -> iterator` of training batches; default
+      the corpus of `config.data` (tests pass made-up batches).
+    eval_batches: `(batch_multiple) -> iterable` of evaluation batches; default the corpus's
+      `config.data.eval_split`. Used every `config.train.eval_every` steps when that is > 0.
+    mesh: devices to train on; default all devices.
+  Returns:
+    The final train state (replicated over the mesh).
+  Raises:
+    ValueError: a config setting out of range, or a checkpoint that does not fit the config.
+    FloatingPointError: the loss became NaN or infinite (nothing of that step is saved).
+  """
+  check_config(config)
+  default_train, default_eval = corpus_batches(config)
+  train_batches = train_batches or default_train
+  eval_batches = eval_batches or default_eval
+  t = config.train
+  workdir = Path(workdir)
+  is_main = jax.process_index() == 0
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  replicated = parallel.replicated(mesh)
+  frozen = ml_collections.FrozenConfigDict(config)
+
+  mngr = checkpoints.manager(workdir)
+  start = mngr.latest_step()
+  if start is not None:
+    checkpoints.check_fits(mngr, start, config)
+  if is_main:
+    checkpoints.write_config(workdir, config)
+  if start is None:
+    state = jit_init_state(frozen, mesh)()
+    elapsed = 0.0
+  else:
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                            jax.eval_shape(functools.partial(init_state, frozen)))
+    state, meta = checkpoints.restore(mngr, start, abstract)
+    elapsed = meta['elapsed_seconds']
+    logging.info('Resuming %s from step %d (%.0f s of training).', workdir, start, elapsed)
+    if is_main:
+      _keep_metrics_until(workdir / METRICS_FILE, start)
+
+  def log(record: dict[str, Any]) -> None:
+    if is_main:
+      with open(workdir / METRICS_FILE, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+  def run_evaluation(step: int) -> None:
+    result = evaluate.evaluate(config, state.variables, eval_batches(mesh.size), mesh=mesh,
+                               num_examples=0)
+    del result['examples']
+    log({'step': step, 'split': config.data.eval_split, **result, 'elapsed_seconds': elapsed})
+    bar.write(f'step {step}: {config.data.eval_split} LER {result["ler"]:.4f} '
+              f'WER {result["wer"]:.4f} ({result["num_utterances"]} utterances)')
+
+  out_of_time = lambda: 0 < t.max_minutes * 60 <= elapsed
+  step = int(state.step)
+  step_fn = jit_train_step(frozen, mesh)
+  batches = train_batches(step, mesh.size)
+  bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
+                  dynamic_ncols=True)
+  losses, audio_seconds, window_seconds = [], 0.0, 0.0
+  tick = time.perf_counter()
+  try:
+    while step < t.num_steps and not out_of_time():
+      batch = next(batches)
+      state, step_metrics = step_fn(state, parallel.shard_batch(batch, mesh))
+      loss = float(step_metrics['loss'])
+      step += 1
+      now = time.perf_counter()
+      seconds, tick = now - tick, now
+      elapsed += seconds
+      if not math.isfinite(loss):
+        mngr.wait_until_finished()
+        raise FloatingPointError(
+            f'Loss is {loss} at step {step}; stopped without saving it (latest checkpoint: '
+            f'step {mngr.latest_step()}). Try a smaller config.train.learning_rate.')
+      real = np.asarray(batch['weights']) > 0
+      audio_seconds += np.sum(batch['audio_lengths'][real]) / config.features.sample_rate
+      window_seconds += seconds
+      losses.append(loss)
+      bar.update(1)
+      if step % t.log_every == 0 or step == t.num_steps:
+        record = {'step': step, 'loss': float(np.mean(losses)),
+                  'learning_rate': float(step_metrics['learning_rate']),
+                  'grad_norm': float(step_metrics['grad_norm']),
+                  'audio_seconds_per_second': audio_seconds / window_seconds,
+                  'elapsed_seconds': elapsed}
+        log(record)
+        bar.set_postfix(loss=f'{record["loss"]:.3f}',
+                        audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
+        losses, audio_seconds, window_seconds = [], 0.0, 0.0
+      last = step == t.num_steps or out_of_time()
+      if t.eval_every and (step % t.eval_every == 0 or last):
+        run_evaluation(step)
+        tick = time.perf_counter()
+      if step % t.checkpoint_every == 0 or last:
+        checkpoints.save(mngr, step, state, {'elapsed_seconds': elapsed})
+    if out_of_time():
+      bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
+                f'{t.max_minutes} at step {step}.')
+  finally:
+    bar.close()
+    mngr.wait_until_finished()
+    mngr.close()
+  return state
