@@ -36,6 +36,7 @@ exact median); the share inside the span is exact.
 import csv
 import io
 import os
+import re
 from typing import Sequence
 
 import matplotlib
@@ -111,8 +112,14 @@ def align_characters(hypothesis: str, reference: str) -> np.ndarray:
 
 
 def phoneme_class(mnemonic: str) -> str:
-  """An eSpeak phoneme mnemonic without its stress marks ("'a" and ",a" -> "a")."""
-  return mnemonic.lstrip("',")
+  """The class of an eSpeak phoneme mnemonic: stress marks and variant suffixes removed.
+
+  Leading stress marks (' and ,) and trailing variant marks (digits, '#', '-') go, so
+  "'a", "a#" -> "a", "@2", "@5", "@-" -> "@", "t#", "t2" -> "t", "i@3" -> "i@"; the length
+  mark stays ("i:") and so do distinct phonemes written with several letters ("aI", "@L").
+  """
+  stripped = re.sub(r'[0-9#-]+$', '', mnemonic.lstrip("',"))
+  return stripped or mnemonic
 
 
 def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,6 +44,12 @@ def test_align_characters_marks_substitutions_and_insertions():
   np.testing.assert_array_equal(aq.align_characters('', 'abc'), [])
 
 
+def test_phoneme_classes_drop_stress_and_variant_marks():
+  assert [aq.phoneme_class(p) for p in ("'a", ',O2', '@2', 'a#', 't#', 'i@3', "'i:", 'aI',
+                                        '@L', 'n-', ';')] == [
+      'a', 'O', '@', 'a', 't', 'i@', 'i:', 'aI', '@L', 'n', ';']
+
+
 def test_character_spans_distribute_phonemes_over_letters():
   start, end, level = aq.character_spans('the cat ok', TIMING)
   # "the": 3 letters, 2 phonemes: t -> D, h -> D..@, e -> @.
