@@ -1,0 +1,324 @@
+"""Local introspection of single frames: sensitivity, LRP and other attribution methods.
+
+Every method maps one `[206, F]` window to a map of the same shape that explains the score of a
+target class (default: the predicted one). The `*_map` functions are pure functions of the
+network's `lrp.Layer`s and one window, for callers who jit and vmap themselves;
+`attribute(method, ...)` runs any of them jitted and vmapped over a batch of windows.
+
+| method                 | map                                                      | scores  |
+|------------------------|----------------------------------------------------------|---------|
+| `sensitivity`          | d(R_out . y)/dx (paper eq. 1)                             | softmax |
+| `lrp`                  | `lrp.relevance` (rule and options as keywords)            | -       |
+| `gradient_x_input`     | x * dy_t/dx                                              | logit   |
+| `integrated_gradients` | x * mean_k dy_t/dx at (k + 1/2)/steps * x (baseline 0)    | logit   |
+| `smoothgrad`           | mean over noisy copies x + N(0, noise_std^2) of the sensitivity | softmax |
+| `guided_backprop`      | gradient through ReLUs that pass only positive gradients | logit   |
+|                        | where their forward input was positive                   |         |
+| `grad_cam`             | ReLU(sum_c w_c A_c(t)), w_c = time-mean of dy_t/dA_c, at | logit   |
+|                        | one layer; upsampled to 206 frames, same for all bins    |         |
+
+"scores" is the default `output=` ('softmax' or 'logit'). The paper's discussion of saturated,
+near one-hot predictions implies softmax outputs for sensitivity (SPEC §5); the methods
+built on a linear-path argument (gradient x input, integrated gradients) and the methods from
+image classification (guided backprop, Grad-CAM) use the logit, as is usual for them.
+"""
+
+import functools
+import inspect
+import string
+from typing import Any, Iterable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from navai_jax import frames
+from navai_jax import lrp
+from navai_jax import vocab
+
+Array = jax.Array
+PyTree = Any
+Layers = tuple[lrp.Layer, ...]
+
+OUTPUTS = ('softmax', 'logit')
+
+
+def _scores(layers: Layers, x_WxF: Array, output: str, relu=jax.nn.relu) -> Array:
+  if output not in OUTPUTS:
+    raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
+  logits_V = lrp.output(layers, lrp.forward(layers, x_WxF, relu=relu)[1])[0]
+  return jax.nn.softmax(logits_V) if output == 'softmax' else logits_V
+
+
+def _gradient(layers: Layers, x_WxF: Array, target: Optional[Array], output: str,
+              relu=jax.nn.relu) -> Array:
+  """d(R_out . y)/dx with R_out the one-hot vector of `target` (default: predicted class)."""
+  y_V, vjp = jax.vjp(lambda x: _scores(layers, x, output, relu), x_WxF)
+  target = jnp.argmax(y_V) if target is None else target
+  return vjp(jax.nn.one_hot(target, y_V.shape[0], dtype=y_V.dtype))[0]
+
+
+def _predicted(layers: Layers, x_WxF: Array) -> Array:
+  return jnp.argmax(_scores(layers, x_WxF, 'logit'))
+
+
+def sensitivity_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                    output: str = 'softmax') -> Array:
+  """Sensitivity, paper eq. 1: the gradient of the target's softmax output (or logit)."""
+  return _gradient(layers, x_WxF, target, output)
+
+
+def gradient_x_input_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                         output: str = 'logit') -> Array:
+  """Input times gradient."""
+  return x_WxF * _gradient(layers, x_WxF, target, output)
+
+
+def integrated_gradients_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                             steps: int = 32, output: str = 'logit') -> Array:
+  """Integrated gradients from the all-zero baseline (the mean of a z-normalized spectrogram).
+
+  The path integral is the midpoint rule with `steps` points; the map sums to
+  y_t(x) - y_t(0) up to its error.
+  """
+  if steps < 1:
+    raise ValueError(f'steps must be >= 1, got {steps}')
+  target = _predicted(layers, x_WxF) if target is None else target
+  alphas_S = (jnp.arange(steps, dtype=x_WxF.dtype) + 0.5) / steps
+  grads = jax.vmap(lambda a: _gradient(layers, a * x_WxF, target, output))(alphas_S)
+  return x_WxF * jnp.mean(grads, axis=0)
+
+
+def smoothgrad_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                   key: Array, noise_std: float = 0.15, samples: int = 16,
+                   output: str = 'softmax') -> Array:
+  """SmoothGrad: the sensitivity averaged over copies of x with Gaussian noise.
+
+  `noise_std` is in units of the z-normalized input (one standard deviation = 1).
+  """
+  if samples < 1 or noise_std < 0:
+    raise ValueError(f'smoothgrad needs samples >= 1 and noise_std >= 0, got {samples}, '
+                     f'{noise_std}')
+  target = _predicted(layers, x_WxF) if target is None else target
+  noise = noise_std * jax.random.normal(key, (samples,) + x_WxF.shape, x_WxF.dtype)
+  grads = jax.vmap(lambda n: _gradient(layers, x_WxF + n, target, output))(noise)
+  return jnp.mean(grads, axis=0)
+
+
+@jax.custom_vjp
+def guided_relu(x: Array) -> Array:
+  """ReLU whose backward pass lets through only positive gradients at positive inputs."""
+  return jnp.maximum(x, 0)
+
+
+def _guided_relu_fwd(x):
+  return jnp.maximum(x, 0), x
+
+
+def _guided_relu_bwd(x, g):
+  return (jnp.where((x > 0) & (g > 0), g, jnp.zeros_like(g)),)
+
+
+guided_relu.defvjp(_guided_relu_fwd, _guided_relu_bwd)
+
+
+def guided_backprop_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                        output: str = 'logit') -> Array:
+  """Guided backpropagation: the layers re-run with `guided_relu`."""
+  return _gradient(layers, x_WxF, target, output, relu=guided_relu)
+
+
+def _valid_lengths(layers: Layers, length: int) -> list[int]:
+  """Output length of every layer for a VALID pass over `length` frames."""
+  lengths = []
+  for layer in layers:
+    length = (length - layer.kernel_KxCxD.shape[0]) // layer.stride + 1
+    lengths.append(length)
+  return lengths
+
+
+def default_grad_cam_layer(layers: Layers, length: int) -> int:
+  """The highest layer (1-based) whose VALID output still has more than one time step."""
+  return max(i + 1 for i, n in enumerate(_valid_lengths(layers, length)) if n > 1)
+
+
+def grad_cam_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
+                 layer: Optional[int] = None, output: str = 'logit') -> Array:
+  """Grad-CAM over time at the output (after ReLU) of layer `layer` (1-based).
+
+  Channel weights are the time-averaged gradients of the target score; the map
+  ReLU(sum_c w_c A_c(t)) is linearly interpolated between the centres of the receptive fields
+  of the layer's positions onto the window's frames and repeated over all frequency bins: with
+  1-D convolutions over time, Grad-CAM localizes in time only (paper §3.4).
+  """
+  layer = default_grad_cam_layer(layers, x_WxF.shape[0]) if layer is None else layer
+  if not 1 <= layer < len(layers):
+    raise ValueError(f'grad_cam layer must lie in [1, {len(layers) - 1}], got {layer}')
+  upper = layers[layer:]
+  inputs, pre = lrp.forward(layers, x_WxF)
+  acts_TxC = inputs[layer]
+
+  def scores(a):
+    y = lrp.output(upper, lrp.forward(upper, a)[1])[0]
+    return jax.nn.softmax(y) if output == 'softmax' else y
+
+  if output not in OUTPUTS:
+    raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
+  y_V, vjp = jax.vjp(scores, acts_TxC)
+  target = jnp.argmax(y_V) if target is None else target
+  grads_TxC = vjp(jax.nn.one_hot(target, y_V.shape[0], dtype=y_V.dtype))[0]
+  cam_T = jax.nn.relu(acts_TxC @ jnp.mean(grads_TxC, axis=0))
+  # Receptive field and jump of the layer's positions within the window.
+  field, jump = 1, 1
+  for l in layers[:layer]:
+    field += (l.kernel_KxCxD.shape[0] - 1) * jump
+    jump *= l.stride
+  centres_T = jnp.arange(cam_T.shape[0]) * jump + (field - 1) / 2
+  cam_W = jnp.interp(jnp.arange(x_WxF.shape[0], dtype=x_WxF.dtype), centres_T, cam_T)
+  return jnp.broadcast_to(cam_W[:, None], x_WxF.shape)
+
+
+def lrp_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, **options) -> Array:
+  """LRP (`lrp.relevance`) of one window; options: rule, form, normalize, start, epsilon, ..."""
+  return lrp.relevance(layers, *lrp.forward(layers, x_WxF), target, **options)
+
+
+METHODS = {
+    'sensitivity': sensitivity_map,
+    'lrp': lrp_map,
+    'gradient_x_input': gradient_x_input_map,
+    'integrated_gradients': integrated_gradients_map,
+    'smoothgrad': smoothgrad_map,
+    'guided_backprop': guided_backprop_map,
+    'grad_cam': grad_cam_map,
+}
+
+
+def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+  if method not in METHODS:
+    raise ValueError(f'unknown attribution method {method!r}; valid methods: '
+                     f'{", ".join(METHODS)}')
+  if method == 'lrp':
+    return lrp.resolve_options(**options)
+  allowed = [p for p in inspect.signature(METHODS[method]).parameters
+             if p not in ('layers', 'x_WxF', 'target', 'key')]
+  if method == 'smoothgrad':
+    allowed.append('seed')
+  unknown = sorted(set(options) - set(allowed))
+  if unknown:
+    raise ValueError(f'unknown option(s) {", ".join(unknown)} for {method!r}; valid options: '
+                     f'{", ".join(allowed) or "none"}')
+  if options.get('output', 'logit') not in OUTPUTS:
+    raise ValueError(f'unknown output {options["output"]!r}; valid outputs: {", ".join(OUTPUTS)}')
+  return options
+
+
+@functools.lru_cache(maxsize=64)
+def _batched(method: str, options: tuple[tuple[str, Any], ...], with_targets: bool):
+  """The jitted, vmapped form of one method with fixed options."""
+  options = dict(options)
+  fn = METHODS[method]
+  if method == 'smoothgrad':
+    seed = options.pop('seed', 0)
+
+    def run(layers, windows, targets):
+      keys = jax.random.split(jax.random.key(seed), windows.shape[0])
+      one = lambda x, t, k: fn(layers, x, t, key=k, **options)
+      return jax.vmap(one, in_axes=(0, 0 if with_targets else None, 0))(windows, targets, keys)
+  else:
+    def run(layers, windows, targets):
+      one = lambda x, t: fn(layers, x, t, **options)
+      return jax.vmap(one, in_axes=(0, 0 if with_targets else None))(windows, targets)
+  return jax.jit(run)
+
+
+def attribute_layers(method: str, layers: Layers, windows_NxWxF: Array,
+                     targets_N: Optional[Array] = None, **options) -> Array:
+  """`attribute` on explicit `lrp.Layer`s (for networks that are not a Wav2Letter config)."""
+  options = _check_options(method, options)
+  if targets_N is not None:
+    lrp.check_targets(targets_N, np.shape(windows_NxWxF)[0])
+  fn = _batched(method, tuple(sorted(options.items())), targets_N is not None)
+  return fn(layers, windows_NxWxF, targets_N)
+
+
+def attribute(method: str, config: ml_collections.ConfigDict, variables: PyTree,
+              windows_NxWxF: Array, targets: Optional[Array] = None, **options) -> Array:
+  """Attribution maps `[N, 206, F]` of a batch of windows with any method of METHODS.
+
+  Args:
+    method: one of METHODS.
+    config: experiment config.
+    variables: model variables (params and batch_stats).
+    windows_NxWxF: receptive windows.
+    targets: `[N]` classes to explain; None: each window's predicted class.
+    **options: the method's keywords (see its `*_map` function; `seed` for smoothgrad).
+  """
+  frames.check_windows(config, windows_NxWxF, batched=True)
+  return attribute_layers(method, lrp.layers_from_variables(config, variables),
+                          jnp.asarray(windows_NxWxF), targets, **options)
+
+
+def sensitivity(config: ml_collections.ConfigDict, variables: PyTree, window_WxF: Array,
+                target: Optional[int] = None, *, output: str = 'softmax') -> Array:
+  """Sensitivity (paper eq. 1) of one `[206, F]` window; `output` 'softmax' or 'logit'."""
+  frames.check_windows(config, window_WxF, batched=False)
+  targets = None if target is None else np.asarray([target])
+  return attribute('sensitivity', config, variables, jnp.asarray(window_WxF)[None], targets,
+                   output=output)[0]
+
+
+def introspect_letter(config: ml_collections.ConfigDict, variables: PyTree,
+                      feature_batches: Iterable[tuple[Array, Array, list[str]]], *, letter: str,
+                      num_frames: int = 2, utterance: Optional[str] = None,
+                      lrp_rule: str = 'paper', output: str = 'softmax') -> dict[str, np.ndarray]:
+  """Sensitivity and LRP of frames predicted as `letter` (the paper's Figure 2).
+
+  Takes the first frame of the letter in each utterance (all of its frames when `utterance`
+  names one), in data order, until `num_frames` are found.
+
+  Args:
+    feature_batches: `(x_BxTxF, frames_B, ids)` batches, read only as far as needed.
+    letter: a-z. num_frames: frames to explain. utterance: restrict to this utterance id.
+    lrp_rule: LRP rule (default the paper's). output: sensitivity of 'softmax' or 'logit'.
+  Returns:
+    NumPy arrays: windows, sensitivity, lrp (`[N, 206, F]`), ids, positions, probability
+    (softmax probability of the letter).
+  """
+  if len(letter) != 1 or letter not in string.ascii_lowercase:
+    raise ValueError(f'{letter!r} is not a letter a-z')
+  if num_frames < 1:
+    raise ValueError(f'num_frames must be >= 1, got {num_frames}')
+  chosen, predicted = [], set()
+  for x, frames_B, ids in feature_batches:
+    found = frames.collect(config, variables, x, frames_B, ids)
+    predicted |= set(found.letters)
+    if utterance is not None:
+      found = found.take([i for i, u in enumerate(found.ids) if u == utterance])
+    index = np.flatnonzero(np.asarray(found.letters) == letter)
+    if utterance is None:  # The first frame of the letter in every utterance.
+      _, first = np.unique(found.utterance_N[index], return_index=True)
+      index = index[np.sort(first)]
+    chosen.append(found.take(index))
+    if sum(map(len, chosen)) >= num_frames:
+      break
+  total = sum(map(len, chosen))
+  if not total:
+    where = f' of utterance {utterance!r}' if utterance is not None else ''
+    seen = ', '.join(sorted(predicted)) or 'none'
+    raise ValueError(f'letter {letter!r} is never predicted in these utterances{where} '
+                     f'(letters predicted: {seen})')
+  windows = np.concatenate([c.windows_NxWxF for c in chosen])[:num_frames]
+  targets = np.full(len(windows), vocab.TOKENS.index(letter))
+  layers = lrp.layers_from_variables(config, variables)
+  logits = jax.vmap(lambda w: lrp.output(layers, lrp.forward(layers, w)[1])[0])(windows)
+  return {
+      'windows': windows,
+      'sensitivity': np.asarray(attribute('sensitivity', config, variables, windows, targets,
+                                          output=output)),
+      'lrp': np.asarray(attribute('lrp', config, variables, windows, targets, rule=lrp_rule)),
+      'ids': np.asarray(sum((c.ids for c in chosen), []))[:num_frames],
+      'positions': np.concatenate([c.positions_N for c in chosen])[:num_frames],
+      'probability': np.asarray(jax.nn.softmax(logits)[:, targets[0]]),
+  }
