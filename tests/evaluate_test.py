@@ -1,0 +1,141 @@
+"""Evaluation: greedy decoding with output lengths, exact error rates of a known decode, workdirs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import soundfile as sf
+
+from navai_jax import checkpoints
+from navai_jax import evaluate
+from navai_jax import model
+from navai_jax import parallel
+from navai_jax import train
+from navai_jax import vocab
+from navai_jax.configs import default
+from train_test import ROOT, make_batch, tone_audio
+
+
+def _one_hot_logits(token_ids, size=vocab.SIZE):
+  return np.eye(size, dtype=np.float32)[np.asarray(token_ids)]
+
+
+def test_greedy_transcripts_read_only_the_output_length():
+  c, a, t, blank, space = 5, 3, 22, 0, 1
+  rows = [[c, c, blank, a, a, t, space, a, a],  # 'cat a' in 9 positions
+          [a, blank, a, blank, t, t, c, c, c]]   # 'aat' in the first 6, then noise
+  logits = _one_hot_logits(rows)
+  assert evaluate.greedy_transcripts(logits, np.array([9, 6])) == ['cat a', 'aat']
+  assert evaluate.greedy_transcripts(logits, np.array([3, 9])) == ['c', 'aatc']
+
+
+def test_references_spell_the_labels():
+  batch = make_batch(['bee', 'hello there'], num_samples=20000, label_width=16)
+  assert evaluate.references(batch['labels'], batch['label_paddings']) == ['bee', 'hello there']
+
+
+def _constant_model(config, letter):
+  """Variables whose logits are the same at every position: `letter` wins everywhere.
+
+  Every kernel is zero, so each batch-norm layer sees z = 0 and outputs its bias (0); the
+  logits are the output layer's bias.
+  """
+  variables = model.init_variables(config, jax.random.key(0))
+  params = jax.tree.map(jnp.zeros_like, variables['params'])
+  bias = jnp.zeros(vocab.SIZE).at[vocab.TOKENS.index(letter)].set(5.0)
+  params['conv_12']['bias'] = bias
+  return {'params': params, 'batch_stats': variables['batch_stats']}
+
+
+def test_known_decode_gives_exact_error_rates():
+  config = default.get_config('tiny')
+  variables = _constant_model(config, 'a')
+  # Every hypothesis is 'a'. 'cat' -> 'a': 2 edits; 'bee' -> 'a': 3 edits; 'a jazz cab' ->
+  # 'a': 9 edits (the space, 'jazz', ' cab' deleted: 1 + 4 + 4). 14 edits over 16 characters.
+  # Words: 'cat', 'bee' one substitution each; 'a jazz cab' two deletions: 4 over 5 words.
+  batch = make_batch(['cat', 'bee', 'a jazz cab', 'cat'], weights=[1, 1, 1, 0])
+  result = evaluate.evaluate(config, variables, [batch], num_examples=2)
+  assert result['num_utterances'] == 3
+  assert result['ler'] == pytest.approx(14 / 16, abs=1e-12)
+  assert result['wer'] == pytest.approx(4 / 5, abs=1e-12)
+  assert result['examples'] == [{'id': '0-0-0', 'reference': 'cat', 'hypothesis': 'a'},
+                                {'id': '0-0-1', 'reference': 'bee', 'hypothesis': 'a'}]
+
+
+def test_sharded_forward_equals_one_device():
+  config = ml_collections.FrozenConfigDict(default.get_config('tiny'))
+  variables = model.init_variables(config, jax.random.key(1))
+  batch = make_batch(['cat', 'dog sat', 'bee', 'hello'])
+  outputs = []
+  for mesh in (parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()):
+    device_batch = parallel.shard_batch(batch, mesh)
+    logits, lengths = evaluate.jit_forward(config, mesh)(
+        parallel.replicate(variables, mesh), device_batch['audio'], device_batch['audio_lengths'])
+    outputs.append((np.asarray(logits), np.asarray(lengths)))
+  np.testing.assert_allclose(outputs[0][0], outputs[1][0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+  frames = (batch['audio_lengths'] - 512) // 128 + 1
+  np.testing.assert_array_equal(outputs[0][1], (frames + 1) // 2)
+
+
+def _write_corpus(root, split, texts):
+  """A LibriSpeech-layout split of tone utterances, each padded to 1.8 s (one receptive field)."""
+  folder = root / split / '1' / '2'
+  folder.mkdir(parents=True)
+  lines = []
+  for i, text in enumerate(texts):
+    audio = np.zeros(28800, np.float32)
+    tone = tone_audio(text)
+    audio[:len(tone)] = tone
+    sf.write(folder / f'1-2-{i}.flac', audio, 16000, subtype='PCM_16')
+    lines.append(f'1-2-{i} {text.upper()}')
+  (folder / '1-2.trans.txt').write_text('\n'.join(lines) + '\n')
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A run with one checkpoint of a fresh tiny model, and its corpus."""
+  root = tmp_path_factory.mktemp('eval')
+  _write_corpus(root / 'corpus', 'test', ['cat', 'dog sat', 'bee', 'hello', 'quiet fox'])
+  config = default.get_config('tiny')
+  config.data.source = f'folder:{root / "corpus"}'
+  config.eval.num_examples = 2
+  checkpoints.write_config(root / 'run', config)
+  mngr = checkpoints.manager(root / 'run')
+  mesh = parallel.make_mesh()
+  state = train.jit_init_state(ml_collections.FrozenConfigDict(config), mesh)()
+  checkpoints.save(mngr, 7, state, {'elapsed_seconds': 1.0})
+  mngr.wait_until_finished()
+  return root / 'run'
+
+
+def test_evaluate_workdir_writes_results(workdir):
+  result = evaluate.evaluate_workdir(workdir, 'test')
+  assert result['num_utterances'] == 5
+  assert result['step'] == 7 and result['split'] == 'test'
+  assert result['ler'] >= 0 and result['wer'] >= 0
+  assert len(result['examples']) == 2
+  refs = {ex['reference'] for ex in result['examples']}
+  assert refs <= {'cat', 'dog sat', 'bee', 'hello', 'quiet fox'}
+  for name in ('eval_test.json', 'eval.json'):
+    assert json.loads((workdir / name).read_text()) == json.loads(json.dumps(result))
+  assert evaluate.evaluate_workdir(workdir, 'test', max_utterances=2)['num_utterances'] == 2
+
+
+def test_evaluate_script_prints_and_rejects_bad_input(workdir, tmp_path):
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  script = [sys.executable, 'experiments/evaluate.py']
+  done = subprocess.run(script + [f'--workdir={workdir}', '--split=test'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'LER' in done.stdout and 'REF: ' in done.stdout
+  done = subprocess.run(script + [f'--workdir={tmp_path}'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and 'No config.json in' in done.stderr
+  assert 'Traceback' not in done.stderr
