@@ -19,9 +19,10 @@ result. Written into `--out_dir` (default WORKDIR/navai):
 * sound/letter_X.wav, sound/phoneme_X.wav: Griffin-Lim sonifications of the aligned mean
   frames under `--sonify_method`.
 
-The `small` config on two CPU cores folds about 10 frames per second with all four methods
-(the dev split of the default corpus has ~15k letter frames); `--max_utterances` takes an
-evenly spaced subset.
+Measured with benchmarks/navai_benchmark.py on two shared CPU cores, all four methods: the
+`small` config folds about 34 letter frames per second, the `paper` config about 9 (plus one
+compilation per length bucket, ~10-40 s each). `--max_utterances` takes an evenly spaced
+subset of the split.
 """
 
 import json
@@ -68,8 +69,12 @@ flags.register_validator('figure_letters', lambda ls: all(len(l) == 1 and 'a' <=
 
 
 def _file_name(name: str) -> str:
-  """A phoneme mnemonic as a file name ('i:' -> 'i_3a', '@' -> '_40')."""
-  return re.sub(r'[^A-Za-z0-9]', lambda m: f'_{ord(m.group()):02x}', name)
+  """A phoneme mnemonic as a file name, distinct even where case is ignored.
+
+  'i:' -> 'i_3a', '@' -> '_40', 'I' -> '_I_' (so that 'I' and 'i' stay apart on macOS).
+  """
+  return re.sub(r'[^a-z0-9]', lambda m: (f'_{m.group()}_' if m.group().isupper()
+                                         else f'_{ord(m.group()):02x}'), name)
 
 
 def write_figures(config, res, out_dir):

@@ -94,24 +94,17 @@ def alignment_positions(method: str, sensitivity_NxWxF: Array | None = None,
     method: one of ALIGNMENTS.
     sensitivity_NxWxF: sensitivity maps (needed by `sensitivity_min` / `sensitivity_max`).
     relevance_NxWxF: LRP relevance maps, rule 'paper' (needed by `lrp_max`).
-    num_frames: N, needed by `none` when no map is given.
+    num_frames: N (needed by `none`, which returns the centre 103 for every frame).
   """
   _check_choice('alignment method', method, ALIGNMENTS)
-  needed = {'sensitivity_min': sensitivity_NxWxF, 'sensitivity_max': sensitivity_NxWxF,
-            'lrp_max': relevance_NxWxF}
-  if method != 'none' and needed[method] is None:
-    raise ValueError(f'Alignment {method!r} needs its attribution map, which was not given.')
   if method == 'none':
-    given = sensitivity_NxWxF if sensitivity_NxWxF is not None else relevance_NxWxF
-    n = num_frames if given is None else given.shape[0]
-    if n is None:
-      raise ValueError("Alignment 'none' needs num_frames when no map is given.")
-    return jnp.full((n,), CENTRE, jnp.int32)
-  if method == 'sensitivity_min':
-    return time_of_min(sensitivity_NxWxF)
-  if method == 'sensitivity_max':
-    return time_of_max(sensitivity_NxWxF)
-  return time_of_max(relevance_NxWxF)
+    if num_frames is None:
+      raise ValueError("Alignment 'none' needs num_frames.")
+    return jnp.full((num_frames,), CENTRE, jnp.int32)
+  maps = sensitivity_NxWxF if method.startswith('sensitivity') else relevance_NxWxF
+  if maps is None:
+    raise ValueError(f'Alignment {method!r} needs its attribution map, which was not given.')
+  return (time_of_min if method == 'sensitivity_min' else time_of_max)(maps)
 
 
 def cut_aligned(x_BxTxF: Array, frames_B: Array, utterance_N: Array, start_N: Array,
@@ -242,7 +235,7 @@ def summarize(m: Moments) -> dict[str, np.ndarray]:
   Returns numpy arrays: `count`, per-class `mean`, `all_mean` (all frames of all classes),
   `normalized` (class mean - all-class mean, paper §3.5), `tmap` (Welch t of a class's frames
   against all frames of all classes, the class's own frames included, so it tests "does this
-  class differ from the average frame that is normalized away") and per-class `variance`.
+  class differ from the average frame that is normalized away").
   Classes without frames have NaN means, patterns and t-maps.
   """
   all_m = reduce_moments(m, axis=-1)
@@ -258,7 +251,6 @@ def summarize(m: Moments) -> dict[str, np.ndarray]:
       'all_count': np.asarray(all_m.count).astype(np.int64),
       'normalized': np.asarray(mean - all_c.mean),
       'tmap': np.asarray(welch_t(m, all_c)),
-      'variance': np.asarray(variance(m)),
   }
 
 
@@ -271,11 +263,11 @@ class PassState(NamedTuple):
   phonemes: Moments  # count [M, P], mean and m2 [M, P, 206, F]
 
 
-def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int = 128,
-                     leading: tuple[int, ...] = ()) -> PassState:
+def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int = 128) -> PassState:
+  """The state of a pass that has seen no frames."""
   frame = (WINDOW, num_mels)
-  return PassState(empty_moments(26, frame, leading + (num_methods,)),
-                   empty_moments(num_phonemes, frame, leading + (num_methods,)))
+  return PassState(empty_moments(26, frame, (num_methods,)),
+                   empty_moments(num_phonemes, frame, (num_methods,)))
 
 
 def fold(m: Moments, x_NxWxF: Array, class_N: Array, valid_N: Array) -> Moments:
