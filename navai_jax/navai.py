@@ -23,9 +23,12 @@ timings, the phoneme that truly sounds at the aligned position (the paper's futu
 
 A pass over a split runs the whole pipeline (features, logits, frames, sensitivity, LRP, all
 alignments, accumulation) on a 1-D device mesh: utterance batches are split over the devices,
-each device folds its frames into its own partial state, and the partial states are reduced
-across devices with `psum` every `save_every` batches, when the state is also written
-atomically to disk so that a killed pass resumes with an identical result.
+each device folds its frames into its own partial state (`jax.shard_map`, no communication
+during the pass), and every `save_every` batches the partial states are merged across devices
+(Chan merges in device order under `jit`, which XLA turns into cross-device transfers) and
+written atomically to disk, so that a killed pass resumes with an identical result. The
+sensitivity (softmax output, SPEC §5) runs on each frame's window; LRP reuses the activations
+of the utterance's own pass. One process; its local devices.
 """
 
 import dataclasses
@@ -500,6 +503,10 @@ def _load(path: str, settings: str):
 def _device_arrays(batch: Mapping[str, np.ndarray], mesh: Mesh, timings: Mapping[str, str],
                    phoneme_classes: Sequence[str], config: ml_collections.ConfigDict):
   """The batch's device arrays (rows padded to a multiple of the mesh) and each row's timing."""
+  missing = [k for k in ('audio', 'audio_lengths', 'weights', 'id', 'text') if k not in batch]
+  if missing:
+    raise ValueError(f'NAvAI batches need the fields audio, audio_lengths, weights, id and '
+                     f'text (as data.batches yields them); this one lacks {", ".join(missing)}.')
   weights = np.asarray(batch['weights'], np.float32)
   rows = len(weights)
   pad = -rows % mesh.size

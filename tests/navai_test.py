@@ -269,3 +269,15 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
   # LRP from the shared pass and from the window agree up to rounding; allow rare ties.
   assert (got == want).mean() > 0.97
   np.testing.assert_array_equal(got[:, :3], want[:, :3])
+
+
+def test_pass_rejects_bad_input_with_clear_errors(tiny):
+  config, variables = tiny
+  batch = _batches(1)[0]
+  with pytest.raises(ValueError, match='Unknown alignment method'):
+    navai.run_pass(config, variables, [batch], methods=('lrp_min',))
+  with pytest.raises(ValueError, match='Unknown fill'):
+    navai.run_pass(config, variables, [batch], fill='mirror')
+  with pytest.raises(ValueError, match='lacks id, text'):
+    navai.run_pass(config, variables, [{k: batch[k] for k in ('audio', 'audio_lengths',
+                                                              'weights')}])
