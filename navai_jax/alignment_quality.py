@@ -117,9 +117,10 @@ def phoneme_class(mnemonic: str) -> str:
   Leading stress marks (' and ,) and trailing variant marks (digits, '#', '-') go, so
   "'a", "a#" -> "a", "@2", "@5", "@-" -> "@", "t#", "t2" -> "t", "i@3" -> "i@"; the length
   mark stays ("i:") and so do distinct phonemes written with several letters ("aI", "@L").
+  A first character is never removed: "0" and "3" are eSpeak vowels, not variant marks.
   """
-  stripped = re.sub(r'[0-9#-]+$', '', mnemonic.lstrip("',"))
-  return stripped or mnemonic
+  bare = mnemonic.lstrip("',") or mnemonic
+  return bare[0] + re.sub(r'[0-9#-]+$', '', bare[1:])
 
 
 def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

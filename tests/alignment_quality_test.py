@@ -46,8 +46,8 @@ def test_align_characters_marks_substitutions_and_insertions():
 
 def test_phoneme_classes_drop_stress_and_variant_marks():
   assert [aq.phoneme_class(p) for p in ("'a", ',O2', '@2', 'a#', 't#', 'i@3', "'i:", 'aI',
-                                        '@L', 'n-', ';')] == [
-      'a', 'O', '@', 'a', 't', 'i@', 'i:', 'aI', '@L', 'n', ';']
+                                        '@L', 'n-', ';', "'0", ',0', '3', "'3:")] == [
+      'a', 'O', '@', 'a', 't', 'i@', 'i:', 'aI', '@L', 'n', ';', '0', '0', '3', '3:']
 
 
 def test_character_spans_distribute_phonemes_over_letters():
