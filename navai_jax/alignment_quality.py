@@ -290,7 +290,8 @@ def markdown_report(rows: list[dict], tally: dict[str, np.ndarray],
   for method in methods:
     r = by[(method, 'all', 'all')]
     letter_level = by[(method, 'all', 'letter')]['frames'] / max(r['frames'], 1)
-    out.write(f'| {method} | {r["frames"]} | {r["median_ms"]:.1f} | {r["inside_share"]:.1%} | '
+    inside = '-' if r['frames'] == 0 else f'{r["inside_share"]:.1%}'
+    out.write(f'| {method} | {r["frames"]} | {_ms(r["median_ms"])} | {inside} | '
               f'{letter_level:.1%} |\n')
   out.write(f'\nUnmatched frames (predicted letter aligned to no spoken letter): '
             f'{int(tally["unmatched"].sum())}.\n\n')
@@ -298,9 +299,13 @@ def markdown_report(rows: list[dict], tally: dict[str, np.ndarray],
   out.write('|---|---|' + '---|' * len(methods) + '\n')
   for letter in LETTERS:
     frames = by[(methods[0], letter, 'all')]['frames']
-    medians = ' | '.join(f'{by[(m, letter, "all")]["median_ms"]:.1f}' for m in methods)
+    medians = ' | '.join(_ms(by[(m, letter, 'all')]['median_ms']) for m in methods)
     out.write(f'| {letter} | {frames} | {medians} |\n')
   return out.getvalue()
+
+
+def _ms(value: float) -> str:
+  return '-' if np.isnan(value) else f'{value:.1f}'
 
 
 def plot_quality(rows: list[dict], methods: Sequence[str], path: str) -> None:
