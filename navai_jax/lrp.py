@@ -244,6 +244,25 @@ def resolve_options(rule: str = 'paper', form: str = 'fast', normalize: Optional
               beta=float(beta), chunk=int(chunk))
 
 
+def layer_relevance(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, **options) -> Array:
+  """One step of LRP: the relevance of a layer's input `a` from that of its output.
+
+  Args:
+    layer: the convolution (for the standard rules, with batch norm already folded).
+    a_TxC: its input; z_UxD: its conv output (bias included; unused by the literal form);
+    r_UxD: the relevance of its output.
+    **options: see `resolve_options`; `normalize` divides the result by its maximum |value|.
+  """
+  o = resolve_options(**options)
+  if o['form'] == 'fast':
+    r = _backward_fast(layer, a_TxC, z_UxD, r_UxD, o['rule'], o['epsilon'], o['alpha'],
+                       o['beta'])
+  else:
+    r = _backward_literal(layer, a_TxC, r_UxD, o['rule'], o['epsilon'], o['alpha'], o['beta'],
+                          o['chunk'])
+  return _normalize(r) if o['normalize'] else r
+
+
 def relevance(layers: tuple[Layer, ...], inputs: tuple[Array, ...], pre: tuple[Array, ...],
               target: Optional[Array] = None, *, return_layers: bool = False, **options
               ) -> Array | tuple[Array, tuple[Array, ...]]:
@@ -276,13 +295,7 @@ def relevance(layers: tuple[Layer, ...], inputs: tuple[Array, ...], pre: tuple[A
   r = r[None]
   per_layer = [r]
   for layer, a, z in reversed(list(zip(layers, inputs, pre))):
-    if o['form'] == 'fast':
-      r = _backward_fast(layer, a, z, r, o['rule'], o['epsilon'], o['alpha'], o['beta'])
-    else:
-      r = _backward_literal(layer, a, r, o['rule'], o['epsilon'], o['alpha'], o['beta'],
-                            o['chunk'])
-    if o['normalize']:
-      r = _normalize(r)
+    r = layer_relevance(layer, a, z, r, **o)
     per_layer.append(r)
   per_layer.reverse()
   return (r, tuple(per_layer)) if return_layers else r

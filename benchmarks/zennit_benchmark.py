@@ -1,0 +1,196 @@
+"""Our LRP-epsilon against zennit's on the same network in PyTorch.
+
+  pip install -r benchmarks/requirements.txt
+  python benchmarks/zennit_benchmark.py --config=paper --frames=16
+
+Ports the Wav2Letter of a preset to PyTorch (Conv1d, BatchNorm1d in eval mode, ReLU) with
+identical weights (random with drawn batch statistics, or a trained run's with `--workdir`),
+checks that both give the same logits, then explains the predicted class of `--frames` random
+windows with zennit's Epsilon rule behind its SequentialMergeBatchNorm canonizer and with our
+`epsilon` rule (batch norm folded the same way; both start from the target logit). Prints the
+relative error of the relevance maps and the frames per second of both, measured in the same
+run on the same inputs (compile time apart; median of `--repeats` calls).
+"""
+
+import importlib
+import importlib.metadata
+import statistics
+import sys
+import time
+import types
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from navai_jax import checkpoints
+from navai_jax import lrp
+from navai_jax import model
+from navai_jax.configs import default
+
+_CONFIG = flags.DEFINE_enum('config', 'paper', default.PRESETS, 'Model preset (no --workdir).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained run whose weights to use.')
+_FRAMES = flags.DEFINE_integer('frames', 16, 'Windows per batch.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Steady-state calls; the median is reported.')
+_EPSILON = flags.DEFINE_float('epsilon', 1e-6, 'Epsilon of the rule (zennit\'s default).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of weights and inputs.')
+
+
+def import_zennit():
+  """zennit, importable next to a CPU-only torch.
+
+  zennit imports torchvision at start-up only for the ResNet canonizers and the class of
+  `torchvision.ops.FrozenBatchNorm2d`. The torchvision wheels on PyPI are CUDA builds whose
+  compiled operators do not load next to a CPU torch wheel; then a stand-in module with those
+  three names is registered, which this network (Conv1d, BatchNorm1d, ReLU) never meets.
+  """
+  try:
+    importlib.import_module('torchvision')
+  except (ImportError, OSError, RuntimeError) as error:
+    import torch
+    for name in [m for m in sys.modules if m == 'torchvision' or m.startswith('torchvision.')]:
+      del sys.modules[name]
+    stand_in = {name: types.ModuleType(name) for name in (
+        'torchvision', 'torchvision.ops', 'torchvision.models', 'torchvision.models.resnet')}
+    stand_in['torchvision.ops'].FrozenBatchNorm2d = type('FrozenBatchNorm2d',
+                                                          (torch.nn.Module,), {})
+    for block in ('Bottleneck', 'BasicBlock'):
+      setattr(stand_in['torchvision.models.resnet'], block, type(block, (torch.nn.Module,), {}))
+    stand_in['torchvision'].ops = stand_in['torchvision.ops']
+    stand_in['torchvision'].models = stand_in['torchvision.models']
+    stand_in['torchvision.models'].resnet = stand_in['torchvision.models.resnet']
+    sys.modules.update(stand_in)
+    print(f'torchvision does not load here ({type(error).__name__}: {error}); zennit runs with '
+          'a stand-in for the torchvision names it imports.')
+  return importlib.import_module('zennit')
+
+
+def random_variables(config):
+  """Initial weights with batch statistics drawn around their initial values."""
+  variables = model.init_variables(config, jax.random.key(_SEED.value))
+  rng = np.random.default_rng(_SEED.value)
+  stats = {name: {'mean': rng.normal(0, 0.1, s['mean'].shape).astype(np.float32),
+                  'var': rng.uniform(0.5, 1.5, s['var'].shape).astype(np.float32)}
+           for name, s in variables['batch_stats'].items()}
+  return {'params': variables['params'], 'batch_stats': jax.tree.map(jnp.asarray, stats)}
+
+
+def torch_model(layers, torch):
+  """The network as `torch.nn.Sequential` (NCW layout) with the weights of `layers`."""
+  modules = []
+  for i, layer in enumerate(layers):
+    k, c, d = layer.kernel_KxCxD.shape
+    conv = torch.nn.Conv1d(c, d, k, stride=layer.stride, bias=layer.bias_D is not None)
+    conv.weight.data = torch.from_numpy(np.asarray(layer.kernel_KxCxD).transpose(2, 1, 0).copy())
+    if layer.bias_D is not None:
+      conv.bias.data = torch.from_numpy(np.asarray(layer.bias_D).copy())
+    modules.append(conv)
+    if layer.bn is not None:
+      bn = torch.nn.BatchNorm1d(d, eps=layer.bn_epsilon)
+      for ours, theirs in (('scale', 'weight'), ('bias', 'bias'), ('mean', 'running_mean'),
+                           ('var', 'running_var')):
+        getattr(bn, theirs).data = torch.from_numpy(np.asarray(layer.bn[ours]).copy())
+      modules.append(bn)
+    if i < len(layers) - 1:
+      modules.append(torch.nn.ReLU())
+  return torch.nn.Sequential(*modules).eval()
+
+
+def errors(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ('ours', 'zennit')) -> str:
+  """Relative differences of two batches of relevance maps, relative to `b`."""
+  norm = lambda m: np.linalg.norm(m.reshape(len(m), -1), axis=1)
+  x, y = names
+  return (f'max over frames of |{x} - {y}|_2 / |{y}|_2 = {np.max(norm(a - b) / norm(b)):.1e}, '
+          f'max |{x} - {y}| / max |{y}| = {np.max(np.abs(a - b)) / np.max(np.abs(b)):.1e}')
+
+
+def timed(fn):
+  """`(result, first-call seconds, steady seconds)`."""
+  start = time.perf_counter()
+  out = fn()
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(_REPEATS.value):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return out, first, statistics.median(times)
+
+
+def main(argv):
+  del argv
+  import torch
+  zennit = import_zennit()
+  from zennit.attribution import Gradient
+  from zennit.canonizers import SequentialMergeBatchNorm
+  from zennit.composites import LayerMapComposite
+  from zennit.rules import Epsilon
+
+  if _WORKDIR.value:
+    config, variables, _ = checkpoints.load_for_inference(_WORKDIR.value)
+  else:
+    config = default.get_config(_CONFIG.value)
+    variables = random_variables(config)
+  layers = lrp.layers_from_variables(config, variables)
+  net = torch_model(layers, torch)
+  n = _FRAMES.value
+  windows = jax.random.normal(jax.random.key(_SEED.value + 1),
+                              (n, model.RECEPTIVE_FIELD, config.features.num_mels))
+  x_torch = torch.from_numpy(np.asarray(windows).transpose(0, 2, 1).copy())
+  print(f'Command: python {" ".join(sys.argv)}')
+  print(f'torch {torch.__version__} ({torch.get_num_threads()} threads), zennit '
+        f'{importlib.metadata.version("zennit")}, jax {jax.__version__} on '
+        f'{jax.devices()[0].device_kind}; preset {config.preset}, {n} windows, '
+        f'epsilon {_EPSILON.value:g}')
+
+  logits, _ = model.apply_inference(config, variables, windows, padding='VALID')
+  with torch.no_grad():
+    logits_torch = net(x_torch).numpy().transpose(0, 2, 1)
+  forward_error = float(np.max(np.abs(logits_torch - logits)) / np.max(np.abs(logits)))
+  targets = np.array(jnp.argmax(logits[:, 0], -1), np.int64)
+  print(f'Forward pass, max |torch - jax| / max |jax| of the logits: {forward_error:.1e}')
+
+  one_hot = torch.nn.functional.one_hot(torch.from_numpy(targets), logits.shape[-1])
+  one_hot = one_hot.to(torch.float32)[:, :, None]
+  composite = LayerMapComposite(layer_map=[(torch.nn.Conv1d, Epsilon(epsilon=_EPSILON.value))],
+                                canonizers=[SequentialMergeBatchNorm()])
+
+  def zennit_lrp():
+    with Gradient(model=net, composite=composite) as attributor:
+      _, relevance = attributor(x_torch.clone().requires_grad_(True),
+                                lambda output: one_hot * output)
+    return relevance.numpy().transpose(0, 2, 1)
+
+  def our_lrp():
+    return np.asarray(jax.block_until_ready(lrp.lrp_batch(
+        config, variables, windows, targets, rule='epsilon', epsilon=_EPSILON.value)))
+
+  theirs, theirs_first, theirs_s = timed(zennit_lrp)
+  ours, ours_first, ours_s = timed(our_lrp)
+  print('Relevance maps, ours against zennit (target <= 1e-4):')
+  print(f'  float32: {errors(ours, theirs)}')
+
+  # The same comparison in float64 separates rounding from any difference of the rules.
+  with jax.enable_x64(True):
+    net64 = torch_model(layers, torch).double()  # zennit's canonizer leaves `net` float32-only.
+    as64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
+    with Gradient(model=net64, composite=composite) as attributor:
+      _, relevance = attributor(x_torch.double().requires_grad_(True),
+                                lambda output: one_hot.double() * output)
+    ours64 = lrp.lrp_batch(config, as64(variables), as64(windows), targets, rule='epsilon',
+                           epsilon=_EPSILON.value)
+    ours64, theirs64 = np.asarray(ours64), relevance.numpy().transpose(0, 2, 1)
+  print(f'  float64: {errors(ours64, theirs64)}')
+  print('Each toolbox in float32 against itself in float64 (the rounding both share):')
+  print(f'  ours:   {errors(ours, ours64, ("f32", "f64"))}')
+  print(f'  zennit: {errors(theirs, theirs64, ("f32", "f64"))}')
+  print(f'  zennit  first call {theirs_first:6.2f} s   steady {n / theirs_s:8.1f} frames/s')
+  print(f'  ours    first call {ours_first:6.2f} s (compile)   steady {n / ours_s:8.1f} '
+        f'frames/s')
+  print(f'  ours / zennit frames per second: {theirs_s / ours_s:.2f}x (target >= 2x)')
+
+
+if __name__ == '__main__':
+  app.run(main)
