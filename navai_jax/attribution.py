@@ -290,25 +290,26 @@ def introspect_letter(config: ml_collections.ConfigDict, variables: PyTree,
     raise ValueError(f'{letter!r} is not a letter a-z')
   if num_frames < 1:
     raise ValueError(f'num_frames must be >= 1, got {num_frames}')
-  chosen, predicted = [], set()
+  chosen, predicted, utterance_seen = [], set(), False
   for x, frames_B, ids in feature_batches:
     found = frames.collect(config, variables, x, frames_B, ids)
-    predicted |= set(found.letters)
     if utterance is not None:
       found = found.take([i for i, u in enumerate(found.ids) if u == utterance])
+      utterance_seen |= utterance in ids
+    predicted |= set(found.letters)
     index = np.flatnonzero(np.asarray(found.letters) == letter)
     if utterance is None:  # The first frame of the letter in every utterance.
       _, first = np.unique(found.utterance_N[index], return_index=True)
       index = index[np.sort(first)]
     chosen.append(found.take(index))
-    if sum(map(len, chosen)) >= num_frames:
+    if utterance_seen or sum(map(len, chosen)) >= num_frames:
       break
-  total = sum(map(len, chosen))
-  if not total:
-    where = f' of utterance {utterance!r}' if utterance is not None else ''
-    seen = ', '.join(sorted(predicted)) or 'none'
-    raise ValueError(f'letter {letter!r} is never predicted in these utterances{where} '
-                     f'(letters predicted: {seen})')
+  if utterance is not None and not utterance_seen:
+    raise ValueError(f'utterance {utterance!r} is not in the data')
+  if not sum(map(len, chosen)):
+    where = 'these utterances' if utterance is None else f'utterance {utterance!r}'
+    raise ValueError(f'letter {letter!r} is never predicted in {where} (letters predicted: '
+                     f'{", ".join(sorted(predicted)) or "none"})')
   windows = np.concatenate([c.windows_NxWxF for c in chosen])[:num_frames]
   targets = np.full(len(windows), vocab.TOKENS.index(letter))
   layers = lrp.layers_from_variables(config, variables)

@@ -176,29 +176,39 @@ def test_introspect_letter_explains_the_first_frame_of_each_utterance():
   x = jnp.where(jnp.arange(300)[None, :, None] < frames_B[:, None, None], x, 0.0)
   batches = [(x, frames_B, ['u0', 'u1'])]
   found = frames.collect(config, variables, x, frames_B, ['u0', 'u1'])
-  letter = next(l for l in found.letters
-                if {found.ids[i] for i in range(len(found)) if found.letters[i] == l} ==
-                {'u0', 'u1'})
+  positions = lambda u, l: [p for p, i, m in zip(found.positions_N, found.ids, found.letters)
+                            if i == u and m == l]
+  letter = next(l for l in found.letters if positions('u0', l) and len(positions('u1', l)) > 1)
   result = attribution.introspect_letter(config, variables, iter(batches), letter=letter,
                                          num_frames=3)
-  first = [min(found.positions_N[i] for i in range(len(found))
-               if found.ids[i] == u and found.letters[i] == letter) for u in ('u0', 'u1')]
-  assert list(result['ids']) == ['u0', 'u1'] and list(result['positions']) == first
+  assert list(result['ids']) == ['u0', 'u1']
+  assert list(result['positions']) == [positions('u0', letter)[0], positions('u1', letter)[0]]
   target = vocab.TOKENS.index(letter)
-  for i in range(2):
-    np.testing.assert_allclose(result['sensitivity'][i],
-                               attribution.sensitivity(config, variables, result['windows'][i],
-                                                       target), rtol=1e-5, atol=1e-9)
-    assert rel_error(result['lrp'][i], lrp.lrp(config, variables, result['windows'][i],
-                                               target)) <= 1e-4  # float32.
-  assert np.all((result['probability'] > 0) & (result['probability'] <= 1))
+
+  def reference(layers, windows):
+    return (jax.vmap(lambda w: attribution.sensitivity_map(layers, w, target))(windows),
+            jax.vmap(lambda w: lrp.relevance(layers, *lrp.forward(layers, w), target))(windows),
+            jax.nn.softmax(jax.vmap(lambda w: lrp.output(layers, lrp.forward(layers, w)[1]))(
+                windows)[:, 0])[:, target])
+
+  sensitivity, relevance, probability = quick(
+      reference, lrp.layers_from_variables(config, variables), jnp.asarray(result['windows']))
+  np.testing.assert_allclose(result['sensitivity'], sensitivity, rtol=1e-5, atol=1e-9)
+  assert rel_error(result['lrp'], relevance) <= 1e-4  # float32.
+  np.testing.assert_allclose(result['probability'], probability, rtol=1e-5)
   only_u1 = attribution.introspect_letter(config, variables, batches, letter=letter,
-                                          num_frames=50, utterance='u1')
-  assert set(only_u1['ids']) == {'u1'} and len(only_u1['ids']) == sum(
-      1 for i in range(len(found)) if found.ids[i] == 'u1' and found.letters[i] == letter)
+                                          num_frames=2, utterance='u1')
+  assert list(only_u1['ids']) == ['u1', 'u1']
+  assert list(only_u1['positions']) == positions('u1', letter)[:2]
   missing = sorted(set('abcdefghijklmnopqrstuvwxyz') - set(found.letters))[0]
-  with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted"):
+  with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted in these "
+                                       'utterances'):
     attribution.introspect_letter(config, variables, batches, letter=missing)
+  with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted in utterance "
+                                       "'u0'"):
+    attribution.introspect_letter(config, variables, batches, letter=missing, utterance='u0')
+  with pytest.raises(ValueError, match="utterance 'u7' is not in the data"):
+    attribution.introspect_letter(config, variables, batches, letter=letter, utterance='u7')
 
 
 def test_figure_helpers(tmp_path):
