@@ -7,11 +7,11 @@ network's `lrp.Layer`s and one window, for callers who jit and vmap themselves;
 
 | method                 | map                                                      | scores  |
 |------------------------|----------------------------------------------------------|---------|
-| `sensitivity`          | d(R_out . y)/dx (paper eq. 1)                             | softmax |
-| `lrp`                  | `lrp.relevance` (rule and options as keywords)            | -       |
+| `sensitivity`          | d(R_out . y)/dx (paper eq. 1)                            | softmax |
+| `lrp`                  | `lrp.relevance` (rule and options as keywords)           | -       |
 | `gradient_x_input`     | x * dy_t/dx                                              | logit   |
-| `integrated_gradients` | x * mean_k dy_t/dx at (k + 1/2)/steps * x (baseline 0)    | logit   |
-| `smoothgrad`           | mean over noisy copies x + N(0, noise_std^2) of the sensitivity | softmax |
+| `integrated_gradients` | x * mean_k dy_t/dx at (k + 1/2)/steps * x (baseline 0)   | logit   |
+| `smoothgrad`           | mean of the sensitivity over x + N(0, noise_std^2)       | softmax |
 | `guided_backprop`      | gradient through ReLUs that pass only positive gradients | logit   |
 |                        | where their forward input was positive                   |         |
 | `grad_cam`             | ReLU(sum_c w_c A_c(t)), w_c = time-mean of dy_t/dA_c, at | logit   |
