@@ -59,6 +59,8 @@ _SAVE_EVERY = flags.DEFINE_integer('save_every', 20, 'Batches between saves of t
 _FIGURE_LETTERS = flags.DEFINE_list('figure_letters', ['a', 't'], 'Letters of Figure 3.')
 _PHONEMES = flags.DEFINE_list('phonemes', ['a', 'aI', 'i:', '@', 'E', 'p', 't', 'k', 'b', 'd',
                                            'g'], 'Phoneme classes (eSpeak) of phonemes.png.')
+_TIMING_DIR = flags.DEFINE_string('timing_dir', '', 'Folder with the corpus .timing.json files; '
+                                  "default: the config's folder data source.")
 _SONIFY_METHOD = flags.DEFINE_enum('sonify_method', 'sensitivity_min', navai.ALIGNMENTS,
                                    'Alignment whose mean frames are sonified.')
 _SONIFY_ITERATIONS = flags.DEFINE_integer('sonify_iterations', 200, 'Griffin-Lim iterations.')
@@ -114,7 +116,7 @@ def main(argv):
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'navai')
   os.makedirs(out_dir, exist_ok=True)
   methods = tuple(dict.fromkeys(_METHODS.value))
-  timings = navai.find_timings(config)
+  timings = navai.find_timings(config, _TIMING_DIR.value)
   phoneme_classes = navai.phoneme_inventory(timings.values()) if timings else ()
   mesh = parallel.make_mesh(jax.local_devices())
   batches = data.batches(config, _SPLIT.value, train=False, batch_multiple=mesh.size,
@@ -138,8 +140,9 @@ def main(argv):
         f'({_SPLIT.value}, checkpoint step {step}); per letter under {methods[0]}: ' +
         ' '.join(f'{c}:{n}' for c, n in zip(navai.LETTERS, res['letter_count'][0])))
   if result.quality is None:
-    print(f'Alignment quality skipped: {config.data.source} has no .timing.json files (real '
-          'LibriSpeech has no word or phoneme times).')
+    print(f'Alignment quality skipped: no .timing.json files for the utterances of '
+          f'{config.data.source} (real LibriSpeech has no word or phoneme times; a corpus copy '
+          'without them can name the original with --timing_dir).')
   else:
     rows = alignment_quality.quality_table(result.quality, methods)
     alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))

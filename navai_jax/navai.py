@@ -419,17 +419,21 @@ def _device_functions(mesh: Mesh):
 # --- Host side: timings, phoneme tracks, the resumable loop ----------------------------------
 
 
-def find_timings(config: ml_collections.ConfigDict) -> dict[str, str]:
-  """Timing file of every utterance of a `folder:` corpus, by utterance id.
+def find_timings(config: ml_collections.ConfigDict, timing_dir: str = '') -> dict[str, str]:
+  """Timing file of every utterance, by utterance id.
 
-  Empty for other sources (e.g. real LibriSpeech through TFDS), which have no timings.
+  Searches `timing_dir`, or by default the folder of a `folder:` data source (a copy of the
+  corpus without its `.timing.json` files can point here at the original). Empty for other
+  sources (e.g. real LibriSpeech through TFDS), which have no timings.
   """
   kind, _, root = config.data.source.partition(':')
-  if kind != 'folder':
+  if not timing_dir and kind != 'folder':
     return {}
+  folder = pathlib.Path(timing_dir or root).expanduser()
+  if not folder.is_dir():
+    raise ValueError(f'Timing folder {folder} does not exist.')
   suffix = '.timing.json'
-  return {p.name[:-len(suffix)]: str(p)
-          for p in sorted(pathlib.Path(root).expanduser().rglob('*' + suffix))}
+  return {p.name[:-len(suffix)]: str(p) for p in sorted(folder.rglob('*' + suffix))}
 
 
 def phoneme_inventory(timing_paths: Iterable[str]) -> tuple[str, ...]:

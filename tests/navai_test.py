@@ -281,3 +281,22 @@ def test_pass_rejects_bad_input_with_clear_errors(tiny):
   with pytest.raises(ValueError, match='lacks id, text'):
     navai.run_pass(config, variables, [{k: batch[k] for k in ('audio', 'audio_lengths',
                                                               'weights')}])
+
+
+def test_timings_are_found_by_utterance_id(tmp_path):
+  config = default.get_config('tiny')
+  chapter = tmp_path / 'dev' / '7' / '8'
+  chapter.mkdir(parents=True)
+  for utt in ('7-8-0001', '7-8-0002'):
+    (chapter / f'{utt}.timing.json').write_text(json.dumps(
+        {'phonemes': [{'phoneme': "'aI", 'start': 0.0, 'end': 0.1},
+                      {'phoneme': 'i@3', 'start': 0.1, 'end': 0.2}]}))
+  config.data.source = f'folder:{tmp_path}'
+  found = navai.find_timings(config)
+  assert found == {u: str(chapter / f'{u}.timing.json') for u in ('7-8-0001', '7-8-0002')}
+  assert navai.phoneme_inventory(found.values()) == ('aI', 'i@')
+  config.data.source = 'tfds:librispeech'
+  assert navai.find_timings(config) == {}
+  assert navai.find_timings(config, str(tmp_path)) == found
+  with pytest.raises(ValueError, match='does not exist'):
+    navai.find_timings(config, str(tmp_path / 'nowhere'))
