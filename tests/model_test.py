@@ -26,12 +26,20 @@ def test_paper_table():
 def test_window_shapes_and_valid_equals_same():
   config = default.get_config('tiny')
   variables = model.init_variables(config, jax.random.key(0))
-  # Non-trivial batch statistics, so batch norm in inference mode is exercised.
-  variables = jax.tree.map(lambda a: a, variables)
-  stats = jax.tree.map(lambda a: a + 0.3, variables['batch_stats'])
-  variables = {'params': variables['params'], 'batch_stats': stats}
+  # Non-trivial batch norm in inference mode: random running statistics and affine
+  # parameters, with biases that keep every layer's ReLU partly active.
+  keys = iter(jax.random.split(jax.random.key(2), 64))
+  stats = jax.tree.map(lambda a: 0.1 * jax.random.normal(next(keys), a.shape),
+                       variables['batch_stats'])
+  stats = {k: {'mean': v['mean'], 'var': 0.5 + v['var'] ** 2} for k, v in stats.items()}
+  params = dict(variables['params'])
+  for name in stats:
+    params[name] = {'scale': 1.0 + 0.2 * jax.random.normal(next(keys), params[name]['scale'].shape),
+                    'bias': 0.5 + 0.1 * jax.random.normal(next(keys), params[name]['bias'].shape)}
+  variables = {'params': params, 'batch_stats': stats}
   x = jax.random.normal(jax.random.key(1), (1, 331, 128))
   logits, _ = model.apply_inference(config, variables, x)
+  assert float(np.std(logits)) > 1e-2  # The comparison below is not between zeros.
   specs = model.layer_specs(config.model)
   assert logits.shape[1] == model.output_length(specs, 331) == 166
   for position in (51, 52, 75, 112):
