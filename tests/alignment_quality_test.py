@@ -103,15 +103,18 @@ def test_hand_made_utterance_gives_expected_spans_and_distances():
   assert by[('none', 'all', 'all')]['median_ms'] == pytest.approx(96, abs=aq.BIN_MS)
   assert by[('shifted', 't', 'letter')]['median_ms'] == pytest.approx(96, abs=aq.BIN_MS)
   assert by[('shifted', 'all', 'word')]['frames'] == 2
+  # 90th percentile of 0, 0, 8, 24, 96, 180, 348, 384, 400: rank 7.2, between 384 and 400.
+  assert by[('none', 'all', 'all')]['p90_ms'] == pytest.approx(387.2, abs=aq.BIN_MS)
 
 
-def test_histogram_median_is_within_a_bin_of_the_exact_median():
+def test_histogram_quantiles_are_within_a_bin_of_the_exact_ones():
   rng = np.random.default_rng(0)
   for n in (1, 2, 7, 100, 1001):
     d = np.where(rng.random(n) < 0.3, 0.0, rng.exponential(60.0, n))
     hist = np.bincount(aq.distance_bins(d), minlength=aq.NUM_BINS)
-    assert abs(aq.histogram_median(hist) - np.median(d)) <= aq.BIN_MS
-  assert np.isnan(aq.histogram_median(np.zeros(aq.NUM_BINS)))
+    for q in (0.5, 0.9, 0.0, 1.0):
+      assert abs(aq.histogram_quantile(hist, q) - np.quantile(d, q)) <= aq.BIN_MS
+  assert np.isnan(aq.histogram_quantile(np.zeros(aq.NUM_BINS), 0.5))
 
 
 def test_report_files(tmp_path):
@@ -124,8 +127,8 @@ def test_report_files(tmp_path):
     read = list(csv.DictReader(f))
   assert len(read) == 2 * 27 * 3
   assert read[0] == {'method': 'none', 'letter': 'all', 'level': 'all', 'frames': '4',
-                     'median_ms': '2.2', 'inside_share': '0.5'}
+                     'median_ms': '2.2', 'p90_ms': '7.3', 'inside_share': '0.5'}
   report = aq.markdown_report(rows, tally, ('none', 'lrp_max'))
-  assert '| lrp_max | 3 | 0.0 | 100.0% | 0.0% |' in report
+  assert '| lrp_max | 3 | 0.0 | 0.0 | 100.0% | 0.0% |' in report
   aq.plot_quality(rows, ('none', 'lrp_max'), str(tmp_path / 'q.png'))
   assert (tmp_path / 'q.png').stat().st_size > 1000
