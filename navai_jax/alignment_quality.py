@@ -39,9 +39,7 @@ import os
 import re
 from typing import Sequence
 
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+import matplotlib.figure
 import ml_collections
 import numpy as np
 
@@ -320,7 +318,8 @@ def plot_quality(rows: list[dict], methods: Sequence[str], path: str) -> None:
   """Bars per method: median and 90th percentile of the distance to the true span, and the
   share of aligned positions inside it (all frames)."""
   by = {(r['method'], r['letter'], r['level']): r for r in rows}
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+  fig = matplotlib.figure.Figure(figsize=(9, 3.2), layout='constrained')
+  axes = fig.subplots(1, 2)
   x = np.arange(len(methods))
   for offset, key, label in ((-0.2, 'median_ms', 'median'), (0.2, 'p90_ms', '90th percentile')):
     axes[0].bar(x + offset, [by[(m, 'all', 'all')][key] for m in methods], width=0.4,
@@ -332,7 +331,5 @@ def plot_quality(rows: list[dict], methods: Sequence[str], path: str) -> None:
   axes[1].set_ylabel('aligned position inside span (%)')
   for ax in axes:
     ax.set_xticks(x, methods, rotation=20)
-  fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=150)
-  plt.close(fig)
