@@ -263,12 +263,18 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
   targets = np.asarray(tokens)[rows, where]
   sensitivity = attribution.attribute('sensitivity', config, variables, windows, targets)
   relevance = attribution.attribute('lrp', config, variables, windows, targets, rule='paper')
-  want = np.stack([np.full(len(rows), 103), navai.time_of_min(sensitivity),
-                   navai.time_of_max(sensitivity), navai.time_of_max(relevance)], axis=1)
   got = np.asarray(positions)[rows, where]
-  # LRP from the shared pass and from the window agree up to rounding; allow rare ties.
-  assert (got == want).mean() > 0.97
-  np.testing.assert_array_equal(got[:, :3], want[:, :3])
+  np.testing.assert_array_equal(got[:, 0], 103)
+  # Each position holds the extreme of its map; ties and rounding (LRP from the shared pass
+  # against LRP of the window) may pick another column whose extreme is as large.
+  n = np.arange(len(rows))
+  checks = [(sensitivity, -1, navai.time_of_min), (sensitivity, 1, navai.time_of_max),
+            (relevance, 1, navai.time_of_max)]
+  for m, (maps, sign, time_of_extreme) in enumerate(checks, start=1):
+    extreme_N = (sign * np.asarray(maps)).reshape(len(rows), -1).max(1)
+    at_got_N = (sign * np.asarray(maps)[n, got[:, m]]).max(1)
+    np.testing.assert_allclose(at_got_N, extreme_N, rtol=1e-4, atol=1e-7)
+    assert (got[:, m] == time_of_extreme(maps)).mean() > 0.95
 
 
 def test_pass_rejects_bad_input_with_clear_errors(tiny):
