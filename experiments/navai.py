@@ -20,8 +20,9 @@ result. Written into `--out_dir` (default WORKDIR/navai):
   frames under `--sonify_method`.
 
 Measured with benchmarks/navai_benchmark.py on two shared CPU cores, all four methods: the
-`small` config folds about 34 letter frames per second, the `paper` config about 9 (plus one
-compilation per length bucket, ~10-40 s each). `--max_utterances` takes an evenly spaced
+`small` config folds 35-55 letter frames per second, the `paper` config about 9 (plus one
+compilation per length bucket, ~10-40 s each); 48 dev utterances with the `small` model took
+under 3 minutes. `--max_utterances` takes an evenly spaced
 subset of the split.
 """
 
