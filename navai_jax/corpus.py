@@ -41,6 +41,9 @@ import scipy.signal
 import soundfile as sf
 import tqdm
 
+from navai_jax import features
+from navai_jax import model
+
 SAMPLE_RATE = 16000
 SPLITS = ('train', 'dev', 'test')
 TEXT_SOURCES = ('pydoc_topics', 'stdlib_docstrings')
@@ -65,6 +68,8 @@ PITCH_RANGE = (30, 70)  # eSpeak's 0-100 scale, inclusive
 MIN_WORDS = 3
 MAX_WORDS = 25
 MAX_SECONDS = 12.0
+# The model needs one receptive field of feature frames; shorter utterances are dropped.
+MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD)
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
 UTTERANCES_PER_CHAPTER = 100
 
@@ -565,6 +570,9 @@ def _check(u: Utterance, audio_T: np.ndarray, words: list[dict]) -> str | None:
   """Returns why a synthesized utterance must be dropped, or None to keep it."""
   if not len(audio_T):
     return 'empty audio'
+  if len(audio_T) < MIN_SAMPLES:
+    return (f'{len(audio_T) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
+            f'({MIN_SAMPLES / SAMPLE_RATE:.2f} s)')
   if len(audio_T) > MAX_SECONDS * SAMPLE_RATE:
     return f'{len(audio_T) / SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
   if [w['word'].upper() for w in words] != u.transcript.split():

@@ -51,13 +51,14 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
+from navai_jax import features
 from navai_jax import model
 from navai_jax import vocab
 
 SAMPLE_RATE = 16000
 # Shortest utterance the folder builder accepts: one receptive field of SPEC §1 features
 # (512-sample windows every 128 samples).
-MIN_SAMPLES = (model.RECEPTIVE_FIELD - 1) * 128 + 512
+MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD)
 # Bucket lengths are rounded up to a multiple of this many samples (128 ms, 16 hops).
 LENGTH_QUANTUM = 2048
 

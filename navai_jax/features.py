@@ -61,6 +61,11 @@ def num_frames(num_samples, window: int = 512, hop: int = 128):
   return np.maximum(0, (np.asarray(num_samples) - window) // hop + 1)
 
 
+def samples_for_frames(frames: int, window: int = 512, hop: int = 128) -> int:
+  """Fewest samples that give `frames` feature frames (inverse of `num_frames`)."""
+  return (frames - 1) * hop + window
+
+
 def seconds_to_frame(seconds, config: ml_collections.ConfigDict):
   """Feature frame whose window is centred nearest to time `seconds`."""
   c = config.features

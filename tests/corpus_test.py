@@ -124,6 +124,10 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
   assert rest['new_utterances'] == stats['new_utterances'] - 3
   assert _files(resumed) == _files(whole)
 
+  # Every utterance is long enough for one receptive field (the data pipeline refuses less).
+  for flac in whole.rglob('*.flac'):
+    assert sf.info(str(flac)).frames >= corpus.MIN_SAMPLES, flac
+
   summary = json.loads((whole / 'corpus.json').read_text())
   assert summary['seed'] == TINY['seed']
   spoken = {}
