@@ -3,13 +3,14 @@
   pip install -r benchmarks/requirements.txt
   python benchmarks/zennit_benchmark.py --config=paper --frames=16
 
-Ports the Wav2Letter of a preset to PyTorch (Conv1d, BatchNorm1d in eval mode, ReLU) with
-identical weights (random with drawn batch statistics, or a trained run's with `--workdir`),
-checks that both give the same logits, then explains the predicted class of `--frames` random
-windows with zennit's Epsilon rule behind its SequentialMergeBatchNorm canonizer and with our
-`epsilon` rule (batch norm folded the same way; both start from the target logit). Prints the
-relative error of the relevance maps and the frames per second of both, measured in the same
-run on the same inputs (compile time apart; median of `--repeats` calls).
+Runs the Wav2Letter of a preset in PyTorch (the port in `torch_wav2letter.py`: Conv1d,
+BatchNorm1d in eval mode, ReLU) with identical weights (random with drawn batch statistics, or a
+trained run's with `--workdir`), checks that both give the same logits, then explains the
+predicted class of `--frames` random windows with zennit's Epsilon rule behind its
+SequentialMergeBatchNorm canonizer and with our `epsilon` rule (batch norm folded the same way;
+both start from the target logit). Prints the relative error of the relevance maps and the
+frames per second of both, measured in the same run on the same inputs (compile time apart;
+median of `--repeats` calls).
 """
 
 import importlib
@@ -29,6 +30,7 @@ from navai_jax import checkpoints
 from navai_jax import lrp
 from navai_jax import model
 from navai_jax.configs import default
+import torch_wav2letter
 
 _CONFIG = flags.DEFINE_enum('config', 'paper', default.PRESETS, 'Model preset (no --workdir).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained run whose weights to use.')
@@ -77,27 +79,6 @@ def random_variables(config):
   return {'params': variables['params'], 'batch_stats': jax.tree.map(jnp.asarray, stats)}
 
 
-def torch_model(layers, torch):
-  """The network as `torch.nn.Sequential` (NCW layout) with the weights of `layers`."""
-  modules = []
-  for i, layer in enumerate(layers):
-    k, c, d = layer.kernel_KxCxD.shape
-    conv = torch.nn.Conv1d(c, d, k, stride=layer.stride, bias=layer.bias_D is not None)
-    conv.weight.data = torch.from_numpy(np.asarray(layer.kernel_KxCxD).transpose(2, 1, 0).copy())
-    if layer.bias_D is not None:
-      conv.bias.data = torch.from_numpy(np.asarray(layer.bias_D).copy())
-    modules.append(conv)
-    if layer.bn is not None:
-      bn = torch.nn.BatchNorm1d(d, eps=layer.bn_epsilon)
-      for ours, theirs in (('scale', 'weight'), ('bias', 'bias'), ('mean', 'running_mean'),
-                           ('var', 'running_var')):
-        getattr(bn, theirs).data = torch.from_numpy(np.asarray(layer.bn[ours]).copy())
-      modules.append(bn)
-    if i < len(layers) - 1:
-      modules.append(torch.nn.ReLU())
-  return torch.nn.Sequential(*modules).eval()
-
-
 def errors(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ('ours', 'zennit')) -> str:
   """Relative differences of two batches of relevance maps, relative to `b`."""
   norm = lambda m: np.linalg.norm(m.reshape(len(m), -1), axis=1)
@@ -133,8 +114,7 @@ def main(argv):
   else:
     config = default.get_config(_CONFIG.value)
     variables = random_variables(config)
-  layers = lrp.layers_from_variables(config, variables)
-  net = torch_model(layers, torch)
+  net = torch_wav2letter.wav2letter(config, variables, padding='VALID')
   n = _FRAMES.value
   windows = jax.random.normal(jax.random.key(_SEED.value + 1),
                               (n, model.RECEPTIVE_FIELD, config.features.num_mels))
@@ -174,7 +154,8 @@ def main(argv):
 
   # The same comparison in float64 separates rounding from any difference of the rules.
   with jax.enable_x64(True):
-    net64 = torch_model(layers, torch).double()  # zennit's canonizer leaves `net` float32-only.
+    # A second copy: zennit's canonizer leaves `net` float32-only.
+    net64 = torch_wav2letter.wav2letter(config, variables, padding='VALID').double()
     as64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
     with Gradient(model=net64, composite=composite) as attributor:
       _, relevance = attributor(x_torch.double().requires_grad_(True),
