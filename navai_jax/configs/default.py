@@ -35,7 +35,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.model.num_middle_layers = 8
   c.model.bn_momentum = 0.99
   c.model.bn_epsilon = 1e-5
-  c.model.dropout = 0.0 if preset == 'paper' else 0.1
+  c.model.dropout = 0.1 if preset == 'tiny' else 0.0
 
   # Features (SPEC §1).
   c.features = ml_collections.ConfigDict()
@@ -54,7 +54,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data.eval_split = 'dev'
   # '' = PATH/_tfds for 'folder:' sources, the TFDS default (~/tensorflow_datasets) for 'tfds:'.
   c.data.tfds_data_dir = ''
-  c.data.batch_seconds = {'paper': 160.0, 'small': 160.0, 'tiny': 8.0}[preset]
+  c.data.batch_seconds = {'paper': 160.0, 'small': 40.0, 'tiny': 8.0}[preset]
   c.data.max_seconds = 16.0
   c.data.num_buckets = 8
 
@@ -64,20 +64,20 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.augment.noise_std = 0.1
   c.augment.freq_masks = 2
   c.augment.freq_mask_width = 12
-  c.augment.time_masks = 2
+  c.augment.time_masks = 1
   c.augment.time_mask_width = 20
 
   # Optimization.
   c.train = ml_collections.ConfigDict()
-  c.train.learning_rate = {'paper': 5e-4, 'small': 2e-3, 'tiny': 3e-3}[preset]
-  c.train.warmup_steps = {'paper': 500, 'small': 200, 'tiny': 5}[preset]
+  c.train.learning_rate = {'paper': 5e-4, 'small': 5e-3, 'tiny': 3e-3}[preset]
+  c.train.warmup_steps = {'paper': 500, 'small': 100, 'tiny': 5}[preset]
   c.train.weight_decay = 1e-4
   c.train.grad_clip = 5.0
-  c.train.num_steps = {'paper': 100_000, 'small': 6_000, 'tiny': 20}[preset]
+  c.train.num_steps = {'paper': 100_000, 'small': 4_000, 'tiny': 20}[preset]
   c.train.max_minutes = 0.0  # > 0: stop (and checkpoint) after this much training time.
   c.train.log_every = {'paper': 50, 'small': 50, 'tiny': 2}[preset]
-  c.train.checkpoint_every = {'paper': 1000, 'small': 250, 'tiny': 5}[preset]
-  c.train.eval_every = {'paper': 5000, 'small': 1000, 'tiny': 0}[preset]
+  c.train.checkpoint_every = {'paper': 1000, 'small': 500, 'tiny': 5}[preset]
+  c.train.eval_every = {'paper': 5000, 'small': 500, 'tiny': 0}[preset]
   c.train.loss = 'ctc'
 
   c.eval = ml_collections.ConfigDict()
