@@ -16,6 +16,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 from ml_collections import config_flags
 
@@ -32,6 +33,8 @@ _MULTIHOST = flags.DEFINE_bool('multihost', False,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:  # Orbax reports every save at INFO level.
+    logging.set_verbosity(logging.WARNING)
   if _MULTIHOST.value:
     jax.distributed.initialize()
   try:

@@ -11,13 +11,13 @@ does not depend on how many or how long the utterances of a bucket are.
 """
 
 import functools
+import itertools
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from absl import logging
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -265,8 +265,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
                             jax.eval_shape(functools.partial(init_state, frozen)))
     state, meta = checkpoints.restore(mngr, start, abstract)
     elapsed = meta['elapsed_seconds']
-    logging.info('Resuming %s from step %d (%.0f s of training).', workdir, start, elapsed)
     if is_main:
+      tqdm.tqdm.write(f'Resuming {workdir} from step {start} ({elapsed / 60:.1f} min of training).')
       _keep_metrics_until(workdir / METRICS_FILE, start)
 
   def log(record: dict[str, Any]) -> None:
@@ -286,6 +286,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   step = int(state.step)
   step_fn = jit_train_step(frozen, mesh)
   batches = train_batches(step, mesh.size)
+  batches = itertools.chain([next(batches)], batches)  # Loads the corpus before the clock starts.
   bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
                   dynamic_ncols=True)
   losses, audio_seconds, window_seconds = [], 0.0, 0.0
@@ -309,7 +310,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
       window_seconds += seconds
       losses.append(loss)
       bar.update(1)
-      if step % t.log_every == 0 or step == t.num_steps:
+      last = step == t.num_steps or out_of_time()
+      if step % t.log_every == 0 or last:
         record = {'step': step, 'loss': float(np.mean(losses)),
                   'learning_rate': float(step_metrics['learning_rate']),
                   'grad_norm': float(step_metrics['grad_norm']),
@@ -319,7 +321,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
         bar.set_postfix(loss=f'{record["loss"]:.3f}',
                         audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
         losses, audio_seconds, window_seconds = [], 0.0, 0.0
-      last = step == t.num_steps or out_of_time()
       if t.eval_every and (step % t.eval_every == 0 or last):
         run_evaluation(step)
         tick = time.perf_counter()
