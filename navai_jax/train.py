@@ -93,12 +93,17 @@ def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Sch
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Gradient clipping by global norm, then AdamW; weight decay on convolution kernels only."""
+  """Gradient clipping by global norm, then AdamW; weight decay on convolution kernels only.
+
+  The state has the same structure for every setting, so a run can be resumed with, say,
+  clipping switched off.
+  """
   t = train_config
   decay_kernels = lambda params: jax.tree_util.tree_map_with_path(
       lambda path, _: jax.tree_util.keystr(path).endswith("['kernel']"), params)
-  adamw = optax.adamw(learning_rate_schedule(t), weight_decay=t.weight_decay, mask=decay_kernels)
-  return optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw) if t.grad_clip else adamw
+  clip = optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity()
+  return optax.chain(clip, optax.adamw(learning_rate_schedule(t), weight_decay=t.weight_decay,
+                                       mask=decay_kernels))
 
 
 def init_state(config: ml_collections.ConfigDict) -> TrainState:

@@ -214,6 +214,15 @@ def test_weight_decay_touches_kernels_only():
   np.testing.assert_array_equal(updates['conv_12']['bias'], 0.0)
 
 
+def test_optimizer_state_has_one_structure_with_and_without_clipping():
+  """So that a run resumes with clipping switched off or on."""
+  config = tiny_config()
+  params = {'conv_1': {'kernel': jnp.ones((3, 2))}, 'bn_1': {'scale': jnp.ones(2)}}
+  clipped = jax.tree.structure(train.make_optimizer(config.train).init(params))
+  config.train.grad_clip = 0.0
+  assert jax.tree.structure(train.make_optimizer(config.train).init(params)) == clipped
+
+
 @pytest.mark.parametrize('field, value', [('train.max_minutes', -1.0), ('train.num_steps', 0),
                                           ('train.learning_rate', 0.0), ('train.loss', 'asg')])
 def test_config_out_of_range(field, value):
