@@ -1,6 +1,8 @@
 """Training throughput in audio-seconds per second of the jitted train step.
 
   python benchmarks/train_benchmark.py --preset=small --steps=5
+  python benchmarks/train_benchmark.py --preset=paper --steps=3 --repeats=2 --compare_torch \
+      --torch_compile
 
 Times the step that `navai_jax.train.train` runs (features, augmentation, masked batch norm,
 CTC, AdamW) on one made-up batch of the preset's `data.batch_seconds` of audio: utterances of
@@ -9,9 +11,28 @@ cost does not depend on what the audio says). The step is compiled ahead of time
 time is reported on its own; it runs once to warm up, then `--steps` steps are timed and the
 fastest of `--repeats` timed runs counts (the machine may be shared). Uses every local device,
 as training does.
+
+`--compare_torch` times an equivalent PyTorch training step in the same run, on the same batch,
+with the same warm-up and timed steps (the repeats take turns): our log-mel features and
+augmentation ported to torch, the port of the network in `torch_wav2letter.py` (starting from
+our initial weights) in train mode, `torch.nn.functional.ctc_loss` with blank 0 and the same
+per-token normalization, global norm clipping, AdamW with weight decay on the kernels only and
+our learning rate schedule. BatchNorm1d takes its statistics over all frames; every utterance of
+the made-up batch has the same length, so there are no padded frames and these are exactly our
+masked statistics. Without augmentation (`paper`) both steps start from the same loss, printed
+as a check that they compute the same thing. `--torch_compile` also times the network under
+`torch.compile` (features and loss stay eager; needs a C++ compiler); the ratio is taken
+against the faster PyTorch step. PyTorch (the CPU build of benchmarks/requirements.txt) runs on
+one thread per core unless `--torch_threads` says otherwise: its OpenMP threads slow down
+several times over when other jobs share the cores, where one thread is faster.
+
+Measured on 2 shared CPU cores (load 3-7), ours / fastest PyTorch: `paper` 1.29x (2 threads),
+1.00-1.04x (1 thread); `small` 3.1-5.2x (2 threads), 0.91-0.97x (1 thread).
 """
 
+import os
 import time
+from typing import Any, Callable
 
 from absl import app
 from absl import flags
@@ -19,6 +40,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from navai_jax import model
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
@@ -29,11 +51,23 @@ _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per run.')
 _REPEATS = flags.DEFINE_integer('repeats', 1, 'Timed runs; the fastest counts.')
 _UTTERANCE_SECONDS = flags.DEFINE_float('utterance_seconds', 4.0,
                                         'Length of every utterance of the batch.')
+_BATCH_SECONDS = flags.DEFINE_float('batch_seconds', None,
+                                    'Audio per batch; default the preset\'s data.batch_seconds.')
+_COMPARE_TORCH = flags.DEFINE_bool('compare_torch', False,
+                                   'Also time an equivalent PyTorch training step.')
+_TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False,
+                                   'With --compare_torch: also time it with torch.compile.')
+_TORCH_THREADS = flags.DEFINE_integer(
+    'torch_threads', 0, 'Threads of PyTorch; 0 = one per CPU core (os.cpu_count()). On a '
+    'machine shared with other jobs, fewer threads than cores can be faster.')
 
 for _name in ('steps', 'repeats'):
   flags.register_validator(_name, lambda v: v >= 1, f'--{_name} must be >= 1.')
 flags.register_validator('utterance_seconds', lambda s: s >= 2.0,
                          '--utterance_seconds must be >= 2 (one receptive field is 1.7 s).')
+flags.register_validator('torch_threads', lambda n: n >= 0, '--torch_threads must be >= 0.')
+flags.register_validator('batch_seconds', lambda s: s is None or s > 0,
+                         '--batch_seconds must be > 0.')
 
 
 def made_up_batch(config: ml_collections.ConfigDict, utterance_seconds: float,
@@ -54,31 +88,130 @@ def made_up_batch(config: ml_collections.ConfigDict, utterance_seconds: float,
   }
 
 
+def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
+                     batch: dict[str, np.ndarray], num_steps: int, compile_network: bool
+                     ) -> Callable[[], float]:
+  """The PyTorch counterpart of `train.train_step` on `batch` (see the module docstring).
+
+  Args:
+    config: the experiment config.
+    variables: initial `{'params', 'batch_stats'}` of our model, copied into the network.
+    batch: the made-up batch (every utterance of the same length).
+    num_steps: steps that will be run (the learning rates are computed ahead).
+    compile_network: run the network under `torch.compile`.
+  Returns:
+    `step()`, which runs the next optimizer step and returns its loss.
+  """
+  # PyTorch is optional (benchmarks/requirements.txt): imported only for --compare_torch.
+  import torch
+  import torch_wav2letter
+
+  t = config.train
+  net = torch_wav2letter.wav2letter(config, variables).train()
+  kernels = [m.weight for m in net if isinstance(m, torch.nn.Conv1d)]
+  others = [p for p in net.parameters() if all(p is not k for k in kernels)]
+  optimizer = torch.optim.AdamW([{'params': kernels, 'weight_decay': t.weight_decay},
+                                 {'params': others, 'weight_decay': 0.0}], lr=0.0, eps=1e-8)
+  rates = np.asarray(jax.vmap(train.learning_rate_schedule(t))(np.arange(num_steps))).tolist()
+  forward = torch.compile(net) if compile_network else net
+  audio = torch.from_numpy(batch['audio'])
+  lengths = torch.from_numpy(batch['audio_lengths']).long()
+  labels = torch.from_numpy(batch['labels']).long()
+  label_lengths = torch.from_numpy(np.sum(1.0 - batch['label_paddings'], 1)).long()
+  weights = torch.from_numpy(batch['weights'])
+  tokens = torch.clamp(torch.sum(weights * label_lengths), min=1.0)
+  generator = torch.Generator().manual_seed(config.seed)
+  specs = model.layer_specs(config.model)
+  step_number = iter(range(num_steps))
+
+  def step() -> float:
+    i = next(step_number)
+    x_BxTxF, frames_B = torch_wav2letter.log_mel(audio, lengths, config)
+    if config.augment.enabled:
+      x_BxTxF = torch_wav2letter.augment(x_BxTxF, frames_B, generator, config.augment)
+    logits_BxVxU = forward(x_BxTxF.transpose(1, 2))
+    log_probs_UxBxV = torch.log_softmax(logits_BxVxU, dim=1).permute(2, 0, 1)
+    per_utterance_B = torch.nn.functional.ctc_loss(
+        log_probs_UxBxV, labels, model.output_length(specs, frames_B), label_lengths, blank=0,
+        reduction='none')
+    loss = torch.sum(weights * per_utterance_B) / tokens
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.grad_clip:
+      torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
+    for group in optimizer.param_groups:
+      group['lr'] = rates[i]
+    optimizer.step()
+    return loss.item()
+
+  return step
+
+
 def main(argv):
   del argv
   config = default.get_config(_PRESET.value)
+  if _BATCH_SECONDS.value is not None:
+    config.data.batch_seconds = _BATCH_SECONDS.value
   frozen = ml_collections.FrozenConfigDict(config)
   mesh = parallel.make_mesh()
   batch = made_up_batch(config, _UTTERANCE_SECONDS.value, mesh.size)
   audio_seconds = batch['audio_lengths'].sum() / config.features.sample_rate
   device_batch = parallel.shard_batch(batch, mesh)
   state = train.jit_init_state(frozen, mesh)()
+  initial_variables = jax.tree.map(np.asarray, state.variables)  # The step donates `state`.
 
   start = time.perf_counter()
   step = train.jit_train_step(frozen, mesh).lower(state, device_batch).compile()
   compile_seconds = time.perf_counter() - start
-  state, _ = jax.block_until_ready(step(state, device_batch))
 
-  best = float('inf')
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    for _ in range(_STEPS.value):
+  def run_ours(num_steps: int) -> float:
+    nonlocal state
+    for _ in range(num_steps):
       state, metrics = step(state, device_batch)
-    jax.block_until_ready(metrics)
-    best = min(best, (time.perf_counter() - start) / _STEPS.value)
+    return float(metrics['loss'])
+
+  # name -> (run `n` steps and return the last loss, warm-up seconds, warm-up loss).
+  runs: dict[str, tuple[Callable[[int], float], float, float]] = {}
+  torch_names = []
+  if _COMPARE_TORCH.value:
+    import torch
+    torch.set_num_threads(_TORCH_THREADS.value or os.cpu_count())
+    torch_names = ['eager', 'compiled'] if _TORCH_COMPILE.value else ['eager']
+  for name in ['ours'] + torch_names:
+    if name == 'ours':
+      run = run_ours
+    else:
+      torch_step = torch_train_step(config, initial_variables, batch,
+                                    1 + _REPEATS.value * _STEPS.value, name == 'compiled')
+      run = lambda n, torch_step=torch_step: [torch_step() for _ in range(n)][-1]
+    start = time.perf_counter()
+    loss = run(1)
+    runs[name] = (run, time.perf_counter() - start, loss)
+
+  # Repeats take turns, so that a load on the shared machine slows every contender alike.
+  seconds = {name: float('inf') for name in runs}
+  for _ in range(_REPEATS.value):
+    for name, (run, _, _) in runs.items():
+      start = time.perf_counter()
+      run(_STEPS.value)
+      seconds[name] = min(seconds[name], (time.perf_counter() - start) / _STEPS.value)
+
+  ours = seconds['ours']
   print(f'{_PRESET.value}: {len(batch["weights"])} x {_UTTERANCE_SECONDS.value:g} s per batch '
         f'on {mesh.size} {jax.devices()[0].platform} device(s); compile {compile_seconds:.1f} s; '
-        f'{best:.2f} s per step = {audio_seconds / best:.0f} audio-seconds per second')
+        f'{ours:.2f} s per step = {audio_seconds / ours:.0f} audio-seconds per second')
+  if not torch_names:
+    return
+  print(f'PyTorch {torch.__version__} on {torch.get_num_threads()} threads, the same batch, 1 '
+        f'warm-up step and the fastest of {_REPEATS.value} x {_STEPS.value} steps; loss of the '
+        f'first step: ours {runs["ours"][2]:.4f}')
+  for name in torch_names:
+    _, warm_up_seconds, loss = runs[name]
+    print(f'  PyTorch {name:8s} first step {warm_up_seconds:5.1f} s, loss {loss:.4f}; '
+          f'{seconds[name]:.2f} s per step = {audio_seconds / seconds[name]:.0f} '
+          f'audio-seconds per second; ours / PyTorch {seconds[name] / ours:.2f}x')
+  fastest = min(torch_names, key=seconds.get)
+  print(f'ours / fastest PyTorch ({fastest}): {seconds[fastest] / ours:.2f}x (target >= 1.0x)')
 
 
 if __name__ == '__main__':
