@@ -26,8 +26,11 @@ against the faster PyTorch step. PyTorch (the CPU build of benchmarks/requiremen
 one thread per core unless `--torch_threads` says otherwise: its OpenMP threads slow down
 several times over when other jobs share the cores, where one thread is faster.
 
-Measured on 2 shared CPU cores (load 3-7), ours / fastest PyTorch: `paper` 1.29x (2 threads),
-1.00-1.04x (1 thread); `small` 3.1-5.2x (2 threads), 0.91-0.97x (1 thread).
+Measured with torch 2.13.0 on 2 CPU cores shared with other jobs (load 3-7; ratios of one run
+only), ours / fastest PyTorch: `paper` 0.78x, 1.04x, 1.29x in three runs on 2 threads, 1.00x and
+1.04x on 1 thread, 1.54x and 1.57x with --batch_seconds=40 on 2 threads; `small` 3.1x and 5.2x
+on 2 threads, 0.91x and 0.97x on 1 thread. For `paper` the convolutions dominate and both sides
+are about equally fast; the load on the shared cores moves single runs by ±25%.
 """
 
 import os
