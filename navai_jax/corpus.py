@@ -667,7 +667,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
           if result is not None:
             audio_T, words, phonemes = result
             if reason := _check(u, audio_T, words):
-              logging.warning('Dropping %s (%r): %s.', u.id, u.text, reason)
+              logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
+                                  'shown; the summary counts all).', 5, u.id, u.text, reason)
               stats['dropped'] += 1
               continue
             writer.write(u, audio_T, words, phonemes)
