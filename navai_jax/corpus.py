@@ -684,7 +684,9 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
           'speakers': [s.id for s in split_speakers]}
   finally:
     if pool is not None:
-      pool.terminate()
+      # close() lets the few utterances synthesized ahead finish; terminate() can deadlock when
+      # it kills a worker in the middle of sending its result (seen on loaded machines).
+      pool.close()
       pool.join()
 
   summary.update({
