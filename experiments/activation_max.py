@@ -19,7 +19,6 @@ from pathlib import Path
 from absl import app
 from absl import flags
 from ml_collections import config_flags
-import jax.numpy as jnp
 import matplotlib.figure
 import numpy as np
 
@@ -59,10 +58,7 @@ def find_frame(config, variables, split: str, letter: str, index: int,
   activation_max.letter_id(letter)
   seen, letters = 0, set()
   for batch in data.batches(config, split, train=False, max_utterances=max_utterances):
-    real = batch['weights'] > 0  # Filler rows repeat the first utterance.
-    x, num_frames = features.log_mel(jnp.asarray(batch['audio'][real]),
-                                     jnp.asarray(batch['audio_lengths'][real]), config)
-    found = frames.collect(config, variables, x, num_frames, batch['id'][real])
+    found = frames.collect(config, variables, *features.of_batch(batch, config))
     letters |= set(found.letters)
     index_in_batch = [i for i, l in enumerate(found.letters) if l == letter]
     if seen + len(index_in_batch) > index:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from absl import app
 from absl import flags
-import jax.numpy as jnp
 import numpy as np
 
 from navai_jax import attribution
@@ -47,10 +46,7 @@ flags.register_validator('num_frames', lambda n: n >= 1, '--num_frames must be >
 def feature_batches(config, split: str, max_utterances: int):
   """`(x_BxTxF, frames_B, ids)` of the split's real utterances, batch by batch."""
   for batch in data.batches(config, split, train=False, max_utterances=max_utterances):
-    real = batch['weights'] > 0  # Filler rows repeat an utterance.
-    x, num_frames = features.log_mel(jnp.asarray(batch['audio'][real]),
-                                     jnp.asarray(batch['audio_lengths'][real]), config)
-    yield x, num_frames, list(batch['id'][real])
+    yield features.of_batch(batch, config)
 
 
 def main(argv):

@@ -78,6 +78,14 @@ def frame_to_seconds(frame, config: ml_collections.ConfigDict):
   return (np.asarray(frame) * c.hop + c.window / 2) / c.sample_rate
 
 
+def of_batch(batch, config: ml_collections.ConfigDict) -> tuple[Array, Array, list[str]]:
+  """`(x_BxTxF, frames_B, ids)` of a `data.batches` batch, without its filler rows."""
+  real = np.asarray(batch['weights']) > 0  # Filler rows (weight 0) repeat an utterance.
+  x, frames_B = log_mel(jnp.asarray(batch['audio'][real]),
+                        jnp.asarray(batch['audio_lengths'][real]), config)
+  return x, frames_B, [str(i) for i in batch['id'][real]]
+
+
 def power_mel(audio_BxN: Array, config: ml_collections.ConfigDict) -> Array:
   """Mel power spectrogram `[B, T, num_mels]` of float audio in [-1, 1]."""
   c = config.features
