@@ -125,15 +125,8 @@ def _bands(generator: torch.Generator, num_bands: int, max_width: int, size_B: t
 
 def augment(x_BxTxF: torch.Tensor, frames_B: torch.Tensor, generator: torch.Generator,
             augment_config: ml_collections.ConfigDict) -> torch.Tensor:
-  """`navai_jax.augment.augment` in PyTorch: frequency masks, time masks, then noise.
-
-  Raises:
-    ValueError: the config asks for frequency warping (`max_warp`), which has no port here.
-  """
+  """`navai_jax.augment.augment` in PyTorch: frequency masks, time masks, then noise."""
   c = augment_config
-  if c.get('max_warp', 0.0):
-    raise ValueError(f'augment.max_warp={c.max_warp}: frequency warping has no PyTorch port; '
-                     'set it to 0 for this comparison.')
   batch, length, num_bins = x_BxTxF.shape
   if c.freq_masks and c.freq_mask_width:
     bins_B = torch.full((batch,), num_bins)
