@@ -16,7 +16,6 @@ layers every step, grows with the model.
 import json
 from pathlib import Path
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import matplotlib.figure
@@ -24,6 +23,7 @@ import numpy as np
 
 from navai_jax import activation_max
 from navai_jax import checkpoints
+from navai_jax import cli
 from navai_jax import data
 from navai_jax import features
 from navai_jax import frames
@@ -112,4 +112,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

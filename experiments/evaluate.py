@@ -6,11 +6,11 @@ Writes WORKDIR/eval_SPLIT.json and WORKDIR/eval.json (ler, wer, num_utterances, 
 and a few reference/hypothesis pairs) and prints them.
 """
 
-import sys
 
 from absl import app
 from absl import flags
 
+from navai_jax import cli
 from navai_jax import evaluate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory of experiments/train.py.',
@@ -29,13 +29,10 @@ flags.register_validator('max_utterances', lambda n: n is None or n >= 0,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
-                                       max_utterances=_MAX_UTTERANCES.value)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f'evaluate.py: {e}')
+  result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
+                                     max_utterances=_MAX_UTTERANCES.value)
   print(evaluate.summary(result))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

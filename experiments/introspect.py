@@ -13,12 +13,12 @@ spectrogram, sensitivity overlay, LRP overlay; red positive, blue negative) and
 import json
 from pathlib import Path
 
-from absl import app
 from absl import flags
 import numpy as np
 
 from navai_jax import attribution
 from navai_jax import checkpoints
+from navai_jax import cli
 from navai_jax import data
 from navai_jax import features
 from navai_jax import lrp
@@ -76,4 +76,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -7,9 +7,9 @@ Reading the text takes about 10 s, synthesis about 25 s per hour of audio on two
 and it finishes the same corpus, identical to an uninterrupted run.
 """
 
-from absl import app
 from absl import flags
 
+from navai_jax import cli
 from navai_jax import corpus
 
 _OUT_DIR = flags.DEFINE_string('out_dir', 'data/espeak_corpus', 'Output folder.')
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

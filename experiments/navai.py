@@ -30,7 +30,6 @@ import json
 import os
 import re
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
@@ -38,6 +37,7 @@ import numpy as np
 
 from navai_jax import alignment_quality
 from navai_jax import checkpoints
+from navai_jax import cli
 from navai_jax import data
 from navai_jax import features
 from navai_jax import navai
@@ -157,4 +157,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,6 @@ Several hosts: start the same command on every host with --multihost; it calls
 every host reads its share of each batch, and only process 0 writes logs.
 """
 
-import sys
 
 from absl import app
 from absl import flags
@@ -20,6 +19,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from navai_jax import cli
 from navai_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,11 +37,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   if _MULTIHOST.value:
     jax.distributed.initialize()
-  try:
-    train.train(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    sys.exit(f'train.py: {e}')
+  train.train(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)
