@@ -291,14 +291,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   step = int(state.step)
   step_fn = jit_train_step(frozen, mesh)
   batches = train_batches(step, mesh.size)
-  batches = itertools.chain([next(batches)], batches)  # Loads the corpus before the clock starts.
+  # The first batch loads the corpus, before the clock starts.
+  batches = itertools.chain([next(batches, None)], batches)
   bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
                   dynamic_ncols=True)
   losses, audio_seconds, window_seconds = [], 0.0, 0.0
   tick = time.perf_counter()
   try:
     while step < t.num_steps and not out_of_time():
-      batch = next(batches)
+      batch = next(batches, None)
+      if batch is None:
+        raise ValueError(f'The training batches ran out after step {step}; they must be endless.')
       state, step_metrics = step_fn(state, parallel.shard_batch(batch, mesh))
       loss = float(step_metrics['loss'])
       step += 1

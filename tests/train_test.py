@@ -340,6 +340,13 @@ def test_non_finite_loss_stops_without_saving_it(tmp_path):
   assert checkpoints.manager(tmp_path).all_steps() == [8]
 
 
+def test_batches_that_run_out(tmp_path):
+  with pytest.raises(ValueError, match='ran out after step 3'):
+    train.train(tiny_config(), tmp_path,
+                train_batches=lambda start, multiple: itertools.islice(
+                    fake_train_batches(start, multiple), 3))
+
+
 def test_max_minutes_stops_with_a_checkpoint(tmp_path, monkeypatch):
   class Clock:  # Every reading is ten minutes later: each step takes ten minutes.
     now = 0.0
