@@ -150,13 +150,19 @@ def test_bn_objective_moves_a_neuron_that_act_leaves_silent(setup):
   assert bn.activation_S[-1] > bn.activation_S[0] + 0.5
 
 
+def predicting(variables, letter):
+  """The variables with the output bias of `letter` raised so that every frame predicts it."""
+  params = jax.tree.map(lambda a: a, variables['params'])
+  token = activation_max.letter_id(letter)
+  params['conv_12']['bias'] = params['conv_12']['bias'].at[token].add(100.0)
+  return {'params': params, 'batch_stats': variables['batch_stats']}
+
+
 def test_choose_neurons_picks_most_active_channels(setup):
   config, variables = setup
   frame = jax.random.normal(jax.random.key(3), (206, 128))
   token = activation_max.letter_id('e')
-  params = jax.tree.map(lambda a: a, variables['params'])
-  params['conv_12']['bias'] = params['conv_12']['bias'].at[token].add(100.0)
-  predicts_e = {'params': params, 'batch_stats': variables['batch_stats']}
+  predicts_e = predicting(variables, 'e')
   chosen = activation_max.choose_neurons(config, predicts_e, frame, 'e')
   assert sorted(chosen) == list(range(1, 13)) and chosen[12] == token
   specs = model.layer_specs(config.model)
@@ -174,9 +180,7 @@ def test_optimal_inputs_for_letter(setup):
   config, variables = setup
   frame = jax.random.normal(jax.random.key(4), (206, 128))
   token = activation_max.letter_id('a')
-  params = jax.tree.map(lambda a: a, variables['params'])
-  params['conv_12']['bias'] = params['conv_12']['bias'].at[token].add(100.0)
-  v = {'params': params, 'batch_stats': variables['batch_stats']}
+  v = predicting(variables, 'a')
   out = activation_max.optimal_inputs_for_letter(config, v, frame, 'a', (1, 12), few_steps(3))
   chosen = activation_max.choose_neurons(config, v, frame, 'a')
   assert list(out) == [1, 12] and out[12][0] == token and out[1][0] == chosen[1]
