@@ -19,7 +19,14 @@ Sources (`config.data.source`):
   sizes, transcript contents) change. Building is strict: a missing, unreadable or
   non-16-kHz-mono audio file, a transcript line without audio or audio without a line, an
   empty or unspellable transcript, or an utterance shorter than one receptive field
-  (206 feature frames, 26,752 samples) raises `DataError` naming the file.
+  (206 feature frames, 26,752 samples) raises `DataError` naming the file. The builder lives
+  in `tfds_folder`, imported only when a split is loaded, so that this module imports
+  without TensorFlow.
+
+Readers (`config.data.reader`). 'tfds' (the default) loads every source through TFDS as above.
+'direct' loads a `folder:` source's split folders with the builder's own example generator
+(`folder_examples`), checked the same way, without preparing TFDS files: for machines without
+TensorFlow, such as a GPU image that carries JAX alone. Both give the same `Split`.
 
 Batches. A split is loaded into memory once per process (int16, ~115 MB per hour of audio)
 and kept there; every batch is then a few numpy copies (far above the ~300 audio-seconds per
@@ -38,9 +45,9 @@ width, so a jitted step compiles once per bucket.
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +56,6 @@ from absl import logging
 import ml_collections
 import numpy as np
 import soundfile as sf
-import tensorflow_datasets as tfds
 
 from navai_jax import features
 from navai_jax import model
@@ -76,22 +82,7 @@ class DataError(ValueError):
 # The folder builder.
 
 
-@dataclasses.dataclass(eq=False)
-class FolderConfig(tfds.core.BuilderConfig):
-  """Builder config of one folder; `name` is derived from the folder's absolute path."""
-  folder: str = ''
-
-
-def folder_config(folder: str | os.PathLike) -> FolderConfig:
-  """The builder config of `folder`, named `<basename>_<hash of the absolute path>`."""
-  path = Path(folder).expanduser().resolve()
-  digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-  slug = re.sub(r'\W+', '_', path.name.lower()).strip('_') or 'root'
-  return FolderConfig(name=f'{slug}_{digest}', description=f'LibriSpeech-layout folder {path}',
-                      folder=str(path))
-
-
-def _split_folders(root: Path) -> list[Path]:
+def split_folders(root: Path) -> list[Path]:
   """Subfolders of `root` holding audio or transcripts (not `_tfds` or hidden ones)."""
   if not root.is_dir():
     raise DataError(f'Corpus folder {root} does not exist.')
@@ -118,7 +109,7 @@ def folder_fingerprint(root: str | os.PathLike) -> str:
   """
   h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
   root = Path(root).expanduser().resolve()
-  for split_dir in _split_folders(root):
+  for split_dir in split_folders(root):
     for dirpath, dirnames, filenames in os.walk(split_dir):
       dirnames.sort()
       for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
@@ -175,62 +166,20 @@ def read_flac(path: Path) -> np.ndarray:
   return samples
 
 
-class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
-  """A folder in LibriSpeech layout as a TFDS dataset with the standard LibriSpeech features.
+def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
+  """The examples of one split folder, checked, in the standard LibriSpeech features.
 
-  Construct with `config=folder_config(path)`; `prepared_folder_builder` does that and
-  rebuilds when the folder changed.
+  Yields dicts with 'id', 'text' (the transcript as written), 'speaker_id', 'chapter_id' and
+  'speech' (int16 samples), in the order of the sorted transcript files. This is what the TFDS
+  folder builder stores, and what `reader = 'direct'` loads without it.
+
+  Raises:
+    DataError: naming the file, for any problem `_read_transcripts` or `read_flac` finds.
   """
-
-  VERSION = tfds.core.Version('1.0.0')
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'speech': tfds.features.Audio(dtype=np.int16, sample_rate=SAMPLE_RATE),
-            'text': tfds.features.Text(),
-            'speaker_id': np.int64,
-            'chapter_id': np.int64,
-            'id': np.str_,
-        }),
-        supervised_keys=('speech', 'text'))
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Everything is local.
-    if not isinstance(self.builder_config, FolderConfig) or not self.builder_config.folder:
-      raise ValueError('LibrispeechFolder needs config=folder_config(path).')
-    return {tfds_split_name(d.name): self._generate_examples(d)
-            for d in _split_folders(Path(self.builder_config.folder))}
-
-  def _generate_examples(self, split_dir: Path):
-    for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
-      speaker, chapter, _ = utt_id.split('-')
-      yield utt_id, {'speech': read_flac(audio), 'text': text, 'speaker_id': int(speaker),
-                     'chapter_id': int(chapter), 'id': utt_id}
-
-
-def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> LibrispeechFolder:
-  """The builder of `folder`, prepared (again, if its files changed since the last build).
-
-  Args:
-    folder: root of the LibriSpeech-layout corpus.
-    data_dir: where TFDS keeps the prepared data; '' means `folder/_tfds`.
-  """
-  root = Path(folder).expanduser().resolve()
-  data_dir = data_dir or str(root / '_tfds')
-  fingerprint = folder_fingerprint(root)
-  builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
-  stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
-  if stamp.is_file() and stamp.read_text() == fingerprint:
-    return builder
-  if Path(builder.data_dir).exists():
-    logging.info('Corpus %s changed since it was prepared; rebuilding.', root)
-    shutil.rmtree(builder.data_dir)
-    builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
-  logging.info('Preparing %s into %s.', root, builder.data_dir)
-  builder.download_and_prepare()
-  stamp.write_text(fingerprint)
-  return builder
+  for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
+    speaker, chapter, _ = utt_id.split('-')
+    yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
+           'speech': read_flac(audio)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +242,14 @@ class Split:
 _SPLITS: dict[tuple[str, ...], Split] = {}
 
 
-def _resolve_folder_split(root: Path, split: str) -> str:
-  """TFDS split string of a folder split string ('dev' -> 'dev' or 'dev_clean'; '+' joins)."""
+READERS = ('tfds', 'direct')
+
+
+def _folder_split_parts(root: Path, split: str) -> list[tuple[str, str]]:
+  """(split folder name, TFDS slice or '') of each '+'-joined part of a folder split string.
+
+  'dev' names the folder `dev`, or `dev-clean` in a LibriSpeech copy that has no `dev`.
+  """
   parts = []
   for part in split.split('+'):
     match = re.fullmatch(r'\s*([\w-]+)\s*(\[[^\]]*\])?\s*', part)
@@ -304,36 +259,65 @@ def _resolve_folder_split(root: Path, split: str) -> str:
     if not (root / name).is_dir() and (root / FOLDER_LIBRISPEECH_SPLITS.get(name, name)).is_dir():
       name = FOLDER_LIBRISPEECH_SPLITS[name]
     if not (root / name).is_dir():
-      have = ', '.join(d.name for d in _split_folders(root))
+      have = ', '.join(d.name for d in split_folders(root))
       raise DataError(f'No split folder {name!r} in {root}; split folders there: {have}.')
-    parts.append(tfds_split_name(name) + slice_)
-  return '+'.join(parts)
+    parts.append((name, slice_))
+  return parts
+
+
+def _numpy_examples(dataset) -> Iterator[dict[str, Any]]:
+  """Examples of a TFDS dataset with 'id' and 'text' as str."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  for ex in tfds.as_numpy(dataset):
+    yield dict(ex, id=ex['id'].decode(), text=ex['text'].decode())
 
 
 def _locate(config: ml_collections.ConfigDict, split: str
-            ) -> tuple[tuple[str, ...], Callable[[], Any]]:
-  """A key naming a split's content, and a function returning its unbatched tf.data.Dataset."""
+            ) -> tuple[tuple[str, ...], Callable[[], Iterator[dict[str, Any]]]]:
+  """A key naming a split's content, and a function yielding its examples (numpy, str text).
+
+  Raises:
+    ValueError: an unknown source or reader, or a split string the reader cannot read.
+  """
   source = config.data.source
+  reader = config.data.get('reader', 'tfds')
+  if reader not in READERS:
+    raise ValueError(f'Unknown data.reader {reader!r}; choose one of {", ".join(READERS)}.')
   kind, _, arg = source.partition(':')
   if kind == 'folder' and arg:
-    builder = prepared_folder_builder(arg, config.data.tfds_data_dir)
-    tfds_split = _resolve_folder_split(Path(builder.builder_config.folder), split)
+    root = Path(arg).expanduser().resolve()
+    parts = _folder_split_parts(root, split)
+    if reader == 'direct':
+      if any(slice_ for _, slice_ in parts):
+        raise ValueError(f"data.reader='direct' reads whole split folders; split {split!r} "
+                         "has a slice, which needs data.reader='tfds'.")
+      names = [name for name, _ in parts]
+      return ((str(root), folder_fingerprint(root), 'direct', *names),
+              lambda: itertools.chain.from_iterable(folder_examples(root / n) for n in names))
+    from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
+    builder = tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir)
+    tfds_split = '+'.join(tfds_split_name(name) + slice_ for name, slice_ in parts)
     fingerprint = (Path(builder.data_dir) / 'folder_fingerprint.txt').read_text()
     return ((builder.data_dir, fingerprint, tfds_split),
-            lambda: builder.as_dataset(split=tfds_split, shuffle_files=False))
+            lambda: _numpy_examples(builder.as_dataset(split=tfds_split, shuffle_files=False)))
   if kind == 'tfds' and arg:
+    if reader != 'tfds':
+      raise ValueError(f"data.reader={reader!r} reads 'folder:' sources only; "
+                       f"{source!r} needs data.reader='tfds'.")
     if arg.split('/')[0] == 'librispeech':
       split = TFDS_LIBRISPEECH_SPLITS.get(split, split)
     data_dir = config.data.tfds_data_dir or None
 
     def load():
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
       try:
-        return tfds.load(arg, split=split, data_dir=data_dir, download=False,
-                         shuffle_files=False)
+        dataset = tfds.load(arg, split=split, data_dir=data_dir, download=False,
+                            shuffle_files=False)
       except AssertionError as e:  # TFDS's way of saying "not prepared".
         raise DataError(f'TFDS dataset {arg!r} is not prepared in '
                         f'{data_dir or "the default TFDS dir"} (run `tfds build {arg}` '
                         f'there first): {e}') from None
+      return _numpy_examples(dataset)
     return (source, str(data_dir), split), load
   raise ValueError(f"Unknown data source {source!r}; use 'folder:PATH' or 'tfds:NAME'.")
 
@@ -349,9 +333,8 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> Split:
   if key in _SPLITS:
     return _SPLITS[key]
   rows = []
-  for ex in tfds.as_numpy(load()):
-    utt_id = ex['id'].decode()
-    text = ex['text'].decode()
+  for ex in load():
+    utt_id, text = ex['id'], ex['text']
     try:
       text = vocab.normalize(text)
     except vocab.UnspellableError as e:

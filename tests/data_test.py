@@ -3,6 +3,8 @@
 import collections
 import itertools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,10 +149,11 @@ def _bad_corpus(root: Path, defect: str) -> str:
     ('too_short', 'shorter than one receptive field'),
     ('sample_rate', '22050 Hz'),
 ])
-def test_bad_folder_raises_naming_the_file(tmp_path, defect, message):
+@pytest.mark.parametrize('reader', data.READERS)
+def test_bad_folder_raises_naming_the_file(tmp_path, defect, message, reader):
   culprit = _bad_corpus(tmp_path, defect)
   with pytest.raises(data.DataError) as error:
-    data.load_split(folder_config(tmp_path), 'train')
+    data.load_split(folder_config(tmp_path, reader=reader), 'train')
   assert culprit in str(error.value)
   assert re.search(message, str(error.value))
 
@@ -161,6 +164,53 @@ def test_fixed_folder_builds_after_an_error(tmp_path):
     data.load_split(folder_config(tmp_path), 'train')
   sf.write(culprit, noise(np.random.default_rng(4), 1.8), 16000)
   assert len(data.load_split(folder_config(tmp_path), 'train')) == 2
+
+
+def test_direct_reader_gives_the_tfds_split(corpus):
+  root, _ = corpus
+  for split in ('train', 'dev', 'dev+train'):
+    via_tfds = data.load_split(folder_config(root), split)
+    direct = data.load_split(folder_config(root, reader='direct'), split)
+    assert direct is not via_tfds
+    for field in ('ids', 'texts', 'speaker_ids', 'chapter_ids', 'offsets', 'samples',
+                  'label_offsets', 'labels'):
+      np.testing.assert_array_equal(getattr(direct, field), getattr(via_tfds, field))
+      assert getattr(direct, field).dtype == getattr(via_tfds, field).dtype, field
+
+
+def test_reader_settings_out_of_range(corpus, tmp_path):
+  root, _ = corpus
+  with pytest.raises(ValueError, match="Unknown data.reader 'fast'"):
+    data.load_split(folder_config(root, reader='fast'), 'dev')
+  with pytest.raises(ValueError, match="split 'dev\\[:50%\\]' has a slice"):
+    data.load_split(folder_config(root, reader='direct'), 'dev[:50%]')
+  config = folder_config(root, reader='direct')
+  config.data.source = 'tfds:librispeech'
+  with pytest.raises(ValueError, match="'tfds:librispeech' needs data.reader='tfds'"):
+    data.load_split(config, 'dev')
+  with pytest.raises(data.DataError, match='does not exist'):
+    data.load_split(folder_config(tmp_path / 'nowhere', reader='direct'), 'dev')
+
+
+_WITHOUT_TENSORFLOW = """
+import sys
+sys.modules['tensorflow'] = sys.modules['tensorflow_datasets'] = None  # import -> ImportError
+from navai_jax import checkpoints, data, evaluate, train
+from navai_jax.configs import default
+config = default.get_config('tiny')
+config.data.source = 'folder:' + sys.argv[1]
+config.data.reader = 'direct'
+print(len(data.load_split(config, 'dev')), next(iter(data.batches(config, 'train', train=True)))['audio'].shape[0])
+"""
+
+
+def test_training_modules_run_without_tensorflow(corpus):
+  root, expected = corpus
+  result = subprocess.run([sys.executable, '-c', _WITHOUT_TENSORFLOW, str(root)],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  num_dev, batch_size = map(int, result.stdout.split())
+  assert num_dev == sum(v[0] == 'dev' for v in expected.values()) and batch_size >= 1
 
 
 def _check_batch(batch, split, multiple):

@@ -54,6 +54,9 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data.eval_split = 'dev'
   # '' = PATH/_tfds for 'folder:' sources, the TFDS default (~/tensorflow_datasets) for 'tfds:'.
   c.data.tfds_data_dir = ''
+  # 'tfds' (every source through tensorflow-datasets) or 'direct' ('folder:' sources read
+  # without TFDS or TensorFlow; the same utterances, for machines that lack TensorFlow).
+  c.data.reader = 'tfds'
   c.data.batch_seconds = {'paper': 160.0, 'small': 40.0, 'tiny': 8.0}[preset]
   c.data.max_seconds = 16.0
   c.data.num_buckets = 8

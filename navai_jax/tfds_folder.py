@@ -1,0 +1,92 @@
+"""A folder in LibriSpeech layout as a tensorflow-datasets builder.
+
+`data.load_split` reaches every `folder:PATH` source through `prepared_folder_builder` (with
+`config.data.reader = 'tfds'`, the default). This module is the only one of the library that
+needs TensorFlow at import time for folder sources; `data` imports it when a split is first
+loaded, so the rest of the library (and `reader = 'direct'`) runs where TensorFlow is absent.
+"""
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+import re
+import shutil
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from navai_jax import data
+
+
+@dataclasses.dataclass(eq=False)
+class FolderConfig(tfds.core.BuilderConfig):
+  """Builder config of one folder; `name` is derived from the folder's absolute path."""
+  folder: str = ''
+
+
+def folder_config(folder: str | os.PathLike) -> FolderConfig:
+  """The builder config of `folder`, named `<basename>_<hash of the absolute path>`."""
+  path = Path(folder).expanduser().resolve()
+  digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+  slug = re.sub(r'\W+', '_', path.name.lower()).strip('_') or 'root'
+  return FolderConfig(name=f'{slug}_{digest}', description=f'LibriSpeech-layout folder {path}',
+                      folder=str(path))
+
+
+class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
+  """A folder in LibriSpeech layout as a TFDS dataset with the standard LibriSpeech features.
+
+  Construct with `config=folder_config(path)`; `prepared_folder_builder` does that and
+  rebuilds when the folder changed. Its examples are `data.folder_examples` of each split
+  folder, so building is exactly as strict as that function.
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'speech': tfds.features.Audio(dtype=np.int16, sample_rate=data.SAMPLE_RATE),
+            'text': tfds.features.Text(),
+            'speaker_id': np.int64,
+            'chapter_id': np.int64,
+            'id': np.str_,
+        }),
+        supervised_keys=('speech', 'text'))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    if not isinstance(self.builder_config, FolderConfig) or not self.builder_config.folder:
+      raise ValueError('LibrispeechFolder needs config=folder_config(path).')
+    return {data.tfds_split_name(d.name): self._generate_examples(d)
+            for d in data.split_folders(Path(self.builder_config.folder))}
+
+  def _generate_examples(self, split_dir: Path):
+    for example in data.folder_examples(split_dir):
+      yield example['id'], example
+
+
+def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> LibrispeechFolder:
+  """The builder of `folder`, prepared (again, if its files changed since the last build).
+
+  Args:
+    folder: root of the LibriSpeech-layout corpus.
+    data_dir: where TFDS keeps the prepared data; '' means `folder/_tfds`.
+  """
+  root = Path(folder).expanduser().resolve()
+  data_dir = data_dir or str(root / '_tfds')
+  fingerprint = data.folder_fingerprint(root)
+  builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
+  stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
+  if stamp.is_file() and stamp.read_text() == fingerprint:
+    return builder
+  if Path(builder.data_dir).exists():
+    logging.info('Corpus %s changed since it was prepared; rebuilding.', root)
+    shutil.rmtree(builder.data_dir)
+    builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
+  logging.info('Preparing %s into %s.', root, builder.data_dir)
+  builder.download_and_prepare()
+  stamp.write_text(fingerprint)
+  return builder
