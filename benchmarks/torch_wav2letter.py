@@ -94,14 +94,15 @@ def log_mel(audio_BxN: torch.Tensor, lengths_B: torch.Tensor, config: ml_collect
             ) -> tuple[torch.Tensor, torch.Tensor]:
   """`navai_jax.features.log_mel` in PyTorch: `(x_BxTxF, frames_B)`, zero after each utterance."""
   c = config.features
-  window = torch.hann_window(c.window, periodic=True, dtype=audio_BxN.dtype)
+  device = audio_BxN.device
+  window = torch.hann_window(c.window, periodic=True, dtype=audio_BxN.dtype, device=device)
   spectrum = torch.stft(audio_BxN, c.window, c.hop, window=window, center=False,
                         return_complex=True)
-  bank = torch.from_numpy(features.mel_filterbank(c.sample_rate, c.window, c.num_mels))
+  bank = torch.from_numpy(features.mel_filterbank(c.sample_rate, c.window, c.num_mels)).to(device)
   power_BxTxF = (spectrum.abs() ** 2).transpose(1, 2) @ bank.to(audio_BxN.dtype)
   db = 10.0 * torch.log10(torch.clamp(power_BxTxF, min=1e-10))
   frames_B = torch.clamp((lengths_B - c.window) // c.hop + 1, min=0)
-  m = (torch.arange(db.shape[1]) < frames_B[:, None])[..., None]
+  m = (torch.arange(db.shape[1], device=device) < frames_B[:, None])[..., None]
   top = torch.amax(torch.where(m, db, -torch.inf), dim=(1, 2), keepdim=True)
   db = torch.maximum(db, top - c.top_db)
   count = torch.clamp(frames_B * db.shape[2], min=1)[:, None, None]
@@ -114,11 +115,13 @@ def log_mel(audio_BxN: torch.Tensor, lengths_B: torch.Tensor, config: ml_collect
 def _bands(generator: torch.Generator, num_bands: int, max_width: int, size_B: torch.Tensor,
            length: int) -> torch.Tensor:
   """`navai_jax.augment._bands`: `[B, length]` True inside random bands of each row."""
-  width = torch.randint(0, max_width + 1, (num_bands, len(size_B)), generator=generator)
+  device = generator.device
+  width = torch.randint(0, max_width + 1, (num_bands, len(size_B)), generator=generator,
+                        device=device)
   width = torch.minimum(width, size_B)
   room = (size_B - width + 1).float()
-  start = torch.floor(torch.rand(width.shape, generator=generator) * room).long()
-  index = torch.arange(length)
+  start = torch.floor(torch.rand(width.shape, generator=generator, device=device) * room).long()
+  index = torch.arange(length, device=device)
   inside = (index >= start[..., None]) & (index < (start + width)[..., None])
   return inside.any(dim=0)
 
@@ -129,14 +132,15 @@ def augment(x_BxTxF: torch.Tensor, frames_B: torch.Tensor, generator: torch.Gene
   c = augment_config
   batch, length, num_bins = x_BxTxF.shape
   if c.freq_masks and c.freq_mask_width:
-    bins_B = torch.full((batch,), num_bins)
+    bins_B = torch.full((batch,), num_bins, device=x_BxTxF.device)
     masked_BxF = _bands(generator, c.freq_masks, c.freq_mask_width, bins_B, num_bins)
     x_BxTxF = torch.where(masked_BxF[:, None, :], 0.0, x_BxTxF)
   if c.time_masks and c.time_mask_width:
     masked_BxT = _bands(generator, c.time_masks, c.time_mask_width, frames_B, length)
     x_BxTxF = torch.where(masked_BxT[:, :, None], 0.0, x_BxTxF)
   if c.noise_std:
-    valid_BxT = torch.arange(length) < frames_B[:, None]
-    noise = c.noise_std * torch.randn(x_BxTxF.shape, generator=generator, dtype=x_BxTxF.dtype)
+    valid_BxT = torch.arange(length, device=x_BxTxF.device) < frames_B[:, None]
+    noise = c.noise_std * torch.randn(x_BxTxF.shape, generator=generator, dtype=x_BxTxF.dtype,
+                                      device=x_BxTxF.device)
     x_BxTxF = torch.where(valid_BxT[..., None], x_BxTxF + noise, x_BxTxF)
   return x_BxTxF

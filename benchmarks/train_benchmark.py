@@ -60,6 +60,10 @@ _COMPARE_TORCH = flags.DEFINE_bool('compare_torch', False,
                                    'Also time an equivalent PyTorch training step.')
 _TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False,
                                    'With --compare_torch: also time it with torch.compile.')
+_TORCH_DEVICE = flags.DEFINE_string(
+    'torch_device', 'cpu', "With --compare_torch: PyTorch's device, 'cpu' or 'cuda' (on a GPU "
+    'machine, where JAX runs on the GPU too). On CUDA, TF32 is allowed in matrix products and '
+    "convolutions, as XLA's default precision allows it for JAX.")
 _TORCH_THREADS = flags.DEFINE_integer(
     'torch_threads', 0, 'Threads of PyTorch; 0 = one per CPU core (os.cpu_count()). On a '
     'machine shared with other jobs, fewer threads than cores can be faster.')
@@ -68,6 +72,8 @@ for _name in ('steps', 'repeats'):
   flags.register_validator(_name, lambda v: v >= 1, f'--{_name} must be >= 1.')
 flags.register_validator('utterance_seconds', lambda s: s >= 2.0,
                          '--utterance_seconds must be >= 2 (one receptive field is 1.7 s).')
+flags.register_validator('torch_device', lambda d: d in ('cpu', 'cuda'),
+                         "--torch_device must be 'cpu' or 'cuda'.")
 flags.register_validator('torch_threads', lambda n: n >= 0, '--torch_threads must be >= 0.')
 flags.register_validator('batch_seconds', lambda s: s is None or s > 0,
                          '--batch_seconds must be > 0.')
@@ -92,8 +98,8 @@ def made_up_batch(config: ml_collections.ConfigDict, utterance_seconds: float,
 
 
 def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
-                     batch: dict[str, np.ndarray], num_steps: int, compile_network: bool
-                     ) -> Callable[[], float]:
+                     batch: dict[str, np.ndarray], num_steps: int, compile_network: bool,
+                     device: str = 'cpu') -> Callable[[], float]:
   """The PyTorch counterpart of `train.train_step` on `batch` (see the module docstring).
 
   Args:
@@ -102,28 +108,29 @@ def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
     batch: the made-up batch (every utterance of the same length).
     num_steps: steps that will be run (the learning rates are computed ahead).
     compile_network: run the network under `torch.compile`.
+    device: the torch device of the network, the batch and the random numbers.
   Returns:
-    `step()`, which runs the next optimizer step and returns its loss.
+    `step()`, which runs the next optimizer step and returns its loss (a 0-d tensor).
   """
   # PyTorch is optional (benchmarks/requirements.txt): imported only for --compare_torch.
   import torch
   import torch_wav2letter
 
   t = config.train
-  net = torch_wav2letter.wav2letter(config, variables).train()
+  net = torch_wav2letter.wav2letter(config, variables).train().to(device)
   kernels = [m.weight for m in net if isinstance(m, torch.nn.Conv1d)]
   others = [p for p in net.parameters() if all(p is not k for k in kernels)]
   optimizer = torch.optim.AdamW([{'params': kernels, 'weight_decay': t.weight_decay},
                                  {'params': others, 'weight_decay': 0.0}], lr=0.0, eps=1e-8)
   rates = np.asarray(jax.vmap(train.learning_rate_schedule(t))(np.arange(num_steps))).tolist()
   forward = torch.compile(net) if compile_network else net
-  audio = torch.from_numpy(batch['audio'])
-  lengths = torch.from_numpy(batch['audio_lengths']).long()
-  labels = torch.from_numpy(batch['labels']).long()
-  label_lengths = torch.from_numpy(np.sum(1.0 - batch['label_paddings'], 1)).long()
-  weights = torch.from_numpy(batch['weights'])
+  audio = torch.from_numpy(batch['audio']).to(device)
+  lengths = torch.from_numpy(batch['audio_lengths']).long().to(device)
+  labels = torch.from_numpy(batch['labels']).long().to(device)
+  label_lengths = torch.from_numpy(np.sum(1.0 - batch['label_paddings'], 1)).long().to(device)
+  weights = torch.from_numpy(batch['weights']).to(device)
   tokens = torch.clamp(torch.sum(weights * label_lengths), min=1.0)
-  generator = torch.Generator().manual_seed(config.seed)
+  generator = torch.Generator(device=device).manual_seed(config.seed)
   specs = model.layer_specs(config.model)
   step_number = iter(range(num_steps))
 
@@ -145,7 +152,7 @@ def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
     for group in optimizer.param_groups:
       group['lr'] = rates[i]
     optimizer.step()
-    return loss.item()
+    return loss.detach()  # No .item() here: a CUDA step then queues like a jitted JAX step.
 
   return step
 
@@ -179,14 +186,19 @@ def main(argv):
   if _COMPARE_TORCH.value:
     import torch
     torch.set_num_threads(_TORCH_THREADS.value or os.cpu_count())
+    if _TORCH_DEVICE.value == 'cuda':
+      torch.backends.cuda.matmul.allow_tf32 = True
+      torch.backends.cudnn.allow_tf32 = True
+      torch.backends.cudnn.benchmark = True  # Picks the fastest convolution algorithm.
     torch_names = ['eager', 'compiled'] if _TORCH_COMPILE.value else ['eager']
   for name in ['ours'] + torch_names:
     if name == 'ours':
       run = run_ours
     else:
       torch_step = torch_train_step(config, initial_variables, batch,
-                                    1 + _REPEATS.value * _STEPS.value, name == 'compiled')
-      run = lambda n, torch_step=torch_step: [torch_step() for _ in range(n)][-1]
+                                    1 + _REPEATS.value * _STEPS.value, name == 'compiled',
+                                    _TORCH_DEVICE.value)
+      run = lambda n, torch_step=torch_step: float([torch_step() for _ in range(n)][-1])
     start = time.perf_counter()
     loss = run(1)
     runs[name] = (run, time.perf_counter() - start, loss)
@@ -201,11 +213,13 @@ def main(argv):
 
   ours = seconds['ours']
   print(f'{_PRESET.value}: {len(batch["weights"])} x {_UTTERANCE_SECONDS.value:g} s per batch '
-        f'on {mesh.size} {jax.devices()[0].platform} device(s); compile {compile_seconds:.1f} s; '
+        f'on {mesh.size} {jax.devices()[0].device_kind} device(s); compile {compile_seconds:.1f} s; '
         f'{ours:.2f} s per step = {audio_seconds / ours:.0f} audio-seconds per second')
   if not torch_names:
     return
-  print(f'PyTorch {torch.__version__} on {torch.get_num_threads()} threads, the same batch, 1 '
+  where = (torch.cuda.get_device_name() if _TORCH_DEVICE.value == 'cuda'
+           else f'{torch.get_num_threads()} threads')
+  print(f'PyTorch {torch.__version__} on {where}, the same batch, 1 '
         f'warm-up step and the fastest of {_REPEATS.value} x {_STEPS.value} steps; loss of the '
         f'first step: ours {runs["ours"][2]:.4f}')
   for name in torch_names:
