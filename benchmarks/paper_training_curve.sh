@@ -9,7 +9,8 @@
 #   1. synthesize a corpus of HOURS training hours, 136 training speakers (every eSpeak variant
 #      that dev and test do not use, twice) and the standard dev/test speakers;
 #   2. time the jitted train step on a made-up batch (`train_benchmark.py`) and size the cosine
-#      schedule so that it ends after about MINUTES of training;
+#      schedule so that it ends after about MINUTES of training (or take NUM_STEPS as given);
+#      training stops at MAX_MINUTES (default 1.5 x MINUTES) in any case;
 #   3. train with dev evaluations at eight points, then evaluate on the test voices;
 #   4. print step, training minutes, loss and dev LER, and the test result.
 # Data go through `--config.data.reader=$READER` ('direct' by default: it needs no TensorFlow,
@@ -46,14 +47,21 @@ quiet() {  # quiet LOG COMMAND...: runs COMMAND into LOG, prints it without prog
 quiet "$OUT_DIR/corpus.log" "$PYTHON" experiments/make_corpus.py --out_dir="$corpus" \
     --hours="$HOURS" --train_speakers=136 --workers="$WORKERS"
 
-echo "== step time of $PRESET at $BATCH_SECONDS s of audio per batch"
-probe=$("$PYTHON" benchmarks/train_benchmark.py --preset="$PRESET" --batch_seconds="$BATCH_SECONDS" \
-    --steps=10 --repeats=2 2>&1 | tee /dev/stderr | grep -o '[0-9.]* s per step' | head -1)
-seconds_per_step=${probe%% s per step}
-# 85% of the budget for steps; the rest goes to compiling each bucket's shape and the host.
-num_steps=$("$PYTHON" -c "print(max(100, int(0.85 * $MINUTES * 60 / $seconds_per_step)))")
-eval_every=$(( (num_steps + 7) / 8 ))
-echo "   $seconds_per_step s per step -> $num_steps steps, dev evaluation every $eval_every"
+if [[ -n "${NUM_STEPS:-}" ]]; then
+  num_steps=$NUM_STEPS
+else
+  echo "== step time of $PRESET at $BATCH_SECONDS s of audio per batch"
+  probe=$("$PYTHON" benchmarks/train_benchmark.py --preset="$PRESET" \
+      --batch_seconds="$BATCH_SECONDS" --steps=10 --repeats=2 2>&1 | tee /dev/stderr |
+      grep -o '[0-9.]* s per step' | head -1)
+  seconds_per_step=${probe%% s per step}
+  # 85% of the budget for steps; the rest goes to compiling each bucket's shape and the host.
+  num_steps=$("$PYTHON" -c "print(max(100, int(0.85 * $MINUTES * 60 / $seconds_per_step)))")
+  echo "   $seconds_per_step s per step"
+fi
+eval_every=$(( ((num_steps + 7) / 8 + 49) / 50 * 50 ))  # a multiple of the logging interval
+max_minutes=${MAX_MINUTES:-$("$PYTHON" -c "print(1.5 * $MINUTES)")}
+echo "   $num_steps steps, at most $max_minutes min, dev evaluation every $eval_every steps"
 
 echo "== training"
 quiet "$OUT_DIR/train.log" "$PYTHON" experiments/train.py --config=navai_jax/configs/default.py:"$PRESET" --workdir="$workdir" \
@@ -61,7 +69,7 @@ quiet "$OUT_DIR/train.log" "$PYTHON" experiments/train.py --config=navai_jax/con
     --config.data.batch_seconds="$BATCH_SECONDS" --config.data.num_buckets=4 \
     --config.augment.enabled="$AUGMENT" --config.train.learning_rate="$LEARNING_RATE" \
     --config.train.warmup_steps="$WARMUP_STEPS" --config.train.num_steps="$num_steps" \
-    --config.train.max_minutes="$("$PYTHON" -c "print(1.5 * $MINUTES)")" \
+    --config.train.max_minutes="$max_minutes" \
     --config.train.eval_every="$eval_every" --config.train.checkpoint_every="$eval_every" \
     --config.train.log_every=50
 

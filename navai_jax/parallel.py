@@ -5,7 +5,9 @@ contiguous block of rows to its local devices; `jax.make_array_from_process_loca
 assembles the global array.
 """
 
-from typing import Any, Mapping, Optional, Sequence
+import queue
+import threading
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import jax
 from jax.experimental import multihost_utils
@@ -54,6 +56,53 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   return {k: jax.make_array_from_process_local_data(
       sharding, np.asarray(batch[k][first:first + rows]), np.shape(batch[k]))
           for k in ARRAY_FIELDS}
+
+
+def prefetch(batches: Iterator[Mapping[str, np.ndarray]], mesh: Mesh, size: int = 2
+             ) -> Iterator[tuple[Mapping[str, np.ndarray], dict[str, jax.Array]]]:
+  """Yields `(batch, shard_batch(batch, mesh))` of `batches`, made `size` batches ahead.
+
+  A background thread draws the batches and copies them to the devices while the devices
+  compute, so the host's part of a training step (assembling the numpy batch, the copy) does
+  not leave them idle. The order is that of `batches`; an exception raised by `batches` or by
+  the copy is raised here, where its batch would have come. Closing the generator (or dropping
+  it) lets the thread end at its next batch.
+  """
+  if size < 1:
+    raise ValueError(f'prefetch size must be >= 1, got {size}.')
+  slots: queue.Queue = queue.Queue(maxsize=size)
+  stopped = threading.Event()
+
+  def put(item) -> bool:
+    while not stopped.is_set():
+      try:
+        slots.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def work():
+    try:
+      for batch in batches:
+        if not put(('batch', (batch, shard_batch(batch, mesh)))):
+          return
+      put(('end', None))
+    except BaseException as e:  # pylint: disable=broad-except  (re-raised by the consumer)
+      put(('error', e))
+
+  thread = threading.Thread(target=work, name='prefetch', daemon=True)
+  thread.start()
+  try:
+    while True:
+      kind, value = slots.get()
+      if kind == 'end':
+        return
+      if kind == 'error':
+        raise value
+      yield value
+  finally:
+    stopped.set()
 
 
 def to_host(x: jax.Array) -> np.ndarray:

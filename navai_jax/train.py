@@ -290,54 +290,75 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   out_of_time = lambda: 0 < t.max_minutes * 60 <= elapsed
   step = int(state.step)
   step_fn = jit_train_step(frozen, mesh)
-  batches = train_batches(step, mesh.size)
+  # A background thread makes each batch and copies it to the devices while they compute.
+  prefetched = parallel.prefetch(train_batches(step, mesh.size), mesh)
   # The first batch loads the corpus, before the clock starts.
-  batches = itertools.chain([next(batches, None)], batches)
+  batches = itertools.chain([next(prefetched, None)], prefetched)
   bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
                   dynamic_ncols=True)
   losses, audio_seconds, window_seconds = [], 0.0, 0.0
+  # Metrics of dispatched steps not yet read back. A step's loss is read once the next step is
+  # queued, so the devices always have work while the host waits; all are read (and checked)
+  # before anything is logged, evaluated or saved.
+  pending: list[tuple[int, Any]] = []
+  last_metrics: dict[str, float] = {}
+
+  def read_back(keep: int) -> None:
+    nonlocal last_metrics
+    while len(pending) > keep:
+      number, metrics = pending.pop(0)
+      last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not math.isfinite(last_metrics['loss']):
+        mngr.wait_until_finished()
+        raise FloatingPointError(
+            f'Loss is {last_metrics["loss"]} at step {number}; stopped without saving it '
+            f'(latest checkpoint: step {mngr.latest_step()}). Try a smaller '
+            'config.train.learning_rate.')
+      losses.append(last_metrics['loss'])
+
   tick = time.perf_counter()
   try:
     while step < t.num_steps and not out_of_time():
-      batch = next(batches, None)
-      if batch is None:
+      item = next(batches, None)
+      if item is None:
         raise ValueError(f'The training batches ran out after step {step}; they must be endless.')
-      state, step_metrics = step_fn(state, parallel.shard_batch(batch, mesh))
-      loss = float(step_metrics['loss'])
+      batch, device_batch = item
+      state, step_metrics = step_fn(state, device_batch)
       step += 1
+      pending.append((step, step_metrics))
+      read_back(keep=1)
       now = time.perf_counter()
       seconds, tick = now - tick, now
       elapsed += seconds
-      if not math.isfinite(loss):
-        mngr.wait_until_finished()
-        raise FloatingPointError(
-            f'Loss is {loss} at step {step}; stopped without saving it (latest checkpoint: '
-            f'step {mngr.latest_step()}). Try a smaller config.train.learning_rate.')
       real = np.asarray(batch['weights']) > 0
       audio_seconds += np.sum(batch['audio_lengths'][real]) / config.features.sample_rate
       window_seconds += seconds
-      losses.append(loss)
       bar.update(1)
       last = step == t.num_steps or out_of_time()
+      evaluate_now = t.eval_every and (step % t.eval_every == 0 or last)
+      save_now = step % t.checkpoint_every == 0 or last
+      if step % t.log_every == 0 or last or evaluate_now or save_now:
+        read_back(keep=0)
       if step % t.log_every == 0 or last:
         record = {'step': step, 'loss': float(np.mean(losses)),
-                  'learning_rate': float(step_metrics['learning_rate']),
-                  'grad_norm': float(step_metrics['grad_norm']),
+                  'learning_rate': last_metrics['learning_rate'],
+                  'grad_norm': last_metrics['grad_norm'],
                   'audio_seconds_per_second': audio_seconds / window_seconds,
                   'elapsed_seconds': elapsed}
         log(record)
         bar.set_postfix(loss=f'{record["loss"]:.3f}',
                         audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
         losses, audio_seconds, window_seconds = [], 0.0, 0.0
-      if t.eval_every and (step % t.eval_every == 0 or last):
+      if evaluate_now:
         run_evaluation(step)
         tick = time.perf_counter()
-      if step % t.checkpoint_every == 0 or last:
+      if save_now:
         checkpoints.save(mngr, step, state, {'elapsed_seconds': elapsed})
     if out_of_time():
       bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
                 f'{t.max_minutes} at step {step}.')
   finally:
+    prefetched.close()
     bar.close()
     mngr.wait_until_finished()
     mngr.close()
