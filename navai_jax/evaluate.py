@@ -87,7 +87,9 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     mesh: devices to split batches over; default all devices.
     num_examples: reference/hypothesis pairs to keep (default `config.eval.num_examples`).
   Returns:
-    `{'ler', 'wer', 'num_utterances', 'examples': [{'id', 'reference', 'hypothesis'}, ...]}`.
+    `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
+    'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
+    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`.
   """
   num_examples = config.eval.num_examples if num_examples is None else num_examples
   rows = list(transcribe(config, variables, batches, mesh=mesh))
@@ -97,8 +99,15 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   rates = metrics.error_rates(refs, hyps)
   examples = [{'id': i, 'reference': r, 'hypothesis': h}
               for i, r, h in rows[:max(num_examples, 0)]]
+  speakers = sorted({i.split('-')[0] for i in ids})
+  per_speaker = {}
+  for speaker in speakers:
+    mine = [(r, h) for i, r, h in rows if i.split('-')[0] == speaker]
+    speaker_rates = metrics.error_rates(*zip(*mine))
+    per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
+                            'num_utterances': len(mine)}
   return {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
-          'examples': examples}
+          'per_speaker': per_speaker, 'examples': examples}
 
 
 def _file_safe(name: str) -> str:
@@ -143,6 +152,9 @@ def summary(result: dict[str, Any]) -> str:
           f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
           f'({result["num_utterances"]} utterances)')
   lines = [head.strip()]
+  if len(result.get('per_speaker', {})) > 1:
+    lines.append('  LER per speaker: ' + ', '.join(
+        f'{speaker} {r["ler"]:.4f}' for speaker, r in result['per_speaker'].items()))
   for ex in result.get('examples', []):
     lines += [f'  {ex["id"]}', f'    REF: {ex["reference"]}', f'    HYP: {ex["hypothesis"]}']
   return '\n'.join(lines)

@@ -68,6 +68,20 @@ def test_known_decode_gives_exact_error_rates():
                                 {'id': '0-0-1', 'reference': 'bee', 'hypothesis': 'a'}]
 
 
+def test_per_speaker_error_rates_split_by_the_id_prefix():
+  config = default.get_config('tiny')
+  batch = make_batch(['cat', 'bee', 'a jazz cab', 'cat'], weights=[1, 1, 1, 0])
+  batch['id'] = np.array(['7-1-0', '7-2-0', '9-1-0', ''])
+  result = evaluate.evaluate(config, _constant_model(config, 'a'), [batch], num_examples=0)
+  # Speaker 7: 'cat', 'bee' -> 'a': 5 edits over 6 letters, both words wrong.
+  # Speaker 9: 'a jazz cab' -> 'a': 9 edits over 10 letters, 2 of 3 words wrong.
+  assert result['per_speaker'] == {
+      '7': {'ler': pytest.approx(5 / 6, abs=1e-12), 'wer': 1.0, 'num_utterances': 2},
+      '9': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
+            'num_utterances': 1}}
+  assert 'LER per speaker: 7 0.8333, 9 0.9000' in evaluate.summary(result)
+
+
 def test_sharded_forward_equals_one_device():
   config = ml_collections.FrozenConfigDict(default.get_config('tiny'))
   variables = model.init_variables(config, jax.random.key(1))
