@@ -6,6 +6,7 @@ pipeline pads evaluation batches to its length buckets, so a split compiles a fe
 Filler rows (weight 0) are dropped before scoring.
 """
 
+import collections
 import functools
 import json
 import re
@@ -99,13 +100,14 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   rates = metrics.error_rates(refs, hyps)
   examples = [{'id': i, 'reference': r, 'hypothesis': h}
               for i, r, h in rows[:max(num_examples, 0)]]
-  speakers = sorted({i.split('-')[0] for i in ids})
+  by_speaker = collections.defaultdict(list)
+  for i, r, h in rows:
+    by_speaker[i.split('-')[0]].append((r, h))
   per_speaker = {}
-  for speaker in speakers:
-    mine = [(r, h) for i, r, h in rows if i.split('-')[0] == speaker]
-    speaker_rates = metrics.error_rates(*zip(*mine))
+  for speaker, pairs in sorted(by_speaker.items()):
+    speaker_rates = metrics.error_rates(*zip(*pairs))
     per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
-                            'num_utterances': len(mine)}
+                            'num_utterances': len(pairs)}
   return {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
           'per_speaker': per_speaker, 'examples': examples}
 
