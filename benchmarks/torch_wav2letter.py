@@ -128,8 +128,13 @@ def _bands(generator: torch.Generator, num_bands: int, max_width: int, size_B: t
 
 def augment(x_BxTxF: torch.Tensor, frames_B: torch.Tensor, generator: torch.Generator,
             augment_config: ml_collections.ConfigDict) -> torch.Tensor:
-  """`navai_jax.augment.augment` in PyTorch: frequency masks, time masks, then noise."""
+  """`navai_jax.augment.augment` in PyTorch: frequency masks, time masks, then noise.
+
+  The frequency warp (`augment.warp`, off in every preset) is not ported.
+  """
   c = augment_config
+  if c.get('warp', 0.0):
+    raise ValueError(f'augment.warp={c.warp}: the frequency warp has no PyTorch port; set it to 0.')
   batch, length, num_bins = x_BxTxF.shape
   if c.freq_masks and c.freq_mask_width:
     bins_B = torch.full((batch,), num_bins, device=x_BxTxF.device)

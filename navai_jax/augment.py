@@ -1,14 +1,19 @@
-"""Feature augmentation for training: SpecAugment-style masks and additive Gaussian noise.
+"""Feature augmentation for training: vocal tract length perturbation, SpecAugment-style
+masks and additive Gaussian noise.
 
 Runs inside the jitted train step on z-normalized log-mel features `x_BxTxF` whose frames
 beyond each utterance's `frames_B` are zero. Masked values become 0, the mean of a
-z-normalized spectrogram; time masks and noise touch only an utterance's own frames, so the
-padding stays exactly zero and the batch-norm mask keeps its meaning.
+z-normalized spectrogram; the frequency warp mixes bins within a frame, and time masks and
+noise touch only an utterance's own frames, so the padding stays exactly zero and the
+batch-norm mask keeps its meaning.
 """
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+
+from navai_jax import features
 
 Array = jax.Array
 
@@ -28,6 +33,50 @@ def _bands(key: Array, num_bands: int, max_width: int, size_B: Array, length: in
   index = jnp.arange(length)
   inside = (index >= start[..., None]) & (index < (start + width)[..., None])
   return jnp.any(inside, axis=0)
+
+
+# Vocal tract length perturbation (Jaitly & Hinton 2013): below this frequency the spectrum is
+# scaled by the warp factor; above it a second linear piece keeps the Nyquist frequency fixed.
+VTLP_BOUNDARY_HZ = 4800.0
+
+
+def warp_positions(alpha_B: Array, sample_rate: int, num_bins: int) -> Array:
+  """`[B, num_bins]` fractional mel-bin index each output bin reads under warp factor alpha.
+
+  Output bin k (centre frequency f_k) takes the spectrum at `alpha * f_k` below the boundary
+  `VTLP_BOUNDARY_HZ * min(alpha, 1) / alpha`, and on a straight line from there to Nyquist
+  above it: alpha > 1 moves formants down (a longer vocal tract), alpha < 1 up. alpha = 1
+  gives every bin its own index.
+  """
+  nyquist = sample_rate / 2
+  top_mel = float(features.hz_to_mel(nyquist))
+  step = top_mel / (num_bins + 1)  # Mel distance between neighbouring bin centres.
+  centre_hz = jnp.asarray(features.mel_to_hz(step * np.arange(1, num_bins + 1)), jnp.float32)
+  alpha = alpha_B[:, None]
+  knee = VTLP_BOUNDARY_HZ * jnp.minimum(alpha, 1.0) / alpha
+  below = alpha * centre_hz
+  above = nyquist - (nyquist - alpha * knee) * (nyquist - centre_hz) / (nyquist - knee)
+  source_hz = jnp.where(centre_hz <= knee, below, above)
+  return jnp.clip(features.hz_to_mel(source_hz) / step - 1.0, 0.0, num_bins - 1.0)
+
+
+def frequency_warp(x_BxTxF: Array, key: Array, max_warp: float, sample_rate: int) -> Array:
+  """Warps each utterance's mel axis by a factor drawn uniformly from [1 - max_warp,
+  1 + max_warp], interpolating linearly between neighbouring bins (the same factor at every
+  frame of an utterance, as if its speaker's vocal tract were longer or shorter).
+  """
+  if max_warp == 0:
+    return x_BxTxF
+  batch, _, num_bins = x_BxTxF.shape
+  alpha_B = jax.random.uniform(key, (batch,), minval=1.0 - max_warp, maxval=1.0 + max_warp)
+  position_BxF = warp_positions(alpha_B, sample_rate, num_bins)
+  lower_BxF = jnp.floor(position_BxF)
+  frac_BxF = position_BxF - lower_BxF
+  source_F = jnp.arange(num_bins, dtype=jnp.float32)[None, :, None]
+  # weights_BxFxF[b, source, output]: the two source bins around each output's position.
+  weights_BxFxF = (jnp.where(source_F == lower_BxF[:, None], 1.0 - frac_BxF[:, None], 0.0)
+                   + jnp.where(source_F == lower_BxF[:, None] + 1, frac_BxF[:, None], 0.0))
+  return jnp.einsum('btf,bfg->btg', x_BxTxF, weights_BxFxF.astype(x_BxTxF.dtype))
 
 
 def frequency_masks(x_BxTxF: Array, key: Array, num_masks: int, max_width: int) -> Array:
@@ -66,25 +115,30 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if c.freq_mask_width > config.features.num_mels:
     raise ValueError(f'augment.freq_mask_width={c.freq_mask_width} exceeds the '
                      f'{config.features.num_mels} mel bins (features.num_mels)')
+  if not 0 <= c.warp < 1:
+    raise ValueError(f'augment.warp must be in [0, 1), got {c.warp}')
   if not c.noise_std >= 0:
     raise ValueError(f'augment.noise_std must be >= 0, got {c.noise_std}')
 
 
 def augment(x_BxTxF: Array, frames_B: Array, key: Array,
-            augment_config: ml_collections.ConfigDict) -> Array:
-  """Frequency masks, then time masks, then noise, as `config.augment` sets them.
+            augment_config: ml_collections.ConfigDict, sample_rate: int = 16000) -> Array:
+  """Frequency warp, frequency masks, time masks, then noise, as `config.augment` sets them.
 
   Args:
     x_BxTxF: z-normalized log-mel features, zero after each utterance's frames.
     frames_B: frames per utterance.
     key: randomness of this step; the caller folds in the step number.
-    augment_config: `config.augment` (freq_masks, freq_mask_width, time_masks,
+    augment_config: `config.augment` (warp, freq_masks, freq_mask_width, time_masks,
       time_mask_width, noise_std).
+    sample_rate: of the audio, to place the mel bins for the warp.
   Returns:
     Augmented features of the same shape, still zero after each utterance's frames.
   """
   c = augment_config
   freq_key, time_key, noise_key = jax.random.split(key, 3)
+  # The warp's key is folded in, so the masks and noise of a run without it stay the same.
+  x_BxTxF = frequency_warp(x_BxTxF, jax.random.fold_in(key, 1), c.warp, sample_rate)
   x_BxTxF = frequency_masks(x_BxTxF, freq_key, c.freq_masks, c.freq_mask_width)
   x_BxTxF = time_masks(x_BxTxF, frames_B, time_key, c.time_masks, c.time_mask_width)
   return gaussian_noise(x_BxTxF, frames_B, noise_key, c.noise_std)

@@ -17,11 +17,15 @@ Array = jax.Array
 
 
 def hz_to_mel(f):
-  """Slaney mel scale: linear below 1 kHz, logarithmic above."""
-  f = np.asarray(f, np.float64)
+  """Slaney mel scale: linear below 1 kHz, logarithmic above.
+
+  NumPy in float64 for NumPy input; a JAX array (also inside `jit`) stays a JAX array.
+  """
+  xp = jnp if isinstance(f, jax.Array) else np
+  f = f if xp is jnp else np.asarray(f, np.float64)
   lin = f / (200.0 / 3)
-  log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
-  return np.where(f >= 1000.0, log, lin)
+  log = 15.0 + xp.log(xp.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+  return xp.where(f >= 1000.0, log, lin)
 
 
 def mel_to_hz(m):

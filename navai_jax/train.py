@@ -153,7 +153,8 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
   x_BxTxF, frames_B = features.log_mel(batch['audio'], batch['audio_lengths'], config)
   if config.augment.enabled:
-    x_BxTxF = augment.augment(x_BxTxF, frames_B, augment_key, config.augment)
+    x_BxTxF = augment.augment(x_BxTxF, frames_B, augment_key, config.augment,
+                              config.features.sample_rate)
   mask_BxT = jnp.arange(x_BxTxF.shape[1])[None] < frames_B[:, None]
   output_lengths_B = model.output_length(model.layer_specs(config.model), frames_B)
 

@@ -25,6 +25,7 @@ import pytest
 
 from navai_jax import augment
 from navai_jax import checkpoints
+from navai_jax import features
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
@@ -161,6 +162,43 @@ def test_noise_has_its_std_and_spares_padding():
   np.testing.assert_array_equal(noise[1, 40:], 0.0)
 
 
+def test_warp_positions_follow_the_vtlp_formula():
+  positions = np.asarray(augment.warp_positions(jnp.array([1.0, 0.9, 1.1]), 16000, 128))
+  np.testing.assert_allclose(positions[0], np.arange(128), atol=1e-3)  # alpha = 1: identity.
+  centre_hz = features.mel_frequencies(tiny_config())
+  step = features.hz_to_mel(8000.0) / 129
+  for row, alpha in ((1, 0.9), (2, 1.1)):
+    knee = augment.VTLP_BOUNDARY_HZ * min(alpha, 1.0) / alpha
+    source_hz = np.where(centre_hz <= knee, alpha * centre_hz,
+                         8000 - (8000 - alpha * knee) * (8000 - centre_hz) / (8000 - knee))
+    wanted = np.clip(features.hz_to_mel(source_hz) / step - 1, 0, 127)
+    np.testing.assert_allclose(positions[row], wanted, atol=2e-3)
+    assert np.all(np.diff(positions[row]) > 0)  # Monotone: no bin is read twice.
+  assert positions[2, -1] == 127  # Nyquist stays in place.
+
+
+def test_frequency_warp_moves_a_tone_and_spares_padding():
+  config = tiny_config()
+  t = np.arange(16000) / 16000
+  tone = np.sin(2 * np.pi * 2000 * t)
+  audio = np.stack([tone, np.where(t < 0.5, tone, 0)])
+  x, frames = features.log_mel(jnp.asarray(audio, jnp.float32), jnp.array([16000, 8000]), config)
+  centre_hz = features.mel_frequencies(config)
+  peaks = {}
+  for seed in range(20):
+    y = np.asarray(augment.frequency_warp(x, jax.random.key(seed), 0.2, 16000))
+    np.testing.assert_array_equal(y[1, int(frames[1]):], 0.0)
+    # Each output bin is the linear interpolation of the input at its warp position.
+    alpha = jax.random.uniform(jax.random.key(seed), (2,), minval=0.8, maxval=1.2)
+    positions = np.asarray(augment.warp_positions(alpha, 16000, 128))
+    wanted = np.interp(positions[0], np.arange(128), np.asarray(x[0, 10]))
+    np.testing.assert_allclose(y[0, 10], wanted, atol=1e-4)
+    peaks[float(alpha[0])] = centre_hz[np.argmax(y[0].mean(0))]
+  # alpha > 1 reads higher frequencies into lower bins: the tone moves down to ~2000 / alpha.
+  for alpha, peak in peaks.items():
+    assert abs(peak - 2000 / alpha) < 0.05 * 2000 / alpha, (alpha, peak)
+
+
 def test_augment_is_a_function_of_the_key():
   config = tiny_config()
   x, frames = _features(jax.random.key(5), [60, 33])
@@ -173,7 +211,7 @@ def test_augment_is_a_function_of_the_key():
 
 
 @pytest.mark.parametrize('field, value', [('freq_mask_width', 200), ('time_masks', -1),
-                                          ('noise_std', -0.1)])
+                                          ('noise_std', -0.1), ('warp', 1.0), ('warp', -0.1)])
 def test_augment_config_out_of_range(field, value):
   config = tiny_config()
   config.augment[field] = value
