@@ -8,9 +8,10 @@ Presets, chosen after a colon:
   about 20 audio-seconds per second on a 2-core CPU, about 6,900 in the training loop on one
   NVIDIA H200 (with `data.batch_seconds=320`), where 3,000 steps (3.2 minutes) reach 6.3% test
   LER on held-out voices (`benchmarks/paper_training_curve.sh`).
-* ``small``: same layer structure with 64/256 channels; the CPU demo. 150-230 audio-seconds
-  per second on 2 shared CPU cores; its 8000 steps (about 20 minutes) end at letter error
-  rate 8.6% (dev) and 12.5% (test) on synthetic voices held out from training.
+* ``small``: same layer structure with 64/256 channels; the CPU demo. 150-300 audio-seconds
+  per second on 2 CPU cores; on the main job's 6-hour corpus its 8000 steps (18 minutes of
+  training) end at letter error rate 7.3% (dev) and 12.0% (test) on synthetic voices held out
+  from training.
 * ``tiny``: 8/16 channels, for tests; seconds per step.
 
 Every preset keeps the receptive field of 206 input frames, so the introspection code runs
