@@ -11,7 +11,6 @@ batch-norm mask keeps its meaning.
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from navai_jax import features
 
@@ -49,9 +48,8 @@ def warp_positions(alpha_B: Array, sample_rate: int, num_bins: int) -> Array:
   gives every bin its own index.
   """
   nyquist = sample_rate / 2
-  top_mel = float(features.hz_to_mel(nyquist))
-  step = top_mel / (num_bins + 1)  # Mel distance between neighbouring bin centres.
-  centre_hz = jnp.asarray(features.mel_to_hz(step * np.arange(1, num_bins + 1)), jnp.float32)
+  step = float(features.hz_to_mel(nyquist)) / (num_bins + 1)  # Mel between bin centres.
+  centre_hz = jnp.asarray(features.bin_centres_hz(sample_rate, num_bins), jnp.float32)
   alpha = alpha_B[:, None]
   knee = VTLP_BOUNDARY_HZ * jnp.minimum(alpha, 1.0) / alpha
   below = alpha * centre_hz

@@ -55,9 +55,13 @@ def mel_filterbank(sample_rate: int = 16000, window: int = 512, num_mels: int = 
 
 def mel_frequencies(config: ml_collections.ConfigDict) -> np.ndarray:
   """Centre frequency in Hz of every mel bin (the figures' frequency axis)."""
-  c = config.features
-  edges = mel_to_hz(np.linspace(0.0, hz_to_mel(c.sample_rate / 2), c.num_mels + 2))
-  return edges[1:-1]
+  return bin_centres_hz(config.features.sample_rate, config.features.num_mels)
+
+
+def bin_centres_hz(sample_rate: int, num_mels: int) -> np.ndarray:
+  """Centre frequencies of `mel_filterbank`'s filters, equally spaced in mel from 0 to Nyquist:
+  centre k (from 0) lies at `(k + 1) * hz_to_mel(sample_rate / 2) / (num_mels + 1)` mel."""
+  return mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), num_mels + 2))[1:-1]
 
 
 def num_frames(num_samples, window: int = 512, hop: int = 128):
