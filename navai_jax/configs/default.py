@@ -10,7 +10,7 @@ Presets, chosen after a colon:
   LER on held-out voices (`benchmarks/paper_training_curve.sh`).
 * ``small``: same layer structure with 64/256 channels; the CPU demo. 150-300 audio-seconds
   per second on 2 CPU cores; on the main job's 6-hour corpus its 8000 steps (18 minutes of
-  training) end at letter error rate 7.3% (dev) and 12.0% (test) on synthetic voices held out
+  training) end at letter error rate 6.6% (dev) and 11.0% (test) on synthetic voices held out
   from training.
 * ``tiny``: 8/16 channels, for tests; seconds per step.
 
