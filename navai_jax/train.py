@@ -29,6 +29,7 @@ import tqdm
 
 from navai_jax import augment
 from navai_jax import checkpoints
+from navai_jax import ctc
 from navai_jax import data
 from navai_jax import evaluate
 from navai_jax import features
@@ -45,6 +46,7 @@ TrainBatches = Callable[[int, int], Iterator[Batch]]
 EvalBatches = Callable[[int], Iterable[Batch]]
 
 METRICS_FILE = 'metrics.jsonl'
+CTC_IMPLEMENTATIONS = ('forward_backward', 'optax')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -81,6 +83,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'config.{name} must be {wanted}, got {value}.')
   if t.loss != 'ctc':
     raise ValueError(f"config.train.loss={t.loss!r} is not available; the only loss is 'ctc'.")
+  if t.ctc not in CTC_IMPLEMENTATIONS:
+    raise ValueError(f'config.train.ctc must be one of {CTC_IMPLEMENTATIONS}, got {t.ctc!r}.')
+  if t.ctc_unroll < 0:
+    raise ValueError(f'config.train.ctc_unroll must be >= 0 (0 = by platform), got '
+                     f'{t.ctc_unroll}.')
   augment.check_config(config)
 
 
@@ -125,20 +132,30 @@ def logit_paddings(output_lengths_B: Array, num_positions: int) -> Array:
 
 
 def ctc_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
-             label_paddings_BxL: Array, weights_B: Array) -> Array:
+             label_paddings_BxL: Array, weights_B: Array, implementation: str = 'forward_backward',
+             unroll: int = 0) -> Array:
   """Weighted CTC loss per label token (see the module docstring).
 
   Args:
-    logits_BxUxV: unnormalized scores; `optax.ctc_loss` applies the log-softmax.
+    logits_BxUxV: unnormalized scores; the CTC applies the log-softmax.
     logit_paddings_BxU: 1.0 at output positions beyond an utterance.
     labels_BxL: token ids (`vocab.encode`), padded.
     label_paddings_BxL: 1.0 where `labels_BxL` is padding.
     weights_B: 1 for real utterances, 0 for filler rows.
+    implementation: 'forward_backward' (`navai_jax.ctc.ctc_loss`) or 'optax'
+      (`optax.ctc_loss`); the same loss and gradient (`config.train.ctc`).
+    unroll: `navai_jax.ctc.ctc_loss`'s positions per loop iteration (`config.train.ctc_unroll`);
+      0 = `ctc.default_unroll()`.
   Returns:
     `sum_b w_b ctc_b / sum_b w_b |labels_b|`.
   """
-  per_utterance_B = optax.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
-                                   label_paddings_BxL, blank_id=vocab.BLANK)
+  if implementation == 'optax':
+    per_utterance_B = optax.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
+                                     label_paddings_BxL, blank_id=vocab.BLANK)
+  else:
+    per_utterance_B = ctc.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
+                                   label_paddings_BxL, blank_id=vocab.BLANK,
+                                   unroll=unroll or None)
   tokens_B = jnp.sum(1.0 - label_paddings_BxL, axis=1)
   return jnp.sum(weights_B * per_utterance_B) / jnp.maximum(jnp.sum(weights_B * tokens_B), 1.0)
 
@@ -163,7 +180,8 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
         {'params': params, 'batch_stats': state.batch_stats}, x_BxTxF, train=True,
         mask_BxT=mask_BxT, mutable=['batch_stats'], rngs={'dropout': dropout_key})
     loss = ctc_loss(logits_BxUxV, logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
-                    batch['labels'], batch['label_paddings'], batch['weights'])
+                    batch['labels'], batch['label_paddings'], batch['weights'],
+                    config.train.ctc, config.train.ctc_unroll)
     return loss, updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
