@@ -54,6 +54,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from navai_jax import ctc
 from navai_jax import model
 from navai_jax import parallel
 from navai_jax import train
@@ -86,6 +87,17 @@ flags.register_validator('utterance_seconds', lambda s: s >= 2.0,
 flags.register_validator('torch_device', lambda d: d in ('cpu', 'cuda'),
                          "--torch_device must be 'cpu' or 'cuda'.")
 flags.register_validator('torch_threads', lambda n: n >= 0, '--torch_threads must be >= 0.')
+_CTC = flags.DEFINE_enum('ctc', None, list(train.CTC_IMPLEMENTATIONS),
+                         "Our CTC implementation; default the preset's config.train.ctc.")
+_CTC_UNROLL = flags.DEFINE_integer('ctc_unroll', None,
+                                   "Default the preset's config.train.ctc_unroll.")
+_XLA_OPTIONS = flags.DEFINE_multi_string(
+    'xla_option', [], 'NAME=VALUE: an XLA option our step is compiled with (repeatable), as '
+    "`compile(compiler_options=...)` takes it, e.g. 'xla_gpu_autotune_level=4'.")
+flags.register_validator('xla_option', lambda options: all('=' in o for o in options),
+                         '--xla_option must be NAME=VALUE.')
+flags.register_validator('ctc_unroll', lambda u: u is None or u >= 0,
+                         '--ctc_unroll must be >= 0 (0 = by platform).')
 flags.register_validator('batch_seconds', lambda s: s is None or s > 0,
                          '--batch_seconds must be > 0.')
 
@@ -106,6 +118,11 @@ def made_up_batch(config: ml_collections.ConfigDict, utterance_seconds: float,
       'label_paddings': np.zeros((size, width), np.float32),
       'weights': np.ones(size, np.float32),
   }
+
+
+def xla_options() -> dict[str, str]:
+  """`--xla_option` as a dict."""
+  return dict(option.split('=', 1) for option in _XLA_OPTIONS.value)
 
 
 def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
@@ -173,6 +190,10 @@ def main(argv):
   config = default.get_config(_PRESET.value)
   if _BATCH_SECONDS.value is not None:
     config.data.batch_seconds = _BATCH_SECONDS.value
+  if _CTC.value is not None:
+    config.train.ctc = _CTC.value
+  if _CTC_UNROLL.value is not None:
+    config.train.ctc_unroll = _CTC_UNROLL.value
   frozen = ml_collections.FrozenConfigDict(config)
   mesh = parallel.make_mesh()
   batch = made_up_batch(config, _UTTERANCE_SECONDS.value, mesh.size)
@@ -182,7 +203,8 @@ def main(argv):
   initial_variables = jax.tree.map(np.asarray, state.variables)  # The step donates `state`.
 
   start = time.perf_counter()
-  step = train.jit_train_step(frozen, mesh).lower(state, device_batch).compile()
+  step = train.jit_train_step(frozen, mesh).lower(state, device_batch).compile(
+      compiler_options=xla_options() or None)
   compile_seconds = time.perf_counter() - start
 
   def run_ours(num_steps: int) -> float:
@@ -223,9 +245,13 @@ def main(argv):
       seconds[name] = min(seconds[name], (time.perf_counter() - start) / _STEPS.value)
 
   ours = seconds['ours']
-  print(f'{_PRESET.value}: {len(batch["weights"])} x {_UTTERANCE_SECONDS.value:g} s per batch '
-        f'on {mesh.size} {jax.devices()[0].device_kind} device(s); compile {compile_seconds:.1f} s; '
-        f'{ours:.2f} s per step = {audio_seconds / ours:.0f} audio-seconds per second')
+  unroll = config.train.ctc_unroll or ctc.default_unroll()
+  ctc_name = 'optax' if config.train.ctc == 'optax' else f'forward_backward, unroll {unroll}'
+  print(f'{_PRESET.value}: {len(batch["weights"])} x {_UTTERANCE_SECONDS.value:g} s per batch, '
+        f'CTC {ctc_name}, on {mesh.size} {jax.devices()[0].device_kind} device(s); '
+        f'compile {compile_seconds:.1f} s; '
+        f'{ours * 1e3:.1f} ms per step = {audio_seconds / ours:.0f} audio-seconds per second'
+        + (f'; XLA options {xla_options()}' if _XLA_OPTIONS.value else ''))
   if not torch_names:
     return
   where = (torch.cuda.get_device_name() if _TORCH_DEVICE.value == 'cuda'
@@ -236,7 +262,7 @@ def main(argv):
   for name in torch_names:
     _, warm_up_seconds, loss = runs[name]
     print(f'  PyTorch {name:8s} first step {warm_up_seconds:5.1f} s, loss {loss:.4f}; '
-          f'{seconds[name]:.2f} s per step = {audio_seconds / seconds[name]:.0f} '
+          f'{seconds[name] * 1e3:.1f} ms per step = {audio_seconds / seconds[name]:.0f} '
           f'audio-seconds per second; ours / PyTorch {seconds[name] / ours:.2f}x')
   fastest = min(torch_names, key=seconds.get)
   print(f'ours / fastest PyTorch ({fastest}): {seconds[fastest] / ours:.2f}x (target >= 1.0x)')
