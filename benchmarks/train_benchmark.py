@@ -3,6 +3,7 @@
   python benchmarks/train_benchmark.py --preset=small --steps=5
   python benchmarks/train_benchmark.py --preset=paper --steps=3 --repeats=2 --compare_torch \
       --torch_compile
+  python benchmarks/train_benchmark.py --preset=paper --ctc=optax   # optax.ctc_loss instead
 
 Times the step that `navai_jax.train.train` runs (features, augmentation, masked batch norm,
 CTC, AdamW) on one made-up batch of the preset's `data.batch_seconds` of audio: utterances of
@@ -30,18 +31,23 @@ Measured with torch 2.13.0 on 2 CPU cores shared with other jobs (load 3-7; rati
 only), ours / fastest PyTorch: `paper` 0.78x, 1.04x, 1.29x in three runs on 2 threads, 1.00x and
 1.04x on 1 thread, 1.54x and 1.57x with --batch_seconds=40 on 2 threads; `small` 3.1x and 5.2x
 on 2 threads, 0.91x and 0.97x on 1 thread. For `paper` the convolutions dominate and both sides
-are about equally fast; the load on the shared cores moves single runs by ±25%.
+are about equally fast; the load on the shared cores moves single runs by ±25%. These CPU runs
+used `optax.ctc_loss`, which on a CPU costs about what the default CTC costs (a few ms of a
+`small` step's 130).
 
 On one NVIDIA H200 (JAX 0.11.2 with CUDA 13, PyTorch 2.11.0+cu130, TF32 allowed on both sides):
 
   python benchmarks/train_benchmark.py --preset=paper --steps=10 --repeats=3 --compare_torch \
       --torch_compile --torch_device=cuda
 
-gave ours 9,064 audio-seconds per second, PyTorch eager 11,225 and compiled 11,555: ours /
-fastest PyTorch 0.78x (eager 0.81x), with the same first-step loss (11.0866 / 11.0865). With
---batch_seconds=320 ours ran at 12,759 audio-seconds per second. Where the GPU step loses its
-~20% was not profiled; a likely part is `optax.ctc_loss`, a `lax.scan` over the output
-positions (one small kernel per position and direction), where PyTorch has one fused CTC kernel.
+gave ours 14,037 audio-seconds per second (11.4 ms per step, the forward-backward CTC at
+unroll 16), PyTorch eager 11,417 and compiled 11,544: ours / fastest PyTorch 1.22x (eager
+1.23x), with the same first-step loss (11.0864 / 11.0865). With `--ctc=optax` ours ran at
+8,910 (0.80x): `optax.ctc_loss` and its gradient took 7.1 of that step's 17.5 ms
+(`step_breakdown.py`). XLA's command buffers did not change that: with WHILE and CONDITIONAL
+added (`--xla_option=xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,
+DYNAMIC_SLICE_FUSION,WHILE,CONDITIONAL`) the optax step took 18.8 ms, with none 43.6 ms, with
+`xla_gpu_enable_while_loop_unrolling=WHILE_LOOP_UNROLLING_FULL_UNROLL` 24.9 ms.
 """
 
 import os
