@@ -155,8 +155,9 @@ def ctc_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
     unroll: output positions per loop iteration of the scan (speed only; the result is the
       same for every value); None = `default_unroll()`.
   Returns:
-    `[B]` the negative log-likelihood of each utterance's labels. Its gradient is exact and
-    zero at padded positions; the labels and paddings get none.
+    `[B]` the negative log-likelihood of each utterance's labels. Its gradient (reverse mode:
+    a `jax.custom_vjp`) is exact and zero at padded positions; the labels and paddings get
+    none.
   """
   if logits_BxUxV.ndim != 3 or labels_BxL.ndim != 2:
     raise ValueError(f'ctc_loss needs [B, U, V] logits and [B, L] labels, got shapes '
