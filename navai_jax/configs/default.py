@@ -6,12 +6,13 @@ Presets, chosen after a colon:
 
 * ``paper``: the paper's model (256/2048 channels, SPEC §2). For GPU runs and benchmarks;
   about 20 audio-seconds per second on a 2-core CPU, about 6,900 in the training loop on one
-  NVIDIA H200 (with `data.batch_seconds=320`), where 3,000 steps (3.2 minutes) reach 6.3% test
-  LER on held-out voices (`benchmarks/paper_training_curve.sh`).
+  NVIDIA H200 (with `data.batch_seconds=320` and `optax.ctc_loss`; the bare step is 1.6x
+  faster with the default CTC now), where 3,000 steps (3.2 minutes) reach 6.3% test LER on
+  held-out voices (`benchmarks/paper_training_curve.sh`).
 * ``small``: same layer structure with 64/256 channels; the CPU demo. 150-300 audio-seconds
-  per second on 2 CPU cores; on the main job's 6-hour corpus its 8000 steps (18 minutes of
-  training) end at letter error rate 6.6% (dev) and 11.0% (test) on synthetic voices held out
-  from training.
+  per second on 2 CPU cores; on the main job's 6-hour corpus its 8000 steps (18-19 minutes
+  of training) end at letter error rate 6.4% (dev) and 10.8% (test) on synthetic voices held
+  out from training.
 * ``tiny``: 8/16 channels, for tests; seconds per step.
 
 Every preset keeps the receptive field of 206 input frames, so the introspection code runs
