@@ -44,11 +44,11 @@ from navai_jax import model
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
-from navai_jax.configs import default
 import train_benchmark
 
 # --preset, --steps, --repeats, --utterance_seconds, --batch_seconds, --compare_torch,
-# --torch_device and --xla_option are train_benchmark.py's flags (imported with it).
+# --torch_device and --xla_option are train_benchmark.py's flags (imported with it); its --ctc
+# and --ctc_unroll have no effect here, where every CTC variant is timed.
 FLAGS = flags.FLAGS
 _UNROLLS = flags.DEFINE_list('ctc_unrolls', ['1', '2', '4', '8'],
                             "Unroll factors of the 'forward_backward' CTC to time.")
@@ -82,9 +82,7 @@ def fastest_seconds(run: Callable[[], Any], steps: int, repeats: int,
 
 def main(argv):
   del argv
-  config = default.get_config(FLAGS.preset)
-  if FLAGS.batch_seconds is not None:
-    config.data.batch_seconds = FLAGS.batch_seconds
+  config = train_benchmark.config_from_flags()
   frozen = ml_collections.FrozenConfigDict(config)
   options = train_benchmark.xla_options()
   compile_ = lambda fn, *args: fn.lower(*args).compile(compiler_options=options or None)

@@ -192,8 +192,8 @@ def torch_train_step(config: ml_collections.ConfigDict, variables: Any,
   return step
 
 
-def main(argv):
-  del argv
+def config_from_flags() -> ml_collections.ConfigDict:
+  """The preset's config with --batch_seconds, --ctc and --ctc_unroll where they are given."""
   config = default.get_config(_PRESET.value)
   if _BATCH_SECONDS.value is not None:
     config.data.batch_seconds = _BATCH_SECONDS.value
@@ -201,6 +201,12 @@ def main(argv):
     config.train.ctc = _CTC.value
   if _CTC_UNROLL.value is not None:
     config.train.ctc_unroll = _CTC_UNROLL.value
+  return config
+
+
+def main(argv):
+  del argv
+  config = config_from_flags()
   frozen = ml_collections.FrozenConfigDict(config)
   mesh = parallel.make_mesh()
   batch = made_up_batch(config, _UTTERANCE_SECONDS.value, mesh.size)
