@@ -127,14 +127,13 @@ def _ctc(logits_BxUxV, logit_paddings_BxU, labels_BxL, label_paddings_BxL, blank
 
 
 def _ctc_fwd(logits_BxUxV, logit_paddings_BxU, labels_BxL, label_paddings_BxL, blank_id, unroll):
-  loss_B, grad_BxUxV = _forward_backward(logits_BxUxV, logit_paddings_BxU, labels_BxL,
-                                         label_paddings_BxL, blank_id, unroll)
-  return loss_B, grad_BxUxV
+  # The residual is the gradient itself: the backward pass only scales it.
+  return _forward_backward(logits_BxUxV, logit_paddings_BxU, labels_BxL, label_paddings_BxL,
+                           blank_id, unroll)
 
 
-def _ctc_bwd(blank_id, unroll, residuals, cotangent_B):
+def _ctc_bwd(blank_id, unroll, grad_BxUxV, cotangent_B):
   del blank_id, unroll
-  grad_BxUxV = residuals
   return cotangent_B[:, None, None] * grad_BxUxV, None, None, None
 
 
