@@ -78,7 +78,7 @@ def main(argv):
                                         '--split=dev', '--letter=a')
   seconds['navai'] = run_stage(6, 'NAvAI (Figure 3, Supplement A, alignment quality)',
                                'navai.py', f'--workdir={workdir}',
-                               f'--split={_NAVAI_SPLIT.value}')
+                               f'--config.navai.split={_NAVAI_SPLIT.value}')
   result = json.loads((Path(workdir) / 'eval.json').read_text())
   print('\n=== Done in {:.1f} minutes ({})'.format(
       sum(seconds.values()) / 60, ', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())))

@@ -1,0 +1,47 @@
+"""navai_jax: Wav2Letter in JAX and the introspection of Krug & Stober (2018).
+
+The user-facing functions, re-exported so that a notebook writes `navai_jax.attribute(...)`;
+every module stays importable as `from navai_jax import lrp`. The modules, lowest first:
+
+  vocab, metrics, features, model, network   tokens; error rates; log-mel; Wav2Letter
+  layout, data, tfds_folder                   LibriSpeech-layout folders; batches
+  espeak, text, corpus, timing                the synthesized corpus and its true times
+  ctc, augment, checkpoints, parallel, train, evaluate
+  frames, lrp, attribution, activation_max    single frames: maps and optimal inputs
+  alignment, moments, navai, alignment_quality  NAvAI: align, average, the dataset pass
+  figures, sonify, workflows                  figures, sounds, the experiments end to end
+
+Shape letters (a name's suffix after `_`, e.g. `x_BxTxF`; one meaning each, everywhere):
+
+  A audio samples          B utterances of a batch    C input channels of a layer
+  D output channels        E FFT bins                 F mel bins
+  G runs of greedy CTC     H samples of an FFT window I AM optimization steps
+  J integration points     K kernel width             L label tokens
+  M alignment methods      N frames (examples)        P devices
+  Q pixels of a window     R reference characters     S CTC states
+  T feature frames         U output positions         V vocabulary tokens
+  W frames of a receptive window (206)                Y classes (letters or phonemes)
+"""
+
+from navai_jax.activation_max import maximize_neuron
+from navai_jax.activation_max import maximize_neurons
+from navai_jax.activation_max import optimal_inputs_for_letter
+from navai_jax.alignment import alignment_positions
+from navai_jax.alignment import cut_aligned
+from navai_jax.attribution import attribute
+from navai_jax.checkpoints import load_for_inference
+from navai_jax.configs.default import get_config
+from navai_jax.data import batches
+from navai_jax.evaluate import evaluate_workdir
+from navai_jax.features import log_mel
+from navai_jax.frames import collect
+from navai_jax.frames import find_letter
+from navai_jax.lrp import lrp_batch
+from navai_jax.lrp import lrp_frames
+from navai_jax.lrp import relevance
+from navai_jax.moments import summarize
+from navai_jax.moments import welch_t
+from navai_jax.navai import results
+from navai_jax.navai import run_pass
+from navai_jax.network import layers_from_variables
+from navai_jax.sonify import sonify as sonify_frame

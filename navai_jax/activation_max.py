@@ -8,8 +8,8 @@ Adam climbs
                    - tv_time * sum|x[t+1] - x[t]| - tv_freq * sum|x[:, f+1] - x[:, f]|
 
 with batch norm in inference mode. The paper's setting is l1 = l2 = 0.001, Adam with learning
-rate 0.05, 250 steps; the total-variation weights and the random time shifts ("jitter") are the
-Lucid regularizers, off by default.
+rate 0.05, 250 steps (the defaults of a config's `am` section); the total-variation weights and
+the random time shifts ("jitter") are the Lucid regularizers, off by default.
 
 The activation of a channel is its output averaged over the time positions of the layer
 (80 positions in layer 1, 74 down to 32 in layers 2-9, one in layers 10-12), matching how §4.1
@@ -47,31 +47,16 @@ PyTree = Any
 OBJECTIVE_POINTS = ('bn', 'act')
 
 
-def am_config() -> ml_collections.ConfigDict:
-  """Settings of the optimization; the defaults are the paper's (§3.2)."""
-  c = ml_collections.ConfigDict()
-  c.steps = 250
-  c.learning_rate = 0.05
-  c.l1 = 0.001  # Weight of sum |x|.
-  c.l2 = 0.001  # Weight of sum x**2 (the squared L2 norm, not the norm).
-  c.tv_time = 0.0  # Weight of sum |x[t + 1, f] - x[t, f]|.
-  c.tv_freq = 0.0  # Weight of sum |x[t, f + 1] - x[t, f]|.
-  c.jitter = 0  # Each step rolls the input by a random shift in [-jitter, jitter] frames.
-  c.objective_point = 'bn'  # 'bn' (before the ReLU) or 'act' (after it); see module docstring.
-  c.seed = 0
-  return c
-
-
 class AMResult(NamedTuple):
   """Result of one AM run (with a leading neuron axis N when several neurons ran at once).
 
-  `objective_S` and `activation_S` are recorded before each of the S updates, so entry 0 belongs
-  to the initialization; `activation_S` is the neuron's time-averaged activation alone.
+  `objective_I` and `activation_I` are recorded before each of the I updates, so entry 0 belongs
+  to the initialization; `activation_I` is the neuron's time-averaged activation alone.
   """
   input_TxF: Array
   initial_TxF: Array
-  objective_S: Array
-  activation_S: Array
+  objective_I: Array
+  activation_I: Array
 
 
 def check_am_config(am: ml_collections.ConfigDict) -> None:
@@ -250,7 +235,7 @@ def _maximize_many_jit(variables: PyTree, channels_N: Array, *, batch_size: int 
 
 def _static_args(config: ml_collections.ConfigDict, layer: int,
                  am: ml_collections.ConfigDict | None) -> dict[str, Any]:
-  am = am_config() if am is None else am
+  am = config.am if am is None else am
   check_am_config(am)
   specs = model.layer_specs(config.model)
   _check_layer(specs, layer)
@@ -268,7 +253,7 @@ def maximize_neuron(config: ml_collections.ConfigDict, variables: PyTree, layer:
     variables: {'params', 'batch_stats'} of the model.
     layer: 1..12 as in SPEC §2.
     channel: the neuron (for layer 12 a token id).
-    am: settings from `am_config()`; None for the paper's.
+    am: AM settings (a config's `am` section); None for `config.am`.
   Returns:
     AMResult without a neuron axis.
   """
@@ -305,13 +290,6 @@ def maximize_neurons(config: ml_collections.ConfigDict, variables: PyTree, layer
                             batch_size=batch_size, **static)
 
 
-def letter_id(letter: str) -> int:
-  """Token id of a letter 'a'..'z'; ValueError for anything else."""
-  if not (isinstance(letter, str) and len(letter) == 1 and 'a' <= letter <= 'z'):
-    raise ValueError(f"letter must be one of 'a'..'z', got {letter!r}.")
-  return vocab.TOKENS.index(letter)
-
-
 def choose_neurons(config: ml_collections.ConfigDict, variables: PyTree, frame_WxF: Array,
                    letter: str) -> dict[int, int]:
   """The paper's neuron per layer for a frame predicted as `letter` (§4.1).
@@ -325,7 +303,7 @@ def choose_neurons(config: ml_collections.ConfigDict, variables: PyTree, frame_W
   Returns:
     {layer number: channel}.
   """
-  token = letter_id(letter)
+  token = vocab.letter_id(letter)
   expected = (model.RECEPTIVE_FIELD, config.features.num_mels)
   if frame_WxF.shape != expected:
     raise ValueError(f'frame_WxF must have shape {expected}, got {frame_WxF.shape}.')

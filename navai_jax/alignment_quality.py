@@ -36,19 +36,17 @@ continues them exactly. The reported median and 90th percentile are read from th
 import csv
 import io
 import os
-import re
 from typing import Sequence
 
-import matplotlib.figure
 import ml_collections
 import numpy as np
 
 from navai_jax import features
+from navai_jax import metrics
 from navai_jax import model
 from navai_jax import vocab
 
 LEVELS = ('letter', 'word')
-LETTERS = vocab.CHARACTERS[2:]  # 'a'..'z'
 BIN_MS = 1.0
 NUM_BINS = 3002  # bin 0: inside the span; bins 1..3000: (k-1, k] ms; bin 3001: beyond 3 s.
 
@@ -60,65 +58,21 @@ def greedy_characters(tokens_U: np.ndarray) -> tuple[str, np.ndarray]:
   positions of one run of a token all get the index of the run's character (for `<k>`, the
   last of its k characters).
   """
-  tokens_U = np.asarray(tokens_U)
+  token_G, run_U = vocab.ctc_runs(tokens_U)
   chars: list[str] = []
-  char_of_U = np.full(tokens_U.shape, -1, np.int64)
-  previous = vocab.BLANK
-  for u, token in enumerate(tokens_U.tolist()):
-    if token == previous and token != vocab.BLANK:
-      char_of_U[u] = char_of_U[u - 1]
-      continue
-    previous = token
+  char_of_G = np.full(token_G.shape, -1, np.int64)
+  for g, token in enumerate(token_G.tolist()):
     if token == vocab.BLANK:
       continue
     name = vocab.TOKENS[token]
     if name in vocab.REPEATS:
       if chars:
         chars += [chars[-1]] * (vocab.REPEATS.index(name) + 1)
-        char_of_U[u] = len(chars) - 1
+        char_of_G[g] = len(chars) - 1
     else:
       chars.append(name)
-      char_of_U[u] = len(chars) - 1
-  return ''.join(chars), char_of_U
-
-
-def align_characters(hypothesis: str, reference: str) -> np.ndarray:
-  """Index of the reference character aligned to each hypothesis character (-1: insertion).
-
-  Levenshtein alignment with unit costs; on ties the backtrace prefers the diagonal (match or
-  substitution), then a deletion (reference character skipped), then an insertion.
-  """
-  h, r = len(hypothesis), len(reference)
-  cost = np.zeros((h + 1, r + 1), np.int64)
-  cost[:, 0] = np.arange(h + 1)
-  cost[0, :] = np.arange(r + 1)
-  for i in range(1, h + 1):
-    for j in range(1, r + 1):
-      cost[i, j] = min(cost[i - 1, j - 1] + (hypothesis[i - 1] != reference[j - 1]),
-                       cost[i, j - 1] + 1, cost[i - 1, j] + 1)
-  ref_of = np.full(h, -1, np.int64)
-  i, j = h, r
-  while i > 0:
-    if j > 0 and cost[i, j] == cost[i - 1, j - 1] + (hypothesis[i - 1] != reference[j - 1]):
-      ref_of[i - 1] = j - 1
-      i, j = i - 1, j - 1
-    elif j > 0 and cost[i, j] == cost[i, j - 1] + 1:
-      j -= 1
-    else:
-      i -= 1
-  return ref_of
-
-
-def phoneme_class(mnemonic: str) -> str:
-  """The class of an eSpeak phoneme mnemonic: stress marks and variant suffixes removed.
-
-  Leading stress marks (' and ,) and trailing variant marks (digits, '#', '-') go, so
-  "'a", "a#" -> "a", "@2", "@5", "@-" -> "@", "t#", "t2" -> "t", "i@3" -> "i@"; the length
-  mark stays ("i:") and so do distinct phonemes written with several letters ("aI", "@L").
-  A first character is never removed: "0" and "3" are eSpeak vowels, not variant marks.
-  """
-  bare = mnemonic.lstrip("',") or mnemonic
-  return bare[0] + re.sub(r'[0-9#-]+$', '', bare[1:])
+      char_of_G[g] = len(chars) - 1
+  return ''.join(chars), char_of_G[run_U]
 
 
 def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +80,7 @@ def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarra
 
   Args:
     reference: the normalized transcript (lower case, single spaces).
-    timing: an utterance's `.timing.json` (`corpus.read_timing`), whose 'words' must be the
+    timing: an utterance's `.timing.json` (`timing.read_timing`), whose 'words' must be the
       reference's words in order.
   Returns:
     `(start_R, end_R, level_R)`: level 0 = letter, 1 = word; spaces get NaN spans and level -1.
@@ -143,7 +97,7 @@ def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarra
   offset = 0
   for word, span in zip(words, timing['words']):
     own = [p for p in phonemes if span['start'] <= p['start'] < span['end']]
-    letters = [i for i, c in enumerate(word) if c in LETTERS]
+    letters = [i for i, c in enumerate(word) if c in vocab.LETTERS]
     n, k = len(letters), len(own)
     for i, c in enumerate(word):
       start_R[offset + i], end_R[offset + i], level_R[offset + i] = span['start'], span['end'], 1
@@ -175,7 +129,7 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
     positions_UxM: alignment position p in [0, 206) per output position and method; -1 where
       the position is not a frame.
     reference: the normalized reference transcript.
-    timing: the utterance's timing (`corpus.read_timing`).
+    timing: the utterance's timing (`timing.read_timing`).
     config: the experiment config (model layers for window starts; feature hop and window).
   Returns:
     'letter' [N] (0..25, the predicted letter), 'level' [N] (0 letter, 1 word), 'distance_ms'
@@ -185,14 +139,14 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
   tokens_U = np.asarray(tokens_U)
   positions_UxM = np.asarray(positions_UxM)
   hypothesis, char_of_U = greedy_characters(tokens_U)
-  ref_of = align_characters(hypothesis, reference)
+  ref_of = metrics.align(hypothesis, reference)
   start_R, end_R, level_R = character_spans(reference, timing)
   frames_u = np.flatnonzero(positions_UxM[:, 0] >= 0)
   letter_N = tokens_U[frames_u] - vocab.LETTER_IDS[0]
   ref_N = ref_of[char_of_U[frames_u]]
   scored = ref_N >= 0
   scored[scored] = level_R[ref_N[scored]] >= 0
-  unmatched = np.bincount(letter_N[~scored], minlength=26)
+  unmatched = np.bincount(letter_N[~scored], minlength=vocab.NUM_LETTERS)
   frames_u, letter_N, ref_N = frames_u[scored], letter_N[scored], ref_N[scored]
   specs = model.layer_specs(config.model)
   start_N = np.asarray([model.window_start(specs, int(u)) for u in frames_u], np.int64)
@@ -208,8 +162,8 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
 
 def empty_tally(num_methods: int) -> dict[str, np.ndarray]:
   """Histograms `[methods, 26 letters, 2 levels, NUM_BINS]` and unmatched counts `[26]`."""
-  return {'histogram': np.zeros((num_methods, 26, len(LEVELS), NUM_BINS), np.int64),
-          'unmatched': np.zeros(26, np.int64)}
+  return {'histogram': np.zeros((num_methods, vocab.NUM_LETTERS, len(LEVELS), NUM_BINS), np.int64),
+          'unmatched': np.zeros(vocab.NUM_LETTERS, np.int64)}
 
 
 def distance_bins(distance_ms_: np.ndarray) -> np.ndarray:
@@ -262,8 +216,8 @@ def quality_table(tally: dict[str, np.ndarray], methods: Sequence[str]) -> list[
   rows = []
   hist = tally['histogram']
   for m, method in enumerate(methods):
-    for letter in ('all',) + tuple(LETTERS):
-      per_level = hist[m].sum(0) if letter == 'all' else hist[m, LETTERS.index(letter)]
+    for letter in ('all',) + tuple(vocab.LETTERS):
+      per_level = hist[m].sum(0) if letter == 'all' else hist[m, vocab.LETTERS.index(letter)]
       for level in ('all',) + LEVELS:
         h = per_level.sum(0) if level == 'all' else per_level[LEVELS.index(level)]
         frames = int(h.sum())
@@ -303,7 +257,7 @@ def markdown_report(rows: list[dict], tally: dict[str, np.ndarray],
             f'{int(tally["unmatched"].sum())}.\n\n')
   out.write('| letter | frames | ' + ' | '.join(f'{m} (ms)' for m in methods) + ' |\n')
   out.write('|---|---|' + '---|' * len(methods) + '\n')
-  for letter in LETTERS:
+  for letter in vocab.LETTERS:
     frames = by[(methods[0], letter, 'all')]['frames']
     medians = ' | '.join(_ms(by[(m, letter, 'all')]['median_ms']) for m in methods)
     out.write(f'| {letter} | {frames} | {medians} |\n')
@@ -312,24 +266,3 @@ def markdown_report(rows: list[dict], tally: dict[str, np.ndarray],
 
 def _ms(value: float) -> str:
   return '-' if np.isnan(value) else f'{value:.1f}'
-
-
-def plot_quality(rows: list[dict], methods: Sequence[str], path: str) -> None:
-  """Bars per method: median and 90th percentile of the distance to the true span, and the
-  share of aligned positions inside it (all frames)."""
-  by = {(r['method'], r['letter'], r['level']): r for r in rows}
-  fig = matplotlib.figure.Figure(figsize=(9, 3.2), layout='constrained')
-  axes = fig.subplots(1, 2)
-  x = np.arange(len(methods))
-  for offset, key, label in ((-0.2, 'median_ms', 'median'), (0.2, 'p90_ms', '90th percentile')):
-    axes[0].bar(x + offset, [by[(m, 'all', 'all')][key] for m in methods], width=0.4,
-                label=label)
-  axes[0].set_ylabel('distance to true span (ms)')
-  axes[0].legend(fontsize='small')
-  axes[1].bar(x, [100 * by[(m, 'all', 'all')]['inside_share'] for m in methods],
-              color='tab:green')
-  axes[1].set_ylabel('aligned position inside span (%)')
-  for ax in axes:
-    ax.set_xticks(x, methods, rotation=20)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=150)

@@ -2,7 +2,7 @@
 
 Every method maps one `[206, F]` window to a map of the same shape that explains the score of a
 target class (default: the predicted one). The `*_map` functions are pure functions of the
-network's `lrp.Layer`s and one window, for callers who jit and vmap themselves;
+network's `network.Layer`s and one window, for callers who jit and vmap themselves;
 `attribute(method, ...)` runs any of them jitted and vmapped over a batch of windows.
 
 | method                 | map                                                      | scores  |
@@ -25,8 +25,7 @@ image classification (guided backprop, Grad-CAM) use the logit, as is usual for 
 
 import functools
 import inspect
-import string
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +34,11 @@ import numpy as np
 
 from navai_jax import frames
 from navai_jax import lrp
-from navai_jax import vocab
+from navai_jax import network
 
 Array = jax.Array
 PyTree = Any
-Layers = tuple[lrp.Layer, ...]
+Layers = network.Layers
 
 OUTPUTS = ('softmax', 'logit')
 
@@ -47,7 +46,7 @@ OUTPUTS = ('softmax', 'logit')
 def _scores(layers: Layers, x_WxF: Array, output: str, relu=jax.nn.relu) -> Array:
   if output not in OUTPUTS:
     raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
-  logits_V = lrp.output(layers, lrp.forward(layers, x_WxF, relu=relu)[1])[0]
+  logits_V = network.logits(layers, x_WxF, relu=relu)
   return jax.nn.softmax(logits_V) if output == 'softmax' else logits_V
 
 
@@ -156,11 +155,11 @@ def grad_cam_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *
   if not 1 <= layer < len(layers):
     raise ValueError(f'grad_cam layer must lie in [1, {len(layers) - 1}], got {layer}')
   upper = layers[layer:]
-  inputs, pre = lrp.forward(layers, x_WxF)
+  inputs, _ = network.forward(layers, x_WxF)
   acts_TxC = inputs[layer]
 
   def scores(a):
-    y = lrp.output(upper, lrp.forward(upper, a)[1])[0]
+    y = network.logits(upper, a)
     return jax.nn.softmax(y) if output == 'softmax' else y
 
   if output not in OUTPUTS:
@@ -181,7 +180,7 @@ def grad_cam_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *
 
 def lrp_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, **options) -> Array:
   """LRP (`lrp.relevance`) of one window; options: rule, form, normalize, start, epsilon, ..."""
-  return lrp.relevance(layers, *lrp.forward(layers, x_WxF), target, **options)
+  return lrp.relevance(layers, *network.forward(layers, x_WxF), target, **options)
 
 
 METHODS = {
@@ -235,10 +234,10 @@ def _batched(method: str, options: tuple[tuple[str, Any], ...], with_targets: bo
 
 def attribute_layers(method: str, layers: Layers, windows_NxWxF: Array,
                      targets_N: Optional[Array] = None, **options) -> Array:
-  """`attribute` on explicit `lrp.Layer`s (for networks that are not a Wav2Letter config)."""
+  """`attribute` on explicit `network.Layer`s (for networks that are not a Wav2Letter config)."""
   options = _check_options(method, options)
   if targets_N is not None:
-    lrp.check_targets(targets_N, np.shape(windows_NxWxF)[0])
+    network.check_targets(targets_N, np.shape(windows_NxWxF)[0])
   fn = _batched(method, tuple(sorted(options.items())), targets_N is not None)
   return fn(layers, windows_NxWxF, targets_N)
 
@@ -256,70 +255,14 @@ def attribute(method: str, config: ml_collections.ConfigDict, variables: PyTree,
     **options: the method's keywords (see its `*_map` function; `seed` for smoothgrad).
   """
   frames.check_windows(config, windows_NxWxF, batched=True)
-  return attribute_layers(method, lrp.layers_from_variables(config, variables),
+  return attribute_layers(method, network.layers_from_variables(config, variables),
                           jnp.asarray(windows_NxWxF), targets, **options)
 
 
-def sensitivity(config: ml_collections.ConfigDict, variables: PyTree, window_WxF: Array,
-                target: Optional[int] = None, *, output: str = 'softmax') -> Array:
-  """Sensitivity (paper eq. 1) of one `[206, F]` window; `output` 'softmax' or 'logit'."""
-  frames.check_windows(config, window_WxF, batched=False)
-  targets = None if target is None else np.asarray([target])
-  return attribute('sensitivity', config, variables, jnp.asarray(window_WxF)[None], targets,
-                   output=output)[0]
-
-
-def introspect_letter(config: ml_collections.ConfigDict, variables: PyTree,
-                      feature_batches: Iterable[tuple[Array, Array, list[str]]], *, letter: str,
-                      num_frames: int = 2, utterance: Optional[str] = None,
-                      lrp_rule: str = 'paper', output: str = 'softmax') -> dict[str, np.ndarray]:
-  """Sensitivity and LRP of frames predicted as `letter` (the paper's Figure 2).
-
-  Takes the first frame of the letter in each utterance (all of its frames when `utterance`
-  names one), in data order, until `num_frames` are found.
-
-  Args:
-    feature_batches: `(x_BxTxF, frames_B, ids)` batches, read only as far as needed.
-    letter: a-z. num_frames: frames to explain. utterance: restrict to this utterance id.
-    lrp_rule: LRP rule (default the paper's). output: sensitivity of 'softmax' or 'logit'.
-  Returns:
-    NumPy arrays: windows, sensitivity, lrp (`[N, 206, F]`), ids, positions, probability
-    (softmax probability of the letter).
-  """
-  if len(letter) != 1 or letter not in string.ascii_lowercase:
-    raise ValueError(f'{letter!r} is not a letter a-z')
-  if num_frames < 1:
-    raise ValueError(f'num_frames must be >= 1, got {num_frames}')
-  chosen, predicted, utterance_seen = [], set(), False
-  for x, frames_B, ids in feature_batches:
-    found = frames.collect(config, variables, x, frames_B, ids)
-    if utterance is not None:
-      found = found.take([i for i, u in enumerate(found.ids) if u == utterance])
-      utterance_seen |= utterance in ids
-    predicted |= set(found.letters)
-    index = np.flatnonzero(np.asarray(found.letters) == letter)
-    if utterance is None:  # The first frame of the letter in every utterance.
-      _, first = np.unique(found.utterance_N[index], return_index=True)
-      index = index[np.sort(first)]
-    chosen.append(found.take(index))
-    if utterance_seen or sum(map(len, chosen)) >= num_frames:
-      break
-  if utterance is not None and not utterance_seen:
-    raise ValueError(f'utterance {utterance!r} is not in the data')
-  if not sum(map(len, chosen)):
-    where = 'these utterances' if utterance is None else f'utterance {utterance!r}'
-    raise ValueError(f'letter {letter!r} is never predicted in {where} (letters predicted: '
-                     f'{", ".join(sorted(predicted)) or "none"})')
-  windows = np.concatenate([c.windows_NxWxF for c in chosen])[:num_frames]
-  targets = np.full(len(windows), vocab.TOKENS.index(letter))
-  layers = lrp.layers_from_variables(config, variables)
-  logits = jax.vmap(lambda w: lrp.output(layers, lrp.forward(layers, w)[1])[0])(windows)
-  return {
-      'windows': windows,
-      'sensitivity': np.asarray(attribute('sensitivity', config, variables, windows, targets,
-                                          output=output)),
-      'lrp': np.asarray(attribute('lrp', config, variables, windows, targets, rule=lrp_rule)),
-      'ids': np.asarray(sum((c.ids for c in chosen), []))[:num_frames],
-      'positions': np.concatenate([c.positions_N for c in chosen])[:num_frames],
-      'probability': np.asarray(jax.nn.softmax(logits)[:, targets[0]]),
-  }
+def target_probability(config: ml_collections.ConfigDict, variables: PyTree,
+                       windows_NxWxF: Array, targets_N: Array) -> Array:
+  """Softmax probability `[N]` of each window's target class."""
+  frames.check_windows(config, windows_NxWxF, batched=True)
+  layers = network.layers_from_variables(config, variables)
+  logits_NxV = jax.vmap(lambda w: network.logits(layers, w))(jnp.asarray(windows_NxWxF))
+  return jnp.take_along_axis(jax.nn.softmax(logits_NxV), jnp.asarray(targets_N)[:, None], 1)[:, 0]

@@ -125,20 +125,45 @@ def restore(mngr: ocp.CheckpointManager, step: int,
   return restored['state'], restored['meta']
 
 
-def load_for_inference(workdir: str | Path, step: Optional[int] = None
+# The config sections an introspection may change on a trained run; the others describe it.
+INFERENCE_SECTIONS = ('am', 'navai')
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
+                    ) -> ml_collections.ConfigDict:
+  """`config` with `{'navai.split': 'train', ...}` set; only INFERENCE_SECTIONS may change."""
+  for path, value in overrides.items():
+    section = path.partition('.')[0]
+    if section not in INFERENCE_SECTIONS:
+      raise ValueError(f'--config.{path}: a trained run\'s {section!r} settings describe what was '
+                       f'trained and cannot change here; sections that can: '
+                       f'{", ".join(INFERENCE_SECTIONS)}.')
+    parent = config
+    *parents, name = path.split('.')
+    for p in parents:
+      parent = parent[p]
+    if name not in parent:
+      raise ValueError(f'--config.{path}: no such field.')
+    parent[name] = value
+  return config
+
+
+def load_for_inference(workdir: str | Path, step: Optional[int] = None,
+                       overrides: Optional[dict[str, Any]] = None
                        ) -> tuple[ml_collections.ConfigDict, PyTree, int]:
   """Config, model variables and step of a trained run, ready for `model.apply_inference`.
 
   Args:
     workdir: the run's workdir (holds config.json and checkpoints/).
     step: which checkpoint; None for the latest.
+    overrides: fields of the sections INFERENCE_SECTIONS to set on the run's config.
   Returns:
     `(config, {'params': ..., 'batch_stats': ...}, step)`; the optimizer state is not read.
   Raises:
     FileNotFoundError: no config.json or no finished checkpoint in `workdir`.
     ValueError: `step` is not a checkpoint there, or the checkpoint does not fit config.json.
   """
-  config = read_config(workdir)
+  config = apply_overrides(read_config(workdir), overrides or {})
   # The pytree handler restores a part of the saved state (the optimizer state is skipped).
   mngr = ocp.CheckpointManager(
       Path(workdir).absolute() / CHECKPOINT_DIR, options=ocp.CheckpointManagerOptions(create=False),

@@ -2,9 +2,14 @@
 
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from absl import app
+from absl import flags
+import ml_collections
+from ml_collections import config_flags
+
+from navai_jax.configs import default
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -17,3 +22,22 @@ def run(main: Callable[[list[str]], None]) -> None:
       sys.exit(f'{os.path.basename(sys.argv[0])}: {e}')
 
   app.run(checked)
+
+
+def define_sections(*sections: str) -> flags.FlagHolder:
+  """`--config.SECTION.FIELD=VALUE` flags for the given sections of the default config.
+
+  For scripts that work on a trained run: the run's own `config.json` holds every section;
+  these flags override fields of the named sections on top of it (`overrides`).
+  """
+  template = default.get_config()
+  sections_config = ml_collections.ConfigDict({s: template[s] for s in sections})
+  return config_flags.DEFINE_config_dict(
+      'config', sections_config,
+      f'Overrides of the trained run\'s config, sections {", ".join(sections)}: '
+      f'--config.{sections[0]}.FIELD=VALUE.')
+
+
+def overrides(holder: flags.FlagHolder) -> dict[str, Any]:
+  """The `--config.X.Y=VALUE` values given on the command line, by dotted field name."""
+  return dict(config_flags.get_override_values(flags.FLAGS[holder.name]))

@@ -1,52 +1,43 @@
 """An offline English speech corpus synthesized with eSpeak NG, in LibriSpeech's layout.
 
-eSpeak NG is driven through ctypes on the library and data of the `espeakng_loader` wheel, so
-nothing needs a system package or the network. Each utterance comes with the true start and end
-time of every word and phoneme, taken from eSpeak's own events.
+The plan (who says what) is a pure function of the seed: sentences from `text`, split into
+disjoint train, dev and test pools; speakers as (base voice, variant) pairs, where dev and test
+get variants that no training speaker uses; and per utterance a rate, pitch and noise seed.
+`espeak` speaks each one and reports the true time of every word and phoneme. The writer puts
+every file in place atomically, so an interrupted run that is started again ends with exactly
+the files of an uninterrupted one.
 
-Layout under `out_dir` (as LibriSpeech, with one folder per split):
+Layout under `out_dir` (as LibriSpeech, with one folder per split; see `layout`):
 
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac         16 kHz mono int16
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  word and phoneme times in seconds
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt        "SPEAKER-CHAPTER-UTT TRANSCRIPT"
   SPEAKERS.txt, corpus.json
-
-A speaker is a (base voice, variant) pair; dev and test speakers and sentences are never used in
-training. The plan is deterministic for a seed and synthesis is made deterministic too, so an
-interrupted run that is started again ends with exactly the files of an uninterrupted one.
 """
 
-import _ctypes
-import ast
 import collections
 from collections.abc import Iterator, Sequence
-import ctypes
 import dataclasses
-import functools
 import itertools
 import json
 import math
 import multiprocessing
 import os
 import pathlib
-import re
 import sys
-import sysconfig
 import time
 
 from absl import logging
-import espeakng_loader
 import numpy as np
-import scipy.signal
 import soundfile as sf
 import tqdm
 
-from navai_jax import features
-from navai_jax import model
+from navai_jax import espeak
+from navai_jax import layout
+from navai_jax import text
+from navai_jax import timing
 
-SAMPLE_RATE = 16000
 SPLITS = ('train', 'dev', 'test')
-TEXT_SOURCES = ('pydoc_topics', 'stdlib_docstrings')
 
 # Voices that load with espeak_SetVoiceByName ("en-gb" does not).
 BASE_VOICES = ('en-us', 'en', 'en-gb-x-rp', 'en-029', 'en-gb-scotland', 'en-gb-x-gbclan',
@@ -65,313 +56,9 @@ VARIANTS = (
 RATE_RANGE = (140, 210)  # words per minute, inclusive
 PITCH_RANGE = (30, 70)  # eSpeak's 0-100 scale, inclusive
 
-MIN_WORDS = 3
-MAX_WORDS = 25
 MAX_SECONDS = 12.0
-# The model needs one receptive field of feature frames; shorter utterances are dropped.
-MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD)
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
 UTTERANCES_PER_CHAPTER = 100
-
-# ---------------------------------------------------------------------------------------------
-# eSpeak NG through ctypes.
-
-_ESPEAK_SAMPLE_RATE = 22050
-_AUDIO_OUTPUT_SYNCHRONOUS = 2  # synthesis runs inside espeak_Synth, no background thread
-_INITIALIZE_PHONEME_EVENTS = 1
-_CHARS_UTF8 = 1
-_POS_CHARACTER = 1
-_EVENT_LIST_TERMINATED = 0
-_EVENT_WORD = 1
-_EVENT_PHONEME = 7
-_PARAM_RATE = 1
-_PARAM_PITCH = 3
-
-
-class _EventId(ctypes.Union):
-  _fields_ = [('number', ctypes.c_int), ('name', ctypes.c_char_p),
-              ('string', ctypes.c_char * 8)]  # phoneme mnemonic, NUL-terminated unless 8 long
-
-
-class _Event(ctypes.Structure):
-  _fields_ = [('type', ctypes.c_int), ('unique_identifier', ctypes.c_uint),
-              ('text_position', ctypes.c_int), ('length', ctypes.c_int),
-              ('audio_position', ctypes.c_int), ('sample', ctypes.c_int),
-              ('user_data', ctypes.c_void_p), ('id', _EventId)]
-
-
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                  ctypes.POINTER(_Event))
-
-
-class _Capture:
-  """Collects the samples and (type, text position, ms, phoneme) events of one synthesis."""
-
-  def __init__(self):
-    self.chunks = []
-    self.events = []
-    self.callback = _SynthCallback(self._on_synth)
-
-  def _on_synth(self, wav, num_samples, events) -> int:
-    if num_samples > 0:
-      self.chunks.append(np.ctypeslib.as_array(wav, (num_samples,)).copy())
-    i = 0
-    while events[i].type != _EVENT_LIST_TERMINATED:
-      e = events[i]
-      if e.type in (_EVENT_WORD, _EVENT_PHONEME):
-        phoneme = e.id.string.decode('utf-8', 'replace') if e.type == _EVENT_PHONEME else ''
-        self.events.append((e.type, e.text_position, e.audio_position, phoneme))
-      i += 1
-    return 0
-
-
-_espeak = {'lib': None}  # the loaded library; another CDLL of it would keep it from unloading
-_LIBC = ctypes.CDLL(None)
-
-
-def _fresh_espeak(capture: _Capture) -> ctypes.CDLL:
-  """Loads libespeak-ng anew, so no state of an earlier synthesis can leak into the next.
-
-  eSpeak keeps static state (output buffers, flutter phase, echo) across calls, so the same text
-  sounds slightly different depending on what was spoken before. Unloading and loading the
-  library costs under a millisecond and makes each utterance depend on its own arguments only.
-  """
-  if _espeak['lib'] is not None:
-    _espeak['lib'].espeak_Terminate()
-    _ctypes.dlclose(_espeak['lib']._handle)  # pylint: disable=protected-access
-  lib = ctypes.CDLL(espeakng_loader.get_library_path())
-  _espeak['lib'] = lib
-  lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-  rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                               espeakng_loader.get_data_path().encode(), _INITIALIZE_PHONEME_EVENTS)
-  if rate != _ESPEAK_SAMPLE_RATE:
-    raise RuntimeError(f'eSpeak initialization returned {rate}, expected {_ESPEAK_SAMPLE_RATE}.')
-  lib.espeak_SetSynthCallback(capture.callback)
-  return lib
-
-
-def espeak_version() -> str:
-  lib = _fresh_espeak(_Capture())
-  lib.espeak_Info.restype = ctypes.c_char_p
-  return lib.espeak_Info(None).decode()
-
-
-@functools.cache
-def available_variants() -> frozenset[str]:
-  """Variant names eSpeak knows; an unknown one is silently ignored by eSpeak, so check here."""
-  folder = pathlib.Path(espeakng_loader.get_data_path()) / 'voices' / '!v'
-  return frozenset(p.name for p in folder.iterdir() if p.is_file())
-
-
-def synthesize(text: str, voice: str, variant: str, rate: int, pitch: int,
-               seed: int = 0) -> tuple[np.ndarray, list[dict], list[dict]]:
-  """Speaks `text` and returns its audio and the true time of each word and phoneme.
-
-  Args:
-    text: lower-case words (letters and apostrophes); commas make pauses.
-    voice: an eSpeak voice, e.g. 'en-us'.
-    variant: a file name in espeak-ng-data/voices/!v, e.g. 'f3', or '' for none.
-    rate: speaking rate in words per minute.
-    pitch: base pitch on eSpeak's 0-100 scale.
-    seed: seed of eSpeak's noise generators.
-
-  Returns:
-    audio_T: int16 samples at 16 kHz.
-    words: one dict(word, start, end) per word eSpeak spoke, times in seconds; a word ends where
-      the next word or a pause begins.
-    phonemes: one dict(phoneme, start, end) per phoneme (eSpeak mnemonic with its stress mark,
-      e.g. "'aI"; pauses left out); a phoneme ends where the next phoneme, pause or word begins.
-      A few have no duration (eSpeak's linking ';', an 'l' merged into its vowel).
-  """
-  if variant and variant not in available_variants():
-    raise ValueError(f'Unknown eSpeak variant {variant!r}; see espeak-ng-data/voices/!v.')
-  capture = _Capture()
-  lib = _fresh_espeak(capture)
-  name = f'{voice}+{variant}' if variant else voice
-  if lib.espeak_SetVoiceByName(name.encode()) != 0:
-    raise ValueError(f'eSpeak cannot load voice {name!r}.')
-  lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
-  lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
-  lib.espeak_ng_SetRandSeed(seed)
-  _LIBC.srand(seed)  # the Klatt voices draw breath noise from libc's rand()
-  # eSpeak speaks some word pairs ("of the", "do not") as one word with one word event, hiding
-  # where the second word starts. A no-break space between words keeps every word separate, and
-  # changes the pronunciation only slightly (less reduced function words).
-  data = re.sub(r"(?<=[A-Za-z']) (?=[A-Za-z'])", '\u00a0', text).encode()
-  lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-
-  audio_22k = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, np.int16)
-  # 22050 Hz * 320 / 441 = 16000 Hz.
-  audio_T = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
-                                       window=_resampling_filter())
-  audio_T = np.clip(np.round(audio_T), -32768, 32767).astype(np.int16)
-  words, phonemes = _timings(text, capture.events, len(audio_T) / SAMPLE_RATE)
-  return audio_T, words, phonemes
-
-
-@functools.cache
-def _resampling_filter() -> np.ndarray:
-  """The filter resample_poly designs for 22050 -> 16000 Hz by default, designed only once."""
-  return scipy.signal.firwin(2 * 10 * 441 + 1, 1 / 441, window=('kaiser', 5.0))
-
-
-def _timings(text: str, events: list[tuple], duration: float) -> tuple[list[dict], list[dict]]:
-  """Turns eSpeak's word and phoneme events into (start, end) intervals in seconds."""
-  spans = [(m.start(), m.end(), m.group()) for m in re.finditer(r"[A-Za-z']+", text)]
-  words, phonemes, seen = [], [], set()
-  open_word = open_phoneme = None
-  for kind, text_position, ms, phoneme in events:
-    t = min(ms / 1000, duration)
-    is_pause = kind == _EVENT_PHONEME and phoneme.startswith('_')
-    if open_word is not None and (kind == _EVENT_WORD or is_pause):
-      open_word['end'] = max(t, open_word['start'])
-      open_word = None
-    if open_phoneme is not None:
-      open_phoneme['end'] = max(t, open_phoneme['start'])
-      open_phoneme = None
-    if kind == _EVENT_WORD:
-      # text_position counts characters from 1; an event inside a word already seen is dropped.
-      index = next((i for i, (a, b, _) in enumerate(spans) if a <= text_position - 1 < b), None)
-      if index is not None and index not in seen:
-        seen.add(index)
-        open_word = {'word': spans[index][2], 'start': t, 'end': duration}
-        words.append(open_word)
-    elif not is_pause:
-      open_phoneme = {'phoneme': phoneme, 'start': t, 'end': duration}
-      phonemes.append(open_phoneme)
-  return words, phonemes
-
-
-def read_timing(path: str | os.PathLike) -> dict:
-  """Loads an utterance's `.timing.json`: ids, voice, duration, words and phonemes."""
-  return json.loads(pathlib.Path(path).read_text())
-
-
-# ---------------------------------------------------------------------------------------------
-# Text: English prose from the Python documentation that ships with the interpreter.
-
-_ONES = ('zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen '
-         'fifteen sixteen seventeen eighteen nineteen').split()
-_TENS = 'zero ten twenty thirty forty fifty sixty seventy eighty ninety'.split()
-# Characters that mark code, markup or symbols eSpeak would read out.
-_CODE_CHARS = re.compile(r'[_()\[\]{}<>=/\\*#@$%^|~`+&]')
-_TOKEN = re.compile(r"([A-Za-z0-9'-]+?)([.,;:!?]*)")
-_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?(?:-[A-Za-z]+)*")
-_TYPOGRAPHIC = {'\u2018': "'", '\u2019': "'", '\u201c': '"', '\u201d': '"', '\u2013': ' - ',
-                '\u2014': ' - '}
-# Abbreviations that eSpeak expands, so the audio would not match the transcript.
-_ABBREVIATIONS = frozenset('etc vs cf al mr mrs ms dr st jr sr approx ca ie eg'.split())
-
-
-def number_to_words(n: int) -> str:
-  """Spells out 0 <= n <= 9999 as LibriSpeech writes numbers, e.g. 'two hundred twenty one'."""
-  if not 0 <= n <= 9999:
-    raise ValueError(f'Can only spell 0..9999, got {n}.')
-  if n < 20:
-    return _ONES[n]
-  if n < 100:
-    return _TENS[n // 10] + (f' {_ONES[n % 10]}' if n % 10 else '')
-  if n < 1000:
-    return f'{_ONES[n // 100]} hundred' + (f' {number_to_words(n % 100)}' if n % 100 else '')
-  return f'{_ONES[n // 1000]} thousand' + (f' {number_to_words(n % 1000)}' if n % 1000 else '')
-
-
-def normalize_text(s: str, keep_commas: bool = False) -> str | None:
-  """Normalizes one English sentence to lower-case words, or returns None to drop it.
-
-  Keeps letters a-z, apostrophes inside words and single spaces; splits hyphenated words; spells
-  out integers up to 9999; removes asides in parentheses and *emphasis* marks. Drops sentences
-  with code-like tokens (underscores, brackets, dots inside words, camelCase, acronyms, words
-  without vowels), other numbers, abbreviations, non-ASCII characters, and fewer than MIN_WORDS
-  or more than MAX_WORDS words.
-
-  Args:
-    s: a sentence.
-    keep_commas: keep a comma after words followed by , ; : or a dash (for pauses in speech).
-  """
-  for typographic, plain in _TYPOGRAPHIC.items():
-    s = s.replace(typographic, plain)
-  s = re.sub(r'\s+\([^()]*\)', '', s)  # asides in parentheses; "f(x)" stays and is dropped below
-  s = re.sub(r"\*+([A-Za-z][A-Za-z '-]*[A-Za-z])\*+", r'\1', s)  # *emphasis*
-  if not s.isascii() or _CODE_CHARS.search(s):
-    return None
-  words = []
-  for token in s.replace('--', ' - ').replace('"', ' ').split():
-    if token == '-':
-      punctuation, core = ',', ''
-    else:
-      match = _TOKEN.fullmatch(token)
-      if not match:
-        return None
-      core, punctuation = match.group(1).strip("'"), match.group(2)
-    if core.isdigit():
-      if int(core) > 9999 or (len(core) > 1 and core[0] == '0'):
-        return None
-      words.extend(number_to_words(int(core)).split())
-    elif core:
-      if (not _WORD.fullmatch(core) or re.search(r'[a-z][A-Z]', core)
-          or sum(c.isupper() for c in core) > 1):
-        return None
-      for part in core.lower().split('-'):
-        if not re.search('[aeiouy]', part) or part in _ABBREVIATIONS:
-          return None
-        words.append(part)
-    if keep_commas and words and punctuation[:1] in (',', ';', ':'):
-      words[-1] = words[-1].rstrip(',') + ','
-  if not MIN_WORDS <= len(words) <= MAX_WORDS:
-    return None
-  return ' '.join(words).rstrip(',')
-
-
-def _paragraphs(text: str) -> Iterator[str]:
-  """Yields flowing-text paragraphs, skipping indented blocks (code), headings and doctests."""
-  for block in re.split(r'\n\s*\n', text):
-    lines = block.split('\n')
-    if (not block.strip() or block[:1].isspace() or '>>>' in block
-        or any(re.fullmatch(r'([*=\-~^])\1+', line.strip()) for line in lines)):
-      continue
-    yield ' '.join(line.strip() for line in lines)
-
-
-def _sentences(paragraph: str) -> Iterator[str]:
-  for candidate in re.split(r'(?<=[.!?])\s+(?=[A-Z])', paragraph):
-    if candidate[:1].isupper() and candidate[-1:] in '.!?':
-      yield candidate
-
-
-def _source_texts(source: str) -> Iterator[str]:
-  """Yields the raw texts of a source in a fixed order."""
-  if source == 'pydoc_topics':
-    import pydoc_data.topics  # pylint: disable=g-import-not-at-top
-    for name in sorted(pydoc_data.topics.topics):
-      yield pydoc_data.topics.topics[name]
-  elif source == 'stdlib_docstrings':
-    root = pathlib.Path(sysconfig.get_paths()['stdlib'])
-    for path in sorted(root.rglob('*.py')):
-      if {'site-packages', 'test', 'tests'} & set(path.relative_to(root).parts):
-        continue
-      try:
-        tree = ast.parse(path.read_bytes())
-      except (SyntaxError, ValueError):
-        continue
-      for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-          if docstring := ast.get_docstring(node):
-            yield docstring
-  else:
-    raise ValueError(f'Unknown text source {source!r}; choose from {TEXT_SOURCES}.')
-
-
-def load_sentences(sources: Sequence[str] = TEXT_SOURCES) -> list[str]:
-  """Returns the sorted unique normalized sentences (with commas) of the given sources."""
-  sentences = set()
-  for source in sources:
-    for text in _source_texts(source):
-      for paragraph in _paragraphs(text):
-        for candidate in _sentences(paragraph):
-          if (sentence := normalize_text(candidate, keep_commas=True)) is not None:
-            sentences.add(sentence)
-  return sorted(sentences)
 
 
 def split_sentences(sentences: Sequence[str], seed: int) -> dict[str, list[str]]:
@@ -421,7 +108,7 @@ def speaker_id(voice: str, variant: str) -> int:
 
 def choose_speakers(seed: int, num_train: int, num_dev: int, num_test: int) -> list[Speaker]:
   """Picks speakers; dev and test get variants that no training speaker uses."""
-  missing = set(VARIANTS) - available_variants()
+  missing = set(VARIANTS) - espeak.available_variants()
   if missing:
     raise RuntimeError(f'eSpeak data lacks the variants {sorted(missing)}.')
   num_held_out = num_dev + num_test
@@ -484,8 +171,8 @@ def _replace_atomically(path: pathlib.Path, write) -> None:
   os.replace(tmp, path)
 
 
-def _write_text(path: pathlib.Path, text: str) -> None:
-  _replace_atomically(path, lambda tmp: tmp.write_text(text))
+def _write_text(path: pathlib.Path, content: str) -> None:
+  _replace_atomically(path, lambda tmp: tmp.write_text(content))
 
 
 class _Writer:
@@ -508,12 +195,12 @@ class _Writer:
   def duration_if_complete(self, u: Utterance) -> float | None:
     """Seconds of a complete utterance on disk, or None if it must be (re)made."""
     _, lines = self._lines(u)
-    timing = self._chapter_dir(u) / f'{u.id}.timing.json'
-    if lines.get(u.id) != u.transcript or not timing.exists():
+    timing_path = self._chapter_dir(u) / f'{u.id}.timing.json'
+    if lines.get(u.id) != u.transcript or not timing_path.exists():
       return None
     if not (self._chapter_dir(u) / f'{u.id}.flac').exists():
       return None
-    return read_timing(timing)['duration']
+    return timing.read_timing(timing_path)['duration']
 
   def write(self, u: Utterance, audio_T: np.ndarray, words: list[dict],
             phonemes: list[dict]) -> None:
@@ -521,28 +208,28 @@ class _Writer:
     folder = self._chapter_dir(u)
     folder.mkdir(parents=True, exist_ok=True)
     _replace_atomically(folder / f'{u.id}.flac', lambda tmp: sf.write(
-        tmp, audio_T, SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
-    duration = len(audio_T) / SAMPLE_RATE
+        tmp, audio_T, layout.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
+    duration = len(audio_T) / layout.SAMPLE_RATE
 
     def ms(t: float) -> float:  # rounding must not move an end past the audio
       return min(round(t, 3), duration)
 
-    timing = {
+    times = {
         'id': u.id, 'transcript': u.transcript, 'voice': u.speaker.voice,
         'variant': u.speaker.variant, 'rate': u.rate, 'pitch': u.pitch,
-        'sample_rate': SAMPLE_RATE, 'duration': duration,
+        'sample_rate': layout.SAMPLE_RATE, 'duration': duration,
         'words': [dict(w, word=w['word'].upper(), start=ms(w['start']), end=ms(w['end']))
                   for w in words],
         'phonemes': [dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
     }
-    _write_text(folder / f'{u.id}.timing.json', json.dumps(timing, indent=1) + '\n')
+    _write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
     path, lines = self._lines(u)
     lines[u.id] = u.transcript
     _write_text(path, ''.join(f'{k} {lines[k]}\n' for k in sorted(lines)))
 
 
 def _synthesize_utterance(u: Utterance) -> tuple[np.ndarray, list[dict], list[dict]]:
-  return synthesize(u.text, u.speaker.voice, u.speaker.variant, u.rate, u.pitch, u.seed)
+  return espeak.synthesize(u.text, u.speaker.voice, u.speaker.variant, u.rate, u.pitch, u.seed)
 
 
 def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
@@ -570,11 +257,11 @@ def _check(u: Utterance, audio_T: np.ndarray, words: list[dict]) -> str | None:
   """Returns why a synthesized utterance must be dropped, or None to keep it."""
   if not len(audio_T):
     return 'empty audio'
-  if len(audio_T) < MIN_SAMPLES:
-    return (f'{len(audio_T) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
-            f'({MIN_SAMPLES / SAMPLE_RATE:.2f} s)')
-  if len(audio_T) > MAX_SECONDS * SAMPLE_RATE:
-    return f'{len(audio_T) / SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
+  if len(audio_T) < layout.MIN_SAMPLES:
+    return (f'{len(audio_T) / layout.SAMPLE_RATE:.2f} s is shorter than one receptive field '
+            f'({layout.MIN_SAMPLES / layout.SAMPLE_RATE:.2f} s)')
+  if len(audio_T) > MAX_SECONDS * layout.SAMPLE_RATE:
+    return f'{len(audio_T) / layout.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
   if [w['word'].upper() for w in words] != u.transcript.split():
     return 'eSpeak word events do not match the transcript'
   return None
@@ -590,7 +277,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 dev_hours: float = 0.1, test_hours: float = 0.1, *,
                 num_train_speakers: int = 32, num_dev_speakers: int = 4,
                 num_test_speakers: int = 4, num_workers: int = 2,
-                text_sources: Sequence[str] = TEXT_SOURCES,
+                text_sources: Sequence[str] = text.TEXT_SOURCES,
                 max_new_utterances: int | None = None, progress: bool = False) -> dict:
   """Synthesizes a corpus into out_dir, resuming whatever an earlier run left there.
 
@@ -606,7 +293,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     num_dev_speakers: number of dev speakers, with variants unused in training.
     num_test_speakers: number of test speakers, with variants unused elsewhere.
     num_workers: synthesis processes; 1 synthesizes in this process.
-    text_sources: where sentences come from, a subset of TEXT_SOURCES.
+    text_sources: where sentences come from, a subset of `text.TEXT_SOURCES`.
     max_new_utterances: stop after writing this many new utterances, leaving the corpus
       unfinished as an interruption would (for tests).
     progress: show a progress bar per split.
@@ -639,7 +326,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     raise ValueError(f'{out} holds a corpus with other speakers (another seed or speaker '
                      'count); choose a new output folder.')
   _write_text(speakers_path, table)
-  pools = split_sentences(load_sentences(text_sources), seed)
+  pools = split_sentences(text.load_sentences(text_sources), seed)
   targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
 
   writer = _Writer(out)
@@ -672,7 +359,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
               stats['dropped'] += 1
               continue
             writer.write(u, audio_T, words, phonemes)
-            duration = len(audio_T) / SAMPLE_RATE
+            duration = len(audio_T) / layout.SAMPLE_RATE
             stats['new_utterances'] += 1
             stats['synthesized_seconds'] += duration
           seconds += duration
@@ -691,7 +378,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
 
   summary.update({
       'seed': seed, 'hours': hours, 'dev_hours': dev_hours, 'test_hours': test_hours,
-      'sample_rate': SAMPLE_RATE, 'espeak_version': espeak_version(),
+      'sample_rate': layout.SAMPLE_RATE, 'espeak_version': espeak.espeak_version(),
       'python_version': sys.version.split()[0], 'text_sources': list(text_sources),
       'speakers': [dataclasses.asdict(s) for s in speakers]})
   _write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')

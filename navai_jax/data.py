@@ -7,25 +7,20 @@ Sources (`config.data.source`):
   LibriSpeech's: 'train' -> 'train_clean100+train_clean360', 'dev' -> 'dev_clean',
   'test' -> 'test_clean'; any other split string (e.g. 'train_other500', 'dev_clean[:10%]')
   goes to TFDS unchanged.
-* ``folder:PATH``: any folder in LibriSpeech layout,
-  `PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac` plus one `SPEAKER-CHAPTER.trans.txt`
-  per chapter with lines `ID TRANSCRIPT`: our synthesized corpus (split folders `train`, `dev`,
+* ``folder:PATH``: any folder in LibriSpeech layout (`layout`): our synthesized corpus (split folders `train`, `dev`,
   `test`) or a LibriSpeech copy (point PATH at its `LibriSpeech` folder; 'train', 'dev',
   'test' fall back to `train-clean-100`, `dev-clean`, `test-clean` when there is no folder of
   the short name). The `LibrispeechFolder` builder turns every split folder into a TFDS split
   with the standard dataset's features, prepared into `config.data.tfds_data_dir`, or
   `PATH/_tfds` when that is ''. Its builder config is named by a hash of the absolute path,
   so folders coexist in one data dir, and it is rebuilt when the folder's files (names and
-  sizes, transcript contents) change. Building is strict: a missing, unreadable or
-  non-16-kHz-mono audio file, a transcript line without audio or audio without a line, an
-  empty or unspellable transcript, or an utterance shorter than one receptive field
-  (206 feature frames, 26,752 samples) raises `DataError` naming the file. The builder lives
-  in `tfds_folder`, imported only when a split is loaded, so that this module imports
+  sizes, transcript contents) change. Building is as strict as `layout.folder_examples`.
+  The builder lives in `tfds_folder`, imported only when a split is loaded, so that this module imports
   without TensorFlow.
 
 Readers (`config.data.reader`). 'tfds' (the default) loads every source through TFDS as above.
 'direct' loads a `folder:` source's split folders with the builder's own example generator
-(`folder_examples`), checked the same way, without preparing TFDS files: for machines without
+(`layout.folder_examples`), checked the same way, without preparing TFDS files: for machines without
 TensorFlow, such as a GPU image that carries JAX alone. Both give the same `Split`.
 
 Batches. A split is loaded into memory once per process (int16, ~115 MB per hour of audio)
@@ -44,9 +39,7 @@ width, so a jitted step compiles once per bucket.
 """
 
 import dataclasses
-import hashlib
 import itertools
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,16 +48,11 @@ from typing import Any
 from absl import logging
 import ml_collections
 import numpy as np
-import soundfile as sf
 
-from navai_jax import features
-from navai_jax import model
+from navai_jax import layout
 from navai_jax import vocab
 
-SAMPLE_RATE = 16000
-# Shortest utterance the folder builder accepts: one receptive field of SPEC §1 features
-# (512-sample windows every 128 samples).
-MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD)
+DataError = layout.DataError
 # Bucket lengths are rounded up to a multiple of this many samples (128 ms, 16 hops).
 LENGTH_QUANTUM = 2048
 
@@ -72,114 +60,6 @@ LENGTH_QUANTUM = 2048
 TFDS_LIBRISPEECH_SPLITS = {'train': 'train_clean100+train_clean360', 'dev': 'dev_clean',
                            'test': 'test_clean'}
 FOLDER_LIBRISPEECH_SPLITS = {'train': 'train-clean-100', 'dev': 'dev-clean', 'test': 'test-clean'}
-
-
-class DataError(ValueError):
-  """A corpus that does not hold what the pipeline needs; the message names the file."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The folder builder.
-
-
-def split_folders(root: Path) -> list[Path]:
-  """Subfolders of `root` holding audio or transcripts (not `_tfds` or hidden ones)."""
-  if not root.is_dir():
-    raise DataError(f'Corpus folder {root} does not exist.')
-  found = []
-  for sub in sorted(root.iterdir()):
-    if sub.is_dir() and not sub.name.startswith(('_', '.')):
-      if next(sub.rglob('*.flac'), None) or next(sub.rglob('*.trans.txt'), None):
-        found.append(sub)
-  if not found:
-    raise DataError(f'No split folders with .flac and .trans.txt files in {root} '
-                    '(expected PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac).')
-  return found
-
-
-def tfds_split_name(folder_name: str) -> str:
-  """TFDS split name of a split folder ('dev-clean' -> 'dev_clean')."""
-  return re.sub(r'\W', '_', folder_name)
-
-
-def folder_fingerprint(root: str | os.PathLike) -> str:
-  """Hash of the names and sizes of all .flac files and of the transcripts' contents.
-
-  Other files (e.g. the synthesized corpus's timing files) do not trigger a rebuild.
-  """
-  h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
-  root = Path(root).expanduser().resolve()
-  for split_dir in split_folders(root):
-    for dirpath, dirnames, filenames in os.walk(split_dir):
-      dirnames.sort()
-      for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
-        path = Path(dirpath, name)
-        h.update(f'{path.relative_to(root)}\0{path.stat().st_size}\n'.encode())
-        if name.endswith('.trans.txt'):
-          h.update(path.read_bytes())
-  return h.hexdigest()
-
-
-def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
-  """Maps each expected .flac path to (id, transcript, transcript file)."""
-  expected = {}
-  for trans in sorted(split_dir.rglob('*.trans.txt')):
-    for line_no, line in enumerate(trans.read_text(encoding='utf-8').splitlines(), 1):
-      if not line.strip():
-        continue
-      utt_id, _, text = line.strip().partition(' ')
-      where = f'{trans}, line {line_no} ({utt_id})'
-      if not re.fullmatch(r'\d+-\d+-\d+', utt_id):
-        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits.')
-      try:
-        vocab.encode(text)
-      except vocab.UnspellableError as e:
-        raise DataError(f'{where}: {e}.') from None
-      audio = trans.parent / f'{utt_id}.flac'
-      if audio in expected:
-        raise DataError(f'{where}: utterance {utt_id} is listed twice.')
-      if not audio.is_file():
-        raise DataError(f'{where}: transcript line without audio; {audio} is missing.')
-      expected[audio] = (utt_id, text.strip(), trans)
-  for audio in sorted(split_dir.rglob('*.flac')):
-    if audio not in expected:
-      raise DataError(f'{audio}: audio without a transcript line (expected a line '
-                      f'"{audio.stem} ..." in a .trans.txt file next to it).')
-  return expected
-
-
-def read_flac(path: Path) -> np.ndarray:
-  """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
-  try:
-    samples, rate = sf.read(path, dtype='int16')
-  except Exception as e:  # soundfile raises several types for unreadable files.
-    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
-  if rate != SAMPLE_RATE:
-    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
-  if samples.ndim != 1:
-    raise DataError(f'{path}: {samples.shape[1]} channels; the pipeline needs mono audio.')
-  if len(samples) < MIN_SAMPLES:
-    raise DataError(
-        f'{path}: {len(samples) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
-        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
-        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
-  return samples
-
-
-def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
-  """The examples of one split folder, checked, in the standard LibriSpeech features.
-
-  Yields dicts with 'id', 'text' (the transcript as written), 'speaker_id', 'chapter_id' and
-  'speech' (int16 samples), in the order of the sorted transcript files. This is what the TFDS
-  folder builder stores, and what `reader = 'direct'` loads without it.
-
-  Raises:
-    DataError: naming the file, for any problem `_read_transcripts` or `read_flac` finds.
-  """
-  for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
-    speaker, chapter, _ = utt_id.split('-')
-    yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
-           'speech': read_flac(audio)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +139,7 @@ def _folder_split_parts(root: Path, split: str) -> list[tuple[str, str]]:
     if not (root / name).is_dir() and (root / FOLDER_LIBRISPEECH_SPLITS.get(name, name)).is_dir():
       name = FOLDER_LIBRISPEECH_SPLITS[name]
     if not (root / name).is_dir():
-      have = ', '.join(d.name for d in split_folders(root))
+      have = ', '.join(d.name for d in layout.split_folders(root))
       raise DataError(f'No split folder {name!r} in {root}; split folders there: {have}.')
     parts.append((name, slice_))
   return parts
@@ -292,11 +172,11 @@ def _locate(config: ml_collections.ConfigDict, split: str
         raise ValueError(f"data.reader='direct' reads whole split folders; split {split!r} "
                          "has a slice, which needs data.reader='tfds'.")
       names = [name for name, _ in parts]
-      return ((str(root), folder_fingerprint(root), 'direct', *names),
-              lambda: itertools.chain.from_iterable(folder_examples(root / n) for n in names))
+      return ((str(root), layout.folder_fingerprint(root), 'direct', *names),
+              lambda: itertools.chain.from_iterable(layout.folder_examples(root / n) for n in names))
     from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
     builder = tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir)
-    tfds_split = '+'.join(tfds_split_name(name) + slice_ for name, slice_ in parts)
+    tfds_split = '+'.join(layout.tfds_split_name(name) + slice_ for name, slice_ in parts)
     fingerprint = (Path(builder.data_dir) / 'folder_fingerprint.txt').read_text()
     return ((builder.data_dir, fingerprint, tfds_split),
             lambda: _numpy_examples(builder.as_dataset(split=tfds_split, shuffle_files=False)))
@@ -358,7 +238,7 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> Split:
       label_offsets=np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64),
       labels=np.concatenate(encoded))
   logging.info('Loaded %d utterances (%.2f h) of %s split %r.', len(data),
-               len(data.samples) / SAMPLE_RATE / 3600, config.data.source, split)
+               len(data.samples) / layout.SAMPLE_RATE / 3600, config.data.source, split)
   _SPLITS[key] = data
   return data
 
@@ -405,7 +285,7 @@ def make_buckets(lengths_U: np.ndarray, label_lengths_U: np.ndarray, *, num_buck
   bucket_of = np.searchsorted(bounds, lengths_U, side='left')
   counts = np.bincount(bucket_of, minlength=len(bounds))
   m = batch_multiple
-  sizes = np.maximum(m, (batch_seconds * SAMPLE_RATE // bounds).astype(np.int64) // m * m)
+  sizes = np.maximum(m, (batch_seconds * layout.SAMPLE_RATE // bounds).astype(np.int64) // m * m)
   sizes = np.minimum(sizes, -(-counts // m) * m)
   widths = np.ones(len(bounds), np.int64)
   np.maximum.at(widths, bucket_of, label_lengths_U)
@@ -488,7 +368,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
   if 0 < max_utterances < len(data):
     use = np.unique(np.linspace(0, len(data) - 1, max_utterances).round().astype(np.int64))
   if train:
-    limit = config.data.max_seconds * SAMPLE_RATE
+    limit = config.data.max_seconds * layout.SAMPLE_RATE
     too_long = data.lengths[use] > limit
     if too_long.any():
       logging.warning('Training on %s: dropped %d of %d utterances longer than %.1f s.', split,

@@ -36,8 +36,9 @@ def mel_to_hz(m):
 
 
 @functools.lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int = 16000, window: int = 512, num_mels: int = 128) -> np.ndarray:
-  """Triangular filters `[window // 2 + 1, num_mels]`, area-normalized (Slaney).
+def mel_filterbank(sample_rate: int, window: int, num_mels: int) -> np.ndarray:
+  """Triangular filters `[window // 2 + 1, num_mels]` (FFT bins x mel bins), area-normalized
+  (Slaney).
 
   With 512-point FFTs the lowest filters are narrower than one FFT bin; a filter that would
   catch no bin gets weight 1 on the bin nearest its centre, so no mel bin is constant.
@@ -64,20 +65,14 @@ def bin_centres_hz(sample_rate: int, num_mels: int) -> np.ndarray:
   return mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), num_mels + 2))[1:-1]
 
 
-def num_frames(num_samples, window: int = 512, hop: int = 128):
+def num_frames(num_samples, window: int, hop: int):
   """Frames of an utterance of `num_samples` samples (no centre padding)."""
   return np.maximum(0, (np.asarray(num_samples) - window) // hop + 1)
 
 
-def samples_for_frames(frames: int, window: int = 512, hop: int = 128) -> int:
+def samples_for_frames(frames: int, window: int, hop: int) -> int:
   """Fewest samples that give `frames` feature frames (inverse of `num_frames`)."""
   return (frames - 1) * hop + window
-
-
-def seconds_to_frame(seconds, config: ml_collections.ConfigDict):
-  """Feature frame whose window is centred nearest to time `seconds`."""
-  c = config.features
-  return np.round((np.asarray(seconds) * c.sample_rate - c.window / 2) / c.hop).astype(int)
 
 
 def frame_to_seconds(frame, config: ml_collections.ConfigDict):
@@ -94,22 +89,32 @@ def of_batch(batch, config: ml_collections.ConfigDict) -> tuple[Array, Array, li
   return x, frames_B, [str(i) for i in batch['id'][real]]
 
 
-def power_mel(audio_BxN: Array, config: ml_collections.ConfigDict) -> Array:
+def hann(window: int, dtype=jnp.float32) -> Array:
+  """The periodic Hann window of `window` samples."""
+  return jnp.hanning(window + 1)[:-1].astype(dtype)
+
+
+def stft(audio_xA: Array, window: int, hop: int) -> Array:
+  """Complex STFT `[..., T, window // 2 + 1]` over the last axis: periodic Hann window, no
+  centre padding, so STFT frame t is feature frame t."""
+  t = (audio_xA.shape[-1] - window) // hop + 1
+  idx_TxH = jnp.arange(t)[:, None] * hop + jnp.arange(window)[None]
+  return jnp.fft.rfft(audio_xA[..., idx_TxH] * hann(window, audio_xA.dtype), axis=-1)
+
+
+def power_mel(audio_BxA: Array, config: ml_collections.ConfigDict) -> Array:
   """Mel power spectrogram `[B, T, num_mels]` of float audio in [-1, 1]."""
   c = config.features
-  t = (audio_BxN.shape[1] - c.window) // c.hop + 1
-  idx = jnp.arange(t)[:, None] * c.hop + jnp.arange(c.window)[None]
-  frames = audio_BxN[:, idx] * jnp.hanning(c.window + 1)[:-1].astype(audio_BxN.dtype)
-  power = jnp.abs(jnp.fft.rfft(frames, axis=-1)) ** 2
-  return power @ mel_filterbank(c.sample_rate, c.window, c.num_mels)
+  power_BxTxE = jnp.abs(stft(audio_BxA, c.window, c.hop)) ** 2
+  return power_BxTxE @ mel_filterbank(c.sample_rate, c.window, c.num_mels)
 
 
-def log_mel(audio_BxN: Array, lengths_B: Array, config: ml_collections.ConfigDict
+def log_mel(audio_BxA: Array, lengths_B: Array, config: ml_collections.ConfigDict
             ) -> tuple[Array, Array]:
   """Z-normalized log-mel features and their frame counts.
 
   Args:
-    audio_BxN: float audio in [-1, 1], zero-padded after each utterance's `lengths_B` samples.
+    audio_BxA: float audio in [-1, 1], zero-padded after each utterance's `lengths_B` samples.
     lengths_B: samples per utterance.
     config: the experiment config (uses `config.features`).
   Returns:
@@ -117,7 +122,7 @@ def log_mel(audio_BxN: Array, lengths_B: Array, config: ml_collections.ConfigDic
   """
   c = config.features
   frames_B = jnp.maximum(0, (lengths_B - c.window) // c.hop + 1)
-  db = 10.0 * jnp.log10(jnp.maximum(power_mel(audio_BxN, config), 1e-10))
+  db = 10.0 * jnp.log10(jnp.maximum(power_mel(audio_BxA, config), 1e-10))
   mask_BxT = jnp.arange(db.shape[1])[None] < frames_B[:, None]
   top = jnp.max(jnp.where(mask_BxT[..., None], db, -jnp.inf), axis=(1, 2), keepdims=True)
   db = jnp.maximum(db, top - c.top_db)

@@ -11,12 +11,11 @@ Two forms:
   `select(..., max_frames)` -> padded `Selection` with a validity flag; `gather_windows` and
   `window_activations` slice windows and per-layer activations out of the shared pass;
 * convenience, in NumPy: `collect` -> `Frames` (windows, tokens, utterance index and id,
-  positions) and `of_letter`.
+  positions), `of_letter` and `find_letter`.
 """
 
 import dataclasses
-import string
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -166,11 +165,64 @@ def collect(config: ml_collections.ConfigDict, variables: PyTree, x_BxTxF: Array
 
 def of_letter(frames: Frames, letter: str) -> Frames:
   """The frames predicted as `letter`; a clear error if there are none."""
-  if len(letter) != 1 or letter not in string.ascii_lowercase:
-    raise ValueError(f'{letter!r} is not a letter a-z')
-  index = np.flatnonzero(frames.tokens_N == vocab.TOKENS.index(letter))
+  index = np.flatnonzero(frames.tokens_N == vocab.letter_id(letter))
   if not len(index):
     seen = ', '.join(sorted(set(frames.letters))) or 'none'
     raise ValueError(f'letter {letter!r} is never predicted in these utterances '
                      f'(letters predicted: {seen})')
   return frames.take(index)
+
+
+def concatenate(parts: Sequence[Frames]) -> Frames:
+  """The frames of several `Frames` in order (utterance indices stay those of each batch)."""
+  return Frames(np.concatenate([p.windows_NxWxF for p in parts]),
+                np.concatenate([p.tokens_N for p in parts]),
+                np.concatenate([p.utterance_N for p in parts]),
+                np.concatenate([p.positions_N for p in parts]), sum((p.ids for p in parts), []))
+
+
+def find_letter(config: ml_collections.ConfigDict, variables: PyTree,
+                feature_batches: Iterable[tuple[Array, Array, Sequence[str]]], letter: str,
+                count: int, *, skip: int = 0, first_per_utterance: bool = True,
+                utterance: Optional[str] = None) -> Frames:
+  """Frames predicted as `letter`, in data order, reading the batches only as far as needed.
+
+  Args:
+    feature_batches: `(x_BxTxF, frames_B, ids)` batches (`features.of_batch`).
+    letter: a-z.
+    count: how many frames to return (fewer if the data has fewer).
+    skip: leave out this many frames first (the `skip`-th frame is the first returned).
+    first_per_utterance: take only the first frame of the letter in each utterance.
+    utterance: take the frames of this utterance id only (all of them).
+  Raises:
+    ValueError: a bad letter, an utterance that is not in the data, or fewer than `skip + 1`
+      frames of the letter.
+  """
+  token = vocab.letter_id(letter)
+  if count < 1 or skip < 0:
+    raise ValueError(f'count must be >= 1 and skip >= 0, got {count} and {skip}')
+  chosen, predicted, utterance_seen = [], set(), False
+  for x_BxTxF, frames_B, ids in feature_batches:
+    found = collect(config, variables, x_BxTxF, frames_B, ids)
+    if utterance is not None:
+      found = found.take([i for i, u in enumerate(found.ids) if u == utterance])
+      utterance_seen |= utterance in ids
+    predicted |= set(found.letters)
+    index = np.flatnonzero(found.tokens_N == token)
+    if first_per_utterance and utterance is None:
+      _, first = np.unique(found.utterance_N[index], return_index=True)
+      index = index[np.sort(first)]
+    chosen.append(found.take(index))
+    if utterance_seen or sum(map(len, chosen)) >= skip + count:
+      break
+  if utterance is not None and not utterance_seen:
+    raise ValueError(f'utterance {utterance!r} is not in the data')
+  total = sum(map(len, chosen))
+  if not total:
+    where = 'these utterances' if utterance is None else f'utterance {utterance!r}'
+    raise ValueError(f'letter {letter!r} is never predicted in {where} (letters predicted: '
+                     f'{", ".join(sorted(predicted)) or "none"})')
+  if total <= skip:
+    raise ValueError(f'the data has {total} frames predicted as {letter!r}, so no frame '
+                     f'number {skip}')
+  return concatenate(chosen).take(np.arange(skip, min(total, skip + count)))

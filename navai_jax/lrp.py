@@ -1,8 +1,8 @@
 """Layer-wise relevance propagation for Wav2Letter (SPEC §6, paper eqs. 2-5).
 
-LRP works on a plain list of `Layer`s (kernel, optional bias, optional batch norm, stride),
-extracted from the model variables by `layers_from_variables`. Every layer but the last is
-followed by its batch norm (inference mode) and a ReLU; the last one is the output layer.
+LRP works on the network as a tuple of `network.Layer`s (kernel, optional bias, optional batch
+norm, stride); every layer but the last is followed by its batch norm (inference mode) and a
+ReLU, and the last one is the output layer.
 
 Rules (`rule=`):
 
@@ -11,7 +11,7 @@ Rules (`rule=`):
   identity for the output layer). Starts from the one-hot vector of the target class and
   divides the relevances by their maximum absolute value after every layer.
 * standard rules, on the network with batch norm folded into the preceding convolution
-  (`fold_batch_norm`), as other LRP toolboxes do: `zero` (LRP-0), `epsilon` (denominator
+  (`network.fold_batch_norm`), as other LRP toolboxes do: `zero` (LRP-0), `epsilon` (denominator
   `z_j + eps * sign(z_j)` with sign(0) = +1, zennit's stabilizer), `zplus` and `alphabeta`
   (`z_ij` split by the sign of the product `a_i w_ij`, the bias's positive part joining the
   positive denominator and its negative part the negative one, as zennit does). They start
@@ -31,18 +31,19 @@ A denominator that is exactly zero (after stabilization) passes no relevance.
 import functools
 from typing import Any, Optional
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from navai_jax import frames
-from navai_jax import model
-from navai_jax import vocab
+from navai_jax import network
 
 Array = jax.Array
 PyTree = Any
+
+Layer = network.Layer
+Layers = network.Layers
 
 RULES = ('paper', 'zero', 'epsilon', 'zplus', 'alphabeta')
 FORMS = ('fast', 'literal')
@@ -50,85 +51,6 @@ STARTS = ('one_hot', 'logit')
 PAPER_EPSILON = 1e-21
 DEFAULT_EPSILON = {'paper': PAPER_EPSILON, 'zero': 0.0, 'epsilon': 1e-6, 'zplus': 1e-6,
                    'alphabeta': 1e-6}
-
-
-@flax.struct.dataclass
-class Layer:
-  """One convolution; `bn` holds 'scale', 'bias', 'mean', 'var' (None: no batch norm)."""
-  kernel_KxCxD: Array
-  bias_D: Optional[Array]
-  bn: Optional[dict[str, Array]]
-  stride: int = flax.struct.field(pytree_node=False)
-  bn_epsilon: float = flax.struct.field(pytree_node=False, default=1e-5)
-
-
-def layers_from_variables(config: ml_collections.ConfigDict, variables: PyTree
-                          ) -> tuple[Layer, ...]:
-  """The Wav2Letter layers of `variables` as a list of `Layer`s."""
-  params, stats = variables['params'], variables['batch_stats']
-  layers = []
-  for spec in model.layer_specs(config.model):
-    conv = params[f'conv_{spec.number}']
-    bn = None
-    if spec.batch_norm:
-      name = f'bn_{spec.number}'
-      bn = {'scale': params[name]['scale'], 'bias': params[name]['bias'],
-            'mean': stats[name]['mean'], 'var': stats[name]['var']}
-    layers.append(Layer(conv['kernel'], conv.get('bias'), bn, spec.stride,
-                        config.model.bn_epsilon))
-  return tuple(layers)
-
-
-def batch_norm(layer: Layer, z: Array) -> Array:
-  """The layer's batch norm in inference mode; the identity without one."""
-  if layer.bn is None:
-    return z
-  return model.batch_norm_inference(z, layer.bn, layer.bn, layer.bn_epsilon)
-
-
-def _conv(a_TxC: Array, kernel_KxCxD: Array, stride: int, bias_D: Optional[Array] = None
-          ) -> Array:
-  return model.conv1d(a_TxC[None], kernel_KxCxD, stride, 'VALID', bias_D)[0]
-
-
-def forward(layers: tuple[Layer, ...], x_TxC: Array, *, relu=jax.nn.relu
-            ) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
-  """VALID pass over one window.
-
-  Returns:
-    `(inputs, pre)`: `inputs[l]` the input of layer l+1 (after the previous layer's batch norm
-    and ReLU), `pre[l]` its conv output `z` (bias included).
-  """
-  inputs, pre = [], []
-  a = x_TxC
-  for i, layer in enumerate(layers):
-    z = _conv(a, layer.kernel_KxCxD, layer.stride, layer.bias_D)
-    inputs.append(a)
-    pre.append(z)
-    a = batch_norm(layer, z)
-    if i < len(layers) - 1:
-      a = relu(a)
-  return tuple(inputs), tuple(pre)
-
-
-def output(layers: tuple[Layer, ...], pre: tuple[Array, ...]) -> Array:
-  """The network output (logits) from the conv outputs of a pass."""
-  return batch_norm(layers[-1], pre[-1])
-
-
-def fold_batch_norm(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
-  """Batch norm merged into the preceding convolution ("canonization"); same forward pass."""
-  folded = []
-  for layer in layers:
-    if layer.bn is None:
-      folded.append(layer)
-      continue
-    bn = layer.bn
-    inv_D = bn['scale'] * jax.lax.rsqrt(bn['var'] + layer.bn_epsilon)
-    bias_D = 0.0 if layer.bias_D is None else layer.bias_D
-    folded.append(Layer(layer.kernel_KxCxD * inv_D, (bias_D - bn['mean']) * inv_D + bn['bias'],
-                        None, layer.stride, layer.bn_epsilon))
-  return tuple(folded)
 
 
 def _stabilize(den: Array, epsilon: float) -> Array:
@@ -144,7 +66,7 @@ def _divide(num: Array, den: Array) -> Array:
 
 def _transposed_conv(kernel_KxCxD: Array, stride: int, a_TxC: Array, s_UxD: Array) -> Array:
   """`sum_j w_ij s_j` for every input i: the vjp of the convolution."""
-  _, vjp = jax.vjp(lambda a: _conv(a, kernel_KxCxD, stride), a_TxC)
+  _, vjp = jax.vjp(lambda a: network.conv(a, kernel_KxCxD, stride), a_TxC)
   return vjp(s_UxD)[0]
 
 
@@ -159,7 +81,7 @@ def _backward_fast(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, rule:
                    epsilon: float, alpha: float, beta: float) -> Array:
   """Relevance of the layer's input from that of its output, one transposed conv per term."""
   if rule == 'paper':
-    s = r_UxD * jnp.sign(batch_norm(layer, z_UxD)) / (jnp.abs(z_UxD) + epsilon)
+    s = r_UxD * jnp.sign(network.batch_norm(layer, z_UxD)) / (jnp.abs(z_UxD) + epsilon)
     return a_TxC * _transposed_conv(layer.kernel_KxCxD, layer.stride, a_TxC, s)
   if rule in ('zero', 'epsilon'):
     s = _divide(r_UxD, _stabilize(z_UxD, epsilon))
@@ -171,7 +93,7 @@ def _backward_fast(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, rule:
 
   def part(w_same, w_other, b):
     w = jnp.concatenate([w_same, w_other], axis=1)
-    s = _divide(r_UxD, _stabilize(_conv(a_pm, w, layer.stride) + b, epsilon))
+    s = _divide(r_UxD, _stabilize(network.conv(a_pm, w, layer.stride) + b, epsilon))
     r = a_pm * _transposed_conv(w, layer.stride, a_pm, s)
     return r[:, :a_TxC.shape[1]] + r[:, a_TxC.shape[1]:]
 
@@ -193,7 +115,7 @@ def _backward_literal(layer: Layer, a_TxC: Array, r_UxD: Array, rule: str, epsil
     if rule in ('paper', 'zero', 'epsilon'):
       z_D = jnp.sum(z_KxCxD, axis=(0, 1)) + bias_D  # Global pre-activations z_j.
       if rule == 'paper':  # Eq. 3.
-        ratio = z_KxCxD / (jnp.abs(z_D) + epsilon) * jnp.sign(batch_norm(layer, z_D))
+        ratio = z_KxCxD / (jnp.abs(z_D) + epsilon) * jnp.sign(network.batch_norm(layer, z_D))
       else:
         ratio = _divide(z_KxCxD, _stabilize(z_D, epsilon))
     else:
@@ -263,15 +185,15 @@ def layer_relevance(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, **op
   return _normalize(r) if o['normalize'] else r
 
 
-def relevance(layers: tuple[Layer, ...], inputs: tuple[Array, ...], pre: tuple[Array, ...],
+def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
               target: Optional[Array] = None, *, return_layers: bool = False, **options
               ) -> Array | tuple[Array, tuple[Array, ...]]:
   """LRP of one frame from the activations of its pass (pure; jit and vmap as you like).
 
   Args:
-    layers: the network (`layers_from_variables`).
-    inputs, pre: per-layer inputs and conv outputs of the frame (`forward`, or sliced from an
-      utterance's pass by `frames.window_activations`); the last layer's output has one position.
+    layers: the network (`network.layers_from_variables`).
+    inputs, pre: per-layer inputs and conv outputs of the frame (`network.forward`, or sliced
+      from an utterance's pass by `frames.window_activations`); the last layer has one position.
     target: class to explain; None: the predicted (arg-max) class.
     return_layers: also return the relevance at every layer.
     **options: see `resolve_options` (rule, form, normalize, start, epsilon, alpha, beta, chunk).
@@ -281,9 +203,9 @@ def relevance(layers: tuple[Layer, ...], inputs: tuple[Array, ...], pre: tuple[A
   """
   o = resolve_options(**options)
   if o['rule'] != 'paper':
-    pre = tuple(batch_norm(layer, z) for layer, z in zip(layers, pre))
-    layers = fold_batch_norm(layers)
-  logits_UxV = output(layers, pre)
+    pre = tuple(network.batch_norm(layer, z) for layer, z in zip(layers, pre))
+    layers = network.fold_batch_norm(layers)
+  logits_UxV = network.output(layers, pre)
   if logits_UxV.shape[0] != 1:
     raise ValueError(f'LRP explains one output position; this pass has {logits_UxV.shape[0]} '
                      '(the window must be exactly the receptive field)')
@@ -301,24 +223,6 @@ def relevance(layers: tuple[Layer, ...], inputs: tuple[Array, ...], pre: tuple[A
   return (r, tuple(per_layer)) if return_layers else r
 
 
-def check_targets(targets: Optional[Array], n: int) -> None:
-  """Raises ValueError unless `targets` is None or `n` integer classes of the vocabulary.
-
-  Works on traced targets too (then only shape and dtype can be checked).
-  """
-  if targets is None:
-    return
-  shape, dtype = np.shape(targets), jnp.result_type(targets)
-  if shape != (n,) or not jnp.issubdtype(dtype, jnp.integer):
-    raise ValueError(f'expected {n} integer target classes, got shape {list(shape)} of {dtype}')
-  try:
-    t = np.asarray(targets)
-  except jax.errors.TracerArrayConversionError:
-    return
-  if t.size and (t.min() < 0 or t.max() >= vocab.SIZE):
-    raise ValueError(f'target classes must lie in [0, {vocab.SIZE}), got {t.min()}..{t.max()}')
-
-
 _STATIC = ('rule', 'form', 'normalize', 'start', 'epsilon', 'alpha', 'beta', 'chunk',
            'return_layers')
 
@@ -326,7 +230,7 @@ _STATIC = ('rule', 'form', 'normalize', 'start', 'epsilon', 'alpha', 'beta', 'ch
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _lrp_windows(layers, windows_NxWxF, targets_N, **options):
   def one(window, target):
-    return relevance(layers, *forward(layers, window), target, **options)
+    return relevance(layers, *network.forward(layers, window), target, **options)
   return jax.vmap(one, in_axes=(0, None if targets_N is None else 0))(windows_NxWxF, targets_N)
 
 
@@ -341,8 +245,8 @@ def lrp_batch(config: ml_collections.ConfigDict, variables: PyTree, windows_NxWx
               targets_N: Optional[Array] = None, *, return_layers: bool = False, **options):
   """LRP of a batch of `[206, F]` windows (jitted, vmapped over frames); see `relevance`."""
   frames.check_windows(config, windows_NxWxF, batched=True)
-  check_targets(targets_N, np.shape(windows_NxWxF)[0])
-  return _lrp_windows(layers_from_variables(config, variables), windows_NxWxF, targets_N,
+  network.check_targets(targets_N, np.shape(windows_NxWxF)[0])
+  return _lrp_windows(network.layers_from_variables(config, variables), windows_NxWxF, targets_N,
                       return_layers=return_layers, **resolve_options(**options))
 
 
@@ -380,8 +284,8 @@ def lrp_frames(config: ml_collections.ConfigDict, variables: PyTree, x_BxTxF: Ar
   Returns:
     `relevance_NxWxF`.
   """
-  check_targets(targets_N, np.shape(utterance_N)[0])
+  network.check_targets(targets_N, np.shape(utterance_N)[0])
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, utterance_N,
                                           position_N)
-  return _lrp_sliced(layers_from_variables(config, variables), inputs, pre, targets_N,
+  return _lrp_sliced(network.layers_from_variables(config, variables), inputs, pre, targets_N,
                      return_layers=False, **resolve_options(**options))

@@ -1,17 +1,44 @@
-"""Letter and word error rates by edit distance."""
+"""Letter and word error rates, and the Levenshtein alignment they and alignment quality share."""
 
 from typing import Sequence
+
+import numpy as np
+
+
+def edit_table(ref: Sequence, hyp: Sequence) -> list[list[int]]:
+  """Levenshtein table: entry [i][j] is the distance of `ref[:i]` and `hyp[:j]` (unit costs)."""
+  table = [list(range(len(hyp) + 1))]
+  for i, r in enumerate(ref, 1):
+    prev, cur = table[-1], [i] + [0] * len(hyp)
+    for j, h in enumerate(hyp, 1):
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+    table.append(cur)
+  return table
 
 
 def edit_distance(ref: Sequence, hyp: Sequence) -> int:
   """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
-  prev = list(range(len(hyp) + 1))
-  for i, r in enumerate(ref, 1):
-    cur = [i] + [0] * len(hyp)
-    for j, h in enumerate(hyp, 1):
-      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-    prev = cur
-  return prev[-1]
+  return edit_table(ref, hyp)[-1][-1]
+
+
+def align(hyp: Sequence, ref: Sequence) -> np.ndarray:
+  """Index of the `ref` element aligned to each `hyp` element (-1: an insertion).
+
+  Levenshtein alignment with unit costs; on ties the backtrace prefers the diagonal (match or
+  substitution), then a deletion (reference element skipped), then an insertion.
+  """
+  cost = edit_table(hyp, ref)
+  ref_of = np.full(len(hyp), -1, np.int64)
+  i, j = len(hyp), len(ref)
+  while i > 0:
+    if j > 0 and cost[i][j] == cost[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]):
+      ref_of[i - 1] = j - 1
+      i, j = i - 1, j - 1
+    elif j > 0 and cost[i][j] == cost[i][j - 1] + 1:
+      j -= 1
+    else:
+      i -= 1
+  return ref_of
 
 
 def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, float]:

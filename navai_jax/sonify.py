@@ -32,105 +32,98 @@ from navai_jax import features
 Array = jax.Array
 
 
-def stft(audio_N: Array, window: int = 512, hop: int = 128) -> Array:
-  """Complex STFT `[T, window // 2 + 1]` with a periodic Hann window and no centre padding."""
-  if audio_N.ndim != 1 or audio_N.shape[0] < window:
-    raise ValueError(f'stft needs 1-D audio of at least {window} samples, got {audio_N.shape}.')
-  t = (audio_N.shape[0] - window) // hop + 1
-  idx_TxW = jnp.arange(t)[:, None] * hop + jnp.arange(window)[None]
-  return jnp.fft.rfft(audio_N[idx_TxW] * _hann(window), axis=-1)
+def stft(audio_A: Array, window: int, hop: int) -> Array:
+  """`features.stft` of one signal, which must hold at least one window."""
+  if audio_A.ndim != 1 or audio_A.shape[0] < window:
+    raise ValueError(f'stft needs 1-D audio of at least {window} samples, got {audio_A.shape}.')
+  return features.stft(audio_A, window, hop)
 
 
-def istft(spectrum_TxK: Array, window: int = 512, hop: int = 128) -> Array:
+def istft(spectrum_TxE: Array, window: int, hop: int) -> Array:
   """Least-squares inverse of `stft`: windowed overlap-add over the sum of squared windows.
 
   The first and last few samples, where the squared windows sum to less than 1e-3, are
   divided by 1e-3 instead (attenuated) rather than amplifying rounding errors.
   """
-  t = spectrum_TxK.shape[0]
-  frames_TxW = jnp.fft.irfft(spectrum_TxK, n=window, axis=-1) * _hann(window)
-  idx_TxW = jnp.arange(t)[:, None] * hop + jnp.arange(window)[None]
+  t = spectrum_TxE.shape[0]
+  frames_TxH = jnp.fft.irfft(spectrum_TxE, n=window, axis=-1) * features.hann(window)
+  idx_TxH = jnp.arange(t)[:, None] * hop + jnp.arange(window)[None]
   length = (t - 1) * hop + window
-  audio = jnp.zeros((length,), frames_TxW.dtype).at[idx_TxW].add(frames_TxW)
-  norm = jnp.zeros((length,), frames_TxW.dtype).at[idx_TxW].add(
-      jnp.broadcast_to(_hann(window) ** 2, frames_TxW.shape))
+  audio = jnp.zeros((length,), frames_TxH.dtype).at[idx_TxH].add(frames_TxH)
+  norm = jnp.zeros((length,), frames_TxH.dtype).at[idx_TxH].add(
+      jnp.broadcast_to(features.hann(window) ** 2, frames_TxH.shape))
   return audio / jnp.maximum(norm, 1e-3)
 
 
-def _hann(window: int) -> Array:
-  return jnp.hanning(window + 1)[:-1].astype(jnp.float32)
-
-
 @functools.partial(jax.jit, static_argnames=('iterations', 'window', 'hop'))
-def griffin_lim(magnitude_TxK: Array, key: Array, iterations: int = 200, momentum: float = 0.99,
-                window: int = 512, hop: int = 128) -> Array:
-  """Audio whose STFT magnitude approximates `magnitude_TxK` (fast Griffin-Lim, random start)."""
-  phase = jax.random.uniform(key, magnitude_TxK.shape, maxval=2 * jnp.pi)
+def griffin_lim(magnitude_TxE: Array, key: Array, window: int, hop: int, iterations: int = 200,
+                momentum: float = 0.99) -> Array:
+  """Audio whose STFT magnitude approximates `magnitude_TxE` (fast Griffin-Lim, random start)."""
+  phase = jax.random.uniform(key, magnitude_TxE.shape, maxval=2 * jnp.pi)
   angles = jnp.exp(1j * phase).astype(jnp.complex64)
 
   def step(_, carry):
     angles, previous = carry
-    rebuilt = stft(istft(magnitude_TxK * angles, window, hop), window, hop)
+    rebuilt = stft(istft(magnitude_TxE * angles, window, hop), window, hop)
     angles = rebuilt - (momentum / (1 + momentum)) * previous
     return angles / (jnp.abs(angles) + 1e-16), rebuilt
 
   angles, _ = jax.lax.fori_loop(0, iterations, step, (angles, jnp.zeros_like(angles)))
-  return istft(magnitude_TxK * angles, window, hop)
+  return istft(magnitude_TxE * angles, window, hop)
 
 
-def spectral_convergence(magnitude_TxK: Array, audio_N: Array, window: int = 512,
-                         hop: int = 128) -> Array:
+def spectral_convergence(magnitude_TxE: Array, audio_A: Array, window: int, hop: int) -> Array:
   """||S - |STFT(audio)||| / ||S||: how far `audio` is from having magnitude S."""
-  rebuilt = jnp.abs(stft(audio_N, window, hop))
-  return jnp.linalg.norm(magnitude_TxK - rebuilt) / jnp.linalg.norm(magnitude_TxK)
+  rebuilt = jnp.abs(stft(audio_A, window, hop))
+  return jnp.linalg.norm(magnitude_TxE - rebuilt) / jnp.linalg.norm(magnitude_TxE)
 
 
-def mel_to_linear_power(power_mel_TxM: Array, config: ml_collections.ConfigDict,
+def mel_to_linear_power(power_mel_TxF: Array, config: ml_collections.ConfigDict,
                         method: str = 'nnls', iterations: int = 300) -> Array:
-  """Linear power `[T, window // 2 + 1]` whose mel projection approximates `power_mel_TxM`."""
+  """Linear power `[T, window // 2 + 1]` whose mel projection approximates `power_mel_TxF`."""
   if method not in ('nnls', 'pinv'):
     raise ValueError(f"Unknown mel inversion {method!r}; choose 'nnls' or 'pinv'.")
   c = config.features
-  bank_KxM = jnp.asarray(features.mel_filterbank(c.sample_rate, c.window, c.num_mels))
-  if power_mel_TxM.shape[-1] != bank_KxM.shape[1]:
-    raise ValueError(f'Expected {bank_KxM.shape[1]} mel bins, got {power_mel_TxM.shape}.')
-  start = jnp.maximum(power_mel_TxM @ jnp.linalg.pinv(bank_KxM), 0.0)
+  bank_ExF = jnp.asarray(features.mel_filterbank(c.sample_rate, c.window, c.num_mels))
+  if power_mel_TxF.shape[-1] != bank_ExF.shape[1]:
+    raise ValueError(f'Expected {bank_ExF.shape[1]} mel bins, got {power_mel_TxF.shape}.')
+  start = jnp.maximum(power_mel_TxF @ jnp.linalg.pinv(bank_ExF), 0.0)
   if method == 'pinv':
     return start
-  return _nnls(power_mel_TxM, bank_KxM, start, iterations)
+  return _nnls(power_mel_TxF, bank_ExF, start, iterations)
 
 
 @functools.partial(jax.jit, static_argnames='iterations')
-def _nnls(target_TxM: Array, bank_KxM: Array, start_TxK: Array, iterations: int) -> Array:
+def _nnls(target_TxF: Array, bank_ExF: Array, start_TxE: Array, iterations: int) -> Array:
   # Projected gradient on 0.5 ||P bank - target||², step 1 / Lipschitz constant.
-  lipschitz = jnp.linalg.norm(bank_KxM, ord=2) ** 2
+  lipschitz = jnp.linalg.norm(bank_ExF, ord=2) ** 2
 
   def step(_, p):
-    return jnp.maximum(p - ((p @ bank_KxM - target_TxM) @ bank_KxM.T) / lipschitz, 0.0)
+    return jnp.maximum(p - ((p @ bank_ExF - target_TxF) @ bank_ExF.T) / lipschitz, 0.0)
 
-  return jax.lax.fori_loop(0, iterations, step, start_TxK)
+  return jax.lax.fori_loop(0, iterations, step, start_TxE)
 
 
-def sonify(frame_TxM: Array | np.ndarray, config: ml_collections.ConfigDict, *,
+def sonify(frame_TxF: Array | np.ndarray, config: ml_collections.ConfigDict, *,
            db_std: float = 20.0, db_mean: float = -40.0, method: str = 'nnls',
            iterations: int = 200, seed: int = 0) -> np.ndarray:
   """Audio (float32, peak 0.9) of a z-normalized log-mel frame such as a NAvAI mean frame."""
-  frame_TxM = jnp.asarray(frame_TxM, jnp.float32)
-  if frame_TxM.ndim != 2:
-    raise ValueError(f'sonify needs a [T, mel] frame, got shape {frame_TxM.shape}.')
-  if not bool(jnp.all(jnp.isfinite(frame_TxM))):
+  frame_TxF = jnp.asarray(frame_TxF, jnp.float32)
+  if frame_TxF.ndim != 2:
+    raise ValueError(f'sonify needs a [T, mel] frame, got shape {frame_TxF.shape}.')
+  if not bool(jnp.all(jnp.isfinite(frame_TxF))):
     raise ValueError('sonify needs a finite frame; this one holds NaN or inf (a class '
                      'without frames?).')
-  power_mel = 10.0 ** ((frame_TxM * db_std + db_mean) / 10.0)
+  power_mel = 10.0 ** ((frame_TxF * db_std + db_mean) / 10.0)
   magnitude = jnp.sqrt(mel_to_linear_power(power_mel, config, method))
-  audio = griffin_lim(magnitude, jax.random.key(seed), iterations,
-                      window=config.features.window, hop=config.features.hop)
+  audio = griffin_lim(magnitude, jax.random.key(seed), config.features.window,
+                      config.features.hop, iterations)
   audio = np.asarray(audio, np.float32)
   return 0.9 * audio / max(float(np.abs(audio).max()), 1e-12)
 
 
-def write_wav(path: str, audio_N: np.ndarray, sample_rate: int = 16000) -> None:
+def write_wav(path: str, audio_A: np.ndarray, sample_rate: int) -> None:
   """16-bit PCM WAV; parent folders are created."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  sf.write(path, np.clip(np.asarray(audio_N, np.float32), -1.0, 1.0), sample_rate,
+  sf.write(path, np.clip(np.asarray(audio_A, np.float32), -1.0, 1.0), sample_rate,
            subtype='PCM_16')

@@ -1,4 +1,4 @@
-"""A folder in LibriSpeech layout as a tensorflow-datasets builder.
+"""A folder in LibriSpeech layout (`layout`) as a tensorflow-datasets builder.
 
 `data.load_split` reaches every `folder:PATH` source through `prepared_folder_builder` (with
 `config.data.reader = 'tfds'`, the default). This module is the only one of the library that
@@ -17,7 +17,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from navai_jax import data
+from navai_jax import layout
 
 
 @dataclasses.dataclass(eq=False)
@@ -39,7 +39,7 @@ class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
   """A folder in LibriSpeech layout as a TFDS dataset with the standard LibriSpeech features.
 
   Construct with `config=folder_config(path)`; `prepared_folder_builder` does that and
-  rebuilds when the folder changed. Its examples are `data.folder_examples` of each split
+  rebuilds when the folder changed. Its examples are `layout.folder_examples` of each split
   folder, so building is exactly as strict as that function.
   """
 
@@ -48,7 +48,7 @@ class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
-            'speech': tfds.features.Audio(dtype=np.int16, sample_rate=data.SAMPLE_RATE),
+            'speech': tfds.features.Audio(dtype=np.int16, sample_rate=layout.SAMPLE_RATE),
             'text': tfds.features.Text(),
             'speaker_id': np.int64,
             'chapter_id': np.int64,
@@ -60,11 +60,11 @@ class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Everything is local.
     if not isinstance(self.builder_config, FolderConfig) or not self.builder_config.folder:
       raise ValueError('LibrispeechFolder needs config=folder_config(path).')
-    return {data.tfds_split_name(d.name): self._generate_examples(d)
-            for d in data.split_folders(Path(self.builder_config.folder))}
+    return {layout.tfds_split_name(d.name): self._generate_examples(d)
+            for d in layout.split_folders(Path(self.builder_config.folder))}
 
   def _generate_examples(self, split_dir: Path):
-    for example in data.folder_examples(split_dir):
+    for example in layout.folder_examples(split_dir):
       yield example['id'], example
 
 
@@ -77,7 +77,7 @@ def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> Li
   """
   root = Path(folder).expanduser().resolve()
   data_dir = data_dir or str(root / '_tfds')
-  fingerprint = data.folder_fingerprint(root)
+  fingerprint = layout.folder_fingerprint(root)
   builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
   stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
   if stamp.is_file() and stamp.read_text() == fingerprint:

@@ -11,11 +11,13 @@ from typing import Sequence
 import numpy as np
 
 BLANK = 0
-CHARACTERS = " '" + string.ascii_lowercase
+LETTERS = string.ascii_lowercase  # The letter classes of NAvAI, in order.
+NUM_LETTERS = len(LETTERS)
+CHARACTERS = " '" + LETTERS
 REPEATS = ('<1>', '<2>')
 TOKENS = ('<blank>',) + tuple(CHARACTERS) + REPEATS
 SIZE = len(TOKENS)
-LETTER_IDS = tuple(range(3, 3 + 26))  # Token ids of 'a'..'z'.
+LETTER_IDS = tuple(range(3, 3 + NUM_LETTERS))  # Token ids of 'a'..'z'.
 _ID = {t: i for i, t in enumerate(TOKENS)}
 
 
@@ -65,14 +67,22 @@ def decode(ids: Sequence[int]) -> str:
   return ''.join(out)
 
 
+def ctc_runs(best_U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Greedy CTC's runs: the token of every run of equal ids, and the run of every position.
+
+  Returns:
+    `(token_R, run_U)`: `token_R[r]` is the id repeated in run r (blanks included);
+    `run_U[u]` is the run that position u belongs to.
+  """
+  best_U = np.asarray(best_U)
+  starts_U = np.ones(best_U.shape, bool)
+  starts_U[1:] = best_U[1:] != best_U[:-1]
+  return best_U[starts_U], np.cumsum(starts_U) - 1
+
+
 def ctc_collapse(best_U: np.ndarray) -> list[int]:
   """Greedy CTC: merge repeated ids, then drop blanks."""
-  best_U = np.asarray(best_U)
-  if best_U.size == 0:
-    return []
-  keep = np.ones(best_U.shape, bool)
-  keep[1:] = best_U[1:] != best_U[:-1]
-  return [int(i) for i in best_U[keep] if i != BLANK]
+  return [int(i) for i in ctc_runs(best_U)[0] if i != BLANK]
 
 
 def greedy_decode(logits_UxV: np.ndarray, length: int | None = None) -> str:
@@ -83,7 +93,20 @@ def greedy_decode(logits_UxV: np.ndarray, length: int | None = None) -> str:
   return decode(ctc_collapse(best))
 
 
+def is_letter_name(letter: object) -> bool:
+  """True for one of the letters 'a'..'z'."""
+  return isinstance(letter, str) and len(letter) == 1 and letter in LETTERS
+
+
+def letter_id(letter: str) -> int:
+  """Token id of a letter 'a'..'z'; ValueError naming the value for anything else."""
+  if not is_letter_name(letter):
+    raise ValueError(f"{letter!r} is not a letter 'a'..'z'")
+  return _ID[letter]
+
+
 def is_letter(token_id: int) -> bool:
+  """True for the token id of a letter a-z."""
   return LETTER_IDS[0] <= token_id <= LETTER_IDS[-1]
 
 

@@ -7,23 +7,18 @@ import pytest
 
 from navai_jax import activation_max
 from navai_jax import model
+from navai_jax import vocab
 from navai_jax.configs import default
 
 
 @pytest.fixture(scope='module')
-def setup():
+def setup(tiny_variables):
   """The tiny model with non-trivial batch statistics, so inference-mode batch norm matters."""
-  config = default.get_config('tiny')
-  variables = model.init_variables(config, jax.random.key(0))
-  keys = iter(jax.random.split(jax.random.key(1), 64))
-  stats = {name: {'mean': 0.3 * jax.random.normal(next(keys), s['mean'].shape),
-                  'var': jax.random.uniform(next(keys), s['var'].shape, minval=0.5, maxval=2.0)}
-           for name, s in variables['batch_stats'].items()}
-  return config, {'params': variables['params'], 'batch_stats': stats}
+  return tiny_variables(0, jnp.float32)
 
 
 def few_steps(steps=40, **overrides):
-  am = activation_max.am_config()
+  am = default.get_config('tiny').am
   am.steps = steps
   am.update(overrides)
   return am
@@ -70,14 +65,14 @@ def test_objective_rises(setup):
   config, variables = setup
   am = few_steps(60)
   result = activation_max.maximize_neuron(config, variables, 2, 3, am)
-  objective = np.asarray(result.objective_S)
+  objective = np.asarray(result.objective_I)
   # Entry 0 is the objective of the initialization, computed independently here.
   x0 = result.initial_TxF
   expected = (activation_max.neuron_activation(config, variables, x0, 2, 3, 'bn')
               - 0.001 * jnp.sum(jnp.abs(x0)) - 0.001 * jnp.sum(x0 ** 2))
   np.testing.assert_allclose(objective[0], expected, rtol=1e-5)
   assert np.all(np.isfinite(objective))
-  assert objective[-10:].mean() > objective[:10].mean() + 1.0
+  assert objective[-10:].mean() > objective[:10].mean() + 0.5
   final = (activation_max.neuron_activation(config, variables, result.input_TxF, 2, 3, 'bn')
            - activation_max.penalty(result.input_TxF, 0.001, 0.001))
   assert final > objective[-1] - 1e-3 * abs(objective[-1]) > objective[0]
@@ -119,21 +114,21 @@ def test_vmapped_equals_looped(setup):
   for batch_size in (None, 2):
     many = activation_max.maximize_neurons(config, variables, 2, channels, am,
                                            batch_size=batch_size)
-    assert many.input_TxF.shape == (3, 206, 128) and many.objective_S.shape == (3, 20)
+    assert many.input_TxF.shape == (3, 206, 128) and many.objective_I.shape == (3, 20)
     for i, one in enumerate(looped):
       np.testing.assert_array_equal(many.initial_TxF[i], one.initial_TxF)
       np.testing.assert_allclose(many.input_TxF[i], one.input_TxF, rtol=1e-4, atol=1e-5)
-      np.testing.assert_allclose(many.objective_S[i], one.objective_S, rtol=1e-4, atol=1e-5)
+      np.testing.assert_allclose(many.objective_I[i], one.objective_I, rtol=1e-4, atol=1e-5)
   assert not np.allclose(looped[0].input_TxF, looped[1].input_TxF)
 
 
 def test_output_neuron_am_raises_the_letter_logit(setup):
   config, variables = setup
-  token = activation_max.letter_id('a')
+  token = vocab.letter_id('a')
   result = activation_max.maximize_neuron(config, variables, 12, token, few_steps(50))
   logit = lambda x: model.apply_inference(config, variables, x[None], padding='VALID')[0][0, 0]
   before, after = logit(result.initial_TxF), logit(result.input_TxF)
-  np.testing.assert_allclose(result.activation_S[0], before[token], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(result.activation_I[0], before[token], rtol=1e-5, atol=1e-5)
   assert after[token] > before[token] + 1.0
 
 
@@ -145,15 +140,15 @@ def test_bn_objective_moves_a_neuron_that_act_leaves_silent(setup):
   silent = {'params': params, 'batch_stats': variables['batch_stats']}
   act = activation_max.maximize_neuron(config, silent, 11, 0, few_steps(60, objective_point='act'))
   bn = activation_max.maximize_neuron(config, silent, 11, 0, few_steps(60, objective_point='bn'))
-  np.testing.assert_array_equal(act.activation_S, 0.0)  # ReLU: zero gradient throughout.
+  np.testing.assert_array_equal(act.activation_I, 0.0)  # ReLU: zero gradient throughout.
   assert np.sum(np.abs(act.input_TxF)) < np.sum(np.abs(act.initial_TxF))  # Penalties only.
-  assert bn.activation_S[-1] > bn.activation_S[0] + 0.5
+  assert bn.activation_I[-1] > bn.activation_I[0] + 0.5
 
 
 def predicting(variables, letter):
   """The variables with the output bias of `letter` raised so that every frame predicts it."""
   params = jax.tree.map(lambda a: a, variables['params'])
-  token = activation_max.letter_id(letter)
+  token = vocab.letter_id(letter)
   params['conv_12']['bias'] = params['conv_12']['bias'].at[token].add(100.0)
   return {'params': params, 'batch_stats': variables['batch_stats']}
 
@@ -161,7 +156,7 @@ def predicting(variables, letter):
 def test_choose_neurons_picks_most_active_channels(setup):
   config, variables = setup
   frame = jax.random.normal(jax.random.key(3), (206, 128))
-  token = activation_max.letter_id('e')
+  token = vocab.letter_id('e')
   predicts_e = predicting(variables, 'e')
   chosen = activation_max.choose_neurons(config, predicts_e, frame, 'e')
   assert sorted(chosen) == list(range(1, 13)) and chosen[12] == token
@@ -179,7 +174,7 @@ def test_choose_neurons_picks_most_active_channels(setup):
 def test_optimal_inputs_for_letter(setup):
   config, variables = setup
   frame = jax.random.normal(jax.random.key(4), (206, 128))
-  token = activation_max.letter_id('a')
+  token = vocab.letter_id('a')
   v = predicting(variables, 'a')
   out = activation_max.optimal_inputs_for_letter(config, v, frame, 'a', (1, 12), few_steps(3))
   chosen = activation_max.choose_neurons(config, v, frame, 'a')
@@ -204,7 +199,7 @@ def test_bad_input_raises(setup):
     activation_max.maximize_neuron(config, variables, 1, 0, few_steps(jitter=-1))
   with pytest.raises(ValueError, match='x_TxF must have shape'):
     activation_max.neuron_activation(config, variables, x[:100], 1, 0)
-  with pytest.raises(ValueError, match="letter must be one of 'a'..'z'"):
+  with pytest.raises(ValueError, match="is not a letter 'a'..'z'"):
     activation_max.choose_neurons(config, variables, x, 'A')
   with pytest.raises(ValueError, match='frame_WxF must have shape'):
     activation_max.choose_neurons(config, variables, x[:, :64], 'a')

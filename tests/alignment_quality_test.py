@@ -37,19 +37,6 @@ def test_greedy_characters_follow_ctc_and_repetition_tokens():
   np.testing.assert_array_equal(char_of, [-1, 0, 0, -1, 1, 2, 3, 4, 4])
 
 
-def test_align_characters_marks_substitutions_and_insertions():
-  np.testing.assert_array_equal(aq.align_characters('tha caxt', 'the cat'),
-                                [0, 1, 2, 3, 4, 5, -1, 6])
-  np.testing.assert_array_equal(aq.align_characters('cat', 'the cat'), [4, 5, 6])
-  np.testing.assert_array_equal(aq.align_characters('', 'abc'), [])
-
-
-def test_phoneme_classes_drop_stress_and_variant_marks():
-  assert [aq.phoneme_class(p) for p in ("'a", ',O2', '@2', 'a#', 't#', 'i@3', "'i:", 'aI',
-                                        '@L', 'n-', ';', "'0", ',0', '3', "'3:")] == [
-      'a', 'O', '@', 'a', 't', 'i@', 'i:', 'aI', '@L', 'n', ';', '0', '0', '3', '3:']
-
-
 def test_character_spans_distribute_phonemes_over_letters():
   start, end, level = aq.character_spans('the cat ok', TIMING)
   # "the": 3 letters, 2 phonemes: t -> D, h -> D..@, e -> @.
@@ -130,5 +117,3 @@ def test_report_files(tmp_path):
                      'median_ms': '2.2', 'p90_ms': '7.3', 'inside_share': '0.5'}
   report = aq.markdown_report(rows, tally, ('none', 'lrp_max'))
   assert '| lrp_max | 3 | 0.0 | 0.0 | 100.0% | 0.0% |' in report
-  aq.plot_quality(rows, ('none', 'lrp_max'), str(tmp_path / 'q.png'))
-  assert (tmp_path / 'q.png').stat().st_size > 1000

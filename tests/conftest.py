@@ -1,7 +1,221 @@
-"""Test session set-up: four forced CPU devices, so sharded code is tested against one device."""
+"""Test session set-up and the fixtures that several test files share.
 
+Four forced CPU devices, so sharded code is tested against one device. The shared fixtures
+are builders (functions), so each test asks for the variant it needs:
+
+* `tiny_variables(seed, dtype, letter_bias)`: the `tiny` model with batch statistics and
+  affine batch-norm parameters that keep every layer alive;
+* `random_layers(seed, batch_norm=, bias=)`: a small random `network.Layer` stack (receptive
+  field `SMALL_FIELD` frames of `SMALL_BINS` bins);
+* `quick(fn, *args)`: `jax.jit(fn)(*args)` compiled without LLVM optimization;
+* `tones`: utterances whose letters are tones, as `data.batches` yields them, and a tiny
+  training config that learns them.
+"""
+
+import itertools
+import json
 import os
+import types
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import soundfile as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from navai_jax import model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax import network  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax import vocab  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# (kernel, stride, features) of a small network whose receptive field is 10 frames of 5 bins.
+SMALL_NET = ((4, 2, 6), (3, 1, 6), (2, 1, 4))
+SMALL_FIELD, SMALL_BINS = 10, 5
+
+
+def _tiny_variables(seed=0, dtype=jnp.float64, letter_bias=False):
+  """`tiny` config and variables; batch statistics and affine parameters drawn from `seed` so
+  that inference-mode batch norm matters (seed 1: a varied mix of predicted letters on
+  Gaussian input). `letter_bias`: an output bias of -5 against every non-letter token, so that
+  most positions are predicted as (varied) letters."""
+  config = default.get_config('tiny')
+  with jax.enable_x64(False):  # The model initializes in float32.
+    variables = model.init_variables(config, jax.random.key(seed))
+  rng = np.random.default_rng(seed)
+  stats = dict(variables['batch_stats'])
+  params = dict(variables['params'])
+  for name in stats:
+    d = stats[name]['mean'].shape
+    stats[name] = {'mean': jnp.asarray(rng.normal(0, 0.3, d)),
+                   'var': jnp.asarray(rng.uniform(0.5, 2.0, d))}
+    params[name] = {'scale': jnp.asarray(rng.normal(1.0, 0.5, d)),
+                    'bias': jnp.asarray(rng.normal(0, 0.3, d))}
+  if letter_bias:
+    is_letter = (jnp.arange(vocab.SIZE) >= vocab.LETTER_IDS[0]) & (
+        jnp.arange(vocab.SIZE) <= vocab.LETTER_IDS[-1])
+    params['conv_12'] = dict(params['conv_12'], bias=jnp.where(is_letter, 0.0, -5.0))
+  variables = {'params': params, 'batch_stats': stats}
+  return config, jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
+
+
+def _random_layers(seed, *, batch_norm, bias, net=SMALL_NET, bins=SMALL_BINS, dtype=jnp.float64):
+  """Random layers; batch norm on every layer but the output one, biases on every layer."""
+  rng = np.random.default_rng(seed)
+  layers, c = [], bins
+  for i, (k, stride, d) in enumerate(net):
+    bn = None
+    if batch_norm and i < len(net) - 1:
+      bn = {'scale': rng.normal(size=d), 'bias': rng.normal(0, 0.5, d),
+            'mean': rng.normal(0, 0.5, d), 'var': rng.uniform(0.5, 1.5, d)}
+      bn = {n: jnp.asarray(v, dtype) for n, v in bn.items()}
+    b = jnp.asarray(rng.normal(0, 0.3, d), dtype) if bias else None
+    layers.append(network.Layer(jnp.asarray(rng.normal(0, 1 / np.sqrt(k * c), (k, c, d)), dtype),
+                                b, bn, stride, 1e-5))
+    c = d
+  return tuple(layers)
+
+
+# Tests run small arrays, so compile time, not run time, is what they wait for: their own jitted
+# functions compile without LLVM optimization (same arithmetic, several times faster to build).
+QUICK = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+
+
+def _quick(fn, *args):
+  """`jax.jit(fn)(*args)`, compiled without LLVM optimization."""
+  return jax.jit(fn).lower(*args).compile(compiler_options=QUICK)(*args)
+
+
+@pytest.fixture(scope='session')
+def tiny_variables():
+  return _tiny_variables
+
+
+_random_layers.field, _random_layers.bins = SMALL_FIELD, SMALL_BINS
+
+
+@pytest.fixture(scope='session')
+def random_layers():
+  return _random_layers
+
+
+@pytest.fixture(scope='session')
+def quick():
+  return _quick
+
+
+# Utterances made of tones, for training and evaluation tests.
+
+RATE = 16000
+TEXTS = ('cat', 'dog sat', 'bee', 'hello', 'a jazz cab', 'quiet fox')
+
+
+def _tone_audio(text: str, letter_seconds: float = 0.08) -> np.ndarray:
+  """Each character a tone at 150 + 110 * token id Hz; a space is silence."""
+  n = int(letter_seconds * RATE)
+  t = np.arange(n) / RATE
+  parts = [np.zeros(n // 2)]
+  for ch in text:
+    pitch = 150 + 110 * vocab.TOKENS.index(ch)
+    parts.append(np.zeros(n) if ch == ' ' else 0.5 * np.sin(2 * np.pi * pitch * t))
+  parts.append(np.zeros(n // 2))
+  return np.concatenate(parts).astype(np.float32)
+
+
+NUM_SAMPLES = max(len(_tone_audio(t)) for t in TEXTS)
+LABEL_WIDTH = max(len(vocab.encode(t)) for t in TEXTS)
+
+
+def _make_batch(texts, weights=None, num_samples=NUM_SAMPLES, label_width=LABEL_WIDTH):
+  """A batch as `data.batches` yields it."""
+  size = len(texts)
+  batch = {'audio': np.zeros((size, num_samples), np.float32),
+           'audio_lengths': np.zeros(size, np.int32),
+           'labels': np.zeros((size, label_width), np.int32),
+           'label_paddings': np.ones((size, label_width), np.float32),
+           'id': np.array([f'0-0-{i}' for i in range(size)]), 'text': np.array(texts),
+           'weights': np.ones(size, np.float32) if weights is None else
+                      np.asarray(weights, np.float32)}
+  for row, text in enumerate(texts):
+    audio, labels = _tone_audio(text), vocab.encode(text)
+    batch['audio'][row, :len(audio)] = audio
+    batch['audio_lengths'][row] = len(audio)
+    batch['labels'][row, :len(labels)] = labels
+    batch['label_paddings'][row, :len(labels)] = 0.0
+  return batch
+
+
+def _fake_train_batches(start_step, batch_multiple):
+  """Batch s holds 4 of the texts, chosen by a generator seeded with s (as data.batches does)."""
+  assert 4 % batch_multiple == 0
+  for step in itertools.count(start_step):
+    chosen = np.random.default_rng(step).choice(len(TEXTS), 4, replace=False)
+    yield _make_batch([TEXTS[i] for i in chosen])
+
+
+def _fake_eval_batches(batch_multiple):
+  """All texts once, plus two filler rows of weight 0."""
+  assert 8 % batch_multiple == 0
+  return [_make_batch(list(TEXTS) + ['cat', 'cat'], weights=[1] * 6 + [0, 0])]
+
+
+def _tiny_train_config():
+  config = default.get_config('tiny')
+  config.train.learning_rate = 1e-2
+  config.train.num_steps = 32
+  config.train.log_every = 2
+  config.train.checkpoint_every = 8
+  config.train.eval_every = 16
+  config.train.max_minutes = 60.0
+  # Masks narrower than a tone, so the made-up transcripts stay learnable.
+  config.augment.time_masks = 1
+  config.augment.time_mask_width = 4
+  config.augment.freq_masks = 1
+  config.augment.freq_mask_width = 8
+  return config
+
+
+@pytest.fixture(scope='session')
+def tones():
+  return types.SimpleNamespace(
+      texts=TEXTS, tone_audio=_tone_audio, make_batch=_make_batch,
+      train_batches=_fake_train_batches, eval_batches=_fake_eval_batches,
+      config=_tiny_train_config)
+
+
+def _write_split(root, split, texts, audio=None, speaker=1, chapter=2, timings=False):
+  """A LibriSpeech-layout split folder `root/split/SPEAKER/CHAPTER`: utterance i says
+  `texts[i]` as tones (`audio(i, text)` for other audio), padded to 1.8 s (one receptive
+  field). With `timings`, a `.timing.json` per utterance: its words one after another, each
+  word's letters as phonemes of equal length. Returns the utterance ids."""
+  folder = root / split / str(speaker) / str(chapter)
+  folder.mkdir(parents=True, exist_ok=True)
+  lines, ids = [], []
+  for i, text in enumerate(texts):
+    utt_id = f'{speaker}-{chapter}-{i:04d}'
+    samples = _tone_audio(text) if audio is None else audio(i, text)
+    padded = np.zeros(max(28800, len(samples)), np.float32)
+    padded[:len(samples)] = samples
+    sf.write(folder / f'{utt_id}.flac', padded, RATE, subtype='PCM_16')
+    lines.append(f'{utt_id} {text.upper()}')
+    ids.append(utt_id)
+    if timings:
+      duration, words, phonemes, t = len(padded) / RATE, [], [], 0.04
+      for word in text.split():
+        step = 0.08
+        words.append({'word': word.upper(), 'start': t, 'end': t + step * len(word)})
+        phonemes += [{'phoneme': c, 'start': t + k * step, 'end': t + (k + 1) * step}
+                     for k, c in enumerate(word)]
+        t += step * len(word) + 0.08
+      (folder / f'{utt_id}.timing.json').write_text(json.dumps(
+          {'id': utt_id, 'duration': duration, 'words': words, 'phonemes': phonemes}))
+  (folder / f'{speaker}-{chapter}.trans.txt').write_text('\n'.join(lines) + '\n')
+  return ids
+
+
+@pytest.fixture(scope='session')
+def write_split():
+  return _write_split

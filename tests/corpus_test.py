@@ -1,4 +1,5 @@
-"""Tests of the eSpeak corpus: text normalization, synthesis timing, layout, resuming."""
+"""The synthesized corpus: held-out speakers, LibriSpeech layout, an interrupted run equals an
+uninterrupted one, bad settings."""
 
 import json
 import pathlib
@@ -10,87 +11,11 @@ import pytest
 import soundfile as sf
 
 from navai_jax import corpus
+from navai_jax import layout
+from navai_jax import timing
 
 TINY = dict(hours=0.004, seed=3, dev_hours=0.001, test_hours=0.001, num_train_speakers=3,
             num_dev_speakers=2, num_test_speakers=2, text_sources=('pydoc_topics',))
-
-
-@pytest.mark.parametrize('n, words', [
-    (0, 'zero'), (7, 'seven'), (15, 'fifteen'), (40, 'forty'), (42, 'forty two'),
-    (100, 'one hundred'), (305, 'three hundred five'), (1000, 'one thousand'),
-    (2024, 'two thousand twenty four'), (9999, 'nine thousand nine hundred ninety nine')])
-def test_number_to_words(n, words):
-  assert corpus.number_to_words(n) == words
-
-
-@pytest.mark.parametrize('sentence, expected', [
-    ("Don't stop: it's 25 degrees -- fine.", "don't stop it's twenty five degrees fine"),
-    ('A built-in function (see below) is *always* available.',
-     'a built in function is always available'),
-    ('The "quoted" words stay.', 'the quoted words stay'),
-    ('Call os.path.join here now.', None),  # dots inside a word
-    ('Set the max_size value now.', None),  # underscore
-    ('Return len(x) for the list.', None),  # brackets
-    ('Use the fooBar method now.', None),  # camelCase
-    ('An HTTP server runs here.', None),  # acronym
-    ('Use str for this value.', None),  # no vowel
-    ('It costs 1.5 dollars today.', None),  # not an integer
-    ('There are 12000 of them.', None),  # too large to spell
-    ('See the notes etc. below.', None),  # abbreviation
-    ('Too short.', None),
-    (' '.join(['word'] * (corpus.MAX_WORDS + 1)) + '.', None),
-    ('Caf\u00e9 is not ASCII text.', None),
-])
-def test_normalize_text(sentence, expected):
-  assert corpus.normalize_text(sentence) == expected
-
-
-def test_normalize_text_keeps_commas_for_pauses():
-  assert corpus.normalize_text('First, read it; then, 2 more.', keep_commas=True) == (
-      'first, read it, then, two more')
-
-
-def test_load_sentences_is_clean_and_sorted():
-  sentences = corpus.load_sentences(('pydoc_topics',))
-  assert len(sentences) > 300
-  assert sentences == sorted(set(sentences))
-  for s in sentences:
-    assert corpus.normalize_text(s) == s.replace(',', '')
-
-
-def test_synthesize_times_words_and_phonemes():
-  # "of the" and "do not" are single word events in plain eSpeak; here every word gets its own.
-  text = 'do not change the value of the other items, said the old man'
-  audio_T, words, phonemes = corpus.synthesize(text, 'en-gb-x-rp', 'f3', rate=175, pitch=50)
-  duration = len(audio_T) / corpus.SAMPLE_RATE
-  assert audio_T.dtype == np.int16 and 3 < duration < 7  # about 175 words per minute
-  assert [w['word'] for w in words] == text.replace(',', '').split()
-  # Every word has a length (none was cut off by the end of the audio); the final pause is no word.
-  assert all(w['end'] > w['start'] for w in words)
-  assert words[-1]['end'] == phonemes[-1]['end'] < duration
-  starts = [w['start'] for w in words]
-  assert starts == sorted(starts)
-  for unit in words + phonemes:
-    assert 0 <= unit['start'] <= unit['end'] <= duration
-  assert len(phonemes) > 2 * len(words)
-  assert not any(p['phoneme'].startswith('_') for p in phonemes)
-  # Phonemes tile each word: every phoneme lies inside one word.
-  for p in phonemes:
-    assert any(w['start'] <= p['start'] and p['end'] <= w['end'] for w in words)
-
-
-def test_synthesize_is_deterministic_whatever_came_before():
-  args = ('the quick brown fox jumps over the lazy dog', 'en-us', 'm2', 160, 40)
-  first = corpus.synthesize(*args)
-  corpus.synthesize('something else entirely, with a pause', 'en-029', 'klatt4', 200, 65)
-  second = corpus.synthesize(*args)
-  np.testing.assert_array_equal(first[0], second[0])
-  assert first[1:] == second[1:]
-
-
-def test_synthesize_rejects_unknown_variant():
-  with pytest.raises(ValueError, match='variant'):
-    corpus.synthesize('hello there world', 'en-us', 'nosuchvariant', 170, 50)
 
 
 def test_choose_speakers_holds_out_variants():
@@ -126,7 +51,7 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
 
   # Every utterance is long enough for one receptive field (the data pipeline refuses less).
   for flac in whole.rglob('*.flac'):
-    assert sf.info(str(flac)).frames >= corpus.MIN_SAMPLES, flac
+    assert sf.info(str(flac)).frames >= layout.MIN_SAMPLES, flac
 
   summary = json.loads((whole / 'corpus.json').read_text())
   assert summary['seed'] == TINY['seed']
@@ -145,14 +70,14 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
         assert transcript == transcript.upper()
         spoken[split].add(transcript)
         audio_T, rate = sf.read(trans.parent / f'{utterance_id}.flac', dtype='int16')
-        assert rate == corpus.SAMPLE_RATE and audio_T.ndim == 1
-        timing = corpus.read_timing(trans.parent / f'{utterance_id}.timing.json')
-        duration = len(audio_T) / corpus.SAMPLE_RATE
-        assert timing['duration'] == pytest.approx(duration)
-        assert [w['word'] for w in timing['words']] == transcript.split()
-        starts = [w['start'] for w in timing['words']]
+        assert rate == layout.SAMPLE_RATE and audio_T.ndim == 1
+        times = timing.read_timing(trans.parent / f'{utterance_id}.timing.json')
+        duration = len(audio_T) / layout.SAMPLE_RATE
+        assert times['duration'] == pytest.approx(duration)
+        assert [w['word'] for w in times['words']] == transcript.split()
+        starts = [w['start'] for w in times['words']]
         assert starts == sorted(starts)
-        assert all(0 <= w['start'] <= w['end'] <= duration for w in timing['words'])
+        assert all(0 <= w['start'] <= w['end'] <= duration for w in times['words'])
   assert not spoken['train'] & spoken['dev'] and not spoken['train'] & spoken['test']
   assert not spoken['dev'] & spoken['test']
 

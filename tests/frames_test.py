@@ -10,14 +10,13 @@ from navai_jax import frames
 from navai_jax import model
 from navai_jax import vocab
 from navai_jax.configs import default
-from lrp_test import tiny_variables
 
 CONFIG = default.get_config('tiny')
 SPECS = model.layer_specs(CONFIG.model)
 
 
 @pytest.fixture(scope='module')
-def utterances():
+def utterances(tiny_variables):
   """Two utterances (300 and 250 frames, zero-padded) and a `tiny` model with real stats."""
   _, variables = tiny_variables(1, jnp.float32)
   frames_B = jnp.asarray([300, 250])
@@ -120,11 +119,11 @@ def test_of_letter_and_bad_inputs(utterances):
   letter = found.letters[0]
   picked = frames.of_letter(found, letter)
   assert len(picked) == found.letters.count(letter) and set(picked.letters) == {letter}
-  missing = sorted(set('abcdefghijklmnopqrstuvwxyz') - set(found.letters))[0]
+  missing = sorted(set(vocab.LETTERS) - set(found.letters))[0]
   with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted in these "
                                        'utterances'):
     frames.of_letter(found, missing)
-  with pytest.raises(ValueError, match='not a letter a-z'):
+  with pytest.raises(ValueError, match="'A' is not a letter 'a'..'z'"):
     frames.of_letter(found, 'A')
   with pytest.raises(ValueError, match=r'a window of shape \[206, 128\].*got \[206, 64\]'):
     frames.check_windows(CONFIG, np.zeros((206, 64)), batched=False)
@@ -134,3 +133,42 @@ def test_of_letter_and_bad_inputs(utterances):
     frames.collect(CONFIG, variables, jnp.zeros((3, 300, 128)), jnp.asarray([300] * 3), ['a', 'b'])
   with pytest.raises(ValueError, match=r'features of shape \[B, T, 128\]'):
     frames.collect(CONFIG, variables, jnp.zeros((300, 128)), jnp.asarray([300]))
+
+
+def test_find_letter_takes_the_first_frame_of_each_utterance_in_data_order(tiny_variables):
+  config, variables = tiny_variables(1, jnp.float32)
+  frames_B = jnp.asarray([300, 280])
+  x = jax.random.normal(jax.random.key(1), (2, 300, 128))
+  x = jnp.where(jnp.arange(300)[None, :, None] < frames_B[:, None, None], x, 0.0)
+  batches = [(x, frames_B, ['u0', 'u1'])]
+  found = frames.collect(config, variables, x, frames_B, ['u0', 'u1'])
+  positions = lambda u, l: [p for p, i, m in zip(found.positions_N, found.ids, found.letters)
+                            if i == u and m == l]
+  letter = next(l for l in found.letters if positions('u0', l) and len(positions('u1', l)) > 1)
+  first = frames.find_letter(config, variables, iter(batches), letter, 3)
+  assert first.ids == ['u0', 'u1']
+  assert list(first.positions_N) == [positions('u0', letter)[0], positions('u1', letter)[0]]
+  np.testing.assert_array_equal(
+      first.windows_NxWxF[1], frames.gather_windows(config, x, jnp.asarray([1]),
+                                                    jnp.asarray(first.positions_N[1:]))[0])
+  only_u1 = frames.find_letter(config, variables, batches, letter, 2, utterance='u1')
+  assert only_u1.ids == ['u1', 'u1']
+  assert list(only_u1.positions_N) == positions('u1', letter)[:2]
+  every = [p for p, m in zip(found.positions_N, found.letters) if m == letter]
+  second = frames.find_letter(config, variables, batches, letter, 1, skip=1,
+                              first_per_utterance=False)
+  assert list(second.positions_N) == every[1:2]
+  missing = sorted(set(vocab.LETTERS) - set(found.letters))[0]
+  with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted in these "
+                                       'utterances'):
+    frames.find_letter(config, variables, batches, missing, 1)
+  with pytest.raises(ValueError, match=f"letter '{missing}' is never predicted in utterance "
+                                       "'u0'"):
+    frames.find_letter(config, variables, batches, missing, 1, utterance='u0')
+  with pytest.raises(ValueError, match="utterance 'u7' is not in the data"):
+    frames.find_letter(config, variables, batches, letter, 1, utterance='u7')
+  with pytest.raises(ValueError, match=f'has {len(every)} frames predicted as .*no frame number'):
+    frames.find_letter(config, variables, batches, letter, 1, skip=len(every),
+                       first_per_utterance=False)
+  with pytest.raises(ValueError, match="'A' is not a letter"):
+    frames.find_letter(config, variables, batches, 'A', 1)

@@ -10,59 +10,8 @@ import pytest
 
 from navai_jax import frames
 from navai_jax import lrp
+from navai_jax import network
 from navai_jax import model
-from navai_jax.configs import default
-
-# (kernel, stride, features) of a small network whose receptive field is 10 frames of 5 bins.
-SMALL_NET = ((4, 2, 6), (3, 1, 6), (2, 1, 4))
-SMALL_FIELD, SMALL_BINS = 10, 5
-
-
-def random_layers(seed, *, batch_norm, bias, net=SMALL_NET, bins=SMALL_BINS, dtype=jnp.float64):
-  """Random layers; batch norm on every layer but the output one, biases on every layer."""
-  rng = np.random.default_rng(seed)
-  layers, c = [], bins
-  for i, (k, stride, d) in enumerate(net):
-    bn = None
-    if batch_norm and i < len(net) - 1:
-      bn = {'scale': rng.normal(size=d), 'bias': rng.normal(0, 0.5, d),
-            'mean': rng.normal(0, 0.5, d), 'var': rng.uniform(0.5, 1.5, d)}
-      bn = {n: jnp.asarray(v, dtype) for n, v in bn.items()}
-    b = jnp.asarray(rng.normal(0, 0.3, d), dtype) if bias else None
-    layers.append(lrp.Layer(jnp.asarray(rng.normal(0, 1 / np.sqrt(k * c), (k, c, d)), dtype),
-                            b, bn, stride, 1e-5))
-    c = d
-  return tuple(layers)
-
-
-def tiny_variables(seed=0, dtype=jnp.float64):
-  """`tiny` variables with batch statistics that keep every layer alive (seed 1: a varied
-  mix of predicted letters on Gaussian input)."""
-  config = default.get_config('tiny')
-  with jax.enable_x64(False):  # The model initializes in float32.
-    variables = model.init_variables(config, jax.random.key(seed))
-  rng = np.random.default_rng(seed)
-  stats = jax.tree.map(lambda a: a, variables['batch_stats'])
-  params = jax.tree.map(lambda a: a, variables['params'])
-  for name in stats:
-    d = stats[name]['mean'].shape
-    stats[name] = {'mean': jnp.asarray(rng.normal(0, 0.3, d)),
-                   'var': jnp.asarray(rng.uniform(0.5, 2.0, d))}
-    params[name] = {'scale': jnp.asarray(rng.normal(1.0, 0.5, d)),
-                    'bias': jnp.asarray(rng.normal(0, 0.3, d))}
-  variables = {'params': params, 'batch_stats': stats}
-  return config, jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
-
-
-# Tests run small arrays, so compile time, not run time, is what they wait for: their own jitted
-# functions compile without LLVM optimization (same arithmetic, several times faster to build).
-QUICK = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-
-
-def quick(fn, *args):
-  """`jax.jit(fn)(*args)`, compiled without LLVM optimization."""
-  return jax.jit(fn).lower(*args).compile(compiler_options=QUICK)(*args)
-
 
 def rel_error(a, b):
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
@@ -74,10 +23,10 @@ def x64():
     yield
 
 
-def all_rules(layers, x, targets=(None,), **options):
+def all_rules(quick, layers, x, targets=(None,), **options):
   """{'rule form target': relevance} for every rule and form, in one compiled function."""
   def run(layers, x):
-    inputs, pre = lrp.forward(layers, x)
+    inputs, pre = network.forward(layers, x)
     return {f'{rule} {form} {t}': lrp.relevance(layers, inputs, pre, t, rule=rule, form=form,
                                                **options)
             for rule, form, t in itertools.product(lrp.RULES, lrp.FORMS, targets)}
@@ -85,34 +34,34 @@ def all_rules(layers, x, targets=(None,), **options):
 
 
 @pytest.mark.parametrize('batch_norm,bias', list(itertools.product([False, True], repeat=2)))
-def test_fast_equals_literal_random_nets(batch_norm, bias):
+def test_fast_equals_literal_random_nets(random_layers, quick, batch_norm, bias):
   layers = random_layers(1, batch_norm=batch_norm, bias=bias)
-  x = jax.random.normal(jax.random.key(2), (SMALL_FIELD, SMALL_BINS), jnp.float64)
-  r = all_rules(layers, x, targets=(None, 1))
+  x = jax.random.normal(jax.random.key(2), (random_layers.field, random_layers.bins), jnp.float64)
+  r = all_rules(quick, layers, x, targets=(None, 1))
   for rule, target in itertools.product(lrp.RULES, (None, 1)):
     fast, literal = r[f'{rule} fast {target}'], r[f'{rule} literal {target}']
     assert fast.shape == x.shape and float(jnp.max(jnp.abs(literal))) > 0, rule
     assert rel_error(fast, literal) <= 1e-5, (rule, target)
 
 
-def test_fast_equals_literal_tiny():
+def test_fast_equals_literal_tiny(tiny_variables, quick):
   config, variables = tiny_variables()
-  layers = lrp.layers_from_variables(config, variables)
+  layers = network.layers_from_variables(config, variables)
   assert len(layers) == 12
   x = jax.random.normal(jax.random.key(3), (206, 128), jnp.float64)
-  r = all_rules(layers, x, chunk=8)
+  r = all_rules(quick, layers, x, chunk=8)
   for rule in lrp.RULES:
     assert r[f'{rule} fast None'].dtype == jnp.float64
     assert rel_error(r[f'{rule} fast None'], r[f'{rule} literal None']) <= 1e-5, rule
 
 
-def test_paper_rule_equals_brute_force_loops():
+def test_paper_rule_equals_brute_force_loops(random_layers, quick):
   """Eqs. 3-4 with explicit loops over i and j, in NumPy, on a two-layer network."""
   layers = random_layers(4, batch_norm=True, bias=False, net=((3, 2, 3), (2, 1, 2)), bins=2)
   x = np.random.default_rng(5).normal(size=(5, 2))
-  inputs, pre = lrp.forward(layers, jnp.asarray(x))
+  inputs, pre = network.forward(layers, jnp.asarray(x))
   r = np.zeros((1, 2))
-  r[0, int(np.argmax(lrp.output(layers, pre)[0]))] = 1.0  # R_out: one-hot of the prediction.
+  r[0, int(np.argmax(network.output(layers, pre)[0]))] = 1.0  # R_out: one-hot of the prediction.
   for layer, a in reversed(list(zip(layers, map(np.asarray, inputs)))):
     w = np.asarray(layer.kernel_KxCxD)
     k, c, d = w.shape
@@ -122,22 +71,22 @@ def test_paper_rule_equals_brute_force_loops():
         z_ij = {(u * layer.stride + kk, ci): a[u * layer.stride + kk, ci] * w[kk, ci, j]
                 for kk in range(k) for ci in range(c)}
         z_j = sum(z_ij.values())
-        bn_sign = np.sign(np.asarray(lrp.batch_norm(layer, jnp.full(d, z_j)))[j])
+        bn_sign = np.sign(np.asarray(network.batch_norm(layer, jnp.full(d, z_j)))[j])
         for i, z in z_ij.items():
           r_in[i] += z / (abs(z_j) + 1e-21) * bn_sign * r[u, j]
     r = r_in / np.abs(r_in).max()
-  got = quick(lambda l, x: [lrp.relevance(l, *lrp.forward(l, x), form=f) for f in lrp.FORMS],
+  got = quick(lambda l, x: [lrp.relevance(l, *network.forward(l, x), form=f) for f in lrp.FORMS],
               layers, jnp.asarray(x))
   for g in got:
     np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
-def test_paper_rule_scales_every_layer_to_max_abs_one():
+def test_paper_rule_scales_every_layer_to_max_abs_one(random_layers, quick):
   layers = random_layers(6, batch_norm=True, bias=True)
-  x = jax.random.normal(jax.random.key(7), (SMALL_FIELD, SMALL_BINS), jnp.float64)
+  x = jax.random.normal(jax.random.key(7), (random_layers.field, random_layers.bins), jnp.float64)
 
   def run(layers, x):
-    inputs, pre = lrp.forward(layers, x)
+    inputs, pre = network.forward(layers, x)
     return (lrp.relevance(layers, inputs, pre, return_layers=True)[1],
             lrp.relevance(layers, inputs, pre, normalize=False))
 
@@ -148,16 +97,16 @@ def test_paper_rule_scales_every_layer_to_max_abs_one():
   np.testing.assert_allclose(per_layer[0], unscaled / jnp.max(jnp.abs(unscaled)), rtol=1e-12)
 
 
-def test_lrp0_equals_gradient_times_input():
+def test_lrp0_equals_gradient_times_input(random_layers, quick):
   layers = random_layers(8, batch_norm=False, bias=False)
-  x = jax.random.normal(jax.random.key(9), (SMALL_FIELD, SMALL_BINS), jnp.float64)
+  x = jax.random.normal(jax.random.key(9), (random_layers.field, random_layers.bins), jnp.float64)
 
   def run(layers, x):
     out = []
     for target in (0, 2):
-      logit = lambda x: lrp.output(layers, lrp.forward(layers, x)[1])[0, target]
+      logit = lambda x: network.output(layers, network.forward(layers, x)[1])[0, target]
       out.append((x * jax.grad(logit)(x),
-                  [lrp.relevance(layers, *lrp.forward(layers, x), target, rule='zero', form=f)
+                  [lrp.relevance(layers, *network.forward(layers, x), target, rule='zero', form=f)
                    for f in lrp.FORMS]))
     return out
 
@@ -166,13 +115,13 @@ def test_lrp0_equals_gradient_times_input():
       np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_epsilon_conserves_the_score_layer_by_layer():
+def test_epsilon_conserves_the_score_layer_by_layer(random_layers, quick):
   layers = random_layers(10, batch_norm=False, bias=False)
-  x = jax.random.normal(jax.random.key(11), (SMALL_FIELD, SMALL_BINS), jnp.float64)
+  x = jax.random.normal(jax.random.key(11), (random_layers.field, random_layers.bins), jnp.float64)
 
   def run(layers, x):
-    inputs, pre = lrp.forward(layers, x)
-    return (lrp.output(layers, pre)[0],
+    inputs, pre = network.forward(layers, x)
+    return (network.output(layers, pre)[0],
             [lrp.relevance(layers, inputs, pre, rule='epsilon', epsilon=1e-12, form=f,
                            return_layers=True)[1] for f in lrp.FORMS],
             lrp.relevance(layers, inputs, pre, rule='epsilon', epsilon=10.0))
@@ -186,15 +135,15 @@ def test_epsilon_conserves_the_score_layer_by_layer():
   assert abs(float(jnp.sum(r_big))) < 0.9 * abs(score)
 
 
-def test_alphabeta_splits_positive_and_negative_parts():
+def test_alphabeta_splits_positive_and_negative_parts(random_layers, quick):
   """One bias-free output unit: the inputs with z_ij > 0 share alpha R, the others -beta R."""
-  layers = random_layers(12, batch_norm=False, bias=False, net=((SMALL_FIELD, 1, 3),))
-  x = jax.random.normal(jax.random.key(13), (SMALL_FIELD, SMALL_BINS), jnp.float64)
+  layers = random_layers(12, batch_norm=False, bias=False, net=((random_layers.field, 1, 3),))
+  x = jax.random.normal(jax.random.key(13), (random_layers.field, random_layers.bins), jnp.float64)
   settings = ((1.0, 0.0), (2.0, 1.0), (3.0, 2.0))
 
   def run(layers, x):
-    inputs, pre = lrp.forward(layers, x)
-    return jnp.max(lrp.output(layers, pre)), {
+    inputs, pre = network.forward(layers, x)
+    return jnp.max(network.output(layers, pre)), {
         (alpha, beta, form): lrp.relevance(layers, inputs, pre,
                                            rule='zplus' if beta == 0 else 'alphabeta',
                                            alpha=alpha, beta=beta, epsilon=0.0, form=form)
@@ -207,28 +156,7 @@ def test_alphabeta_splits_positive_and_negative_parts():
     assert float(jnp.sum(jnp.minimum(r, 0))) == pytest.approx(-beta * float(logit), rel=1e-10)
 
 
-def test_batch_norm_folding_keeps_the_forward_pass():
-  config, variables = tiny_variables(1)
-  x = jax.random.normal(jax.random.key(14), (206, 128), jnp.float64)
-
-  def run(variables, x):
-    layers = lrp.layers_from_variables(config, variables)
-    folded = lrp.fold_batch_norm(layers)
-    logits, _ = model.apply_inference(config, variables, x[None], padding='VALID')
-    _, pre = lrp.forward(layers, x)
-    _, pre_folded = lrp.forward(folded, x)
-    return (logits[0], lrp.output(layers, pre), lrp.output(folded, pre_folded),
-            [lrp.batch_norm(l, z) for l, z in zip(layers, pre)], pre_folded, folded)
-
-  logits, from_layers, from_folded, normalized, pre_folded, folded = quick(run, variables, x)
-  assert all(layer.bn is None and layer.bias_D is not None for layer in folded)
-  np.testing.assert_allclose(from_layers, logits, rtol=1e-10, atol=1e-10)
-  np.testing.assert_allclose(from_folded, logits, rtol=1e-10, atol=1e-10)
-  for z, z_folded in zip(normalized, pre_folded):
-    np.testing.assert_allclose(z, z_folded, rtol=1e-9, atol=1e-9)
-
-
-def test_sliced_activations_give_the_same_relevance_as_windows():
+def test_sliced_activations_give_the_same_relevance_as_windows(tiny_variables, quick):
   """LRP from the utterances' SAME pass == LRP of each window's own VALID pass."""
   config, variables = tiny_variables(2)
   specs = model.layer_specs(config.model)
@@ -245,14 +173,14 @@ def test_sliced_activations_give_the_same_relevance_as_windows():
   targets = jnp.asarray([3, 7, 12, 28])
 
   def run(variables, x):
-    layers = lrp.layers_from_variables(config, variables)
+    layers = network.layers_from_variables(config, variables)
     _, intermediates = model.apply_inference(config, variables, x)
     inputs, pre = frames.window_activations(config, x, intermediates, utterance_N, position_N)
     windows = frames.gather_windows(config, x, utterance_N, position_N)
     out = {}
     for rule, t in itertools.product(('paper', 'epsilon'), (None, targets)):
       per_frame = lambda i, p, t: lrp.relevance(layers, i, p, t, rule=rule)
-      per_window = lambda w, t: lrp.relevance(layers, *lrp.forward(layers, w), t, rule=rule)
+      per_window = lambda w, t: lrp.relevance(layers, *network.forward(layers, w), t, rule=rule)
       t_axis = None if t is None else 0
       out[rule, t is None] = (
           jax.vmap(per_frame, in_axes=(0, 0, t_axis))(inputs, pre, t),
@@ -263,15 +191,15 @@ def test_sliced_activations_give_the_same_relevance_as_windows():
     assert rel_error(sliced, per_window) <= 1e-9, key
 
 
-def test_public_functions_agree_with_relevance():
+def test_public_functions_agree_with_relevance(tiny_variables, quick):
   """lrp and lrp_frames, jitted as users call them, on the `tiny` model."""
   config, variables = tiny_variables(3)
   x = jax.random.normal(jax.random.key(16), (1, 260, 128), jnp.float64)
   _, intermediates = model.apply_inference(config, variables, x)
   utterance_N, position_N, targets = jnp.asarray([0, 0]), jnp.asarray([51, 60]), np.asarray([5, 9])
   windows = frames.gather_windows(config, x, utterance_N, position_N)
-  expected = quick(lambda l, w: jax.vmap(lambda w, t: lrp.relevance(l, *lrp.forward(l, w), t))(
-      w, jnp.asarray(targets)), lrp.layers_from_variables(config, variables), windows)
+  expected = quick(lambda l, w: jax.vmap(lambda w, t: lrp.relevance(l, *network.forward(l, w), t))(
+      w, jnp.asarray(targets)), network.layers_from_variables(config, variables), windows)
   sliced = lrp.lrp_frames(config, variables, x, intermediates, utterance_N, position_N, targets)
   assert rel_error(sliced, expected) <= 1e-9
   relevance, per_layer = lrp.lrp(config, variables, windows[1], int(targets[1]),
@@ -280,7 +208,7 @@ def test_public_functions_agree_with_relevance():
   assert len(per_layer) == 13 and per_layer[-1].shape == (1, 31)
 
 
-def test_bad_inputs_raise():
+def test_bad_inputs_raise(tiny_variables, random_layers):
   config, variables = tiny_variables()
   x = jnp.zeros((206, 128))
   with pytest.raises(ValueError, match='unknown LRP rule .*valid rules: paper, zero, epsilon'):
@@ -299,4 +227,4 @@ def test_bad_inputs_raise():
     lrp.lrp(config, variables, x, rule='zero', epsilon=0.1)
   with pytest.raises(ValueError, match='one output position'):
     layers = random_layers(0, batch_norm=False, bias=False)
-    lrp.relevance(layers, *lrp.forward(layers, jnp.zeros((SMALL_FIELD + 2, SMALL_BINS))))
+    lrp.relevance(layers, *network.forward(layers, jnp.zeros((random_layers.field + 2, random_layers.bins))))

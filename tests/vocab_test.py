@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navai_jax import metrics, vocab
+from navai_jax import vocab
 
 
 def test_repetition_tokens():
@@ -31,8 +31,14 @@ def test_greedy_decode_merges_repeats_and_blanks():
   assert vocab.greedy_decode(logits, length=3) == 'a'
 
 
-def test_error_rates():
-  r = metrics.error_rates(['the cat', 'a'], ['the bat', 'a'])
-  assert r['ler'] == pytest.approx(1 / 8)
-  assert r['wer'] == pytest.approx(1 / 3)
-  assert metrics.edit_distance('kitten', 'sitting') == 3
+def test_ctc_runs_and_letter_names():
+  tokens, run = vocab.ctc_runs(np.asarray([0, 3, 3, 0, 0, 4, 3]))
+  np.testing.assert_array_equal(tokens, [0, 3, 0, 4, 3])
+  np.testing.assert_array_equal(run, [0, 1, 1, 2, 2, 3, 4])
+  assert vocab.ctc_collapse([0, 3, 3, 0, 0, 4, 3]) == [3, 4, 3]
+  assert vocab.ctc_collapse([]) == []
+  assert vocab.letter_id('a') == 3 and vocab.letter_id('z') == 28
+  assert vocab.is_letter_name('q') and not vocab.is_letter_name('Q')
+  assert not vocab.is_letter_name('ab') and not vocab.is_letter_name(3)
+  with pytest.raises(ValueError, match="'ab' is not a letter"):
+    vocab.letter_id('ab')

@@ -4,19 +4,21 @@ Presets, chosen after a colon:
 
   python experiments/train.py --config=navai_jax/configs/default.py:small --workdir=runs/small
 
-* ``paper``: the paper's model (256/2048 channels, SPEC §2). For GPU runs and benchmarks;
-  about 20 audio-seconds per second on a 2-core CPU, about 6,900 in the training loop on one
-  NVIDIA H200 (with `data.batch_seconds=320` and `optax.ctc_loss`; the bare step is 1.6x
-  faster with the default CTC now), where 3,000 steps (3.2 minutes) reach 6.3% test LER on
-  held-out voices (`benchmarks/paper_training_curve.sh`).
-* ``small``: same layer structure with 64/256 channels; the CPU demo. 150-300 audio-seconds
-  per second on 2 CPU cores; on the main job's 6-hour corpus its 8000 steps (18-19 minutes
-  of training) end at letter error rate 6.4% (dev) and 10.8% (test) on synthetic voices held
-  out from training.
+* ``small``: 64/256 channels with the paper's layer structure; the CPU demo. On the main job's
+  6-hour corpus its 8000 steps (18-19 minutes of training on 2 CPU cores) end at letter error
+  rate 6.4% (dev) and 10.8% (test) on synthetic voices held out from training.
+* ``paper``: the paper's model (256/2048 channels, SPEC §2), for GPUs and benchmarks; on one
+  NVIDIA H200, 3,000 steps (3.2 minutes) reach 6.3% test LER on held-out voices
+  (`benchmarks/paper_training_curve.sh`).
 * ``tiny``: 8/16 channels, for tests; seconds per step.
 
-Every preset keeps the receptive field of 206 input frames, so the introspection code runs
-unchanged on all of them.
+Each preset is the `small` config with the overrides of its block below. Every preset keeps the
+receptive field of 206 input frames, so the introspection code runs unchanged on all of them.
+
+Sections: `model`, `features`, `data`, `augment`, `train`, `eval` (training and evaluation);
+`am` (activation maximization, experiments/activation_max.py) and `navai` (the dataset pass,
+experiments/navai.py), which the introspection scripts take as `--config.am.FIELD=VALUE` and
+`--config.navai.FIELD=VALUE` on top of the trained run's own config.
 """
 
 import ml_collections
@@ -34,12 +36,12 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
 
   # Model (SPEC §2). Channel widths of the 256-channel layers and the 2048-channel layers.
   c.model = ml_collections.ConfigDict()
-  c.model.channels = {'paper': 256, 'small': 64, 'tiny': 8}[preset]
-  c.model.wide_channels = {'paper': 2048, 'small': 256, 'tiny': 16}[preset]
+  c.model.channels = 64
+  c.model.wide_channels = 256
   c.model.num_middle_layers = 8
   c.model.bn_momentum = 0.99
   c.model.bn_epsilon = 1e-5
-  c.model.dropout = 0.1 if preset == 'tiny' else 0.0
+  c.model.dropout = 0.0
 
   # Features (SPEC §1).
   c.features = ml_collections.ConfigDict()
@@ -61,17 +63,16 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # 'tfds' (every source through tensorflow-datasets) or 'direct' ('folder:' sources read
   # without TFDS or TensorFlow; the same utterances, for machines that lack TensorFlow).
   c.data.reader = 'tfds'
-  c.data.batch_seconds = {'paper': 160.0, 'small': 40.0, 'tiny': 8.0}[preset]
+  c.data.batch_seconds = 40.0
   c.data.max_seconds = 16.0
   c.data.num_buckets = 8
 
   # Augmentation applied to features during training (frequency warp, SpecAugment-style masks,
   # noise).
   c.augment = ml_collections.ConfigDict()
-  c.augment.enabled = preset != 'paper'
-  # Vocal tract length perturbation: warp factors uniform in [1 - warp, 1 + warp]; 0 = off.
-  # Off because it did not help on the synthesized voices: `small`, 6 hours, 8000 steps ended
-  # at test LER 14.1% (warp 0.1) and 13.6% (0.2) against 12.3% without it.
+  c.augment.enabled = True
+  # Vocal tract length perturbation: warp factors uniform in [1 - warp, 1 + warp]; 0 = off
+  # (see README for why it is off).
   c.augment.warp = 0.0
   c.augment.noise_std = 0.1
   c.augment.freq_masks = 2
@@ -81,23 +82,20 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
 
   # Optimization.
   c.train = ml_collections.ConfigDict()
-  c.train.learning_rate = {'paper': 5e-4, 'small': 5e-3, 'tiny': 3e-3}[preset]
-  c.train.warmup_steps = {'paper': 500, 'small': 100, 'tiny': 5}[preset]
-  # AdamW's decoupled decay, scaled by the learning rate, on convolution kernels only. For
-  # `small` on the 6-hour corpus, 8000 steps end at test LER 12.3% with 1e-4, 12.0% with 0.05
-  # and 11.0% with 0.1.
-  c.train.weight_decay = {'paper': 1e-4, 'small': 0.1, 'tiny': 1e-4}[preset]
+  c.train.learning_rate = 5e-3
+  c.train.warmup_steps = 100
+  # AdamW's decoupled decay, scaled by the learning rate, on convolution kernels only.
+  c.train.weight_decay = 0.1
   c.train.grad_clip = 5.0
-  c.train.num_steps = {'paper': 100_000, 'small': 8_000, 'tiny': 20}[preset]
+  c.train.num_steps = 8_000
   c.train.max_minutes = 0.0  # > 0: stop (and checkpoint) after this much training time.
-  c.train.log_every = {'paper': 50, 'small': 50, 'tiny': 2}[preset]
-  c.train.checkpoint_every = {'paper': 1000, 'small': 500, 'tiny': 5}[preset]
-  c.train.eval_every = {'paper': 5000, 'small': 500, 'tiny': 0}[preset]
+  c.train.log_every = 50
+  c.train.checkpoint_every = 500
+  c.train.eval_every = 500
   c.train.loss = 'ctc'
   # The CTC implementation: 'forward_backward' (`navai_jax.ctc`: one scan for both recursions
   # and the gradient in closed form) or 'optax' (`optax.ctc_loss`, differentiated through its
-  # scan). Both give the same loss and gradient; on one H200 the `paper` step takes 11.2 ms with
-  # the first and 17.5 ms with the second.
+  # scan). Both give the same loss and gradient.
   c.train.ctc = 'forward_backward'
   # Output positions per loop iteration of 'forward_backward' (speed only); 0 = 1 on a CPU and
   # 16 on an accelerator (`navai_jax.ctc.default_unroll`).
@@ -106,4 +104,60 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.max_utterances = 0  # 0 = all.
   c.eval.num_examples = 5
+
+  # Activation maximization (SPEC §7); the defaults are the paper's (§3.2).
+  c.am = ml_collections.ConfigDict()
+  c.am.steps = 250
+  c.am.learning_rate = 0.05
+  c.am.l1 = 0.001  # Weight of sum |x|.
+  c.am.l2 = 0.001  # Weight of sum x**2 (the squared L2 norm, not the norm).
+  c.am.tv_time = 0.0  # Weight of sum |x[t + 1, f] - x[t, f]|.
+  c.am.tv_freq = 0.0  # Weight of sum |x[t, f + 1] - x[t, f]|.
+  c.am.jitter = 0  # Each step rolls the input by a random shift in [-jitter, jitter] frames.
+  # 'bn' (before the ReLU) or 'act' (after it); see `navai_jax.activation_max`.
+  c.am.objective_point = 'bn'
+  c.am.seed = 0
+
+  # NAvAI over a split (SPEC §8, §10).
+  c.navai = ml_collections.ConfigDict()
+  c.navai.split = 'dev'
+  c.navai.max_utterances = 0  # > 0: this many evenly spaced utterances of the split.
+  c.navai.methods = ('none', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
+  c.navai.fill = 'zeros'  # 'zeros' (the paper's crop) or 'recut' from the utterance.
+  c.navai.frame_batch = 64  # Frames per attribution chunk (memory against speed).
+  c.navai.save_every = 20  # Batches between saves of the pass state.
+  c.navai.figure_letters = ('a', 't')  # The letters of Figure 3.
+  c.navai.phonemes = ('a', 'aI', 'i:', '@', 'E', 'p', 't', 'k', 'b', 'd', 'g')  # phonemes.png
+  # Folder with the corpus .timing.json files; '' = the data source's folder.
+  c.navai.timing_dir = ''
+  c.navai.sonify_method = 'sensitivity_min'  # The alignment whose mean frames are sonified.
+  c.navai.sonify_iterations = 200  # Griffin-Lim iterations.
+
+  if preset == 'paper':
+    c.model.channels = 256
+    c.model.wide_channels = 2048
+    c.data.batch_seconds = 160.0
+    c.augment.enabled = False
+    c.train.learning_rate = 5e-4
+    c.train.warmup_steps = 500
+    c.train.weight_decay = 1e-4
+    c.train.num_steps = 100_000
+    c.train.checkpoint_every = 1000
+    c.train.eval_every = 5000
+    c.navai.frame_batch = 32
+  elif preset == 'tiny':
+    c.model.channels = 8
+    c.model.wide_channels = 16
+    c.model.dropout = 0.1
+    c.data.batch_seconds = 8.0
+    c.train.learning_rate = 3e-3
+    c.train.warmup_steps = 5
+    c.train.weight_decay = 1e-4
+    c.train.num_steps = 20
+    c.train.log_every = 2
+    c.train.checkpoint_every = 5
+    c.train.eval_every = 0
+    c.am.steps = 20
+    c.navai.frame_batch = 16
+    c.navai.sonify_iterations = 20
   return c

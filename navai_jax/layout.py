@@ -1,0 +1,135 @@
+"""A folder in LibriSpeech layout: finding its splits, reading and checking its files.
+
+`PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac` plus one `SPEAKER-CHAPTER.trans.txt` per
+chapter with lines `ID TRANSCRIPT`. Reading is strict: a missing, unreadable or
+non-16-kHz-mono audio file, a transcript line without audio or audio without a line, an empty
+or unspellable transcript, or an utterance shorter than one receptive field (206 feature
+frames, 26,752 samples) raises `DataError` naming the file. Both readers of `data` (the TFDS
+builder of `tfds_folder` and `reader='direct'`) read through `folder_examples`, and the
+synthesized corpus is written in this layout.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from navai_jax import features
+from navai_jax import model
+from navai_jax import vocab
+from navai_jax.configs import default
+
+_FEATURES = default.get_config().features  # SPEC §1; the same in every preset.
+SAMPLE_RATE = _FEATURES.sample_rate
+# Shortest utterance the pipeline accepts: one receptive field of features.
+MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, _FEATURES.window,
+                                          _FEATURES.hop)
+
+
+class DataError(ValueError):
+  """A corpus that does not hold what the pipeline needs; the message names the file."""
+
+
+def split_folders(root: Path) -> list[Path]:
+  """Subfolders of `root` holding audio or transcripts (not `_tfds` or hidden ones)."""
+  if not root.is_dir():
+    raise DataError(f'Corpus folder {root} does not exist.')
+  found = []
+  for sub in sorted(root.iterdir()):
+    if sub.is_dir() and not sub.name.startswith(('_', '.')):
+      if next(sub.rglob('*.flac'), None) or next(sub.rglob('*.trans.txt'), None):
+        found.append(sub)
+  if not found:
+    raise DataError(f'No split folders with .flac and .trans.txt files in {root} '
+                    '(expected PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac).')
+  return found
+
+
+def tfds_split_name(folder_name: str) -> str:
+  """TFDS split name of a split folder ('dev-clean' -> 'dev_clean')."""
+  return re.sub(r'\W', '_', folder_name)
+
+
+def folder_fingerprint(root: str | os.PathLike) -> str:
+  """Hash of the names and sizes of all .flac files and of the transcripts' contents.
+
+  Other files (e.g. the synthesized corpus's timing files) do not trigger a rebuild.
+  """
+  h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
+  root = Path(root).expanduser().resolve()
+  for split_dir in split_folders(root):
+    for dirpath, dirnames, filenames in os.walk(split_dir):
+      dirnames.sort()
+      for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
+        path = Path(dirpath, name)
+        h.update(f'{path.relative_to(root)}\0{path.stat().st_size}\n'.encode())
+        if name.endswith('.trans.txt'):
+          h.update(path.read_bytes())
+  return h.hexdigest()
+
+
+def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
+  """Maps each expected .flac path to (id, transcript, transcript file)."""
+  expected = {}
+  for trans in sorted(split_dir.rglob('*.trans.txt')):
+    for line_no, line in enumerate(trans.read_text(encoding='utf-8').splitlines(), 1):
+      if not line.strip():
+        continue
+      utt_id, _, text = line.strip().partition(' ')
+      where = f'{trans}, line {line_no} ({utt_id})'
+      if not re.fullmatch(r'\d+-\d+-\d+', utt_id):
+        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits.')
+      try:
+        vocab.encode(text)
+      except vocab.UnspellableError as e:
+        raise DataError(f'{where}: {e}.') from None
+      audio = trans.parent / f'{utt_id}.flac'
+      if audio in expected:
+        raise DataError(f'{where}: utterance {utt_id} is listed twice.')
+      if not audio.is_file():
+        raise DataError(f'{where}: transcript line without audio; {audio} is missing.')
+      expected[audio] = (utt_id, text.strip(), trans)
+  for audio in sorted(split_dir.rglob('*.flac')):
+    if audio not in expected:
+      raise DataError(f'{audio}: audio without a transcript line (expected a line '
+                      f'"{audio.stem} ..." in a .trans.txt file next to it).')
+  return expected
+
+
+def read_flac(path: Path) -> np.ndarray:
+  """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
+  try:
+    samples, rate = sf.read(path, dtype='int16')
+  except Exception as e:  # soundfile raises several types for unreadable files.
+    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
+  if rate != SAMPLE_RATE:
+    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
+  if samples.ndim != 1:
+    raise DataError(f'{path}: {samples.shape[1]} channels; the pipeline needs mono audio.')
+  if len(samples) < MIN_SAMPLES:
+    raise DataError(
+        f'{path}: {len(samples) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
+        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
+        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
+  return samples
+
+
+def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
+  """The examples of one split folder, checked, in the standard LibriSpeech features.
+
+  Yields dicts with 'id', 'text' (the transcript as written), 'speaker_id', 'chapter_id' and
+  'speech' (int16 samples), in the order of the sorted transcript files. This is what the TFDS
+  folder builder stores, and what `reader = 'direct'` loads without it.
+
+  Raises:
+    DataError: naming the file, for any problem `_read_transcripts` or `read_flac` finds.
+  """
+  for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
+    speaker, chapter, _ = utt_id.split('-')
+    yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
+           'speech': read_flac(audio)}

@@ -1,0 +1,214 @@
+"""The paper's experiments as library calls: from a trained run to the files they write.
+
+Each function takes a loaded run (`checkpoints.load_for_inference`) and an output folder, does
+one experiment end to end and returns what it found; the scripts in `experiments/` are flags
+around them, and a notebook calls them the same way.
+
+* `figure2`: sensitivity and LRP of frames predicted as a letter (paper §4.2);
+* `figure1`: optimal inputs of the neurons most active on a frame of a letter (§4.1);
+* `navai`: the dataset pass, its arrays, Figure 3, Supplement A, t-maps, phoneme figures, the
+  alignment quality in milliseconds and the sonified patterns (§4.3, SPEC §8, §10).
+"""
+
+import json
+import os
+import re
+from typing import Any, Iterator, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from navai_jax import activation_max
+from navai_jax import alignment_quality
+from navai_jax import attribution
+from navai_jax import data
+from navai_jax import features
+from navai_jax import figures
+from navai_jax import frames
+from navai_jax import model
+from navai_jax import navai as navai_pass
+from navai_jax import parallel
+from navai_jax import sonify
+from navai_jax import timing
+from navai_jax import vocab
+
+PyTree = Any
+
+
+def feature_batches(config: ml_collections.ConfigDict, split: str,
+                    max_utterances: int = 0) -> Iterator[tuple[jax.Array, jax.Array, list[str]]]:
+  """`(x_BxTxF, frames_B, ids)` of the split's real utterances, batch by batch."""
+  for batch in data.batches(config, split, train=False, max_utterances=max_utterances):
+    yield features.of_batch(batch, config)
+
+
+def figure2(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
+            split: str, letter: str, num_frames: int = 2, utterance: Optional[str] = None,
+            lrp_rule: str = 'paper', output: str = 'softmax',
+            max_utterances: int = 0) -> dict[str, np.ndarray]:
+  """Figure 2: sensitivity (paper eq. 1) and LRP (eqs. 3-4) of frames predicted as `letter`.
+
+  Takes the first frame of the letter in each utterance in data order (all frames of
+  `utterance` when it is given) until `num_frames` are found, and writes
+  `figure2_LETTER.png` (rows: spectrogram, sensitivity overlay, LRP overlay) and
+  `figure2_LETTER.npz` (windows, maps, utterance ids, positions, probabilities) into `out_dir`.
+  """
+  found = frames.find_letter(config, variables, feature_batches(config, split, max_utterances),
+                             letter, num_frames, utterance=utterance)
+  targets_N = np.full(len(found), vocab.letter_id(letter))
+  result = {
+      'windows': found.windows_NxWxF,
+      'sensitivity': np.asarray(attribution.attribute('sensitivity', config, variables,
+                                                      found.windows_NxWxF, targets_N,
+                                                      output=output)),
+      'lrp': np.asarray(attribution.attribute('lrp', config, variables, found.windows_NxWxF,
+                                              targets_N, rule=lrp_rule)),
+      'ids': np.asarray(found.ids),
+      'positions': found.positions_N,
+      'probability': np.asarray(attribution.target_probability(config, variables,
+                                                               found.windows_NxWxF, targets_N)),
+  }
+  os.makedirs(out_dir, exist_ok=True)
+  rows = [f"'{letter}' p={p:.3f}, {u} @ {n}"
+          for u, n, p in zip(result['ids'], result['positions'], result['probability'])]
+  figures.overlay_grid(config, result['windows'],
+                       {'sensitivity': result['sensitivity'], f'LRP ({lrp_rule})': result['lrp']},
+                       rows, path=os.path.join(out_dir, f'figure2_{letter}.png'))
+  np.savez(os.path.join(out_dir, f'figure2_{letter}.npz'), **result,
+           mel_hz=features.mel_frequencies(config),
+           meta=json.dumps({'letter': letter, 'split': split, 'checkpoint_step': step,
+                            'lrp_rule': lrp_rule, 'output': output}))
+  return result
+
+
+def figure1(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
+            split: str, letter: str, high_layer: int = 11, frame_index: int = 0,
+            max_utterances: int = 0) -> tuple[frames.Frames, dict]:
+  """Figure 1: AM (settings `config.am`) of the neurons most active on a frame of `letter`.
+
+  Finds the `frame_index`-th frame of the split predicted as `letter` (data order), picks per
+  layer the neuron most active on it (paper §4.1), optimizes the input of the neurons of layer
+  1, layer 2, `high_layer` and the letter's output neuron, and writes `figure1_LETTER.png` and
+  `figure1_LETTER.npz` into `out_dir`.
+
+  Returns:
+    The frame, and `{layer: (channel, AMResult)}`.
+  """
+  output_layer = len(model.layer_specs(config.model))
+  if not 2 < high_layer < output_layer:
+    raise ValueError(f'high_layer must be between 3 and {output_layer - 1}, got {high_layer}.')
+  frame = frames.find_letter(config, variables, feature_batches(config, split, max_utterances),
+                             letter, 1, skip=frame_index, first_per_utterance=False)
+  layers = (1, 2, high_layer, output_layer)
+  results = activation_max.optimal_inputs_for_letter(config, variables, frame.windows_NxWxF[0],
+                                                     letter, layers, config.am)
+  os.makedirs(out_dir, exist_ok=True)
+  arrays = {'frame_WxF': frame.windows_NxWxF[0], 'mel_hz': features.mel_frequencies(config)}
+  for layer, (channel, result) in results.items():
+    arrays[f'layer_{layer}_channel'] = np.asarray(channel)
+    for name, value in result._asdict().items():
+      arrays[f'layer_{layer}_{name}'] = np.asarray(value)
+  np.savez(os.path.join(out_dir, f'figure1_{letter}.npz'), **arrays,
+           meta=json.dumps({'letter': letter, 'utterance': frame.ids[0],
+                            'position': int(frame.positions_N[0]), 'checkpoint_step': step,
+                            'am': config.am.to_dict()}))
+  figures.figure1(config, results, letter, output_layer,
+                  os.path.join(out_dir, f'figure1_{letter}.png'))
+  return frame, results
+
+
+def _file_name(name: str) -> str:
+  """A phoneme mnemonic as a file name, distinct even where case is ignored.
+
+  'i:' -> 'i_3a', '@' -> '_40', 'I' -> '_I_' (so that 'I' and 'i' stay apart on macOS).
+  """
+  return re.sub(r'[^a-z0-9]', lambda m: (f'_{m.group()}_' if m.group().isupper()
+                                         else f'_{ord(m.group()):02x}'), name)
+
+
+def write_navai_figures(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
+                        out_dir: str) -> None:
+  """Figure 3 (+ t-maps), Supplement A and the phoneme figures of a NAvAI result."""
+  n = config.navai
+  figures.figure3(config, res, os.path.join(out_dir, 'figure3.png'), n.figure_letters)
+  for m, method in enumerate(str(m) for m in res['methods']):
+    figures.patterns(config, res, m, os.path.join(out_dir, f'supplement_a_{method}.png'))
+    figures.tmaps(config, res, m, os.path.join(out_dir, f'tmaps_{method}.png'))
+    if len(res['phoneme_classes']):
+      figures.patterns(config, res, m, os.path.join(out_dir, f'supplement_phonemes_{method}.png'),
+                       kind='phoneme', cols=8)
+  if len(res['phoneme_classes']):
+    figures.phonemes(config, res, n.phonemes, os.path.join(out_dir, 'phonemes.png'))
+
+
+def write_sounds(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
+                 out_dir: str) -> list[str]:
+  """Griffin-Lim sonifications of the mean frames under `config.navai.sonify_method`.
+
+  Returns the paths written (none, with a warning printed, when that method was not run).
+  """
+  n = config.navai
+  methods = [str(m) for m in res['methods']]
+  if n.sonify_method not in methods:
+    print(f'navai.sonify_method {n.sonify_method} was not run; no sounds.')
+    return []
+  m = methods.index(n.sonify_method)
+  named = [(f'letter_{c}', res['letter_mean'][m, i], res['letter_count'][m, i])
+           for i, c in enumerate(vocab.LETTERS)]
+  classes = [str(c) for c in res['phoneme_classes']]
+  named += [(f'phoneme_{_file_name(p)}', res['phoneme_mean'][m, classes.index(p)],
+             res['phoneme_count'][m, classes.index(p)]) for p in n.phonemes if p in classes]
+  paths = []
+  for name, frame, count in named:
+    if count:
+      audio = sonify.sonify(frame, config, iterations=n.sonify_iterations)
+      paths.append(os.path.join(out_dir, 'sound', f'{name}.wav'))
+      sonify.write_wav(paths[-1], audio, config.features.sample_rate)
+  return paths
+
+
+def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
+          workdir: str, progress: bool = False) -> tuple[navai_pass.PassResult, Optional[str]]:
+  """NAvAI over `config.navai.split` with the settings of `config.navai`, resumable.
+
+  Writes into `out_dir`: `pass_state.npz` (every `save_every` batches; a rerun resumes from
+  it), `navai_SPLIT.npz` (see `navai.results`, with `mel_hz`, the config and metadata), the
+  figures of `write_navai_figures`, `quality.{csv,md,png}` where the corpus has timings, and
+  the sounds of `write_sounds`.
+
+  Returns:
+    The pass result, and the markdown alignment-quality report (None without timings).
+  """
+  n = config.navai
+  os.makedirs(out_dir, exist_ok=True)
+  methods = tuple(dict.fromkeys(n.methods))
+  timings = timing.find_timings(config, n.timing_dir)
+  phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()
+  mesh = parallel.make_mesh(jax.local_devices())
+  batches = data.batches(config, n.split, train=False, batch_multiple=mesh.size,
+                         max_utterances=n.max_utterances)
+  settings = {'checkpoint_step': step, 'split': n.split, 'workdir': os.path.abspath(workdir),
+              'max_utterances': n.max_utterances, 'frame_batch': n.frame_batch}
+  result = navai_pass.run_pass(config, variables, batches, methods=methods, fill=n.fill,
+                               frame_batch=n.frame_batch, phoneme_classes=phoneme_classes,
+                               timings=timings, state_path=os.path.join(out_dir, 'pass_state.npz'),
+                               save_every=n.save_every, settings=settings, mesh=mesh,
+                               progress=progress)
+  res = navai_pass.results(result, methods, phoneme_classes)
+  meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
+              timed_utterances=result.timed_utterances, devices=mesh.size)
+  np.savez(os.path.join(out_dir, f'navai_{n.split}.npz'), **res,
+           mel_hz=features.mel_frequencies(config), config=config.to_json(),
+           meta=json.dumps(meta))
+  write_navai_figures(config, res, out_dir)
+  report = None
+  if result.quality is not None:
+    rows = alignment_quality.quality_table(result.quality, methods)
+    alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))
+    report = alignment_quality.markdown_report(rows, result.quality, methods)
+    with open(os.path.join(out_dir, 'quality.md'), 'w') as f:
+      f.write(report)
+    figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
+  write_sounds(config, res, out_dir)
+  return result, report

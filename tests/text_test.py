@@ -1,0 +1,48 @@
+"""Sentence normalization for the synthesized corpus: numbers, code and symbols, commas."""
+
+import pytest
+
+from navai_jax import text
+
+
+@pytest.mark.parametrize('n, words', [
+    (0, 'zero'), (7, 'seven'), (15, 'fifteen'), (40, 'forty'), (42, 'forty two'),
+    (100, 'one hundred'), (305, 'three hundred five'), (1000, 'one thousand'),
+    (2024, 'two thousand twenty four'), (9999, 'nine thousand nine hundred ninety nine')])
+def test_number_to_words(n, words):
+  assert text.number_to_words(n) == words
+
+
+@pytest.mark.parametrize('sentence, expected', [
+    ("Don't stop: it's 25 degrees -- fine.", "don't stop it's twenty five degrees fine"),
+    ('A built-in function (see below) is *always* available.',
+     'a built in function is always available'),
+    ('The "quoted" words stay.', 'the quoted words stay'),
+    ('Call os.path.join here now.', None),  # dots inside a word
+    ('Set the max_size value now.', None),  # underscore
+    ('Return len(x) for the list.', None),  # brackets
+    ('Use the fooBar method now.', None),  # camelCase
+    ('An HTTP server runs here.', None),  # acronym
+    ('Use str for this value.', None),  # no vowel
+    ('It costs 1.5 dollars today.', None),  # not an integer
+    ('There are 12000 of them.', None),  # too large to spell
+    ('See the notes etc. below.', None),  # abbreviation
+    ('Too short.', None),
+    (' '.join(['word'] * (text.MAX_WORDS + 1)) + '.', None),
+    ('Caf\u00e9 is not ASCII text.', None),
+])
+def test_normalize_text(sentence, expected):
+  assert text.normalize_text(sentence) == expected
+
+
+def test_normalize_text_keeps_commas_for_pauses():
+  assert text.normalize_text('First, read it; then, 2 more.', keep_commas=True) == (
+      'first, read it, then, two more')
+
+
+def test_load_sentences_is_clean_and_sorted():
+  sentences = text.load_sentences(('pydoc_topics',))
+  assert len(sentences) > 300
+  assert sentences == sorted(set(sentences))
+  for s in sentences:
+    assert text.normalize_text(s) == s.replace(',', '')
