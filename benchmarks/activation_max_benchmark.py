@@ -10,7 +10,6 @@ fastest of `--repeats` timed runs counts. The model has random weights; the cost
 not depend on their values.
 """
 
-import time
 
 from absl import app
 from absl import flags
@@ -21,6 +20,7 @@ import numpy as np
 from navai_jax import activation_max
 from navai_jax import model
 from navai_jax.configs import default
+import common
 
 _PRESET = flags.DEFINE_enum('preset', 'paper', list(default.PRESETS), 'Model config preset.')
 _LAYER = flags.DEFINE_integer('layer', 1, 'Layer whose neurons are optimized.')
@@ -38,19 +38,13 @@ for _name in ('num_neurons', 'batch_size'):
   flags.register_validator(_name, lambda v: v >= 0, f'--{_name} must be >= 0.')
 
 
-def timed(fn):
-  start = time.perf_counter()
-  out = jax.block_until_ready(fn())
-  return time.perf_counter() - start, out
-
-
 def main(argv):
   del argv
   config = default.get_config(_PRESET.value)
   variables = model.init_variables(config, jax.random.key(0))
   width = model.layer_specs(config.model)[_LAYER.value - 1].features
   channels = np.arange(_NUM_NEURONS.value or width)
-  am = activation_max.am_config()
+  am = config.am
   am.steps = _STEPS.value
   batch_size = _BATCH_SIZE.value or None
 
@@ -61,14 +55,15 @@ def main(argv):
   many_jit, one_jit = activation_max._maximize_many_jit, activation_max._maximize_one_jit
   # pylint: enable=protected-access
   channels_N = jnp.asarray(channels, jnp.int32)
-  compile_v, vmapped = timed(lambda: many_jit.lower(variables, channels_N, batch_size=batch_size,
-                                                    **static).compile())
-  compile_one, one = timed(lambda: one_jit.lower(variables, channels_N[0], **static).compile())
+  vmapped, compile_v, _ = common.timed(lambda: many_jit.lower(
+      variables, channels_N, batch_size=batch_size, **static).compile())
+  one, compile_one, _ = common.timed(lambda: one_jit.lower(variables, channels_N[0],
+                                                           **static).compile())
   loop_channels = list(channels_N[:_LOOP_NEURONS.value])
-  timed(lambda: (vmapped(variables, channels_N), one(variables, loop_channels[0])))  # Warm-up.
-  run_v = min(timed(lambda: vmapped(variables, channels_N))[0] for _ in range(_REPEATS.value))
-  run_l = min(timed(lambda: [one(variables, c) for c in loop_channels])[0]
-              for _ in range(_REPEATS.value))
+  # The first call of each is a warm-up; the fastest of the repeats counts.
+  run_v = min(common.timed(lambda: vmapped(variables, channels_N), _REPEATS.value)[2])
+  run_l = min(common.timed(lambda: [one(variables, c) for c in loop_channels],
+                           _REPEATS.value)[2])
 
   n, n_loop = len(channels), min(_LOOP_NEURONS.value, len(channels))
   per_neuron_loop = run_l / n_loop

@@ -17,19 +17,19 @@ around their initial values; run time does not depend on them.
 
 import statistics
 import sys
-import time
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from navai_jax import attribution
 from navai_jax import frames
 from navai_jax import lrp
 from navai_jax import model
+from navai_jax import network
 from navai_jax.configs import default
+import common
 
 _CONFIG = flags.DEFINE_enum('config', 'paper', default.PRESETS, 'Model preset.')
 _FRAMES = flags.DEFINE_integer('frames', 16, 'Frames per batch (whole-model parts).')
@@ -40,27 +40,10 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of weights and inputs.')
 
 
 def timed(fn, *args):
-  """`(result, compile seconds, steady seconds)` of `fn(*args)`."""
-  start = time.perf_counter()
-  out = jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
+  """`(result, compile seconds, steady seconds)` of `fn(*args)`: the median of the repeats."""
+  out, first, times = common.timed(lambda: fn(*args), _REPEATS.value)
   steady = statistics.median(times)
   return out, max(first - steady, 0.0), steady
-
-
-def random_variables(config, key):
-  """Initial weights with batch statistics drawn around their initial values."""
-  variables = model.init_variables(config, key)
-  rng = np.random.default_rng(_SEED.value)
-  stats = {name: {'mean': rng.normal(0, 0.1, s['mean'].shape).astype(np.float32),
-                  'var': rng.uniform(0.5, 1.5, s['var'].shape).astype(np.float32)}
-           for name, s in variables['batch_stats'].items()}
-  return {'params': variables['params'], 'batch_stats': jax.tree.map(jnp.asarray, stats)}
 
 
 def report(name, frames_n, compile_s, steady_s):
@@ -72,8 +55,8 @@ def main(argv):
   del argv
   config = default.get_config(_CONFIG.value)
   key_w, key_x = jax.random.split(jax.random.key(_SEED.value))
-  variables = random_variables(config, key_w)
-  layers = lrp.layers_from_variables(config, variables)
+  variables = common.random_variables(config, key_w, _SEED.value)
+  layers = network.layers_from_variables(config, variables)
   n, n_lit = _FRAMES.value, _LITERAL_FRAMES.value
   windows = jax.random.normal(key_x, (n, model.RECEPTIVE_FIELD, config.features.num_mels))
   print(f'Command: python {" ".join(sys.argv)}')
@@ -82,8 +65,8 @@ def main(argv):
 
   # 1. Layer 1 alone, with the relevance that really reaches it (paper rule).
   per_layer = jax.jit(jax.vmap(lambda w: lrp.relevance(
-      layers, *lrp.forward(layers, w), return_layers=True)[1][1]))(windows[:n_lit])
-  z = jax.vmap(lambda w: lrp.forward(layers[:1], w)[1][0])(windows[:n_lit])
+      layers, *network.forward(layers, w), return_layers=True)[1][1]))(windows[:n_lit])
+  z = jax.vmap(lambda w: network.forward(layers[:1], w)[1][0])(windows[:n_lit])
   first = layers[0]
   step = {form: jax.jit(jax.vmap(lambda layer, a, z, r, form=form: lrp.layer_relevance(
       layer, a, z, r, rule='paper', form=form), in_axes=(None, 0, 0, 0))) for form in lrp.FORMS}
@@ -101,7 +84,7 @@ def main(argv):
   with jax.enable_x64(True):  # Same arithmetic in float64: the difference above is rounding.
     as64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
     first64, window64, r64 = as64((first, windows[:1], per_layer[:1]))
-    z64 = lrp.forward((first64,), window64[0])[1][0][None]
+    z64 = network.forward((first64,), window64[0])[1][0][None]
     fast64, literal64 = (step[form](first64, window64, z64, r64) for form in lrp.FORMS)
     difference64 = float(jnp.max(jnp.abs(fast64 - literal64)) / jnp.max(jnp.abs(literal64)))
   print(f'  literal / fast time: {results["literal_s"] / results["fast_s"]:.1f}x '

@@ -17,7 +17,6 @@ import importlib
 import importlib.metadata
 import statistics
 import sys
-import time
 import types
 
 from absl import app
@@ -30,6 +29,7 @@ from navai_jax import checkpoints
 from navai_jax import lrp
 from navai_jax import model
 from navai_jax.configs import default
+import common
 import torch_wav2letter
 
 _CONFIG = flags.DEFINE_enum('config', 'paper', default.PRESETS, 'Model preset (no --workdir).')
@@ -69,16 +69,6 @@ def import_zennit():
   return importlib.import_module('zennit')
 
 
-def random_variables(config):
-  """Initial weights with batch statistics drawn around their initial values."""
-  variables = model.init_variables(config, jax.random.key(_SEED.value))
-  rng = np.random.default_rng(_SEED.value)
-  stats = {name: {'mean': rng.normal(0, 0.1, s['mean'].shape).astype(np.float32),
-                  'var': rng.uniform(0.5, 1.5, s['var'].shape).astype(np.float32)}
-           for name, s in variables['batch_stats'].items()}
-  return {'params': variables['params'], 'batch_stats': jax.tree.map(jnp.asarray, stats)}
-
-
 def errors(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ('ours', 'zennit')) -> str:
   """Relative differences of two batches of relevance maps, relative to `b`."""
   norm = lambda m: np.linalg.norm(m.reshape(len(m), -1), axis=1)
@@ -88,22 +78,15 @@ def errors(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ('ours', 'zenn
 
 
 def timed(fn):
-  """`(result, first-call seconds, steady seconds)`."""
-  start = time.perf_counter()
-  out = fn()
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
+  """`(result, first-call seconds, steady seconds)`: the median of the repeats."""
+  out, first, times = common.timed(fn, _REPEATS.value)
   return out, first, statistics.median(times)
 
 
 def main(argv):
   del argv
   import torch
-  zennit = import_zennit()
+  import_zennit()
   from zennit.attribution import Gradient
   from zennit.canonizers import SequentialMergeBatchNorm
   from zennit.composites import LayerMapComposite
@@ -113,7 +96,7 @@ def main(argv):
     config, variables, _ = checkpoints.load_for_inference(_WORKDIR.value)
   else:
     config = default.get_config(_CONFIG.value)
-    variables = random_variables(config)
+    variables = common.random_variables(config, jax.random.key(_SEED.value), _SEED.value)
   net = torch_wav2letter.wav2letter(config, variables, padding='VALID')
   n = _FRAMES.value
   windows = jax.random.normal(jax.random.key(_SEED.value + 1),

@@ -14,9 +14,8 @@ rerun, alone):
                         alignment-quality table in milliseconds (dev split)
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
-checkpoints and a partial NAvAI pass, and goes on where it stopped. With the defaults (6 hours of
-speech, the 8000-step `small` schedule) it takes about 23 minutes on a 2-core CPU: 18-20 of
-training, about 1 for the corpus and 3 for the rest. A 3-hour corpus (`--hours=3`) ran in 21.5.
+checkpoints and a partial NAvAI pass, and goes on where it stopped. README gives how long it
+takes and what it reaches with the defaults (6 hours of speech, the 8000-step `small` schedule).
 """
 
 import json
@@ -34,8 +33,8 @@ _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_MINUTES = flags.DEFINE_float(
-    'train_minutes', 20.0, 'Training time budget in minutes (the `small` schedule of 8000 steps '
-    'takes about 20 on two free cores; a busy machine stops earlier in the schedule).')
+    'train_minutes', 20.0, 'Training time budget in minutes (a slower machine stops earlier in '
+    'the schedule).')
 _NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'dev', 'Split that NAvAI averages over.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
 

@@ -2,9 +2,8 @@
 
   python experiments/make_corpus.py --out_dir=data/espeak_corpus --hours=3
 
-Reading the text takes about 10 s, synthesis about 25 s per hour of audio on two busy cores
-(150-190 audio-seconds per second). Interrupt it at any time: run it again with the same flags
-and it finishes the same corpus, identical to an uninterrupted run.
+It prints how many audio-seconds it synthesized per second. Interrupt it at any time: run it
+again with the same flags and it finishes the same corpus, identical to an uninterrupted run.
 """
 
 from absl import flags

@@ -45,3 +45,28 @@ from navai_jax.navai import results
 from navai_jax.navai import run_pass
 from navai_jax.network import layers_from_variables
 from navai_jax.sonify import sonify as sonify_frame
+
+__all__ = (
+    'maximize_neuron',
+    'maximize_neurons',
+    'optimal_inputs_for_letter',
+    'alignment_positions',
+    'cut_aligned',
+    'attribute',
+    'load_for_inference',
+    'get_config',
+    'batches',
+    'evaluate_workdir',
+    'log_mel',
+    'collect',
+    'find_letter',
+    'lrp_batch',
+    'lrp_frames',
+    'relevance',
+    'summarize',
+    'welch_t',
+    'results',
+    'run_pass',
+    'layers_from_variables',
+    'sonify_frame',
+)

@@ -115,7 +115,7 @@ def _one_channel_conv_T(a_TxC: Array, kernel_KxC: Array, stride: int) -> Array:
 
   out[t] = sum_k (a @ kernel.T)[stride * t + k, k]. Vmapped over neurons (each with its own
   kernel slice) this is a batched matmul; vmapping `conv1d` itself gives a grouped convolution,
-  which XLA:CPU ran about 10x slower for layer 1 of `paper`. Tests hold it to the model.
+  which XLA:CPU runs far slower. Tests hold it to the model.
   """
   k = kernel_KxC.shape[0]
   t_out = (a_TxC.shape[0] - k) // stride + 1
@@ -275,8 +275,8 @@ def maximize_neurons(config: ml_collections.ConfigDict, variables: PyTree, layer
     config, variables, layer, am: as for `maximize_neuron`.
     channels_N: the neurons, e.g. `range(256)` for every channel of layer 1 of `paper`.
     batch_size: None runs all N neurons side by side; otherwise that many at a time
-      (`lax.map`), to bound memory for wide or high layers. On CPU a few neurons per batch
-      (~16) keep the optimizer state in cache and ran faster than all 256 of layer 1 at once.
+      (`lax.map`), to bound memory for wide or high layers; on a CPU a few neurons per batch
+      keep the optimizer state in cache (`benchmarks/activation_max_benchmark.py`).
   Returns:
     AMResult with a leading axis N.
   """

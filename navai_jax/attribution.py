@@ -84,8 +84,8 @@ def integrated_gradients_map(layers: Layers, x_WxF: Array, target: Optional[Arra
   if steps < 1:
     raise ValueError(f'steps must be >= 1, got {steps}')
   target = _predicted(layers, x_WxF) if target is None else target
-  alphas_S = (jnp.arange(steps, dtype=x_WxF.dtype) + 0.5) / steps
-  grads = jax.vmap(lambda a: _gradient(layers, a * x_WxF, target, output))(alphas_S)
+  alphas_J = (jnp.arange(steps, dtype=x_WxF.dtype) + 0.5) / steps
+  grads = jax.vmap(lambda a: _gradient(layers, a * x_WxF, target, output))(alphas_J)
   return x_WxF * jnp.mean(grads, axis=0)
 
 

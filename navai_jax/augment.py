@@ -120,7 +120,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def augment(x_BxTxF: Array, frames_B: Array, key: Array,
-            augment_config: ml_collections.ConfigDict, sample_rate: int = 16000) -> Array:
+            augment_config: ml_collections.ConfigDict, sample_rate: int) -> Array:
   """Frequency warp, frequency masks, time masks, then noise, as `config.augment` sets them.
 
   Args:

@@ -6,7 +6,6 @@ from typing import Any, Callable
 
 from absl import app
 from absl import flags
-import ml_collections
 from ml_collections import config_flags
 
 from navai_jax.configs import default
@@ -25,15 +24,14 @@ def run(main: Callable[[list[str]], None]) -> None:
 
 
 def define_sections(*sections: str) -> flags.FlagHolder:
-  """`--config.SECTION.FIELD=VALUE` flags for the given sections of the default config.
+  """`--config.SECTION.FIELD=VALUE` flags for scripts that work on a trained run.
 
-  For scripts that work on a trained run: the run's own `config.json` holds every section;
-  these flags override fields of the named sections on top of it (`overrides`).
+  The run's own `config.json` holds every section; these flags override fields of the named
+  sections on top of it (`overrides`). Every field of the default config parses, so that an
+  override of another section ends in `checkpoints.apply_overrides`'s one-line refusal.
   """
-  template = default.get_config()
-  sections_config = ml_collections.ConfigDict({s: template[s] for s in sections})
   return config_flags.DEFINE_config_dict(
-      'config', sections_config,
+      'config', default.get_config(),
       f'Overrides of the trained run\'s config, sections {", ".join(sections)}: '
       f'--config.{sections[0]}.FIELD=VALUE.')
 

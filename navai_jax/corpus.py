@@ -202,14 +202,14 @@ class _Writer:
       return None
     return timing.read_timing(timing_path)['duration']
 
-  def write(self, u: Utterance, audio_T: np.ndarray, words: list[dict],
+  def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict],
             phonemes: list[dict]) -> None:
     """Writes audio, then timing, then the transcript line, each atomically."""
     folder = self._chapter_dir(u)
     folder.mkdir(parents=True, exist_ok=True)
     _replace_atomically(folder / f'{u.id}.flac', lambda tmp: sf.write(
-        tmp, audio_T, layout.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
-    duration = len(audio_T) / layout.SAMPLE_RATE
+        tmp, audio_A, layout.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
+    duration = len(audio_A) / layout.SAMPLE_RATE
 
     def ms(t: float) -> float:  # rounding must not move an end past the audio
       return min(round(t, 3), duration)
@@ -253,15 +253,15 @@ def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
       yield u, None, job.get() if job is not None else _synthesize_utterance(u)
 
 
-def _check(u: Utterance, audio_T: np.ndarray, words: list[dict]) -> str | None:
+def _check(u: Utterance, audio_A: np.ndarray, words: list[dict]) -> str | None:
   """Returns why a synthesized utterance must be dropped, or None to keep it."""
-  if not len(audio_T):
+  if not len(audio_A):
     return 'empty audio'
-  if len(audio_T) < layout.MIN_SAMPLES:
-    return (f'{len(audio_T) / layout.SAMPLE_RATE:.2f} s is shorter than one receptive field '
+  if len(audio_A) < layout.MIN_SAMPLES:
+    return (f'{len(audio_A) / layout.SAMPLE_RATE:.2f} s is shorter than one receptive field '
             f'({layout.MIN_SAMPLES / layout.SAMPLE_RATE:.2f} s)')
-  if len(audio_T) > MAX_SECONDS * layout.SAMPLE_RATE:
-    return f'{len(audio_T) / layout.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
+  if len(audio_A) > MAX_SECONDS * layout.SAMPLE_RATE:
+    return f'{len(audio_A) / layout.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
   if [w['word'].upper() for w in words] != u.transcript.split():
     return 'eSpeak word events do not match the transcript'
   return None
@@ -352,14 +352,14 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             return timed(stats)
           u, duration, result = next(results)
           if result is not None:
-            audio_T, words, phonemes = result
-            if reason := _check(u, audio_T, words):
+            audio_A, words, phonemes = result
+            if reason := _check(u, audio_A, words):
               logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
                                   'shown; the summary counts all).', 5, u.id, u.text, reason)
               stats['dropped'] += 1
               continue
-            writer.write(u, audio_T, words, phonemes)
-            duration = len(audio_T) / layout.SAMPLE_RATE
+            writer.write(u, audio_A, words, phonemes)
+            duration = len(audio_A) / layout.SAMPLE_RATE
             stats['new_utterances'] += 1
             stats['synthesized_seconds'] += duration
           seconds += duration

@@ -5,8 +5,8 @@ log-likelihood; training uses it by default (`config.train.ctc`), `optax.ctc_los
 choice and the reference the tests compare with. It exists for speed on accelerators:
 `optax.ctc_loss` is a `lax.scan` over the output positions whose gradient is a second, reverse
 scan through autodiff, so a long scan runs a few tiny kernels, one after another, per position
-and direction. On one H200 that was 7.1 ms of the `paper` training step's 17.5 ms, where
-PyTorch's CTC takes 0.8 ms (`benchmarks/step_breakdown.py`). Here one scan runs the forward
+and direction (README's Benchmarks give the times; `benchmarks/step_breakdown.py` measures
+them). Here one scan runs the forward
 (alpha) and the backward (beta) recursion together, `unroll` positions per loop iteration, and
 the gradient is read off alpha and beta at once (Graves et al. 2006, eq. 16):
 
@@ -19,9 +19,7 @@ emission. Everything is in log space; impossible states hold `LOG_ZERO` (a finit
 that no gradient is NaN), which also makes a transcript that cannot fit the output positions
 cost about `-LOG_ZERO` instead of infinity, as `optax.ctc_loss`'s `log_epsilon` does.
 
-On the H200 the `paper` step's loss and gradient take 2.5 ms at `unroll=1` and 0.8 ms at 16.
-On a CPU unrolling is slower (the same shapes: 12 ms at 1, 60 ms at 4, against 18-21 ms for
-`optax.ctc_loss`), hence `default_unroll`.
+Unrolling pays on an accelerator and costs on a CPU, hence `default_unroll`.
 
 The one-hot sum over states runs at full float32 precision. `optax.ctc_loss` gathers its
 emission scores with a matrix product at the default precision, which is TF32 on recent NVIDIA
@@ -42,7 +40,7 @@ LOG_ZERO = -1e5
 
 def default_unroll() -> int:
   """Output positions per scan iteration where `config.train.ctc_unroll` is 0: 1 on a CPU,
-  16 on an accelerator (the fastest of 1-16 on one H200 for the `paper` step)."""
+  16 on an accelerator (see `benchmarks/step_breakdown.py --ctc_unrolls`)."""
   return 1 if jax.default_backend() == 'cpu' else 16
 
 

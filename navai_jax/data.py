@@ -7,28 +7,27 @@ Sources (`config.data.source`):
   LibriSpeech's: 'train' -> 'train_clean100+train_clean360', 'dev' -> 'dev_clean',
   'test' -> 'test_clean'; any other split string (e.g. 'train_other500', 'dev_clean[:10%]')
   goes to TFDS unchanged.
-* ``folder:PATH``: any folder in LibriSpeech layout (`layout`): our synthesized corpus (split folders `train`, `dev`,
-  `test`) or a LibriSpeech copy (point PATH at its `LibriSpeech` folder; 'train', 'dev',
-  'test' fall back to `train-clean-100`, `dev-clean`, `test-clean` when there is no folder of
-  the short name). The `LibrispeechFolder` builder turns every split folder into a TFDS split
-  with the standard dataset's features, prepared into `config.data.tfds_data_dir`, or
-  `PATH/_tfds` when that is ''. Its builder config is named by a hash of the absolute path,
-  so folders coexist in one data dir, and it is rebuilt when the folder's files (names and
-  sizes, transcript contents) change. Building is as strict as `layout.folder_examples`.
-  The builder lives in `tfds_folder`, imported only when a split is loaded, so that this module imports
-  without TensorFlow.
+* ``folder:PATH``: any folder in LibriSpeech layout (`layout`): our synthesized corpus (split
+  folders `train`, `dev`, `test`) or a LibriSpeech copy (point PATH at its `LibriSpeech`
+  folder; 'train', 'dev', 'test' fall back to `train-clean-100`, `dev-clean`, `test-clean`
+  when there is no folder of the short name). The `LibrispeechFolder` builder turns every split
+  folder into a TFDS split with the standard dataset's features, prepared into
+  `config.data.tfds_data_dir`, or `PATH/_tfds` when that is ''. Its builder config is named by
+  a hash of the absolute path, so folders coexist in one data dir, and it is rebuilt when the
+  folder's files (names and sizes, transcript contents) change. Building is as strict as
+  `layout.folder_examples`. The builder lives in `tfds_folder`, imported only when a split is
+  loaded, so that this module imports without TensorFlow.
 
 Readers (`config.data.reader`). 'tfds' (the default) loads every source through TFDS as above.
 'direct' loads a `folder:` source's split folders with the builder's own example generator
-(`layout.folder_examples`), checked the same way, without preparing TFDS files: for machines without
-TensorFlow, such as a GPU image that carries JAX alone. Both give the same `Split`.
+(`layout.folder_examples`), checked the same way, without preparing TFDS files: for machines
+without TensorFlow, such as a GPU image that carries JAX alone. Both give the same `Split`.
 
 Batches. A split is loaded into memory once per process (int16, ~115 MB per hour of audio)
-and kept there; every batch is then a few numpy copies (far above the ~300 audio-seconds per
-second that training consumes). Keeping audio in memory, rather than streaming through
-tf.data, is what makes the training order a pure function of (seed, step): each epoch's list
-of batches is planned from utterance lengths alone with a numpy generator seeded by
-(seed, epoch), so a run resumed at step k sees exactly the batches of an uninterrupted run.
+and kept there; every batch is then a few numpy copies. Keeping audio in memory, rather than
+streaming through tf.data, is what makes the training order a pure function of (seed, step):
+each epoch's list of batches is planned from utterance lengths alone with a numpy generator
+seeded by (seed, epoch), so a run resumed at step k sees exactly the batches of an uninterrupted run.
 For corpora much larger than memory (all 960 h of LibriSpeech is ~110 GB as int16) this
 design needs a random-access store instead; train-clean-100 (~11 GB) still fits.
 
@@ -173,7 +172,8 @@ def _locate(config: ml_collections.ConfigDict, split: str
                          "has a slice, which needs data.reader='tfds'.")
       names = [name for name, _ in parts]
       return ((str(root), layout.folder_fingerprint(root), 'direct', *names),
-              lambda: itertools.chain.from_iterable(layout.folder_examples(root / n) for n in names))
+              lambda: itertools.chain.from_iterable(layout.folder_examples(root / n)
+                                                    for n in names))
     from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
     builder = tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir)
     tfds_split = '+'.join(layout.tfds_split_name(name) + slice_ for name, slice_ in parts)

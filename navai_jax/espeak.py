@@ -120,7 +120,7 @@ def synthesize(text: str, voice: str, variant: str, rate: int, pitch: int,
     seed: seed of eSpeak's noise generators.
 
   Returns:
-    audio_T: int16 samples at 16 kHz.
+    audio_A: int16 samples at 16 kHz.
     words: one dict(word, start, end) per word eSpeak spoke, times in seconds; a word ends where
       the next word or a pause begins.
     phonemes: one dict(phoneme, start, end) per phoneme (eSpeak mnemonic with its stress mark,
@@ -146,11 +146,11 @@ def synthesize(text: str, voice: str, variant: str, rate: int, pitch: int,
 
   audio_22k = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, np.int16)
   # 22050 Hz * 320 / 441 = 16000 Hz.
-  audio_T = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
+  audio_A = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
                                        window=_resampling_filter())
-  audio_T = np.clip(np.round(audio_T), -32768, 32767).astype(np.int16)
-  words, phonemes = _timings(text, capture.events, len(audio_T) / layout.SAMPLE_RATE)
-  return audio_T, words, phonemes
+  audio_A = np.clip(np.round(audio_A), -32768, 32767).astype(np.int16)
+  words, phonemes = _timings(text, capture.events, len(audio_A) / layout.SAMPLE_RATE)
+  return audio_A, words, phonemes
 
 
 @functools.cache

@@ -31,15 +31,15 @@ PyTree = Any
 
 @functools.lru_cache(maxsize=8)
 def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
-  """`forward(variables, audio_BxN, audio_lengths_B) -> (logits_BxUxV, output_lengths_B)`.
+  """`forward(variables, audio_BxA, audio_lengths_B) -> (logits_BxUxV, output_lengths_B)`.
 
   Jitted with variables replicated and the batch split over `mesh`; cached per (config, mesh)
   so repeated evaluations during training reuse the compiled function.
   """
   specs = model.layer_specs(config.model)
 
-  def forward(variables, audio_BxN, audio_lengths_B):
-    x_BxTxF, frames_B = features.log_mel(audio_BxN, audio_lengths_B, config)
+  def forward(variables, audio_BxA, audio_lengths_B):
+    x_BxTxF, frames_B = features.log_mel(audio_BxA, audio_lengths_B, config)
     logits_BxUxV, _ = model.apply_inference(config, variables, x_BxTxF)
     return logits_BxUxV, model.output_length(specs, frames_B)
 

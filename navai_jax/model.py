@@ -106,8 +106,8 @@ class Conv1D(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxC: Array, padding: str) -> Array:
-    kernel = self.param('kernel', nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal'),
-                        (self.spec.kernel, x_BxTxC.shape[-1], self.spec.features))
+    init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+    kernel = self.param('kernel', init, (self.spec.kernel, x_BxTxC.shape[-1], self.spec.features))
     bias = None if self.spec.batch_norm else self.param('bias', nn.initializers.zeros,
                                                         (self.spec.features,))
     return conv1d(x_BxTxC, kernel, self.spec.stride, padding, bias)

@@ -87,7 +87,7 @@ def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables:
 
 
 def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: PassState,
-               audio_BxN: Array, lengths_B: Array, weights_B: Array, phonemes_BxT: Array, *,
+               audio_BxA: Array, lengths_B: Array, weights_B: Array, phonemes_BxT: Array, *,
                methods: Sequence[str], fill: str, frame_batch: int
                ) -> tuple[PassState, Array, Array]:
   """Folds every frame of a batch of utterances into `state` (one device; jittable).
@@ -98,13 +98,13 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
 
   Args:
     phonemes_BxT: phoneme class sounding at every feature frame, -1 for none (pauses,
-      utterances without timing); T = the feature frames of `audio_BxN`.
+      utterances without timing); T = the feature frames of `audio_BxA`.
   Returns:
     `(state, tokens_BxU, positions_BxUxM)`: the arg-max token of every output position and the
     alignment position per method of every frame (-1 where a position is not a frame).
   """
   specs = model.layer_specs(config.model)
-  x_BxTxF, frames_B = features.log_mel(audio_BxN, lengths_B, config)
+  x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
   logits_BxUxV, intermediates = model.apply_inference(config, variables, x_BxTxF)
   valid_BxU, tokens_BxU = frames.frame_mask(config, logits_BxUxV, frames_B)
   valid_BxU &= (weights_B > 0)[:, None]
@@ -143,9 +143,9 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
 @functools.lru_cache(maxsize=8)
 def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, methods: tuple[str, ...],
                    fill: str, frame_batch: int):
-  """`step(variables, state_D, audio, lengths, weights, phonemes) -> (state_D, tokens, positions)`.
+  """`step(variables, state_P, audio, lengths, weights, phonemes) -> (state_P, tokens, positions)`.
 
-  `fold_batch` on every device of the 1-D `mesh` for its rows of the batch; `state_D` holds one
+  `fold_batch` on every device of the 1-D `mesh` for its rows of the batch; `state_P` holds one
   partial state per device (leading axis split over the mesh), so devices never talk during a
   pass. Jitted and cached per (config, mesh, methods, fill, frame_batch).
   """
@@ -156,9 +156,9 @@ def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, methods:
     raise ValueError(f'frame_batch must be >= 1, got {frame_batch}.')
   rows = P(parallel.DATA_AXIS)
 
-  def per_device(variables, state, audio_BxN, lengths_B, weights_B, phonemes_BxT):
+  def per_device(variables, state, audio_BxA, lengths_B, weights_B, phonemes_BxT):
     state = jax.tree.map(lambda a: a[0], state)
-    state, tokens, positions = fold_batch(config, variables, state, audio_BxN, lengths_B,
+    state, tokens, positions = fold_batch(config, variables, state, audio_BxA, lengths_B,
                                           weights_B, phonemes_BxT, methods=methods, fill=fill,
                                           frame_batch=frame_batch)
     return jax.tree.map(lambda a: a[None], state), tokens, positions
@@ -168,13 +168,13 @@ def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, methods:
   return jax.jit(step, donate_argnums=1)
 
 
-def reduce_devices(state_D: PassState, mesh: Mesh) -> PassState:
+def reduce_devices(state_P: PassState, mesh: Mesh) -> PassState:
   """Merges the per-device partial states (leading axis) into one replicated state.
 
   Pairwise `combine` in device order, jitted with the leading axis split over the mesh, so
   the merge is a cross-device reduction; empty partial states change no bit of the result.
   """
-  return _device_functions(mesh)[0](state_D)
+  return _device_functions(mesh)[0](state_P)
 
 
 def spread_devices(state: PassState, mesh: Mesh) -> PassState:
@@ -184,8 +184,8 @@ def spread_devices(state: PassState, mesh: Mesh) -> PassState:
 
 @functools.lru_cache(maxsize=8)
 def _device_functions(mesh: Mesh):
-  def reduce(state_D):
-    parts = [jax.tree.map(lambda a, d=d: a[d], state_D) for d in range(mesh.size)]
+  def reduce(state_P):
+    parts = [jax.tree.map(lambda a, d=d: a[d], state_P) for d in range(mesh.size)]
     return PassState(*(functools.reduce(moments.combine, [getattr(p, f) for p in parts])
                        for f in PassState._fields))
 
@@ -277,7 +277,8 @@ def _device_arrays(batch: Mapping[str, np.ndarray], mesh: Mesh, timings: Mapping
 
 def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
              batches: Iterable[Mapping[str, np.ndarray]], *,
-             methods: Sequence[str] = alignment.ALIGNMENTS, fill: str = 'zeros', frame_batch: int = 64,
+             methods: Sequence[str] = alignment.ALIGNMENTS, fill: str = 'zeros',
+             frame_batch: int = 64,
              phoneme_classes: Sequence[str] = (), timings: Optional[Mapping[str, str]] = None,
              state_path: Optional[str] = None, save_every: int = 20,
              settings: Optional[Mapping[str, Any]] = None, mesh: Optional[Mesh] = None,
@@ -322,14 +323,14 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     state, quality, done = saved
     logging.info('Resuming the NAvAI pass after %d batches from %s.', done['batches'],
                  state_path)
-  state_D = spread_devices(jax.tree.map(jnp.asarray, state), mesh)
+  state_P = spread_devices(jax.tree.map(jnp.asarray, state), mesh)
   variables = parallel.replicate(variables, mesh)
   specs = model.layer_specs(config.model)
 
   def merge_and_save():
-    nonlocal state_D
-    merged = reduce_devices(state_D, mesh)
-    state_D = spread_devices(merged, mesh)
+    nonlocal state_P
+    merged = reduce_devices(state_P, mesh)
+    state_P = spread_devices(merged, mesh)
     if state_path:
       _save(state_path, merged, quality, done, fingerprint)
     return merged
@@ -340,7 +341,7 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     if i < done['batches']:
       continue
     arrays, row_timings = _device_arrays(batch, mesh, timings, phoneme_classes, config)
-    state_D, tokens_BxU, positions_BxUxM = step(variables, state_D, *arrays)
+    state_P, tokens_BxU, positions_BxUxM = step(variables, state_P, *arrays)
     real = np.asarray(batch['weights']) > 0
     done['utterances'] += int(real.sum())
     if quality is not None:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from navai_jax import attribution
-from navai_jax import lrp
 from navai_jax import model
 from navai_jax import network
 

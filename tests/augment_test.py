@@ -91,9 +91,9 @@ def test_frequency_warp_moves_a_tone_and_spares_padding():
 def test_augment_is_a_function_of_the_key():
   config = default.get_config('tiny')
   x, frames = _features(jax.random.key(5), [60, 33])
-  a = augment.augment(x, frames, jax.random.key(6), config.augment)
-  b = augment.augment(x, frames, jax.random.key(6), config.augment)
-  c = augment.augment(x, frames, jax.random.key(7), config.augment)
+  a = augment.augment(x, frames, jax.random.key(6), config.augment, 16000)
+  b = augment.augment(x, frames, jax.random.key(6), config.augment, 16000)
+  c = augment.augment(x, frames, jax.random.key(7), config.augment, 16000)
   np.testing.assert_array_equal(a, b)
   assert np.any(np.asarray(a) != np.asarray(c))
   np.testing.assert_array_equal(np.asarray(a)[1, 33:], 0.0)

@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -69,10 +68,10 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
             len(speaker) + len(chapter) + 6)
         assert transcript == transcript.upper()
         spoken[split].add(transcript)
-        audio_T, rate = sf.read(trans.parent / f'{utterance_id}.flac', dtype='int16')
-        assert rate == layout.SAMPLE_RATE and audio_T.ndim == 1
+        audio_A, rate = sf.read(trans.parent / f'{utterance_id}.flac', dtype='int16')
+        assert rate == layout.SAMPLE_RATE and audio_A.ndim == 1
         times = timing.read_timing(trans.parent / f'{utterance_id}.timing.json')
-        duration = len(audio_T) / layout.SAMPLE_RATE
+        duration = len(audio_A) / layout.SAMPLE_RATE
         assert times['duration'] == pytest.approx(duration)
         assert [w['word'] for w in times['words']] == transcript.split()
         starts = [w['start'] for w in times['words']]

@@ -92,25 +92,6 @@ def test_folder_round_trip(corpus):
   assert (root / '_tfds').is_dir()  # The documented default place of the prepared data.
 
 
-def test_librispeech_names_separate_folders_and_rebuild(tmp_path):
-  rng = np.random.default_rng(1)
-  a, b = tmp_path / 'a' / 'LibriSpeech', tmp_path / 'b'
-  write_chapter(a / 'dev-clean', 84, 121123, {'0000': noise(rng, 1.8)})
-  write_chapter(a / 'train-clean-100', 84, 121124, {'0000': noise(rng, 1.8)})
-  write_chapter(b / 'dev', 84, 121123, {'0000': noise(rng, 1.8), '0001': noise(rng, 1.9)})
-  shared = str(tmp_path / 'tfds')
-  config_a = folder_config(a, tfds_data_dir=shared)
-  config_b = folder_config(b, tfds_data_dir=shared)
-  assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000']
-  assert list(data.load_split(config_a, 'train').ids) == ['84-121124-0000']
-  assert len(data.load_split(config_a, 'dev-clean+train-clean-100')) == 2
-  assert len(data.load_split(config_b, 'dev')) == 2
-  assert len(list(Path(shared, 'librispeech_folder').iterdir())) == 2
-
-  write_chapter(a / 'dev-clean', 84, 121123, {'0000': noise(rng, 1.8), '0007': noise(rng, 2.0)})
-  assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000', '84-121123-0007']
-
-
 def _bad_corpus(root: Path, defect: str) -> str:
   """A one-chapter corpus with one defect; returns the file the error must name."""
   rng = np.random.default_rng(2)

@@ -26,7 +26,6 @@ from navai_jax import evaluate
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
-from navai_jax.configs import default
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,31 @@
+"""Script start-up: input errors become one line, config overrides reach only am and navai."""
+
+import subprocess
+import sys
+
+import pytest
+
+from navai_jax import checkpoints
+from navai_jax.configs import default
+
+
+def test_run_turns_value_errors_into_one_line(tmp_path):
+  script = tmp_path / 'fails.py'
+  script.write_text('from navai_jax import cli\n\n'
+                    'def main(argv):\n  raise ValueError("--letter must be a-z, got 7")\n\n'
+                    'cli.run(main)\n')
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 1
+  assert done.stderr.strip() == 'fails.py: --letter must be a-z, got 7'
+
+
+def test_apply_overrides_sets_inference_fields_and_refuses_the_rest():
+  config = checkpoints.apply_overrides(default.get_config('tiny'), {
+      'navai.split': 'train', 'navai.methods': ('none',), 'am.steps': 3})
+  assert config.navai.split == 'train' and config.navai.methods == ('none',)
+  assert config.am.steps == 3
+  with pytest.raises(ValueError, match="'train' settings describe what was trained"):
+    checkpoints.apply_overrides(default.get_config('tiny'), {'train.learning_rate': 1.0})
+  with pytest.raises(ValueError, match='--config.navai.splt: no such field'):
+    checkpoints.apply_overrides(default.get_config('tiny'), {'navai.splt': 'dev'})

@@ -1,0 +1,49 @@
+"""A folder in LibriSpeech layout, read directly: examples in order, strict checks naming the
+file, and a fingerprint that follows the audio and transcripts only."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from navai_jax import layout
+
+
+def test_folder_examples_read_every_utterance_in_transcript_order(tmp_path, write_split):
+  ids = write_split(tmp_path, 'dev', ['cat', 'a dog'], speaker=7, chapter=9)
+  write_split(tmp_path, 'dev', ['bee'], speaker=3, chapter=4)
+  examples = list(layout.folder_examples(tmp_path / 'dev'))
+  assert [e['id'] for e in examples] == ['3-4-0000'] + ids
+  assert [e['text'] for e in examples] == ['BEE', 'CAT', 'A DOG']
+  assert examples[1]['speaker_id'] == 7 and examples[1]['chapter_id'] == 9
+  written, _ = sf.read(tmp_path / 'dev' / '7' / '9' / f'{ids[0]}.flac', dtype='int16')
+  np.testing.assert_array_equal(examples[1]['speech'], written)
+  assert examples[1]['speech'].dtype == np.int16 and len(written) >= layout.MIN_SAMPLES
+  assert [d.name for d in layout.split_folders(tmp_path)] == ['dev']
+  assert layout.tfds_split_name('dev-clean') == 'dev_clean'
+
+
+def test_each_defect_names_its_file(tmp_path, write_split):
+  write_split(tmp_path, 'dev', ['cat', 'dog'])
+  chapter = tmp_path / 'dev' / '1' / '2'
+  short = chapter / '1-2-0001.flac'
+  sf.write(short, np.zeros(20000, np.int16), 16000, subtype='PCM_16')
+  with pytest.raises(layout.DataError, match=f'{short}: 1.25 s is shorter than one receptive'):
+    list(layout.folder_examples(tmp_path / 'dev'))
+  sf.write(short, np.zeros(30000, np.int16), 8000, subtype='PCM_16')
+  with pytest.raises(layout.DataError, match='sample rate 8000 Hz'):
+    list(layout.folder_examples(tmp_path / 'dev'))
+  short.unlink()
+  with pytest.raises(layout.DataError, match=r'line 2 \(1-2-0001\): transcript line without'):
+    list(layout.folder_examples(tmp_path / 'dev'))
+  with pytest.raises(layout.DataError, match='does not exist'):
+    layout.split_folders(tmp_path / 'nowhere')
+
+
+def test_fingerprint_follows_audio_and_transcripts_only(tmp_path, write_split):
+  write_split(tmp_path, 'dev', ['cat', 'dog'], timings=True)
+  first = layout.folder_fingerprint(tmp_path)
+  (tmp_path / 'dev' / '1' / '2' / '1-2-0000.timing.json').write_text('{}')
+  assert layout.folder_fingerprint(tmp_path) == first  # timing files do not count
+  transcript = tmp_path / 'dev' / '1' / '2' / '1-2.trans.txt'
+  transcript.write_text(transcript.read_text().replace('DOG', 'DOGS'))
+  assert layout.folder_fingerprint(tmp_path) != first

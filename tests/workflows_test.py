@@ -1,0 +1,116 @@
+"""The experiments end to end on a fabricated corpus: the files each workflow writes hold what
+the library computes, a rerun of NAvAI resumes, and the NAvAI script takes config overrides and
+refuses ones that would change the trained run."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from navai_jax import activation_max
+from navai_jax import attribution
+from navai_jax import checkpoints
+from navai_jax import parallel
+from navai_jax import train
+from navai_jax import vocab
+from navai_jax import workflows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, tiny_variables, write_split):
+  """The letter-biased `tiny` model on a dev split of noise with true letter times."""
+  root = tmp_path_factory.mktemp('workflows')
+  rng = np.random.default_rng(0)
+  texts = ['cat sat', 'a dog', 'bee', 'hello you']
+  write_split(root / 'corpus', 'dev', texts, timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  config, variables = tiny_variables(0, jnp.float32, letter_bias=True)
+  config.data.source = f'folder:{root / "corpus"}'
+  config.data.reader = 'direct'
+  config.am.steps = 5
+  config.navai.frame_batch = 8
+  config.navai.sonify_iterations = 3
+  config.navai.save_every = 1
+  return root, config, variables
+
+
+def test_figure2_files_hold_the_maps_of_the_found_frames(run):
+  root, config, variables = run
+  out = str(root / 'figure2')
+  result = workflows.figure2(config, variables, 7, out, split='dev', letter='i', num_frames=2)
+  assert len(result['windows']) == 2 and (Path(out) / 'figure2_i.png').exists()
+  saved = np.load(Path(out) / 'figure2_i.npz')
+  targets = np.full(2, vocab.letter_id('i'))
+  np.testing.assert_allclose(saved['sensitivity'], attribution.attribute(
+      'sensitivity', config, variables, saved['windows'], targets), rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(saved['lrp'], attribution.attribute(
+      'lrp', config, variables, saved['windows'], targets, rule='paper'), rtol=1e-5, atol=1e-7)
+  assert json.loads(str(saved['meta']))['checkpoint_step'] == 7
+  assert list(saved['ids']) == sorted(set(saved['ids']))  # the first frame of each utterance
+
+
+def test_figure1_files_hold_the_optimized_inputs(run):
+  root, config, variables = run
+  out = str(root / 'figure1')
+  frame, results = workflows.figure1(config, variables, 7, out, split='dev', letter='i')
+  assert list(results) == [1, 2, 11, 12] and results[12][0] == vocab.letter_id('i')
+  saved = np.load(Path(out) / 'figure1_i.npz')
+  again = activation_max.maximize_neuron(config, variables, 2, results[2][0], config.am)
+  np.testing.assert_allclose(saved['layer_2_input_TxF'], again.input_TxF, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(saved['frame_WxF'], frame.windows_NxWxF[0])
+  assert saved['layer_12_objective_I'].shape == (5,)
+
+
+def test_navai_writes_its_results_and_resumes(run):
+  root, config, variables = run
+  out = str(root / 'navai')
+  result, report = workflows.navai(config, variables, 7, out, workdir=str(root))
+  saved = dict(np.load(Path(out) / 'navai_dev.npz'))
+  np.testing.assert_array_equal(saved['letter_count'], result.letters.count.astype(np.int64))
+  assert result.frames > 20 and result.utterances == 4 and result.timed_utterances == 4
+  assert report.startswith('| method | frames |') and (Path(out) / 'quality.csv').exists()
+  sounds = sorted(os.listdir(Path(out) / 'sound'))
+  heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][2]) if n]
+  assert [s for s in sounds if s.startswith('letter_')] == heard
+  for name in ('figure3', 'supplement_a_lrp_max', 'tmaps_none', 'phonemes'):
+    assert (Path(out) / f'{name}.png').exists(), name
+  # A rerun finds the finished pass and writes the same arrays.
+  again, _ = workflows.navai(config, variables, 7, out, workdir=str(root))
+  assert again.batches == result.batches
+  for key, value in dict(np.load(Path(out) / 'navai_dev.npz')).items():
+    if key not in ('meta', 'config'):
+      np.testing.assert_array_equal(value, saved[key], err_msg=key)
+
+
+def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
+  root, config, variables = run
+  workdir = tmp_path / 'run'
+  checkpoints.write_config(workdir, config)
+  state = train.jit_init_state(ml_collections.FrozenConfigDict(config),
+                               parallel.make_mesh(jax.devices()[:1]))()
+  state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+  mngr = checkpoints.manager(workdir)
+  checkpoints.save(mngr, 3, state, {'elapsed_seconds': 1.0})
+  mngr.wait_until_finished()
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  script = [sys.executable, 'experiments/navai.py', f'--workdir={workdir}']
+  done = subprocess.run(script + ["--config.navai.methods=('none', 'sensitivity_max')",
+                                  '--config.navai.max_utterances=2'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  saved = np.load(workdir / 'navai' / 'navai_dev.npz')
+  assert list(saved['methods']) == ['none', 'sensitivity_max']
+  assert json.loads(str(saved['meta']))['utterances'] == 2
+  done = subprocess.run(script + ['--config.model.channels=4'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert "--config.model.channels: a trained run's 'model' settings" in done.stderr
