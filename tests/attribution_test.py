@@ -15,11 +15,6 @@ def rel_error(a, b):
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-def small_input(seed, random_layers):
-  return jax.random.normal(jax.random.key(seed), (random_layers.field, random_layers.bins),
-                           jnp.float64)
-
-
 def test_sensitivity_equals_central_finite_differences(tiny_variables, quick):
   with jax.enable_x64(True):
     config, variables = tiny_variables(1)
@@ -54,7 +49,7 @@ def test_integrated_gradients_on_a_homogeneous_net_is_gradient_times_input(rando
   so integrated gradients == gradient x input, summing to the logit (completeness)."""
   with jax.enable_x64(True):
     layers = random_layers(20, batch_norm=False, bias=False)
-    x = small_input(21, random_layers)
+    x = random_layers.input(21)
 
     def run(layers, x):
       return (network.output(layers, network.forward(layers, x)[1])[0],
@@ -69,7 +64,7 @@ def test_integrated_gradients_on_a_homogeneous_net_is_gradient_times_input(rando
 def test_integrated_gradients_completeness_with_bias_and_batch_norm(random_layers, quick):
   with jax.enable_x64(True):
     layers = random_layers(22, batch_norm=True, bias=True)
-    x = small_input(23, random_layers)
+    x = random_layers.input(23)
 
     def run(layers, x):
       logits = lambda x: network.output(layers, network.forward(layers, x)[1])[0]
@@ -85,7 +80,7 @@ def test_integrated_gradients_completeness_with_bias_and_batch_norm(random_layer
 def test_smoothgrad_is_seeded_and_reduces_to_sensitivity_without_noise(random_layers):
   with jax.enable_x64(True):
     layers = random_layers(24, batch_norm=True, bias=True)
-    windows = jnp.stack([small_input(25, random_layers), small_input(26, random_layers)])
+    windows = jnp.stack([random_layers.input(25), random_layers.input(26)])
     run = lambda method, **kw: attribution.attribute_layers(method, layers, windows, **kw)
     np.testing.assert_allclose(run('smoothgrad', noise_std=0.0, samples=3),
                                run('sensitivity'), rtol=1e-12, atol=1e-15)
@@ -110,7 +105,7 @@ def test_guided_backprop(random_layers, quick):
     layers = random_layers(27, batch_norm=False, bias=True)
     positive = tuple(l if i == 0 else l.replace(kernel_KxCxD=jnp.abs(l.kernel_KxCxD))
                      for i, l in enumerate(layers))
-    x = small_input(28, random_layers)
+    x = random_layers.input(28)
 
     def run(positive, layers, x):
       return [(attribution.guided_backprop_map(net, x),

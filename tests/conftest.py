@@ -95,6 +95,9 @@ def tiny_variables():
 
 
 _random_layers.field, _random_layers.bins = SMALL_FIELD, SMALL_BINS
+# A float64 input window of the small network, drawn from `seed`.
+_random_layers.input = lambda seed: jax.random.normal(jax.random.key(seed),
+                                                      (SMALL_FIELD, SMALL_BINS), jnp.float64)
 
 
 @pytest.fixture(scope='session')
@@ -164,17 +167,11 @@ def _fake_eval_batches(batch_multiple):
 
 def _tiny_train_config():
   config = default.get_config('tiny')
-  config.train.learning_rate = 1e-2
-  config.train.num_steps = 32
-  config.train.log_every = 2
-  config.train.checkpoint_every = 8
-  config.train.eval_every = 16
-  config.train.max_minutes = 60.0
+  config.train.update({'learning_rate': 1e-2, 'num_steps': 32, 'log_every': 2,
+                       'checkpoint_every': 8, 'eval_every': 16, 'max_minutes': 60.0})
   # Masks narrower than a tone, so the made-up transcripts stay learnable.
-  config.augment.time_masks = 1
-  config.augment.time_mask_width = 4
-  config.augment.freq_masks = 1
-  config.augment.freq_mask_width = 8
+  config.augment.update({'time_masks': 1, 'time_mask_width': 4, 'freq_masks': 1,
+                         'freq_mask_width': 8})
   return config
 
 

@@ -36,7 +36,7 @@ def all_rules(quick, layers, x, targets=(None,), **options):
 @pytest.mark.parametrize('batch_norm,bias', list(itertools.product([False, True], repeat=2)))
 def test_fast_equals_literal_random_nets(random_layers, quick, batch_norm, bias):
   layers = random_layers(1, batch_norm=batch_norm, bias=bias)
-  x = jax.random.normal(jax.random.key(2), (random_layers.field, random_layers.bins), jnp.float64)
+  x = random_layers.input(2)
   r = all_rules(quick, layers, x, targets=(None, 1))
   for rule, target in itertools.product(lrp.RULES, (None, 1)):
     fast, literal = r[f'{rule} fast {target}'], r[f'{rule} literal {target}']
@@ -83,7 +83,7 @@ def test_paper_rule_equals_brute_force_loops(random_layers, quick):
 
 def test_paper_rule_scales_every_layer_to_max_abs_one(random_layers, quick):
   layers = random_layers(6, batch_norm=True, bias=True)
-  x = jax.random.normal(jax.random.key(7), (random_layers.field, random_layers.bins), jnp.float64)
+  x = random_layers.input(7)
 
   def run(layers, x):
     inputs, pre = network.forward(layers, x)
@@ -99,7 +99,7 @@ def test_paper_rule_scales_every_layer_to_max_abs_one(random_layers, quick):
 
 def test_lrp0_equals_gradient_times_input(random_layers, quick):
   layers = random_layers(8, batch_norm=False, bias=False)
-  x = jax.random.normal(jax.random.key(9), (random_layers.field, random_layers.bins), jnp.float64)
+  x = random_layers.input(9)
 
   def run(layers, x):
     out = []
@@ -117,7 +117,7 @@ def test_lrp0_equals_gradient_times_input(random_layers, quick):
 
 def test_epsilon_conserves_the_score_layer_by_layer(random_layers, quick):
   layers = random_layers(10, batch_norm=False, bias=False)
-  x = jax.random.normal(jax.random.key(11), (random_layers.field, random_layers.bins), jnp.float64)
+  x = random_layers.input(11)
 
   def run(layers, x):
     inputs, pre = network.forward(layers, x)
@@ -138,7 +138,7 @@ def test_epsilon_conserves_the_score_layer_by_layer(random_layers, quick):
 def test_alphabeta_splits_positive_and_negative_parts(random_layers, quick):
   """One bias-free output unit: the inputs with z_ij > 0 share alpha R, the others -beta R."""
   layers = random_layers(12, batch_norm=False, bias=False, net=((random_layers.field, 1, 3),))
-  x = jax.random.normal(jax.random.key(13), (random_layers.field, random_layers.bins), jnp.float64)
+  x = random_layers.input(13)
   settings = ((1.0, 0.0), (2.0, 1.0), (3.0, 2.0))
 
   def run(layers, x):
