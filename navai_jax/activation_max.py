@@ -39,12 +39,13 @@ import numpy as np
 import optax
 
 from navai_jax import model
+from navai_jax import validation
 from navai_jax import vocab
 
 Array = jax.Array
 PyTree = Any
 
-OBJECTIVE_POINTS = ('bn', 'act')
+OBJECTIVE_POINTS = validation.OBJECTIVE_POINTS
 
 
 class AMResult(NamedTuple):
@@ -57,22 +58,6 @@ class AMResult(NamedTuple):
   initial_TxF: Array
   objective_I: Array
   activation_I: Array
-
-
-def check_am_config(am: ml_collections.ConfigDict) -> None:
-  """Raises ValueError on settings that cannot run."""
-  if am.objective_point not in OBJECTIVE_POINTS:
-    raise ValueError(f'objective_point must be one of {OBJECTIVE_POINTS}, got '
-                     f'{am.objective_point!r}.')
-  if int(am.steps) < 1:
-    raise ValueError(f'steps must be at least 1, got {am.steps}.')
-  if not am.learning_rate > 0:
-    raise ValueError(f'learning_rate must be positive, got {am.learning_rate}.')
-  for name in ('l1', 'l2', 'tv_time', 'tv_freq'):
-    if not am[name] >= 0:
-      raise ValueError(f'penalty weight {name} must be >= 0, got {am[name]}.')
-  if not 0 <= int(am.jitter) < model.RECEPTIVE_FIELD:
-    raise ValueError(f'jitter must be in [0, {model.RECEPTIVE_FIELD}) frames, got {am.jitter}.')
 
 
 def _check_layer(specs: tuple[model.LayerSpec, ...], layer: int) -> model.LayerSpec:
@@ -236,7 +221,7 @@ def _maximize_many_jit(variables: PyTree, channels_N: Array, *, batch_size: int 
 def _static_args(config: ml_collections.ConfigDict, layer: int,
                  am: ml_collections.ConfigDict | None) -> dict[str, Any]:
   am = config.am if am is None else am
-  check_am_config(am)
+  validation.check_section('am', am)
   specs = model.layer_specs(config.model)
   _check_layer(specs, layer)
   return dict(specs=specs, bn_epsilon=float(config.model.bn_epsilon),

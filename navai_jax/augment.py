@@ -104,21 +104,6 @@ def gaussian_noise(x_BxTxF: Array, frames_B: Array, key: Array, std: float) -> A
   return jnp.where(valid_BxT[..., None], x_BxTxF + noise, x_BxTxF)
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError if an augmentation setting is out of range."""
-  c = config.augment
-  for name in ('freq_masks', 'freq_mask_width', 'time_masks', 'time_mask_width'):
-    if c[name] < 0:
-      raise ValueError(f'augment.{name} must be >= 0, got {c[name]}')
-  if c.freq_mask_width > config.features.num_mels:
-    raise ValueError(f'augment.freq_mask_width={c.freq_mask_width} exceeds the '
-                     f'{config.features.num_mels} mel bins (features.num_mels)')
-  if not 0 <= c.warp < 1:
-    raise ValueError(f'augment.warp must be in [0, 1), got {c.warp}')
-  if not c.noise_std >= 0:
-    raise ValueError(f'augment.noise_std must be >= 0, got {c.noise_std}')
-
-
 def augment(x_BxTxF: Array, frames_B: Array, key: Array,
             augment_config: ml_collections.ConfigDict, sample_rate: int) -> Array:
   """Frequency warp, frequency masks, time masks, then noise, as `config.augment` sets them.

@@ -21,6 +21,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from navai_jax import model
+from navai_jax import validation
 from navai_jax.configs import default
 
 PyTree = Any
@@ -52,6 +53,42 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
   config = default.get_config(stored.get('preset', 'small'))
   config.update(stored)
   return config
+
+
+# Fields a resumed run may change: they decide how long it trains, what it logs and how often,
+# and what is done with it afterwards, not what the checkpoints hold.
+SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
+                  'train.checkpoint_every', 'train.eval_every', 'data.reader',
+                  'data.tfds_data_dir', 'eval.', 'am.', 'navai.')
+
+
+def _flat(tree: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def check_resume(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError listing every setting in which `config` differs from the run's
+  `config.json` where the difference would change what is trained (not SAFE_TO_CHANGE)."""
+  if not (Path(workdir) / CONFIG_FILE).is_file():
+    return
+  stored = _flat(json.loads(read_config(workdir).to_json()))
+  wanted = _flat(json.loads(config.to_json()))
+  changed = [f'{key}: {stored.get(key)!r} in {CONFIG_FILE}, {wanted.get(key)!r} now'
+             for key in sorted(set(stored) | set(wanted))
+             if stored.get(key) != wanted.get(key)
+             and not any(key == s or (s.endswith('.') and key.startswith(s))
+                         for s in SAFE_TO_CHANGE)]
+  if changed:
+    raise ValueError(f'{workdir} holds a run trained with other settings; resuming it with these '
+                     f'would change what was trained: {"; ".join(changed)}. Resume with the '
+                     f'run\'s own settings (those that may change: {", ".join(SAFE_TO_CHANGE)}) '
+                     'or train into a new --workdir.')
 
 
 def manager(workdir: str | Path, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -164,6 +201,7 @@ def load_for_inference(workdir: str | Path, step: Optional[int] = None,
     ValueError: `step` is not a checkpoint there, or the checkpoint does not fit config.json.
   """
   config = apply_overrides(read_config(workdir), overrides or {})
+  validation.check(config)
   # The pytree handler restores a part of the saved state (the optimizer state is skipped).
   mngr = ocp.CheckpointManager(
       Path(workdir).absolute() / CHECKPOINT_DIR, options=ocp.CheckpointManagerOptions(create=False),

@@ -49,6 +49,7 @@ import ml_collections
 import numpy as np
 
 from navai_jax import layout
+from navai_jax import validation
 from navai_jax import vocab
 
 DataError = layout.DataError
@@ -121,7 +122,7 @@ class Split:
 _SPLITS: dict[tuple[str, ...], Split] = {}
 
 
-READERS = ('tfds', 'direct')
+READERS = validation.READERS
 
 
 def _folder_split_parts(root: Path, split: str) -> list[tuple[str, str]]:

@@ -35,6 +35,7 @@ from navai_jax import evaluate
 from navai_jax import features
 from navai_jax import model
 from navai_jax import parallel
+from navai_jax import validation
 from navai_jax import vocab
 
 Array = jax.Array
@@ -46,7 +47,7 @@ TrainBatches = Callable[[int, int], Iterator[Batch]]
 EvalBatches = Callable[[int], Iterable[Batch]]
 
 METRICS_FILE = 'metrics.jsonl'
-CTC_IMPLEMENTATIONS = ('forward_backward', 'optax')
+CTC_IMPLEMENTATIONS = validation.CTC_IMPLEMENTATIONS
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -63,32 +64,8 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first training setting that is out of range."""
-  t = config.train
-  checks = (
-      ('seed', config.seed, config.seed >= 0, '>= 0'),
-      ('train.num_steps', t.num_steps, t.num_steps >= 1, '>= 1'),
-      ('train.learning_rate', t.learning_rate, t.learning_rate > 0, '> 0'),
-      ('train.warmup_steps', t.warmup_steps, t.warmup_steps >= 0, '>= 0'),
-      ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'),
-      ('train.grad_clip', t.grad_clip, t.grad_clip >= 0, '>= 0 (0 = no clipping)'),
-      ('train.max_minutes', t.max_minutes, t.max_minutes >= 0, '>= 0 (0 = no limit)'),
-      ('train.log_every', t.log_every, t.log_every >= 1, '>= 1'),
-      ('train.checkpoint_every', t.checkpoint_every, t.checkpoint_every >= 1, '>= 1'),
-      ('train.eval_every', t.eval_every, t.eval_every >= 0, '>= 0 (0 = never)'),
-      ('model.dropout', config.model.dropout, 0 <= config.model.dropout < 1, 'in [0, 1)'),
-  )
-  for name, value, ok, wanted in checks:
-    if not ok:
-      raise ValueError(f'config.{name} must be {wanted}, got {value}.')
-  if t.loss != 'ctc':
-    raise ValueError(f"config.train.loss={t.loss!r} is not available; the only loss is 'ctc'.")
-  if t.ctc not in CTC_IMPLEMENTATIONS:
-    raise ValueError(f'config.train.ctc must be one of {CTC_IMPLEMENTATIONS}, got {t.ctc!r}.')
-  if t.ctc_unroll < 0:
-    raise ValueError(f'config.train.ctc_unroll must be >= 0 (0 = by platform), got '
-                     f'{t.ctc_unroll}.')
-  augment.check_config(config)
+  """Raises ValueError listing every setting out of range (`validation.check`)."""
+  validation.check(config)
 
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -224,17 +201,28 @@ def corpus_batches(config: ml_collections.ConfigDict) -> tuple[TrainBatches, Eva
   return train_batches, eval_batches
 
 
-def _keep_metrics_until(path: Path, step: int) -> None:
-  """Drops lines logged after `step` by a run that died before its next checkpoint."""
+def _keep_metrics_until(path: Path, step: int, train_config: ml_collections.ConfigDict) -> None:
+  """Keeps the lines that an uninterrupted run has written by the end of `step`.
+
+  Drops what a run wrote after its last checkpoint (`step`) before it died, and the lines that
+  an early stop (`max_minutes`) wrote at `step` off the regular `log_every` / `eval_every`
+  steps: a resumed run writes the regular lines itself, so its file equals an uninterrupted
+  run's.
+  """
   if not path.is_file():
     return
+  t = train_config
   kept = []
   for line in path.read_text().splitlines():
     try:
-      if json.loads(line)['step'] <= step:
-        kept.append(line + '\n')
+      record = json.loads(line)
     except json.JSONDecodeError:  # The last line of a run killed while writing it.
-      pass
+      continue
+    at = record['step']
+    every = t.eval_every if 'ler' in record else t.log_every
+    early = at == step < t.num_steps and (not every or at % every)
+    if at <= step and not early:
+      kept.append(line + '\n')
   path.write_text(''.join(kept))
 
 
@@ -279,19 +267,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   start = mngr.latest_step()
   if start is not None:
     checkpoints.check_fits(mngr, start, config)
+    checkpoints.check_resume(workdir, config)
   if is_main:
     checkpoints.write_config(workdir, config)
+  losses, audio_seconds, window_seconds = [], 0.0, 0.0
   if start is None:
     state = jit_init_state(frozen, mesh)()
     elapsed = 0.0
+    if is_main:  # Lines of a run that died before its first checkpoint.
+      _keep_metrics_until(workdir / METRICS_FILE, 0, t)
   else:
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                             jax.eval_shape(functools.partial(init_state, frozen)))
     state, meta = checkpoints.restore(mngr, start, abstract)
     elapsed = meta['elapsed_seconds']
+    # The steps since the last logged one, so the next logged loss averages the same steps.
+    losses = list(meta.get('window_losses', []))
+    audio_seconds = meta.get('window_audio_seconds', 0.0)
+    window_seconds = meta.get('window_seconds', 0.0)
     if is_main:
       tqdm.tqdm.write(f'Resuming {workdir} from step {start} ({elapsed / 60:.1f} min of training).')
-      _keep_metrics_until(workdir / METRICS_FILE, start)
+      _keep_metrics_until(workdir / METRICS_FILE, start, t)
 
   def log(record: dict[str, Any]) -> None:
     if is_main:
@@ -315,7 +311,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   batches = itertools.chain([next(prefetched, None)], prefetched)
   bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
                   dynamic_ncols=True)
-  losses, audio_seconds, window_seconds = [], 0.0, 0.0
   # Metrics of dispatched steps not yet read back. A step's loss is read once the next step is
   # queued, so the devices always have work while the host waits; all are read (and checked)
   # before anything is logged, evaluated or saved.
@@ -372,7 +367,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
         run_evaluation(step)
         tick = time.perf_counter()
       if save_now:
-        checkpoints.save(mngr, step, state, {'elapsed_seconds': elapsed})
+        checkpoints.save(mngr, step, state, {
+            'elapsed_seconds': elapsed, 'window_losses': list(losses),
+            'window_audio_seconds': audio_seconds, 'window_seconds': window_seconds})
     if out_of_time():
       bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
                 f'{t.max_minutes} at step {step}.')

@@ -31,6 +31,7 @@ from navai_jax import navai as navai_pass
 from navai_jax import parallel
 from navai_jax import sonify
 from navai_jax import timing
+from navai_jax import validation
 from navai_jax import vocab
 
 PyTree = Any
@@ -54,6 +55,7 @@ def figure2(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
   `figure2_LETTER.png` (rows: spectrogram, sensitivity overlay, LRP overlay) and
   `figure2_LETTER.npz` (windows, maps, utterance ids, positions, probabilities) into `out_dir`.
   """
+  validation.check(config)
   found = frames.find_letter(config, variables, feature_batches(config, split, max_utterances),
                              letter, num_frames, utterance=utterance)
   targets_N = np.full(len(found), vocab.letter_id(letter))
@@ -95,6 +97,7 @@ def figure1(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
   Returns:
     The frame, and `{layer: (channel, AMResult)}`.
   """
+  validation.check(config)
   output_layer = len(model.layer_specs(config.model))
   if not 2 < high_layer < output_layer:
     raise ValueError(f'high_layer must be between 3 and {output_layer - 1}, got {high_layer}.')
@@ -180,6 +183,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   Returns:
     The pass result, and the markdown alignment-quality report (None without timings).
   """
+  validation.check(config)
   n = config.navai
   os.makedirs(out_dir, exist_ok=True)
   methods = tuple(dict.fromkeys(n.methods))

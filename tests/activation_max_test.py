@@ -193,7 +193,7 @@ def test_bad_input_raises(setup):
     activation_max.maximize_neurons(config, variables, 1, [0, 8])
   with pytest.raises(ValueError, match='takes one channel'):
     activation_max.maximize_neuron(config, variables, 1, [0, 1])
-  with pytest.raises(ValueError, match='steps must be at least 1'):
+  with pytest.raises(ValueError, match='config.am.steps must be >= 1, got 0'):
     activation_max.maximize_neuron(config, variables, 1, 0, few_steps(0))
   with pytest.raises(ValueError, match='jitter'):
     activation_max.maximize_neuron(config, variables, 1, 0, few_steps(jitter=-1))

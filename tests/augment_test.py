@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from navai_jax import augment
+from navai_jax import validation
 from navai_jax import features
 from navai_jax.configs import default
 
@@ -105,4 +106,4 @@ def test_augment_config_out_of_range(field, value):
   config = default.get_config('tiny')
   config.augment[field] = value
   with pytest.raises(ValueError, match=f'augment.{field}'):
-    augment.check_config(config)
+    validation.check(config)

@@ -287,6 +287,54 @@ def test_resuming_with_another_model_names_both_values(tones, reference_run):
   assert checkpoints.read_config(workdir).model.channels == 8
 
 
+def test_resuming_with_other_settings_lists_them_and_keeps_config_json(reference_run, tones):
+  workdir, _ = reference_run
+  before = (workdir / checkpoints.CONFIG_FILE).read_text()
+  config = tones.config()
+  config.seed = 7
+  config.train.learning_rate = 0.5
+  config.data.source = 'folder:OTHER'
+  with pytest.raises(ValueError) as error:
+    train.train(config, workdir, train_batches=tones.train_batches)
+  message = str(error.value)
+  for change in ("data.source: 'folder:data/espeak_corpus' in config.json, 'folder:OTHER' now",
+                 'seed: 0 in config.json, 7 now', 'train.learning_rate: 0.01 in config.json, 0.5'):
+    assert change in message
+  assert (workdir / checkpoints.CONFIG_FILE).read_text() == before
+  # Settings that decide only how long it runs and what it logs may change.
+  config = tones.config()
+  config.train.max_minutes, config.eval.num_examples = 30.0, 1
+  state = train.train(config, workdir, train_batches=tones.train_batches)
+  assert int(state.step) == config.train.num_steps
+  assert checkpoints.read_config(workdir).train.max_minutes == 30.0
+
+
+def _without_timing(lines):
+  return [{k: v for k, v in l.items() if k not in ('audio_seconds_per_second', 'elapsed_seconds')}
+          for l in lines]
+
+
+def test_stopped_and_resumed_metrics_equal_an_uninterrupted_run(tones, tmp_path):
+  """Checkpoints every 3 steps, logs every 2: a run whose batches end after step 5 resumes from
+  step 3 with the loss of step 3 still to be averaged into the line of step 4, and drops the
+  lines it wrote after step 3; a run that stops before its first checkpoint leaves no lines
+  behind."""
+  config = tones.config()
+  config.train.update({'num_steps': 10, 'checkpoint_every': 3, 'eval_every': 4})
+  train.train(config, tmp_path / 'whole', train_batches=tones.train_batches,
+              eval_batches=tones.eval_batches)
+  whole = _without_timing(read_metrics(tmp_path / 'whole'))
+  for stop in (5, 2):
+    workdir = tmp_path / f'stopped_{stop}'
+    with pytest.raises(ValueError, match=f'ran out after step {stop}'):
+      train.train(config, workdir, eval_batches=tones.eval_batches,
+                  train_batches=lambda start, multiple, stop=stop: itertools.islice(
+                      tones.train_batches(start, multiple), stop))
+    train.train(config, workdir, train_batches=tones.train_batches,
+                eval_batches=tones.eval_batches)
+    assert _without_timing(read_metrics(workdir)) == whole, stop
+
+
 def test_train_script_rejects_out_of_range_flags(tmp_path):
   done = subprocess.run(
       [sys.executable, 'experiments/train.py', '--config=navai_jax/configs/default.py:tiny',
