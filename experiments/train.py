@@ -15,15 +15,13 @@ every host reads its share of each batch, and only process 0 writes logs.
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
-from ml_collections import config_flags
 
 from navai_jax import cli
 from navai_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'navai_jax/configs/default.py:small', 'Config file, with a preset after a colon.')
+_CONFIG = cli.define_config_file('navai_jax/configs/default.py:small',
+                                 'Config file, with a preset after a colon.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (resumed if it holds a checkpoint).',
                                required=True)
 _MULTIHOST = flags.DEFINE_bool('multihost', False,
@@ -33,8 +31,6 @@ _MULTIHOST = flags.DEFINE_bool('multihost', False,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if not flags.FLAGS['verbosity'].present:  # Orbax reports every save at INFO level.
-    logging.set_verbosity(logging.WARNING)
   if _MULTIHOST.value:
     jax.distributed.initialize()
   train.train(_CONFIG.value, _WORKDIR.value)

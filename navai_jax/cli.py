@@ -6,21 +6,65 @@ from typing import Any, Callable
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from navai_jax.configs import default
 
 
+def _one_line(error: BaseException) -> str:
+  """The gist of a flag error: ml_collections quotes its messages and wraps tracebacks."""
+  text = str(error.args[0] if error.args else error)
+  if len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':  # a quoted KeyError message
+    text = text[1:-1].replace("\\'", "'").replace('\\n', ' ')
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  if 'Traceback' in text:  # "Error whilst parsing config file: Traceback ... ValueError: why"
+    return f'{lines[0]} {lines[-1].split(": ", 1)[-1]}'
+  return ' '.join(lines)
+
+
+def _exit_on_bad_flags(define: Callable[[], flags.FlagHolder]) -> flags.FlagHolder:
+  """Runs a config flag's definition, which already parses its overrides from the command
+  line, and ends a bad one (a misspelled field, an unknown preset) in one line."""
+  try:
+    return define()
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    sys.exit(f'{os.path.basename(sys.argv[0])}: bad --config flag: {_one_line(e)}')
+
+
+def define_config_file(default_path: str, help_text: str) -> flags.FlagHolder:
+  """`--config=FILE:PRESET` with `--config.FIELD=VALUE` overrides (as
+  `config_flags.DEFINE_config_file`), ending bad ones in one line."""
+  return _exit_on_bad_flags(lambda: config_flags.DEFINE_config_file('config', default_path,
+                                                                     help_text))
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-  """`absl.app.run(main)`, with the library's input errors turned into one-line exits."""
+  """`absl.app.run(main)`, with the library's input errors turned into one-line exits.
+
+  Flags that do not parse (a misspelled `--config.x.y`, an unknown preset, a value of the
+  wrong type) end in one line too, and the libraries' INFO logs (orbax, TFDS) stay quiet
+  unless `--verbosity` asks for them.
+  """
+  script = os.path.basename(sys.argv[0])
+
+  def parse(argv: list[str]) -> list[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:  # absl's own: unknown flags, failed validators, config files.
+      sys.exit(f'{script}: {_one_line(e)} (--helpshort lists the flags)')
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # ml_collections' overrides
+      sys.exit(f'{script}: bad flag value: {_one_line(e)}')
 
   def checked(argv: list[str]) -> None:
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
     try:
       main(argv)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-      sys.exit(f'{os.path.basename(sys.argv[0])}: {e}')
+      sys.exit(f'{script}: {e}')
 
-  app.run(checked)
+  app.run(checked, flags_parser=parse)
 
 
 def define_sections(*sections: str) -> flags.FlagHolder:
@@ -30,10 +74,10 @@ def define_sections(*sections: str) -> flags.FlagHolder:
   sections on top of it (`overrides`). Every field of the default config parses, so that an
   override of another section ends in `checkpoints.apply_overrides`'s one-line refusal.
   """
-  return config_flags.DEFINE_config_dict(
+  return _exit_on_bad_flags(lambda: config_flags.DEFINE_config_dict(
       'config', default.get_config(),
       f'Overrides of the trained run\'s config, sections {", ".join(sections)}: '
-      f'--config.{sections[0]}.FIELD=VALUE.')
+      f'--config.{sections[0]}.FIELD=VALUE.'))
 
 
 def overrides(holder: flags.FlagHolder) -> dict[str, Any]:

@@ -273,6 +273,31 @@ def _speakers_table(speakers: Sequence[Speaker]) -> str:
   return '\n'.join(rows) + '\n'
 
 
+def _remove_all_but(out: pathlib.Path, kept: set[str]) -> int:
+  """Removes the utterances of the split folders that are not in `kept` (an earlier run with
+  more hours left them), so the folder holds exactly the planned corpus; returns how many."""
+  removed = set()
+  for split in SPLITS:
+    for trans in sorted((out / split).glob('*/*/*.trans.txt')):
+      lines = dict(line.split(' ', 1) for line in trans.read_text().splitlines() if line)
+      removed |= set(lines) - kept
+      for suffix in ('.flac', '.timing.json'):
+        for path in trans.parent.glob('*' + suffix):
+          if path.name[:-len(suffix)] not in kept:
+            removed.add(path.name[:-len(suffix)])
+            path.unlink()
+      if set(lines) - kept:
+        rest = {k: v for k, v in lines.items() if k in kept}
+        if rest:
+          _write_text(trans, ''.join(f'{k} {rest[k]}\n' for k in sorted(rest)))
+        else:
+          trans.unlink()
+    for folder in sorted((out / split).glob('**/'), reverse=True):
+      if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+  return len(removed)
+
+
 def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 dev_hours: float = 0.1, test_hours: float = 0.1, *,
                 num_train_speakers: int = 32, num_dev_speakers: int = 4,
@@ -300,6 +325,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
 
   Returns:
     Statistics: the corpus summary written to corpus.json, plus 'new_utterances', 'dropped',
+    'removed' (utterances of an earlier, larger corpus in the folder that are not in this one),
     'synthesized_seconds' (audio made in this run), 'synthesis_wall_seconds' (time spent making
     and writing it, after loading the text) and 'wall_seconds' of this run.
   """
@@ -331,7 +357,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
 
   writer = _Writer(out)
   summary = {'splits': {}}
-  stats = {'new_utterances': 0, 'dropped': 0, 'synthesized_seconds': 0.0}
+  stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0}
+  kept: set[str] = set()
   synthesis_start = time.perf_counter()
 
   def timed(result: dict) -> dict:
@@ -364,6 +391,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             stats['synthesized_seconds'] += duration
           seconds += duration
           count += 1
+          kept.add(u.id)
           bar.update(min(round(seconds), bar.total) - bar.n)
       summary['splits'][split] = {
           'utterances': count, 'hours': round(seconds / 3600, 4),
@@ -376,6 +404,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       pool.close()
       pool.join()
 
+  stats['removed'] = _remove_all_but(out, kept)
   summary.update({
       'seed': seed, 'hours': hours, 'dev_hours': dev_hours, 'test_hours': test_hours,
       'sample_rate': layout.SAMPLE_RATE, 'espeak_version': espeak.espeak_version(),

@@ -48,7 +48,9 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from navai_jax import features
 from navai_jax import layout
+from navai_jax import model
 from navai_jax import validation
 from navai_jax import vocab
 
@@ -203,6 +205,26 @@ def _locate(config: ml_collections.ConfigDict, split: str
   raise ValueError(f"Unknown data source {source!r}; use 'folder:PATH' or 'tfds:NAME'.")
 
 
+def _check_transcripts_fit(config: ml_collections.ConfigDict, split: str, rows: list,
+                           encoded: list[np.ndarray]) -> None:
+  """DataError naming the utterances whose transcript needs more CTC output positions than
+  their audio gives: one per token, plus a blank between two equal tokens."""
+  c, specs = config.features, model.layer_specs(config.model)
+  misfits = []
+  for (utt_id, _, _, _, speech), labels in zip(rows, encoded):
+    needed = vocab.ctc_length(labels)
+    frames = int(features.num_frames(len(speech), c.window, c.hop))
+    positions = int(model.output_length(specs, frames))
+    if needed > positions:
+      misfits.append(f'{utt_id} needs {needed} output positions ({len(labels)} tokens), its '
+                     f'{len(speech) / c.sample_rate:.2f} s give {positions}')
+  if misfits:
+    shown = '; '.join(misfits[:5]) + ('; ...' if len(misfits) > 5 else '')
+    raise DataError(f'{len(misfits)} utterance(s) of {config.data.source} split {split!r} have '
+                    f'transcripts longer than CTC can align to their audio: {shown}. Fix or '
+                    'remove them.')
+
+
 def load_split(config: ml_collections.ConfigDict, split: str) -> Split:
   """All utterances of `split` in memory, sorted by id (loaded once per process).
 
@@ -230,6 +252,7 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> Split:
     raise DataError(f'Split {split!r} of {config.data.source} holds no utterances.')
   rows.sort(key=lambda r: r[0])
   encoded = [np.asarray(vocab.encode(r[1]), np.int32) for r in rows]
+  _check_transcripts_fit(config, split, rows, encoded)
   data = Split(
       ids=np.array([r[0] for r in rows]), texts=np.array([r[1] for r in rows]),
       speaker_ids=np.array([r[2] for r in rows], np.int64),

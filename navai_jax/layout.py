@@ -56,9 +56,12 @@ def tfds_split_name(folder_name: str) -> str:
 
 
 def folder_fingerprint(root: str | os.PathLike) -> str:
-  """Hash of the names and sizes of all .flac files and of the transcripts' contents.
+  """Hash of the names, sizes and change times of all .flac files and of the transcripts'
+  contents.
 
-  Other files (e.g. the synthesized corpus's timing files) do not trigger a rebuild.
+  A FLAC replaced by another of the same size still changes the hash: writing or replacing a
+  file sets its change time (`st_ctime_ns`), which no copy tool preserves. Other files (e.g.
+  the synthesized corpus's timing files) do not trigger a rebuild.
   """
   h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
   root = Path(root).expanduser().resolve()
@@ -67,7 +70,9 @@ def folder_fingerprint(root: str | os.PathLike) -> str:
       dirnames.sort()
       for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
         path = Path(dirpath, name)
-        h.update(f'{path.relative_to(root)}\0{path.stat().st_size}\n'.encode())
+        stat = path.stat()
+        h.update(f'{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0'
+                 f'{stat.st_ctime_ns}\n'.encode())
         if name.endswith('.trans.txt'):
           h.update(path.read_bytes())
   return h.hexdigest()
@@ -77,13 +82,23 @@ def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
   """Maps each expected .flac path to (id, transcript, transcript file)."""
   expected = {}
   for trans in sorted(split_dir.rglob('*.trans.txt')):
-    for line_no, line in enumerate(trans.read_text(encoding='utf-8').splitlines(), 1):
+    try:  # 'utf-8-sig' reads a byte-order mark as nothing.
+      content = trans.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError as e:
+      line = trans.read_bytes()[:e.start].count(b'\n') + 1
+      raise DataError(f'{trans}, line {line}: not UTF-8 text (byte {trans.read_bytes()[e.start]:#x}'
+                      f' at offset {e.start}); save the transcripts as UTF-8.') from None
+    for line_no, line in enumerate(content.splitlines(), 1):
       if not line.strip():
         continue
-      utt_id, _, text = line.strip().partition(' ')
-      where = f'{trans}, line {line_no} ({utt_id})'
+      utt_id, text = (re.split(r'\s', line.strip(), maxsplit=1) + [''])[:2]  # space or tab
+      where = f'{trans}, line {line_no} ({utt_id!r})'
       if not re.fullmatch(r'\d+-\d+-\d+', utt_id):
-        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits.')
+        wrong = [(i, c) for i, c in enumerate(utt_id) if c not in '0123456789-']
+        bad = (f'character {wrong[0][1]!r} (U+{ord(wrong[0][1]):04X}) at position {wrong[0][0]}'
+               if wrong else 'the wrong number of parts')
+        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits; '
+                        f'this one has {bad}.')
       try:
         vocab.encode(text)
       except vocab.UnspellableError as e:
@@ -103,6 +118,8 @@ def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
 
 def read_flac(path: Path) -> np.ndarray:
   """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
+  if path.stat().st_size == 0:
+    raise DataError(f'{path}: empty file (0 bytes).')
   try:
     samples, rate = sf.read(path, dtype='int16')
   except Exception as e:  # soundfile raises several types for unreadable files.

@@ -17,6 +17,7 @@ of the utterance's own pass (`lrp.lrp_frames`). One process; its local devices.
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
@@ -230,14 +231,30 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
   os.replace(tmp, path)
 
 
+def fingerprint(tree: PyTree) -> str:
+  """SHA-256 of every array of `tree` (shapes, dtypes, bytes, in tree order)."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    leaf = np.asarray(leaf)
+    h.update(f'{jax.tree_util.keystr(path)}:{leaf.dtype}:{leaf.shape};'.encode())
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
+
+
 def _load(path: str, settings: str):
-  """(state, quality, progress) saved at `path` by a pass with the same settings, or None."""
+  """(state, quality, progress) saved at `path` by a pass with the same settings, or None.
+
+  A state saved by a pass with other weights or settings is not resumed: the pass starts
+  anew, says so, and overwrites it at its first save.
+  """
   if not os.path.exists(path):
     return None
   with np.load(path) as saved:
     if str(saved['settings']) != settings:
-      raise ValueError(f'{path} holds a pass with other settings:\n  saved: {saved["settings"]}'
-                       f'\n  now:   {settings}\nDelete it or choose another output folder.')
+      old, new = json.loads(str(saved['settings'])), json.loads(settings)
+      changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+      print(f'{path} holds a pass of other {", ".join(changed)}; starting the pass anew.')
+      return None
     state = PassState(*(Moments(*(saved[f'{group}_{field}'] for field in Moments._fields))
                         for group in PassState._fields))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
@@ -301,7 +318,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
       from where a rerun resumes; None for no saving.
     save_every: batches between merges of the device states (and saves).
     settings: anything else that must match for a saved state to be resumed (checkpoint step,
-      split, ...); stored with the state.
+      split, ...); stored with the state together with a fingerprint of `variables`, the model
+      and features configs and the pass's own arguments.
     mesh: a 1-D device mesh (default: all local devices).
     progress: show a progress bar.
   """
@@ -311,10 +329,13 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   methods, timings = tuple(methods), dict(timings or {})
   step = make_pass_step(ml_collections.FrozenConfigDict(config), mesh, methods, fill,
                         frame_batch)
-  fingerprint = json.dumps(dict(settings or {}, methods=methods, fill=fill,
-                                phoneme_classes=list(phoneme_classes), save_every=save_every,
-                                timed=bool(timings)), sort_keys=True, default=str)
-  saved = _load(state_path, fingerprint) if state_path else None
+  # What made the state: the weights, the network and features, and every setting of the pass.
+  made_by = json.dumps(dict(settings or {}, methods=methods, fill=fill,
+                            phoneme_classes=list(phoneme_classes), save_every=save_every,
+                            timed=bool(timings), weights=fingerprint(variables),
+                            model=config.model.to_dict(), features=config.features.to_dict()),
+                       sort_keys=True, default=str)
+  saved = _load(state_path, made_by) if state_path else None
   if saved is None:
     state = empty_pass_state(len(methods), len(phoneme_classes), config.features.num_mels)
     quality = alignment_quality.empty_tally(len(methods)) if timings else None
@@ -332,7 +353,7 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     merged = reduce_devices(state_P, mesh)
     state_P = spread_devices(merged, mesh)
     if state_path:
-      _save(state_path, merged, quality, done, fingerprint)
+      _save(state_path, merged, quality, done, made_by)
     return merged
 
   merged = None

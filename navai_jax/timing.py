@@ -36,7 +36,8 @@ def find_timings(config: ml_collections.ConfigDict, timing_dir: str = '') -> dic
     return {}
   folder = pathlib.Path(timing_dir or root).expanduser()
   if not folder.is_dir():
-    raise ValueError(f'Timing folder {folder} does not exist.')
+    what = 'Timing folder' if timing_dir else f'Corpus folder (config.data.source={root!r})'
+    raise ValueError(f'{what} {folder} does not exist.')
   return {p.name[:-len(SUFFIX)]: str(p) for p in sorted(folder.rglob('*' + SUFFIX))}
 
 

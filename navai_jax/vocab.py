@@ -51,6 +51,13 @@ def encode(text: str) -> list[int]:
   return ids
 
 
+def ctc_length(ids: Sequence[int]) -> int:
+  """Fewest CTC output positions that can emit `ids`: one per token, plus a blank between
+  two equal neighbours."""
+  ids = np.asarray(ids)
+  return int(len(ids) + np.sum(ids[1:] == ids[:-1]))
+
+
 def decode(ids: Sequence[int]) -> str:
   """Inverse of `encode` (blanks are skipped; a repetition token with nothing before is dropped)."""
   out: list[str] = []

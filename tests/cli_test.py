@@ -1,5 +1,7 @@
 """Script start-up: input errors become one line, config overrides reach only am and navai."""
 
+import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -7,6 +9,8 @@ import pytest
 
 from navai_jax import checkpoints
 from navai_jax.configs import default
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_run_turns_value_errors_into_one_line(tmp_path):
@@ -29,3 +33,17 @@ def test_apply_overrides_sets_inference_fields_and_refuses_the_rest():
     checkpoints.apply_overrides(default.get_config('tiny'), {'train.learning_rate': 1.0})
   with pytest.raises(ValueError, match='--config.navai.splt: no such field'):
     checkpoints.apply_overrides(default.get_config('tiny'), {'navai.splt': 'dev'})
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.train.learnin_rate=1',
+     'bad --config flag: \'learnin_rate\' Did you mean "learning_rate" instead'),
+    ('--config=navai_jax/configs/default.py:huge', "Unknown config preset 'huge'"),
+    ('--config.model.channels=0', 'config.model.channels must be >= 1, got 0'),
+])
+def test_bad_config_flags_end_in_one_line(tmp_path, flag, message):
+  done = subprocess.run([sys.executable, 'experiments/train.py', f'--workdir={tmp_path}', flag],
+                        cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+  assert len(done.stderr.strip().splitlines()) == 1

@@ -48,6 +48,15 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
   assert rest['new_utterances'] == stats['new_utterances'] - 3
   assert _files(resumed) == _files(whole)
 
+  # Fewer hours into the same folder: it ends up as a fresh corpus of that size.
+  smaller = dict(TINY, hours=TINY['hours'] / 2)
+  shrunk = corpus.make_corpus(resumed, num_workers=1, **smaller)
+  assert shrunk['new_utterances'] == 0 and shrunk['removed'] > 0
+  fresh = tmp_path / 'fresh'
+  corpus.make_corpus(fresh, num_workers=1, **smaller)
+  assert _files(resumed) == _files(fresh)
+  assert len(list((resumed / 'train').rglob('*.flac'))) == shrunk['splits']['train']['utterances']
+
   # Every utterance is long enough for one receptive field (the data pipeline refuses less).
   for flac in whole.rglob('*.flac'):
     assert sf.info(str(flac)).frames >= layout.MIN_SAMPLES, flac

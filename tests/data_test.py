@@ -318,10 +318,21 @@ def test_tfds_librispeech_random_mock(tmp_path):
   config = default.get_config('tiny')
   config.data.source = 'tfds:librispeech'
   config.data.tfds_data_dir = str(tmp_path)
+  # TFDS's random mock gives a few samples of audio, which no transcript fits: refused.
   with tfds.testing.mock_data(num_examples=5):
-    split = data.load_split(config, 'test')
-    batches = list(data.batches(config, 'test', train=False, batch_multiple=2))
-  assert len(split) == 5
+    with pytest.raises(data.DataError, match='5 utterance.*longer than CTC can align'):
+      data.load_split(config, 'test')
+  # Mock examples with 2 s of audio each, through the same `tfds.load` path.
+  rng = np.random.default_rng(4)
+  examples = {'speech': rng.integers(-3000, 3000, (5, 32000)).astype(np.int16),
+              'text': [f'MOCK UTTERANCE {i}' for i in 'abcde'],
+              'speaker_id': np.arange(5, dtype=np.int64),
+              'chapter_id': np.full(5, 7, np.int64), 'id': [f'{i}-7-000{i}' for i in range(5)]}
+  mock = lambda *args, **kwargs: tf.data.Dataset.from_tensor_slices(examples)
+  with tfds.testing.mock_data(num_examples=5, as_dataset_fn=mock):
+    split = data.load_split(config, 'dev')
+    batches = list(data.batches(config, 'dev', train=False, batch_multiple=2))
+  assert len(split) == 5 and list(split.ids) == sorted(examples['id'])
   assert sum(b['weights'].sum() for b in batches) == 5
   for batch in batches:
     _check_batch(batch, split, 2)
@@ -333,3 +344,15 @@ def test_tfds_source_not_prepared(tmp_path):
   config.data.tfds_data_dir = str(tmp_path)
   with pytest.raises(data.DataError, match='not prepared'):
     data.load_split(config, 'dev')
+
+
+@pytest.mark.parametrize('reader', data.READERS)
+def test_transcripts_that_cannot_fit_their_audio_are_named(tmp_path, write_split, reader):
+  rng = np.random.default_rng(3)
+  write_split(tmp_path, 'dev', ['hello world', 'abc ' * 300],
+              audio=lambda i, _: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  config = folder_config(tmp_path, reader=reader)
+  with pytest.raises(data.DataError, match=r'1 utterance\(s\) .* 1-2-0001 needs 1199 output '
+                                           r'positions \(1199 tokens\), its 2.00 s give 124'):
+    data.load_split(config, 'dev')
+

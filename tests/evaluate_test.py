@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 import subprocess
 import sys
@@ -156,6 +157,7 @@ def test_evaluate_script_prints_and_rejects_bad_input(workdir, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'LER' in done.stdout and 'REF: ' in done.stdout
+  assert not re.search(r'^I\d{4} [\d:.]+ +\d+ \w+\.py:\d+\]', done.stderr, re.M), done.stderr  # no INFO logs
   done = subprocess.run(script + [f'--workdir={tmp_path}'], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 1 and 'No config.json in' in done.stderr

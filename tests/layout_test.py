@@ -33,7 +33,7 @@ def test_each_defect_names_its_file(tmp_path, write_split):
   with pytest.raises(layout.DataError, match='sample rate 8000 Hz'):
     list(layout.folder_examples(tmp_path / 'dev'))
   short.unlink()
-  with pytest.raises(layout.DataError, match=r'line 2 \(1-2-0001\): transcript line without'):
+  with pytest.raises(layout.DataError, match=r"line 2 \('1-2-0001'\): transcript line without"):
     list(layout.folder_examples(tmp_path / 'dev'))
   with pytest.raises(layout.DataError, match='does not exist'):
     layout.split_folders(tmp_path / 'nowhere')
@@ -47,3 +47,23 @@ def test_fingerprint_follows_audio_and_transcripts_only(tmp_path, write_split):
   transcript = tmp_path / 'dev' / '1' / '2' / '1-2.trans.txt'
   transcript.write_text(transcript.read_text().replace('DOG', 'DOGS'))
   assert layout.folder_fingerprint(tmp_path) != first
+
+
+def test_unclear_transcripts_get_clear_messages_or_are_read(tmp_path, write_split):
+  write_split(tmp_path, 'dev', ['cat', 'dog'])
+  transcript = tmp_path / 'dev' / '1' / '2' / '1-2.trans.txt'
+  # A byte-order mark and a tab after the id are read as a text editor writes them.
+  transcript.write_bytes(b'\xef\xbb\xbf1-2-0000 CAT\n1-2-0001\tDOG\n')
+  assert [e['text'] for e in layout.folder_examples(tmp_path / 'dev')] == ['CAT', 'DOG']
+  transcript.write_bytes('1-2-0000 CAT\n1-2-0001 CAF\xc9\n'.encode('latin-1'))
+  with pytest.raises(layout.DataError, match=rf'{transcript}, line 2: not UTF-8 text '
+                                             r'\(byte 0xc9 at offset 25\)'):
+    list(layout.folder_examples(tmp_path / 'dev'))
+  transcript.write_text('1-2-0000 CAT\n1-2\u20130001 DOG\n')
+  with pytest.raises(layout.DataError, match=r"line 2 \('1-2–0001'\): .* has character '–' "
+                                             r'\(U\+2013\) at position 3'):
+    list(layout.folder_examples(tmp_path / 'dev'))
+  transcript.write_text('1-2-0000 CAT\n1-2-0001 DOG\n')
+  (tmp_path / 'dev' / '1' / '2' / '1-2-0001.flac').write_bytes(b'')
+  with pytest.raises(layout.DataError, match=r'1-2-0001.flac: empty file \(0 bytes\)'):
+    list(layout.folder_examples(tmp_path / 'dev'))

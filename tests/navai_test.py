@@ -151,9 +151,29 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   # The alignments moved frames: each differs from no alignment.
   for m in (1, 2, 3):
     assert not np.allclose(single.letters.mean[0], single.letters.mean[m])
-  with pytest.raises(ValueError, match='other settings'):
-    navai.run_pass(config, variables, batches, mesh=mesh, state_path=path,
-                   **dict(kw, fill='zeros'))
+
+
+def test_a_saved_pass_of_other_weights_or_settings_is_not_resumed(tiny, tiny_variables, timings,
+                                                                  tmp_path, capsys):
+  """The retrained-model case: a state saved with other weights (same checkpoint step, same
+  flags) must not stand in for the new model's pass; nor one of another fill."""
+  config, variables = tiny
+  _, retrained = tiny_variables(3, jnp.float32, letter_bias=True)
+  batches = _batches(2, seed=2)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  kw = dict(PASS, timings=timings, mesh=mesh, settings={'checkpoint_step': 20})
+  path = str(tmp_path / 'state.npz')
+  navai.run_pass(config, variables, batches, state_path=path, **kw)
+  for other, changes in ((dict(variables=retrained), 'weights'),
+                         (dict(variables=retrained, fill='zeros'), 'fill')):
+    args = {**kw, 'variables': variables, **other}
+    fresh = navai.run_pass(config, batches=batches, **args)
+    reused = navai.run_pass(config, batches=batches, state_path=path, **args)
+    assert f'other {changes}' in capsys.readouterr().out and reused.batches == 2
+    for got, want in zip(reused.letters + reused.phonemes, fresh.letters + fresh.phonemes):
+      np.testing.assert_array_equal(got, want)
+  original = navai.run_pass(config, variables, batches, **kw)
+  assert not np.array_equal(original.letters.count, fresh.letters.count)  # really other weights
 
 
 def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):

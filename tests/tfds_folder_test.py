@@ -44,3 +44,22 @@ def test_librispeech_names_separate_folders_and_rebuild(tmp_path, write_split):
   _noise(write_split, a, 'dev-clean', ['hello', 'speech'], [1.8, 2.0], rng, speaker=84,
          chapter=121123)
   assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000', '84-121123-0001']
+
+
+def test_a_flac_replaced_by_one_of_the_same_size_is_read_anew(tmp_path, write_split):
+  """Constant audio compresses to the same number of bytes whatever the constant."""
+  constant = lambda value: (lambda i, _: np.full(30000, value, np.float32))
+  write_split(tmp_path / 'c', 'dev', ['hello', 'world'], audio=constant(0.25))
+  config = _config(tmp_path / 'c', str(tmp_path / 'tfds'))
+  flac = tmp_path / 'c' / 'dev' / '1' / '2' / '1-2-0001.flac'
+  size = flac.stat().st_size
+  assert data.load_split(config, 'dev').audio(1)[0] == 0.25
+  write_split(tmp_path / 'other', 'dev', ['hello', 'world'], audio=constant(-0.5))
+  replacement = tmp_path / 'other' / 'dev' / '1' / '2' / '1-2-0001.flac'
+  assert replacement.stat().st_size == size
+  replacement.replace(flac)
+  tfds_read = data.load_split(config, 'dev').audio(1)
+  config.data.reader = 'direct'
+  direct_read = data.load_split(config, 'dev').audio(1)
+  assert tfds_read[0] == -0.5
+  np.testing.assert_array_equal(tfds_read, direct_read)

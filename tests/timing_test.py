@@ -31,8 +31,12 @@ def test_timings_are_found_by_utterance_id(tmp_path):
   config.data.source = 'tfds:librispeech'
   assert timing.find_timings(config) == {}
   assert timing.find_timings(config, str(tmp_path)) == found
-  with pytest.raises(ValueError, match='does not exist'):
+  with pytest.raises(ValueError, match='Timing folder .*nowhere does not exist'):
     timing.find_timings(config, str(tmp_path / 'nowhere'))
+  config.data.source = f'folder:{tmp_path / "gone"}'
+  with pytest.raises(ValueError, match=r"Corpus folder \(config.data.source='.*gone'\) .* does "
+                                       'not exist'):
+    timing.find_timings(config)
 
 
 def test_phoneme_track_marks_the_frames_each_phoneme_sounds_in():

@@ -42,3 +42,9 @@ def test_ctc_runs_and_letter_names():
   assert not vocab.is_letter_name('ab') and not vocab.is_letter_name(3)
   with pytest.raises(ValueError, match="'ab' is not a letter"):
     vocab.letter_id('ab')
+
+
+def test_ctc_length_counts_a_blank_between_equal_tokens():
+  assert vocab.ctc_length(vocab.encode('abc')) == 3
+  assert vocab.ctc_length([3, 3, 4, 4, 4]) == 8
+  assert vocab.ctc_length([]) == 0
