@@ -129,8 +129,12 @@ def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
   return _shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
 
 
+class DoesNotFit(ValueError):
+  """A checkpoint whose arrays do not have the shapes the config gives."""
+
+
 def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError unless the model arrays of checkpoint `step` have the config's shapes."""
+  """Raises DoesNotFit unless the model arrays of checkpoint `step` have the config's shapes."""
   tree = mngr.item_metadata(step)['state'].tree
   stored = _shapes({'params': tree['params'], 'batch_stats': tree['batch_stats']})
   wanted = model_shapes(config)
@@ -141,10 +145,10 @@ def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.Co
   differ = [f'{name}={have[name]} in the checkpoint but {want[name]} in the config'
             for name in want if name in have and have[name] != want[name]]
   if differ:
-    raise ValueError(f'{where}: {"; ".join(differ)}.')
+    raise DoesNotFit(f'{where}: {"; ".join(differ)}.')
   for name in sorted(set(stored) | set(wanted)):
     if stored.get(name) != wanted.get(name):
-      raise ValueError(f'{where}: {name} has shape {stored.get(name)} in the checkpoint but '
+      raise DoesNotFit(f'{where}: {name} has shape {stored.get(name)} in the checkpoint but '
                        f'{wanted.get(name)} under the config.')
 
 
@@ -160,6 +164,39 @@ def restore(mngr: ocp.CheckpointManager, step: int,
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
   return restored['state'], restored['meta']
+
+
+def _reason(error: Exception) -> str:
+  lines = [l for l in str(error).splitlines() if l.strip()]
+  return f'{type(error).__name__}: {lines[0] if lines else ""}'[:300]
+
+
+def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
+                        config: ml_collections.ConfigDict
+                        ) -> tuple[Optional[int], Optional[PyTree], dict[str, Any]]:
+  """`(step, state, meta)` of the latest checkpoint that reads, or `(None, None, {})` if none.
+
+  A checkpoint that cannot be read (truncated or corrupt files) is reported with its reason
+  and the one before it is tried; one that reads but does not fit `config` raises DoesNotFit.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for step in steps:
+    try:
+      check_fits(mngr, step, config)
+      state, meta = restore(mngr, step, abstract_state)
+      return step, state, meta
+    except DoesNotFit:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # orbax, tensorstore, JSON, OS.
+      damaged = mngr.directory / f'damaged-{step}'
+      (mngr.directory / str(step)).rename(damaged)
+      mngr.reload()
+      print(f'Checkpoint {mngr.directory / str(step)} is damaged ({_reason(e)}); moved it to '
+            f'{damaged} and tried the one before it.')
+  if steps:
+    raise ValueError(f'No checkpoint in {mngr.directory} can be read (all are damaged, moved to '
+                     'damaged-STEP); train into a new --workdir.')
+  return None, None, {}
 
 
 # The config sections an introspection may change on a trained run; the others describe it.
@@ -214,12 +251,19 @@ def load_for_inference(workdir: str | Path, step: Optional[int] = None,
   elif step not in steps:
     raise ValueError(f'No checkpoint of step {step} in {mngr.directory}; '
                      f'steps there: {", ".join(map(str, sorted(steps)))}.')
-  check_fits(mngr, step, config)
   abstract = jax.eval_shape(lambda: model.init_variables(config, jax.random.key(0)))
   wanted = {'params': abstract['params'], 'batch_stats': abstract['batch_stats']}
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-      partial_restore=True)))['state']
+  try:
+    check_fits(mngr, step, config)
+    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+        partial_restore=True)))['state']
+  except DoesNotFit:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # orbax, tensorstore, JSON, OS.
+    raise ValueError(f'Checkpoint {mngr.directory / str(step)} is damaged ({_reason(e)}); '
+                     f'choose another with --step (steps there: '
+                     f'{", ".join(map(str, sorted(steps)))}).') from None
   mngr.close()
   variables = jax.tree.map(jnp.asarray, restored)
   return config, variables, step

@@ -63,6 +63,8 @@ def run(main: Callable[[list[str]], None]) -> None:
       main(argv)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
       sys.exit(f'{script}: {e}')
+    except KeyboardInterrupt as e:
+      sys.exit(f'{script}: {e or "interrupted."}')
 
   app.run(checked, flags_parser=parse)
 

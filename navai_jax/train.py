@@ -264,9 +264,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   frozen = ml_collections.FrozenConfigDict(config)
 
   mngr = checkpoints.manager(workdir)
-  start = mngr.latest_step()
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                          jax.eval_shape(functools.partial(init_state, frozen)))
+  start, state, meta = checkpoints.restore_latest_good(mngr, abstract, config)
   if start is not None:
-    checkpoints.check_fits(mngr, start, config)
     checkpoints.check_resume(workdir, config)
   if is_main:
     checkpoints.write_config(workdir, config)
@@ -277,9 +278,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
     if is_main:  # Lines of a run that died before its first checkpoint.
       _keep_metrics_until(workdir / METRICS_FILE, 0, t)
   else:
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                            jax.eval_shape(functools.partial(init_state, frozen)))
-    state, meta = checkpoints.restore(mngr, start, abstract)
     elapsed = meta['elapsed_seconds']
     # The steps since the last logged one, so the next logged loss averages the same steps.
     losses = list(meta.get('window_losses', []))
@@ -330,6 +328,36 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
             'config.train.learning_rate.')
       losses.append(last_metrics['loss'])
 
+  def save(step: int) -> None:
+    checkpoints.save(mngr, step, state, {
+        'elapsed_seconds': elapsed, 'window_losses': list(losses),
+        'window_audio_seconds': audio_seconds, 'window_seconds': window_seconds})
+
+  def book(step: int) -> None:
+    """What the loop does after step `step`: log, evaluate, save, as they fall due."""
+    nonlocal losses, audio_seconds, window_seconds, tick
+    last = step == t.num_steps or out_of_time()
+    evaluate_now = t.eval_every and (step % t.eval_every == 0 or last)
+    save_now = step % t.checkpoint_every == 0 or last
+    if step % t.log_every == 0 or last or evaluate_now or save_now:
+      read_back(keep=0)
+    if step % t.log_every == 0 or last:
+      record = {'step': step, 'loss': float(np.mean(losses)),
+                'learning_rate': last_metrics['learning_rate'],
+                'grad_norm': last_metrics['grad_norm'],
+                'audio_seconds_per_second': audio_seconds / max(window_seconds, 1e-9),
+                'elapsed_seconds': elapsed}
+      log(record)
+      bar.set_postfix(loss=f'{record["loss"]:.3f}',
+                      audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
+      losses, audio_seconds, window_seconds = [], 0.0, 0.0
+    if evaluate_now:
+      run_evaluation(step)
+      tick = time.perf_counter()
+    if save_now:
+      save(step)
+
+  booked = step  # the last step whose logging, evaluation and saving are done
   tick = time.perf_counter()
   try:
     while step < t.num_steps and not out_of_time():
@@ -348,31 +376,24 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
       audio_seconds += np.sum(batch['audio_lengths'][real]) / config.features.sample_rate
       window_seconds += seconds
       bar.update(1)
-      last = step == t.num_steps or out_of_time()
-      evaluate_now = t.eval_every and (step % t.eval_every == 0 or last)
-      save_now = step % t.checkpoint_every == 0 or last
-      if step % t.log_every == 0 or last or evaluate_now or save_now:
-        read_back(keep=0)
-      if step % t.log_every == 0 or last:
-        record = {'step': step, 'loss': float(np.mean(losses)),
-                  'learning_rate': last_metrics['learning_rate'],
-                  'grad_norm': last_metrics['grad_norm'],
-                  'audio_seconds_per_second': audio_seconds / window_seconds,
-                  'elapsed_seconds': elapsed}
-        log(record)
-        bar.set_postfix(loss=f'{record["loss"]:.3f}',
-                        audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
-        losses, audio_seconds, window_seconds = [], 0.0, 0.0
-      if evaluate_now:
-        run_evaluation(step)
-        tick = time.perf_counter()
-      if save_now:
-        checkpoints.save(mngr, step, state, {
-            'elapsed_seconds': elapsed, 'window_losses': list(losses),
-            'window_audio_seconds': audio_seconds, 'window_seconds': window_seconds})
+      book(step)
+      booked = step
     if out_of_time():
       bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
                 f'{t.max_minutes} at step {step}.')
+  except KeyboardInterrupt:
+    # Ctrl-C: finish the last step's logging and save it, where the state is that of the last
+    # counted step (the interrupt can fall between a step and its count); then say how to go on.
+    if int(state.step) == step:
+      if booked != step:
+        book(step)
+      if mngr.latest_step() != step:
+        read_back(keep=0)
+        save(step)
+    mngr.wait_until_finished()
+    raise KeyboardInterrupt(f'Interrupted at step {step}; the latest checkpoint is step '
+                            f'{mngr.latest_step()}. Run the same command again to resume.'
+                            ) from None
   finally:
     prefetched.close()
     bar.close()

@@ -130,3 +130,23 @@ def test_read_config_keeps_defaults_of_fields_it_lacks(tmp_path):
   (tmp_path / checkpoints.CONFIG_FILE).write_text('{"model": ')
   with pytest.raises(ValueError, match='is not valid JSON'):
     checkpoints.read_config(tmp_path)
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_restored(tmp_path, capsys):
+  config = default.get_config('tiny')
+  states = _write_run(tmp_path, config, [3, 6])
+  metadata = tmp_path / checkpoints.CHECKPOINT_DIR / '6' / 'state' / '_METADATA'
+  metadata.write_text(metadata.read_text()[:100])  # truncated
+  with pytest.raises(ValueError, match=r'checkpoints/6 is damaged \(.*\); choose another with '
+                                       r'--step \(steps there: 3, 6\)'):
+    checkpoints.load_for_inference(tmp_path)
+  _, variables, step = checkpoints.load_for_inference(tmp_path, 3)
+  assert step == 3
+  _assert_trees_equal(variables['params'], states[3].params)
+  mngr = checkpoints.manager(tmp_path)
+  abstract = jax.eval_shape(lambda: _state(config))
+  step, state, meta = checkpoints.restore_latest_good(mngr, abstract, config)
+  assert step == 3 and meta == {'elapsed_seconds': 30.0}
+  _assert_trees_equal(state.params, states[3].params)
+  assert 'checkpoints/6 is damaged' in capsys.readouterr().out
+  assert mngr.all_steps() == [3] and (tmp_path / checkpoints.CHECKPOINT_DIR / 'damaged-6').is_dir()

@@ -277,6 +277,33 @@ def test_max_minutes_stops_with_a_checkpoint(tones, tmp_path, monkeypatch):
   assert_trees_equal(again.params, state.params)
 
 
+def test_ctrl_c_saves_the_finished_steps_and_the_rerun_ends_as_uninterrupted(
+    reference_run, tones, tmp_path, monkeypatch):
+  workdir, reference_state = reference_run
+
+  def batches(start_step, batch_multiple):
+    for step, batch in enumerate(tones.train_batches(start_step, batch_multiple), start_step):
+      if step == 11:  # the prefetch thread asks a few steps ahead
+        monkeypatch.setattr(train.time, 'perf_counter', _interrupt)
+      yield batch
+
+  def _interrupt():
+    monkeypatch.undo()
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt, match=r'Interrupted at step (\d+); the latest checkpoint '
+                                              r'is step \1\. Run the same command') as stop:
+    train.train(tones.config(), tmp_path, train_batches=batches,
+                eval_batches=tones.eval_batches)
+  step = int(str(stop.value).split()[3].rstrip(';'))
+  assert checkpoints.manager(tmp_path).latest_step() == step  # saved at the stop
+  assert not list(tmp_path.rglob('*orbax-checkpoint-tmp*'))
+  state = train.train(tones.config(), tmp_path, train_batches=tones.train_batches,
+                      eval_batches=tones.eval_batches)
+  assert_trees_equal(state.params, reference_state.params, atol=1e-6)
+  assert _without_timing(read_metrics(tmp_path)) == _without_timing(read_metrics(workdir))
+
+
 def test_resuming_with_another_model_names_both_values(tones, reference_run):
   workdir, _ = reference_run
   config = tones.config()
