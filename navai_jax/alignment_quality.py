@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 
 from navai_jax import features
+from navai_jax import files
 from navai_jax import metrics
 from navai_jax import model
 from navai_jax import vocab
@@ -229,9 +230,9 @@ def quality_table(tally: dict[str, np.ndarray], methods: Sequence[str]) -> list[
 
 
 def write_csv(rows: list[dict], path: str) -> None:
-  """The table as CSV (distances rounded to 0.1 ms, shares to 0.0001)."""
+  """The table as CSV (distances rounded to 0.1 ms, shares to 0.0001), written atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w', newline='') as f:
+  with files.atomic(path) as tmp, open(tmp, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     for row in rows:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
+from navai_jax import files
 from navai_jax import model
 from navai_jax import validation
 from navai_jax.configs import default
@@ -34,7 +35,7 @@ def write_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None
   """Writes the full config as `WORKDIR/config.json`."""
   path = Path(workdir) / CONFIG_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(config.to_json(indent=2) + '\n')
+  files.write_text(path, config.to_json(indent=2) + '\n')
 
 
 def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -156,6 +157,15 @@ def save(mngr: ocp.CheckpointManager, step: int, state: PyTree, meta: dict[str, 
   """Starts writing `state` and the JSON `meta` as checkpoint `step` (asynchronously)."""
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)))
+
+
+def check_saved(mngr: ocp.CheckpointManager) -> None:
+  """Raises ValueError with its reason as soon as an asynchronous save has failed."""
+  try:
+    mngr.check_for_errors()
+  except Exception as e:  # pylint: disable=broad-except  # whatever the writer raised
+    raise ValueError(f'Saving a checkpoint into {mngr.directory} failed ({_reason(e)}); the '
+                     f'latest good one is step {mngr.latest_step()}.') from None
 
 
 def restore(mngr: ocp.CheckpointManager, step: int,

@@ -63,6 +63,8 @@ def run(main: Callable[[list[str]], None]) -> None:
       main(argv)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
       sys.exit(f'{script}: {e}')
+    except OSError as e:  # a full disk or a folder that became read-only mid-run
+      sys.exit(f'{script}: cannot write {e.filename or "an output"}: {e.strerror or e}.')
     except KeyboardInterrupt as e:
       sys.exit(f'{script}: {e or "interrupted."}')
 

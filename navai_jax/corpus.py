@@ -33,6 +33,7 @@ import soundfile as sf
 import tqdm
 
 from navai_jax import espeak
+from navai_jax import files
 from navai_jax import layout
 from navai_jax import text
 from navai_jax import timing
@@ -164,17 +165,6 @@ def plan_utterances(pool: Sequence[str], speakers: Sequence[Speaker], split: str
 # Writing, atomically and resumably.
 
 
-def _replace_atomically(path: pathlib.Path, write) -> None:
-  """Calls write(tmp_path), then renames tmp_path to path, so path is whole or absent."""
-  tmp = path.with_name(path.name + '.tmp')
-  write(tmp)
-  os.replace(tmp, path)
-
-
-def _write_text(path: pathlib.Path, content: str) -> None:
-  _replace_atomically(path, lambda tmp: tmp.write_text(content))
-
-
 class _Writer:
   """Writes utterances under out_dir and knows which are complete (transcript line written)."""
 
@@ -207,7 +197,7 @@ class _Writer:
     """Writes audio, then timing, then the transcript line, each atomically."""
     folder = self._chapter_dir(u)
     folder.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(folder / f'{u.id}.flac', lambda tmp: sf.write(
+    files.write_atomically(folder / f'{u.id}.flac', lambda tmp: sf.write(
         tmp, audio_A, layout.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
     duration = len(audio_A) / layout.SAMPLE_RATE
 
@@ -222,10 +212,10 @@ class _Writer:
                   for w in words],
         'phonemes': [dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
     }
-    _write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
+    files.write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
     path, lines = self._lines(u)
     lines[u.id] = u.transcript
-    _write_text(path, ''.join(f'{k} {lines[k]}\n' for k in sorted(lines)))
+    files.write_text(path, ''.join(f'{k} {lines[k]}\n' for k in sorted(lines)))
 
 
 def _synthesize_utterance(u: Utterance) -> tuple[np.ndarray, list[dict], list[dict]]:
@@ -289,7 +279,7 @@ def _remove_all_but(out: pathlib.Path, kept: set[str]) -> int:
       if set(lines) - kept:
         rest = {k: v for k, v in lines.items() if k in kept}
         if rest:
-          _write_text(trans, ''.join(f'{k} {rest[k]}\n' for k in sorted(rest)))
+          files.write_text(trans, ''.join(f'{k} {rest[k]}\n' for k in sorted(rest)))
         else:
           trans.unlink()
     for folder in sorted((out / split).glob('**/'), reverse=True):
@@ -340,8 +330,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   if problems:
     raise ValueError('Invalid corpus settings: ' + '; '.join(problems) + '.')
   start = time.perf_counter()
-  out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
+  out = files.check_writable(out_dir)
   for leftover in out.glob('**/*.tmp'):  # from an interrupted run
     leftover.unlink()
 
@@ -351,7 +340,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   if speakers_path.exists() and speakers_path.read_text() != table:
     raise ValueError(f'{out} holds a corpus with other speakers (another seed or speaker '
                      'count); choose a new output folder.')
-  _write_text(speakers_path, table)
+  files.write_text(speakers_path, table)
   pools = split_sentences(text.load_sentences(text_sources), seed)
   targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
 
@@ -410,5 +399,5 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       'sample_rate': layout.SAMPLE_RATE, 'espeak_version': espeak.espeak_version(),
       'python_version': sys.version.split()[0], 'text_sources': list(text_sources),
       'speakers': [dataclasses.asdict(s) for s in speakers]})
-  _write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')
+  files.write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')
   return timed(dict(summary, **stats))

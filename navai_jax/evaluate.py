@@ -21,6 +21,7 @@ import numpy as np
 from navai_jax import checkpoints
 from navai_jax import data
 from navai_jax import features
+from navai_jax import files
 from navai_jax import metrics
 from navai_jax import model
 from navai_jax import parallel
@@ -132,6 +133,7 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     The result dict of `evaluate` plus 'step', 'split' and 'workdir'.
   """
   config, variables, step = checkpoints.load_for_inference(workdir, step)
+  files.check_writable(workdir)
   if max_utterances is None:
     max_utterances = config.eval.max_utterances
   if max_utterances < 0:
@@ -144,7 +146,7 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   if jax.process_index() == 0:
     text = json.dumps(result, indent=2) + '\n'
     for name in (f'eval_{_file_safe(split)}.json', 'eval.json'):
-      (Path(workdir) / name).write_text(text)
+      files.write_text(Path(workdir) / name, text)
   return result
 
 

@@ -23,7 +23,14 @@ import numpy as np
 
 from navai_jax import alignment
 from navai_jax import features
+from navai_jax import files
 from navai_jax import vocab
+
+def _save(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int) -> None:
+  """The figure as the image format of `path`'s suffix, written atomically."""
+  files.write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi,
+                                                       format=os.path.splitext(path)[1][1:]))
+
 
 DIVERGING_CMAP = 'bwr'  # Blue negative, white zero, red positive.
 SPECTROGRAM_CMAP = 'gray'
@@ -110,7 +117,7 @@ def overlay_grid(config: ml_collections.ConfigDict, windows_NxTxF: np.ndarray,
   if maps:
     fig.colorbar(image, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label='scaled value')
   if path:
-    fig.savefig(path, dpi=120)
+    _save(fig, path, 120)
   return fig
 
 
@@ -131,7 +138,7 @@ def map_grid(config: ml_collections.ConfigDict, maps: Sequence[Sequence[np.ndarr
       axes[i, j].set_axis_off()
   fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label='scaled value')
   if path:
-    fig.savefig(path, dpi=120)
+    _save(fig, path, 120)
   return fig
 
 
@@ -148,7 +155,7 @@ def figure1(config: ml_collections.ConfigDict, results: dict, letter: str, outpu
     image = show_map(ax, np.asarray(result.input_TxF), config, f'layer {layer}, {what}')
   fig.colorbar(image, ax=fig.axes, shrink=0.6, label='scaled value')
   fig.suptitle(f"Optimal inputs of the neurons most active on a frame predicted as '{letter}'")
-  fig.savefig(path, dpi=120)
+  _save(fig, path, 120)
   return fig
 
 
@@ -188,7 +195,7 @@ def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path:
   for r, (name, get) in enumerate(rows):
     for m, method in enumerate(methods):
       _panel(axes[r, m], get(m), config, f'{name} | {method}')
-  fig.savefig(path, dpi=110)
+  _save(fig, path, 110)
   return fig
 
 
@@ -211,7 +218,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
   for ax in axes.flat[len(classes):]:
     ax.set_axis_off()
   fig.suptitle(f'normalized {kind} patterns, alignment {res["methods"][method]}')
-  fig.savefig(path, dpi=100)
+  _save(fig, path, 100)
   return fig
 
 
@@ -246,7 +253,7 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.5, label='t')
   fig.suptitle(f'{kind} patterns and t-maps against all {kind} frames, alignment '
                f'{res["methods"][method]}')
-  fig.savefig(path, dpi=90)
+  _save(fig, path, 90)
   return fig
 
 
@@ -262,7 +269,7 @@ def phonemes(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
       count = 0 if i is None else int(res['phoneme_count'][m, i])
       _panel(axes[r, m], res['phoneme_normalized'][m, i] if count else None, config,
              f'/{name}/ ({count}) | {method}')
-  fig.savefig(path, dpi=100)
+  _save(fig, path, 100)
   return fig
 
 
@@ -284,5 +291,5 @@ def quality(rows: list[dict], methods: Sequence[str], path: str) -> matplotlib.f
   for ax in axes:
     ax.set_xticks(x, methods, rotation=20)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=150)
+  _save(fig, path, 150)
   return fig

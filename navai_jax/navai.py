@@ -35,6 +35,7 @@ from navai_jax import alignment
 from navai_jax import alignment_quality
 from navai_jax import attribution
 from navai_jax import features
+from navai_jax import files
 from navai_jax import frames
 from navai_jax import lrp
 from navai_jax import model
@@ -223,12 +224,8 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
     arrays[f'quality_{key}'] = value
   arrays.update({k: np.int64(v) for k, v in progress.items()})
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
+  with files.atomic(path) as tmp, open(tmp, 'wb') as f:
     np.savez(f, settings=np.str_(settings), **arrays)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def fingerprint(tree: PyTree) -> str:

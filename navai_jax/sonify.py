@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from navai_jax import features
+from navai_jax import files
 
 Array = jax.Array
 
@@ -123,7 +124,8 @@ def sonify(frame_TxF: Array | np.ndarray, config: ml_collections.ConfigDict, *,
 
 
 def write_wav(path: str, audio_A: np.ndarray, sample_rate: int) -> None:
-  """16-bit PCM WAV; parent folders are created."""
+  """16-bit PCM WAV, written atomically; parent folders are created."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  sf.write(path, np.clip(np.asarray(audio_A, np.float32), -1.0, 1.0), sample_rate,
-           subtype='PCM_16')
+  files.write_atomically(path, lambda tmp: sf.write(
+      tmp, np.clip(np.asarray(audio_A, np.float32), -1.0, 1.0), sample_rate, format='WAV',
+      subtype='PCM_16'))

@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from navai_jax import files
 from navai_jax import layout
 
 
@@ -88,5 +89,5 @@ def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> Li
     builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
   logging.info('Preparing %s into %s.', root, builder.data_dir)
   builder.download_and_prepare()
-  stamp.write_text(fingerprint)
+  files.write_text(stamp, fingerprint)
   return builder

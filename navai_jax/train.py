@@ -33,6 +33,7 @@ from navai_jax import ctc
 from navai_jax import data
 from navai_jax import evaluate
 from navai_jax import features
+from navai_jax import files
 from navai_jax import model
 from navai_jax import parallel
 from navai_jax import validation
@@ -223,7 +224,7 @@ def _keep_metrics_until(path: Path, step: int, train_config: ml_collections.Conf
     early = at == step < t.num_steps and (not every or at % every)
     if at <= step and not early:
       kept.append(line + '\n')
-  path.write_text(''.join(kept))
+  files.write_text(path, ''.join(kept))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -263,6 +264,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   replicated = parallel.replicated(mesh)
   frozen = ml_collections.FrozenConfigDict(config)
 
+  files.check_writable(workdir)
   mngr = checkpoints.manager(workdir)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                           jax.eval_shape(functools.partial(init_state, frozen)))
@@ -378,6 +380,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
       bar.update(1)
       book(step)
       booked = step
+      checkpoints.check_saved(mngr)
     if out_of_time():
       bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
                 f'{t.max_minutes} at step {step}.')

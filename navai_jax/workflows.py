@@ -25,6 +25,7 @@ from navai_jax import attribution
 from navai_jax import data
 from navai_jax import features
 from navai_jax import figures
+from navai_jax import files
 from navai_jax import frames
 from navai_jax import model
 from navai_jax import navai as navai_pass
@@ -35,6 +36,12 @@ from navai_jax import validation
 from navai_jax import vocab
 
 PyTree = Any
+
+
+def _savez(path: str, **arrays) -> None:
+  """`np.savez`, written atomically."""
+  with files.atomic(path) as tmp, open(tmp, 'wb') as f:
+    np.savez(f, **arrays)
 
 
 def feature_batches(config: ml_collections.ConfigDict, split: str,
@@ -56,6 +63,7 @@ def figure2(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
   `figure2_LETTER.npz` (windows, maps, utterance ids, positions, probabilities) into `out_dir`.
   """
   validation.check(config)
+  files.check_writable(out_dir)
   found = frames.find_letter(config, variables, feature_batches(config, split, max_utterances),
                              letter, num_frames, utterance=utterance)
   targets_N = np.full(len(found), vocab.letter_id(letter))
@@ -77,7 +85,7 @@ def figure2(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
   figures.overlay_grid(config, result['windows'],
                        {'sensitivity': result['sensitivity'], f'LRP ({lrp_rule})': result['lrp']},
                        rows, path=os.path.join(out_dir, f'figure2_{letter}.png'))
-  np.savez(os.path.join(out_dir, f'figure2_{letter}.npz'), **result,
+  _savez(os.path.join(out_dir, f'figure2_{letter}.npz'), **result,
            mel_hz=features.mel_frequencies(config),
            meta=json.dumps({'letter': letter, 'split': split, 'checkpoint_step': step,
                             'lrp_rule': lrp_rule, 'output': output}))
@@ -98,6 +106,7 @@ def figure1(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
     The frame, and `{layer: (channel, AMResult)}`.
   """
   validation.check(config)
+  files.check_writable(out_dir)
   output_layer = len(model.layer_specs(config.model))
   if not 2 < high_layer < output_layer:
     raise ValueError(f'high_layer must be between 3 and {output_layer - 1}, got {high_layer}.')
@@ -112,7 +121,7 @@ def figure1(config: ml_collections.ConfigDict, variables: PyTree, step: int, out
     arrays[f'layer_{layer}_channel'] = np.asarray(channel)
     for name, value in result._asdict().items():
       arrays[f'layer_{layer}_{name}'] = np.asarray(value)
-  np.savez(os.path.join(out_dir, f'figure1_{letter}.npz'), **arrays,
+  _savez(os.path.join(out_dir, f'figure1_{letter}.npz'), **arrays,
            meta=json.dumps({'letter': letter, 'utterance': frame.ids[0],
                             'position': int(frame.positions_N[0]), 'checkpoint_step': step,
                             'am': config.am.to_dict()}))
@@ -184,6 +193,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     The pass result, and the markdown alignment-quality report (None without timings).
   """
   validation.check(config)
+  files.check_writable(out_dir)
   n = config.navai
   os.makedirs(out_dir, exist_ok=True)
   methods = tuple(dict.fromkeys(n.methods))
@@ -202,7 +212,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   res = navai_pass.results(result, methods, phoneme_classes)
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
               timed_utterances=result.timed_utterances, devices=mesh.size)
-  np.savez(os.path.join(out_dir, f'navai_{n.split}.npz'), **res,
+  _savez(os.path.join(out_dir, f'navai_{n.split}.npz'), **res,
            mel_hz=features.mel_frequencies(config), config=config.to_json(),
            meta=json.dumps(meta))
   write_navai_figures(config, res, out_dir)
@@ -211,8 +221,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     rows = alignment_quality.quality_table(result.quality, methods)
     alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))
     report = alignment_quality.markdown_report(rows, result.quality, methods)
-    with open(os.path.join(out_dir, 'quality.md'), 'w') as f:
-      f.write(report)
+    files.write_text(os.path.join(out_dir, 'quality.md'), report)
     figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
   write_sounds(config, res, out_dir)
   return result, report
