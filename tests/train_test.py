@@ -233,6 +233,8 @@ train.train(conftest._tiny_train_config(), sys.argv[1], train_batches=batches,
   assert_trees_equal(state.batch_stats, reference_state.batch_stats, atol=1e-6)
   steps = [l['step'] for l in read_metrics(workdir) if 'loss' in l]
   assert steps == list(range(2, 33, 2))  # Lines after the checkpoint were not kept twice.
+  assert _without_timing(read_metrics(workdir)) == _without_timing(
+      read_metrics(reference_run[0]))
 
 
 def test_non_finite_loss_stops_without_saving_it(tones, tmp_path):
@@ -302,6 +304,20 @@ def test_ctrl_c_saves_the_finished_steps_and_the_rerun_ends_as_uninterrupted(
                       eval_batches=tones.eval_batches)
   assert_trees_equal(state.params, reference_state.params, atol=1e-6)
   assert _without_timing(read_metrics(tmp_path)) == _without_timing(read_metrics(workdir))
+
+
+def test_a_failed_checkpoint_save_stops_training_with_its_reason(tones, tmp_path, monkeypatch):
+  def check_for_errors(self):
+    if self.latest_step() == 8:
+      raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(train.checkpoints.ocp.CheckpointManager, 'check_for_errors',
+                      check_for_errors)
+  with pytest.raises(ValueError, match=r'Saving a checkpoint into .* failed \(OSError: .*No '
+                                       r'space left on device\)'):
+    train.train(tones.config(), tmp_path, train_batches=tones.train_batches,
+                eval_batches=tones.eval_batches)
+  assert max(l['step'] for l in read_metrics(tmp_path)) == 8  # stopped at once, not at the end
 
 
 def test_resuming_with_another_model_names_both_values(tones, reference_run):
