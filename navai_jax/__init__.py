@@ -3,6 +3,7 @@
 The user-facing functions, re-exported so that a notebook writes `navai_jax.attribute(...)`;
 every module stays importable as `from navai_jax import lrp`. The modules, lowest first:
 
+  configs, validation, files, cli             presets; allowed values; safe writes; scripts
   vocab, metrics, features, model, network   tokens; error rates; log-mel; Wav2Letter
   layout, data, tfds_folder                   LibriSpeech-layout folders; batches
   espeak, text, corpus, timing                the synthesized corpus and its true times
