@@ -11,6 +11,7 @@ from typing import Any, Callable
 import ml_collections
 
 from navai_jax import alignment
+from navai_jax import layout
 from navai_jax import vocab
 
 READERS = ('tfds', 'direct')
@@ -51,7 +52,8 @@ RULES: dict[str, list[_Rule]] = {
         ('bn_momentum', *_fraction), ('bn_epsilon', *_positive), ('dropout', *_fraction),
     ],
     'features': [
-        ('sample_rate', lambda v: v == 16000, '16000 (SPEC §1; corpora are read at 16 kHz)'),
+        ('sample_rate', lambda v: v == layout.SAMPLE_RATE,
+         f'{layout.SAMPLE_RATE} (SPEC §1; corpora are read at that rate)'),
         ('window', *_at_least(1)), ('hop', *_at_least(1)), ('num_mels', *_at_least(1)),
         ('top_db', *_positive),
     ],
@@ -87,7 +89,7 @@ RULES: dict[str, list[_Rule]] = {
         ('steps', *_at_least(1)), ('learning_rate', *_positive),
         ('l1', *_at_least(0)), ('l2', *_at_least(0)),
         ('tv_time', *_at_least(0)), ('tv_freq', *_at_least(0)),
-        ('jitter', lambda v: 0 <= v < 206, 'in [0, 206) frames'),
+        ('jitter', lambda v: 0 <= v < alignment.WINDOW, f'in [0, {alignment.WINDOW}) frames'),
         ('objective_point', *_one_of(OBJECTIVE_POINTS)),
         ('seed', *_at_least(0)),
     ],

@@ -8,14 +8,14 @@ import pytest
 from navai_jax import files
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
-def test_a_read_only_folder_is_named(tmp_path):
-  tmp_path.chmod(0o500)
-  try:
-    with pytest.raises(ValueError, match=f'Cannot write to {tmp_path}/out'):
-      files.check_writable(tmp_path / 'out')
-  finally:
-    tmp_path.chmod(0o700)
+def test_a_folder_that_refuses_files_is_named(tmp_path, monkeypatch):
+  """A read-only folder, as the kernel reports it (EACCES) to a user who is not root."""
+  def refuse(self, data):
+    raise PermissionError(13, 'Permission denied', str(self))
+
+  monkeypatch.setattr(type(tmp_path), 'write_bytes', refuse)
+  with pytest.raises(ValueError, match=f'Cannot write to {tmp_path}/out: Permission denied.'):
+    files.check_writable(tmp_path / 'out')
 
 
 def test_check_writable_creates_the_folder_and_leaves_nothing(tmp_path):
