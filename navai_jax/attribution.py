@@ -68,6 +68,41 @@ def sensitivity_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None
   return _gradient(layers, x_WxF, target, output)
 
 
+def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
+                        target: Optional[Array] = None, *, output: str = 'softmax') -> Array:
+  """`sensitivity_map` of one frame from the activations of its pass, without a forward pass.
+
+  The backward pass written out: the output's gradient (softmax Jacobian row or one-hot), then
+  per layer, top down, a transposed convolution (`network.conv_transpose`) and the ReLU's and
+  batch norm's derivatives from the stored conv outputs. With `inputs, pre` sliced from an
+  utterance's pass (`frames.window_activations`), many frames share one forward pass, as LRP's
+  do (`lrp.lrp_frames`).
+
+  Args:
+    inputs, pre: per-layer inputs and conv outputs (`network.forward` of the window, or
+      `frames.window_activations`); the last layer has one position.
+    target: class; None: the predicted one.
+  """
+  if output not in OUTPUTS:
+    raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
+  logits_V = network.output(layers, pre)[0]
+  target = jnp.argmax(logits_V) if target is None else target
+  onehot_V = jax.nn.one_hot(target, logits_V.shape[0], dtype=logits_V.dtype)
+  if output == 'softmax':
+    y_V = jax.nn.softmax(logits_V)
+    g = (y_V[target] * (onehot_V - y_V))[None]  # d y_target / d logits
+  else:
+    g = onehot_V[None]
+  for i in reversed(range(len(layers))):
+    layer = layers[i]
+    if layer.bn is not None:  # d bn(z) / dz
+      g = g * layer.bn['scale'] * jax.lax.rsqrt(layer.bn['var'] + layer.bn_epsilon)
+    g = network.conv_transpose(g, layer.kernel_KxCxD, layer.stride, inputs[i].shape[0])
+    if i:  # through the ReLU of the layer below: inputs[i] = relu(bn(pre[i - 1]))
+      g = jnp.where(network.batch_norm(layers[i - 1], pre[i - 1]) > 0, g, 0.0)
+  return g
+
+
 def gradient_x_input_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
                          output: str = 'logit') -> Array:
   """Input times gradient."""

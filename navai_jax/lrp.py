@@ -65,9 +65,8 @@ def _divide(num: Array, den: Array) -> Array:
 
 
 def _transposed_conv(kernel_KxCxD: Array, stride: int, a_TxC: Array, s_UxD: Array) -> Array:
-  """`sum_j w_ij s_j` for every input i: the vjp of the convolution."""
-  _, vjp = jax.vjp(lambda a: network.conv(a, kernel_KxCxD, stride), a_TxC)
-  return vjp(s_UxD)[0]
+  """`sum_j w_ij s_j` for every input i: the vjp of the convolution (`network.conv_transpose`)."""
+  return network.conv_transpose(s_UxD, kernel_KxCxD, stride, a_TxC.shape[0])
 
 
 def _split(layer: Layer):

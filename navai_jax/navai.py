@@ -11,8 +11,11 @@ each device folds its frames into its own partial state (`jax.shard_map`, no com
 during the pass), and every `save_every` batches the partial states are merged across devices
 (Chan merges in device order under `jit`, which XLA turns into cross-device transfers) and
 written atomically to disk, so that a killed pass resumes with an identical result. The
-sensitivity (softmax output, SPEC §5) runs on each frame's window; LRP reuses the activations
-of the utterance's own pass (`lrp.lrp_frames`). One process; its local devices.
+sensitivity (softmax output, SPEC §5) and LRP of a frame both start from the activations of
+its utterance's own pass (`attribution.sensitivity_of_pass`, `lrp.relevance` on
+`frames.window_activations`): two backward passes per frame, each one transposed convolution
+per layer (`network.conv_transpose`), vmapped over the frames of a chunk into one batched
+convolution.
 """
 
 import dataclasses
@@ -69,20 +72,21 @@ def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables:
                                    selection: frames.Selection) -> Array:
   """Alignment positions `[M, N]` of selected frames; each attribution map is made once.
 
-  Sensitivity runs on the frames' windows (VALID padding, `jax.vjp`); LRP reuses the layer
-  activations of the utterances' SAME-padded pass (`frames.window_activations`), which equal
-  those of the windows' own passes.
+  Sensitivity and LRP both start from the layer activations of the utterances' SAME-padded
+  pass (`frames.window_activations`), which equal those of the windows' own VALID passes, so
+  a frame costs two backward passes and no forward pass of its own.
   """
+  layers = network.layers_from_variables(config, variables)
+  inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,
+                                          selection.position_N)
   sensitivity = relevance = None
   if any(m.startswith('sensitivity') for m in methods):
-    layers = network.layers_from_variables(config, variables)
-    windows_NxWxF = frames.gather_windows(config, x_BxTxF, selection.utterance_N,
-                                          selection.position_N)
-    sensitivity = jax.vmap(lambda w, t: attribution.sensitivity_map(layers, w, t))(
-        windows_NxWxF, selection.token_N)
+    sensitivity = jax.vmap(functools.partial(attribution.sensitivity_of_pass, layers))(
+        inputs, pre, selection.token_N)
   if 'lrp_max' in methods:
-    relevance = lrp.lrp_frames(config, variables, x_BxTxF, intermediates, selection.utterance_N,
-                               selection.position_N, selection.token_N, rule='paper')
+    options = lrp.resolve_options(rule='paper')
+    relevance = jax.vmap(lambda i, p, t: lrp.relevance(layers, i, p, t, **options))(
+        inputs, pre, selection.token_N)
   return jnp.stack([alignment.alignment_positions(m, sensitivity, relevance,
                                                   selection.token_N.shape[0])
                     for m in methods])

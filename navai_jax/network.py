@@ -7,6 +7,7 @@ with VALID padding and keeps what the backward rules need: the input and the con
 every layer.
 """
 
+import functools
 from typing import Any, Optional
 
 import flax.struct
@@ -58,10 +59,75 @@ def batch_norm(layer: Layer, z: Array) -> Array:
   return model.batch_norm_inference(z, layer.bn, layer.bn, layer.bn_epsilon)
 
 
+def _plain_conv(a_TxC: Array, kernel_KxCxD: Array, stride: int) -> Array:
+  return model.conv1d(a_TxC[None], kernel_KxCxD, stride, 'VALID')[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(a_TxC: Array, kernel_KxCxD: Array, stride: int) -> Array:
+  return _plain_conv(a_TxC, kernel_KxCxD, stride)
+
+
+def _conv_fwd(a_TxC, kernel_KxCxD, stride):
+  return _plain_conv(a_TxC, kernel_KxCxD, stride), (a_TxC, kernel_KxCxD)
+
+
+def _conv_bwd(stride, residuals, s_UxD):
+  a_TxC, kernel_KxCxD = residuals
+  _, kernel_vjp = jax.vjp(lambda k: _plain_conv(a_TxC, k, stride), kernel_KxCxD)
+  return conv_transpose(s_UxD, kernel_KxCxD, stride, a_TxC.shape[0]), kernel_vjp(s_UxD)[0]
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
 def conv(a_TxC: Array, kernel_KxCxD: Array, stride: int, bias_D: Optional[Array] = None
          ) -> Array:
-  """VALID convolution of one unbatched sequence."""
-  return model.conv1d(a_TxC[None], kernel_KxCxD, stride, 'VALID', bias_D)[0]
+  """VALID convolution of one unbatched sequence.
+
+  Its gradient with respect to `a` is `conv_transpose` (a custom vjp), so sensitivity, AM and
+  every other gradient through the window network run at the speed of a forward conv; under
+  `jit` an unused kernel gradient is never computed.
+  """
+  z = _conv(a_TxC, kernel_KxCxD, stride)
+  return z if bias_D is None else z + bias_D
+
+
+def conv_transpose(s_UxD: Array, kernel_KxCxD: Array, stride: int, length: int) -> Array:
+  """`sum_j w_ij s_j` for every input i of a VALID convolution: its vjp, as a forward conv.
+
+  The vjp of a strided convolution is a convolution with input dilation, which XLA's CPU
+  backend runs several times slower than a plain one. Written in polyphase form instead: input
+  `S m + r` collects `s[m - j] · w[S j + r]ᵀ` over j, one stride-1 convolution of the zero-
+  padded `s` with the time-flipped kernel `[ceil(K / S), D, S C]`, whose S output groups
+  interleave into time. Inputs past the last window (`length > S (U - 1) + K`) get zeros.
+
+  Args:
+    s_UxD: cotangent of the conv output; kernel_KxCxD: the layer's kernel; length: the input
+      length T.
+  Returns:
+    `[length, C]`.
+  """
+  k, c, d = kernel_KxCxD.shape
+  num_out = s_UxD.shape[0]
+  needed = (num_out - 1) * stride + k
+  if needed > length:
+    raise ValueError(f'A conv output of {num_out} positions needs at least {needed} inputs, '
+                     f'got length {length}.')
+  if num_out * stride <= k:  # Few outputs (the top of a receptive window): a matmul and an
+    # overlap-add beat a convolution that is mostly zero padding.
+    p_UxKxC = jnp.einsum('ud,kcd->ukc', s_UxD, kernel_KxCxD)
+    out = jnp.zeros((length, c), p_UxKxC.dtype)
+    for u in range(num_out):
+      out = out.at[u * stride:u * stride + k].add(p_UxKxC[u])
+    return out
+  taps = -(-k // stride)  # A kernel width that is no multiple of S gets zero taps appended.
+  kernel = jnp.pad(kernel_KxCxD, ((0, taps * stride - k), (0, 0), (0, 0)))
+  # w'[j, D, (r, C)] = w[S j + r, C, D], flipped along j.
+  w = kernel.reshape(taps, stride, c, d).transpose(0, 3, 1, 2).reshape(taps, d, stride * c)
+  padded = jnp.pad(s_UxD, ((taps - 1, taps - 1), (0, 0)))
+  out = _plain_conv(padded, jnp.flip(w, 0), 1).reshape(-1, c)[:needed]
+  return jnp.pad(out, ((0, length - needed), (0, 0)))
 
 
 def forward(layers: Layers, x_TxC: Array, *, relu=jax.nn.relu

@@ -44,6 +44,36 @@ def test_sensitivity_equals_central_finite_differences(tiny_variables, quick):
       assert float(jnp.max(jnp.abs(sens))) > 0
 
 
+def test_sensitivity_of_a_shared_pass_equals_the_windows_own_gradient(tiny_variables, quick):
+  with jax.enable_x64(True):
+    config, variables = tiny_variables(4)
+    layers = network.layers_from_variables(config, variables)
+    windows = jax.random.normal(jax.random.key(5), (3, 206, 128), jnp.float64)
+    targets = jnp.asarray([3, 7, 20])
+
+    def run(layers, windows, targets):
+      out = []
+      for output in attribution.OUTPUTS:
+        of_pass = jax.vmap(lambda w, t: attribution.sensitivity_of_pass(
+            layers, *network.forward(layers, w), t, output=output))(windows, targets)
+        direct = jax.vmap(lambda w, t: attribution.sensitivity_map(layers, w, t, output=output)
+                          )(windows, targets)
+        predicted = jax.vmap(lambda w: attribution.sensitivity_of_pass(
+            layers, *network.forward(layers, w), output=output))(windows)
+        out.append((of_pass, direct, predicted,
+                    jax.vmap(lambda w: attribution.sensitivity_map(layers, w, output=output))(
+                        windows)))
+      return out
+
+    for of_pass, direct, predicted, predicted_direct in quick(run, layers, windows, targets):
+      assert float(jnp.max(jnp.abs(direct))) > 0
+      np.testing.assert_allclose(of_pass, direct, rtol=1e-10, atol=1e-12)
+      np.testing.assert_allclose(predicted, predicted_direct, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match='unknown output'):
+      attribution.sensitivity_of_pass(layers, *network.forward(layers, windows[0]),
+                                      output='prob')
+
+
 def test_integrated_gradients_on_a_homogeneous_net_is_gradient_times_input(random_layers, quick):
   """Bias-free ReLU nets are positively homogeneous: the gradient is constant along the path,
   so integrated gradients == gradient x input, summing to the logit (completeness)."""

@@ -45,3 +45,36 @@ def test_check_targets_names_the_problem():
     network.check_targets(np.asarray([0.0, 5.0]), 2)
   with pytest.raises(ValueError, match=r'must lie in \[0, 31\), got 0..31'):
     network.check_targets(np.asarray([0, 31]), 2)
+
+
+@pytest.mark.parametrize('kernel,stride,channels,length', [
+    (48, 2, (5, 3), 206), (48, 2, (5, 3), 207), (7, 1, (4, 6), 30), (32, 1, (3, 8), 32),
+    (32, 1, (3, 8), 40), (1, 1, (6, 4), 1), (4, 2, (2, 3), 11), (3, 2, (2, 3), 12),
+    (5, 3, (2, 2), 23)])
+def test_conv_transpose_is_the_literal_sum_of_the_convolutions_vjp(kernel, stride, channels,
+                                                                   length):
+  rng = np.random.default_rng(kernel + length)
+  c, d = channels
+  w = rng.normal(size=(kernel, c, d))
+  a = rng.normal(size=(length, c))
+  num_out = (length - kernel) // stride + 1
+  s = rng.normal(size=(num_out, d))
+  # The definition: input i collects w[i - u S] s[u] from every output u whose window holds it.
+  literal = np.zeros((length, c))
+  for u in range(num_out):
+    literal[u * stride:u * stride + kernel] += w @ s[u]
+  fast = network.conv_transpose(jnp.asarray(s), jnp.asarray(w), stride, length)
+  _, vjp = jax.vjp(lambda a: network._plain_conv(a, jnp.asarray(w), stride), jnp.asarray(a))
+  np.testing.assert_allclose(fast, literal, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(vjp(jnp.asarray(s))[0], literal, rtol=1e-12, atol=1e-12)
+  # The custom vjp of `conv` gives the same input and kernel gradients as lax's own.
+  loss = lambda f: lambda a, w: jnp.sum(f(a, w) * s)
+  ours = jax.grad(loss(lambda a, w: network.conv(a, w, stride)), (0, 1))(a, w)
+  plain = jax.grad(loss(lambda a, w: network._plain_conv(a, w, stride)), (0, 1))(a, w)
+  for x, y in zip(ours, plain):
+    np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose_refuses_what_it_cannot_compute():
+  with pytest.raises(ValueError, match='needs at least 12 inputs, got length 10'):
+    network.conv_transpose(jnp.zeros((6, 2)), jnp.zeros((7, 2, 2)), 1, 10)
