@@ -21,11 +21,21 @@ identical result. Written into `--out_dir` (default WORKDIR/navai):
   such as real LibriSpeech);
 * sound/letter_X.wav, sound/phoneme_X.wav: Griffin-Lim sonifications of the aligned mean
   frames under `navai.sonify_method`.
+
+Several hosts: start the same command on every host with --multihost (and, where
+jax.distributed cannot find the cluster itself, --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I). Each host folds its own share of the batches on its own
+devices into OUT_DIR/pass_state.processIofN.npz (so a killed host resumes its share alone);
+the hosts' moments are merged at the end and process 0 writes the results. On one machine:
+
+  for i in 0 1; do python experiments/navai.py --workdir=runs/small --multihost \
+      --coordinator_address=localhost:12355 --num_processes=2 --process_id=$i & done; wait
 """
 
 import os
 
 from absl import flags
+import jax
 
 from navai_jax import checkpoints
 from navai_jax import cli
@@ -37,15 +47,19 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, 
 _OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/navai.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 _CONFIG = cli.define_sections('navai')
+_START_HOSTS = cli.define_multihost()
 
 
 def main(argv):
   del argv
+  _START_HOSTS()
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
                                                            cli.overrides(_CONFIG))
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'navai')
   result, report = workflows.navai(config, variables, step, out_dir, workdir=_WORKDIR.value,
                                    progress=True)
+  if jax.process_index():
+    return  # Process 0 reports and writes the merged result.
   split = config.navai.split
   print(f'{result.frames} letter frames of {result.utterances} utterances '
         f'({split}, checkpoint step {step}); per letter under {config.navai.methods[0]}: ' +

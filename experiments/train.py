@@ -8,15 +8,14 @@ config.json, checkpoints/ and metrics.jsonl (loss, learning rate, audio-seconds 
 training time, and dev-set LER/WER every config.train.eval_every steps).
 
 Several hosts: start the same command on every host with --multihost; it calls
-`jax.distributed.initialize()` first (coordinator from the environment, as on Cloud TPU),
-every host reads its share of each batch, and only process 0 writes logs.
+`jax.distributed.initialize()` first (coordinator from the environment, as on Cloud TPU, or
+from --coordinator_address, --num_processes and --process_id), every host reads only its own
+rows of each batch, and only process 0 writes logs.
 """
 
 
 from absl import app
 from absl import flags
-import jax
-
 from navai_jax import cli
 from navai_jax import train
 
@@ -24,15 +23,13 @@ _CONFIG = cli.define_config_file('navai_jax/configs/default.py:small',
                                  'Config file, with a preset after a colon.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (resumed if it holds a checkpoint).',
                                required=True)
-_MULTIHOST = flags.DEFINE_bool('multihost', False,
-                               'Call jax.distributed.initialize() first (one process per host).')
+_START_HOSTS = cli.define_multihost()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
+  _START_HOSTS()
   train.train(_CONFIG.value, _WORKDIR.value)
 
 

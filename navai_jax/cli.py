@@ -87,3 +87,33 @@ def define_sections(*sections: str) -> flags.FlagHolder:
 def overrides(holder: flags.FlagHolder) -> dict[str, Any]:
   """The `--config.X.Y=VALUE` values given on the command line, by dotted field name."""
   return dict(config_flags.get_override_values(flags.FLAGS[holder.name]))
+
+
+def define_multihost() -> Callable[[], None]:
+  """Flags `--multihost` (with optional `--coordinator_address`, `--num_processes`,
+  `--process_id`); returns the function that starts `jax.distributed` when asked to.
+
+  Without the three optional flags `jax.distributed.initialize()` finds the cluster itself
+  (Cloud TPU, SLURM, ...); with them, any set of machines works, one CPU machine included
+  (processes on `localhost`). On CPUs the processes talk through gloo.
+  """
+  multihost = flags.DEFINE_bool('multihost', False, 'Run as one of several processes (hosts) '
+                                'through jax.distributed.')
+  address = flags.DEFINE_string('coordinator_address', None,
+                                'HOST:PORT of process 0 (with --multihost; default: found '
+                                'by jax.distributed).')
+  count = flags.DEFINE_integer('num_processes', None, 'Number of processes (with --multihost).')
+  index = flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
+
+  def start() -> None:
+    if not multihost.value:
+      if any(f.value is not None for f in (address, count, index)):
+        raise ValueError('--coordinator_address, --num_processes and --process_id need '
+                         '--multihost.')
+      return
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=address.value, num_processes=count.value,
+                               process_id=index.value)
+
+  return start

@@ -78,7 +78,7 @@ def folder_fingerprint(root: str | os.PathLike) -> str:
   return h.hexdigest()
 
 
-def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
+def read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
   """Maps each expected .flac path to (id, transcript, transcript file)."""
   expected = {}
   for trans in sorted(split_dir.rglob('*.trans.txt')):
@@ -116,6 +116,30 @@ def _read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
   return expected
 
 
+def _check_format(path: Path, rate: int, channels: int, num_samples: int) -> None:
+  if rate != SAMPLE_RATE:
+    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
+  if channels != 1:
+    raise DataError(f'{path}: {channels} channels; the pipeline needs mono audio.')
+  if num_samples < MIN_SAMPLES:
+    raise DataError(
+        f'{path}: {num_samples / SAMPLE_RATE:.2f} s is shorter than one receptive field '
+        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
+        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
+
+
+def flac_length(path: Path) -> int:
+  """Samples of a FLAC file from its header, checked as `read_flac` checks the audio."""
+  if path.stat().st_size == 0:
+    raise DataError(f'{path}: empty file (0 bytes).')
+  try:
+    info = sf.info(path)
+  except Exception as e:  # soundfile raises several types for unreadable files.
+    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
+  _check_format(path, info.samplerate, info.channels, info.frames)
+  return int(info.frames)
+
+
 def read_flac(path: Path) -> np.ndarray:
   """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
   if path.stat().st_size == 0:
@@ -124,15 +148,7 @@ def read_flac(path: Path) -> np.ndarray:
     samples, rate = sf.read(path, dtype='int16')
   except Exception as e:  # soundfile raises several types for unreadable files.
     raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
-  if rate != SAMPLE_RATE:
-    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
-  if samples.ndim != 1:
-    raise DataError(f'{path}: {samples.shape[1]} channels; the pipeline needs mono audio.')
-  if len(samples) < MIN_SAMPLES:
-    raise DataError(
-        f'{path}: {len(samples) / SAMPLE_RATE:.2f} s is shorter than one receptive field '
-        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
-        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
+  _check_format(path, rate, 1 if samples.ndim == 1 else samples.shape[1], len(samples))
   return samples
 
 
@@ -144,9 +160,9 @@ def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
   folder builder stores, and what `reader = 'direct'` loads without it.
 
   Raises:
-    DataError: naming the file, for any problem `_read_transcripts` or `read_flac` finds.
+    DataError: naming the file, for any problem `read_transcripts` or `read_flac` finds.
   """
-  for audio, (utt_id, text, _) in _read_transcripts(split_dir).items():
+  for audio, (utt_id, text, _) in read_transcripts(split_dir).items():
     speaker, chapter, _ = utt_id.split('-')
     yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
            'speech': read_flac(audio)}

@@ -16,6 +16,11 @@ its utterance's own pass (`attribution.sensitivity_of_pass`, `lrp.relevance` on
 `frames.window_activations`): two backward passes per frame, each one transposed convolution
 per layer (`network.conv_transpose`), vmapped over the frames of a chunk into one batched
 convolution.
+
+Several processes (hosts, `jax.distributed`): each runs its own pass over its share of the
+batches (`data.batches(..., share=(process, processes))`) on its local devices, saves and
+resumes its own state file, and at the end the states of all processes are gathered and
+merged (`merge_processes`), so every process holds the result of the whole split.
 """
 
 import dataclasses
@@ -384,9 +389,31 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
       merged = merge_and_save()
   if merged is None:
     merged = merge_and_save()
-  letters, phonemes = (jax.tree.map(np.asarray, m) for m in merged)
+  merged = jax.tree.map(np.asarray, merged)
+  if jax.process_count() > 1:
+    merged, quality, done = merge_processes(merged, quality, done)
+  letters, phonemes = merged
   return PassResult(Moments(*letters), Moments(*phonemes), quality, done['batches'],
                     done['utterances'], done['timed_utterances'])
+
+
+def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],
+                    done: dict[str, int]) -> tuple[PassState, Optional[dict[str, np.ndarray]],
+                                                   dict[str, int]]:
+  """The passes of all processes (hosts) as one: every process's state gathered
+  (`process_allgather`) and merged with Chan's formula in process order; the quality tallies
+  and counts added. Every process gets the same result."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  tree = {'state': state, 'quality': quality or {},
+          'done': {k: np.int64(v) for k, v in done.items()}}
+  gathered = multihost_utils.process_allgather(tree)  # a leading process axis on every leaf
+  parts = [jax.tree.map(lambda a, p=p: np.asarray(a[p]), gathered['state'])
+           for p in range(jax.process_count())]
+  merged = PassState(*(jax.tree.map(np.asarray, functools.reduce(
+      moments.combine, [getattr(part, f) for part in parts])) for f in PassState._fields))
+  total = {k: np.asarray(v).sum(0) for k, v in gathered['quality'].items()} or None
+  return merged, total if quality is not None else None, {
+      k: int(np.asarray(v).sum()) for k, v in gathered['done'].items()}
 
 
 def results(result: PassResult, methods: Sequence[str],

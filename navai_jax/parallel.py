@@ -1,8 +1,8 @@
 """Data parallelism: a 1-D device mesh, batches split on their first axis, parameters replicated.
 
-With several processes (hosts), every process reads the same global batch and hands its own
-contiguous block of rows to its local devices; `jax.make_array_from_process_local_data`
-assembles the global array.
+With several processes (hosts), every process reads only its own contiguous block of every
+batch's rows (`data.batches(..., process_index, process_count)`) and hands it to its local
+devices; `jax.make_array_from_process_local_data` assembles the global array.
 """
 
 import queue
@@ -46,16 +46,24 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   Raises:
     ValueError: the batch size is not a multiple of the number of devices.
   """
-  size = len(batch['weights'])
+  if 'rows' in batch:  # `data.batches`: this process's block of rows; [first row, size]
+    size = int(batch['rows'][1])
+    local = {k: np.asarray(batch[k]) for k in ARRAY_FIELDS}
+  else:  # a whole global batch, of which this process takes its block
+    size = len(batch['weights'])
+    rows = size // jax.process_count()
+    first = jax.process_index() * rows
+    local = {k: np.asarray(batch[k][first:first + rows]) for k in ARRAY_FIELDS}
   if size % mesh.size:
     raise ValueError(f'Batch of {size} rows does not split over {mesh.size} devices; ask the '
                      f'data pipeline for batch_multiple={mesh.size}.')
-  rows = size // jax.process_count()
-  first = jax.process_index() * rows
+  if len(local['weights']) * jax.process_count() != size:
+    raise ValueError(f'This process holds {len(local["weights"])} rows of a batch of {size} '
+                     f'over {jax.process_count()} processes; ask the data pipeline for '
+                     f'process_count={jax.process_count()}.')
   sharding = batch_sharded(mesh)
-  return {k: jax.make_array_from_process_local_data(
-      sharding, np.asarray(batch[k][first:first + rows]), np.shape(batch[k]))
-          for k in ARRAY_FIELDS}
+  return {k: jax.make_array_from_process_local_data(sharding, v, (size,) + v.shape[1:])
+          for k, v in local.items()}
 
 
 def prefetch(batches: Iterator[Mapping[str, np.ndarray]], mesh: Mesh, size: int = 2

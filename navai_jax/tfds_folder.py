@@ -1,6 +1,6 @@
 """A folder in LibriSpeech layout (`layout`) as a tensorflow-datasets builder.
 
-`data.load_split` reaches every `folder:PATH` source through `prepared_folder_builder` (with
+`sources.load_split` reaches every `folder:PATH` source through `prepared_folder_builder` (with
 `config.data.reader = 'tfds'`, the default). This module is the only one of the library that
 needs TensorFlow at import time for folder sources; `data` imports it when a split is first
 loaded, so the rest of the library (and `reader = 'direct'`) runs where TensorFlow is absent.
@@ -19,6 +19,10 @@ import tensorflow_datasets as tfds
 
 from navai_jax import files
 from navai_jax import layout
+
+
+# Random access (`builder.as_data_source`) needs ArrayRecord files.
+FILE_FORMAT = 'array_record'
 
 
 @dataclasses.dataclass(eq=False)
@@ -70,7 +74,8 @@ class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> LibrispeechFolder:
-  """The builder of `folder`, prepared (again, if its files changed since the last build).
+  """The builder of `folder`, prepared into ArrayRecord files (again, if its files changed
+  since the last build).
 
   Args:
     folder: root of the LibriSpeech-layout corpus.
@@ -78,7 +83,8 @@ def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> Li
   """
   root = Path(folder).expanduser().resolve()
   data_dir = data_dir or str(root / '_tfds')
-  fingerprint = layout.folder_fingerprint(root)
+  # The stamp names the file format too, so that data prepared as TFRecords is prepared again.
+  fingerprint = f'{layout.folder_fingerprint(root)} {FILE_FORMAT}'
   builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
   stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
   if stamp.is_file() and stamp.read_text() == fingerprint:
@@ -88,6 +94,6 @@ def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> Li
     shutil.rmtree(builder.data_dir)
     builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
   logging.info('Preparing %s into %s.', root, builder.data_dir)
-  builder.download_and_prepare()
+  builder.download_and_prepare(file_format=FILE_FORMAT)
   files.write_text(stamp, fingerprint)
   return builder

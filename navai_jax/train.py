@@ -189,11 +189,13 @@ def jit_train_step(config: ml_collections.FrozenConfigDict, mesh: Mesh):
 
 
 def corpus_batches(config: ml_collections.ConfigDict) -> tuple[TrainBatches, EvalBatches]:
-  """Training and evaluation batches of `config.data` through `data.batches`."""
+  """Training and evaluation batches of `config.data` through `data.batches`; each process
+  reads only its own rows of every training batch, and the whole of every evaluation batch."""
 
   def train_batches(start_step: int, batch_multiple: int) -> Iterator[Batch]:
     return data.batches(config, config.data.train_split, train=True, seed=config.seed,
-                        start_step=start_step, batch_multiple=batch_multiple)
+                        start_step=start_step, batch_multiple=batch_multiple,
+                        process_index=jax.process_index(), process_count=jax.process_count())
 
   def eval_batches(batch_multiple: int) -> Iterable[Batch]:
     return data.batches(config, config.data.eval_split, train=False,

@@ -62,7 +62,7 @@ RULES: dict[str, list[_Rule]] = {
         ('train_split', bool, 'a split name'), ('eval_split', bool, 'a split name'),
         ('reader', *_one_of(READERS)),
         ('batch_seconds', *_positive), ('max_seconds', *_positive),
-        ('num_buckets', *_at_least(1)),
+        ('num_buckets', *_at_least(1)), ('read_threads', *_at_least(0)),
     ],
     'augment': [
         ('warp', *_fraction), ('noise_std', *_at_least(0)),

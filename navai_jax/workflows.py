@@ -200,18 +200,25 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   timings = timing.find_timings(config, n.timing_dir)
   phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()
   mesh = parallel.make_mesh(jax.local_devices())
+  process, processes = jax.process_index(), jax.process_count()
   batches = data.batches(config, n.split, train=False, batch_multiple=mesh.size,
-                         max_utterances=n.max_utterances)
+                         max_utterances=n.max_utterances, share=(process, processes))
   settings = {'checkpoint_step': step, 'split': n.split, 'workdir': os.path.abspath(workdir),
-              'max_utterances': n.max_utterances, 'frame_batch': n.frame_batch}
+              'max_utterances': n.max_utterances, 'frame_batch': n.frame_batch,
+              'process': process, 'processes': processes}
+  state_file = 'pass_state.npz' if processes == 1 else (
+      f'pass_state.process{process}of{processes}.npz')
   result = navai_pass.run_pass(config, variables, batches, methods=methods, fill=n.fill,
                                frame_batch=n.frame_batch, phoneme_classes=phoneme_classes,
-                               timings=timings, state_path=os.path.join(out_dir, 'pass_state.npz'),
+                               timings=timings, state_path=os.path.join(out_dir, state_file),
                                save_every=n.save_every, settings=settings, mesh=mesh,
                                progress=progress)
   res = navai_pass.results(result, methods, phoneme_classes)
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
-              timed_utterances=result.timed_utterances, devices=mesh.size)
+              timed_utterances=result.timed_utterances, devices=mesh.size * processes)
+  del meta['process']
+  if process:  # Every process holds the merged result; the first one writes it.
+    return result, None
   _savez(os.path.join(out_dir, f'navai_{n.split}.npz'), **res,
            mel_hz=features.mel_frequencies(config), config=config.to_json(),
            meta=json.dumps(meta))

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from navai_jax import data
+from navai_jax import sources
 from navai_jax import vocab
 from navai_jax.configs import default
 
@@ -153,10 +154,14 @@ def test_direct_reader_gives_the_tfds_split(corpus):
     via_tfds = data.load_split(folder_config(root), split)
     direct = data.load_split(folder_config(root, reader='direct'), split)
     assert direct is not via_tfds
-    for field in ('ids', 'texts', 'speaker_ids', 'chapter_ids', 'offsets', 'samples',
-                  'label_offsets', 'labels'):
+    for field in ('ids', 'texts', 'speaker_ids', 'chapter_ids', 'lengths', 'label_offsets',
+                  'labels'):
       np.testing.assert_array_equal(getattr(direct, field), getattr(via_tfds, field))
       assert getattr(direct, field).dtype == getattr(via_tfds, field).dtype, field
+    assert isinstance(direct.records, sources.FlacFiles)
+    assert isinstance(via_tfds.records, (sources.TfdsRecords, sources._Concatenated))
+    for u in range(len(direct)):
+      np.testing.assert_array_equal(direct.read(u), via_tfds.read(u))
 
 
 def test_reader_settings_out_of_range(corpus, tmp_path):

@@ -114,3 +114,59 @@ def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "--config.model.channels: a trained run's 'model' settings" in done.stderr
+
+
+def _free_port() -> int:
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_merge_to_the_single_process_pass(run, tmp_path):
+  root, config, variables = run
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.batch_seconds = 2.0  # one utterance per batch: four batches, two per process
+  workdir = tmp_path / 'run'
+  checkpoints.write_config(workdir, config)
+  state = train.jit_init_state(ml_collections.FrozenConfigDict(config),
+                               parallel.make_mesh(jax.devices()[:1]))()
+  state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+  mngr = checkpoints.manager(workdir)
+  checkpoints.save(mngr, 3, state, {'elapsed_seconds': 1.0})
+  mngr.wait_until_finished()
+  # One device per process, so that batches of one utterance are not padded to four rows.
+  env = {**os.environ, 'PYTHONPATH': str(ROOT),
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  script = [sys.executable, 'experiments/navai.py', f'--workdir={workdir}']
+  one = subprocess.run(script + [f'--out_dir={tmp_path / "one"}'], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert one.returncode == 0, one.stderr[-3000:]
+  port = _free_port()
+  hosts = [subprocess.Popen(script + [f'--out_dir={tmp_path / "two"}', '--multihost',
+                                      f'--coordinator_address=localhost:{port}',
+                                      '--num_processes=2', f'--process_id={i}'],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  outputs = [h.communicate(timeout=600) for h in hosts]
+  for h, (_, err) in zip(hosts, outputs):
+    assert h.returncode == 0, err[-3000:]
+  single = dict(np.load(tmp_path / 'one' / 'navai_dev.npz'))
+  merged = dict(np.load(tmp_path / 'two' / 'navai_dev.npz'))
+  assert single['letter_count'].sum() > 20
+  for key, value in single.items():
+    if key in ('meta', 'config'):
+      continue
+    if value.dtype.kind in 'iuUS':
+      np.testing.assert_array_equal(merged[key], value, err_msg=key)
+    else:
+      np.testing.assert_allclose(merged[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+  meta_one, meta_two = (json.loads(str(d['meta'])) for d in (single, merged))
+  assert meta_two['frames'] == meta_one['frames'] and meta_two['processes'] == 2
+  assert meta_two['utterances'] == meta_one['utterances'] == 4
+  # Each process kept its own share in its own state file, from which it resumes.
+  shares = [int(np.load(tmp_path / 'two' / f'pass_state.process{i}of2.npz')['batches'])
+            for i in range(2)]
+  assert shares == [2, 2]
+  assert (tmp_path / 'two' / 'quality.md').read_text() == (
+      tmp_path / 'one' / 'quality.md').read_text()

@@ -85,6 +85,8 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data.batch_seconds = 40.0
   c.data.max_seconds = 16.0
   c.data.num_buckets = 8
+  # Batches grain reads at once, ahead of the step that needs them (0 = read in the caller).
+  c.data.read_threads = 4
 
   # Augmentation applied to features during training (frequency warp, SpecAugment-style masks,
   # noise).
