@@ -6,12 +6,14 @@ Stages, each one an experiment script run in its own process (so each can also b
 rerun, alone):
 
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
-2. `train.py`           train the `small` Wav2Letter for --train_minutes
+2. `train.py`           train the `small` Wav2Letter: the first 100 steps measure the step time,
+                        then a schedule sized to --train_minutes runs to its end
 3. `evaluate.py`        letter and word error rate on the held-out voices (test split)
 4. `introspect.py`      Figure 2: sensitivity and LRP of two frames predicted as 'a'
 5. `activation_max.py`  Figure 1: optimal inputs of neurons of layers 1, 2, 11 and 12
 6. `navai.py`           Figure 3, Supplement A, t-maps, phoneme classes, sounds, and the
-                        alignment-quality table in milliseconds (dev split)
+                        alignment-quality table in milliseconds (the whole training split,
+                        as in the paper; --navai_split=dev for the held-out voices)
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
 checkpoints and a partial NAvAI pass, and goes on where it stopped. README gives how long it
@@ -33,13 +35,26 @@ _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_MINUTES = flags.DEFINE_float(
-    'train_minutes', 20.0, 'Training time budget in minutes (a slower machine stops earlier in '
-    'the schedule).')
-_NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'dev', 'Split that NAvAI averages over.')
+    'train_minutes', 16.0, 'Training time budget in minutes: the schedule is sized to it from '
+    'the step time measured during warmup (at most the preset\'s num_steps, in multiples of '
+    '500 steps), so that a slower machine runs a shorter schedule to its end.')
+_NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'train', 'Split that NAvAI averages over '
+                                   '(the paper: the training split; --navai_split=dev for the '
+                                   'held-out voices).')
+_NAVAI_UTTERANCES = flags.DEFINE_integer(
+    'navai_utterances', 0, 'NAvAI over this many evenly spaced utterances of the split '
+    '(0 = all of it).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
 flags.register_validator('train_minutes', lambda m: m > 0, '--train_minutes must be > 0.')
+flags.register_validator('navai_utterances', lambda n: n >= 0, '--navai_utterances must be >= 0.')
+
+SCHEDULE_FILE = 'schedule.json'
+# Steps measured for the step time: between these two logged steps, inside the warmup, where
+# the learning rate does not depend on the schedule's length.
+MEASURE_FROM, MEASURE_TO = 50, 100
+SCHEDULE_QUANTUM = 500
 
 EXPERIMENTS = Path(__file__).resolve().parent
 
@@ -55,6 +70,51 @@ def run_stage(number: int, title: str, script: str, *args: str) -> float:
   return time.time() - start
 
 
+def preset_train_config():
+  """The `train` section of the preset (read here; the stages run in their own processes)."""
+  sys.path.insert(0, str(EXPERIMENTS.parent))
+  from navai_jax.configs import default  # pylint: disable=g-import-not-at-top
+  return default.get_config(_PRESET.value).train
+
+def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
+  """The number of training steps that fits --train_minutes on this machine, and the seconds
+  spent finding it.
+
+  Trains the first MEASURE_TO steps (the warmup, whose learning rate does not depend on the
+  schedule's length, so the run is the one a run with the final schedule makes), reads the
+  training time of steps MEASURE_FROM..MEASURE_TO from metrics.jsonl, and sizes the schedule
+  to the remaining budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's. The
+  choice is kept in WORKDIR/schedule.json, so that a rerun resumes the same schedule.
+  """
+  path = Path(workdir) / SCHEDULE_FILE
+  if path.is_file():
+    chosen = json.loads(path.read_text())
+    print(f'\n=== Training schedule: {chosen["num_steps"]} steps (chosen before, {path})')
+    return chosen['num_steps'], 0.0
+  train = preset_train_config()
+  if train.warmup_steps < MEASURE_TO or train.num_steps <= MEASURE_TO:
+    return train.num_steps, 0.0  # A preset too short to measure in (tiny): as it is.
+  spent = run_stage(2, f'Training, first {MEASURE_TO} steps (measuring the step time)',
+                    'train.py', *train_args, f'--config.train.num_steps={MEASURE_TO}',
+                    '--config.train.eval_every=0')
+  elapsed = {}
+  for line in (Path(workdir) / 'metrics.jsonl').read_text().splitlines():
+    record = json.loads(line)
+    if 'loss' in record:
+      elapsed[record['step']] = record['elapsed_seconds']
+  per_step = (elapsed[MEASURE_TO] - elapsed[MEASURE_FROM]) / (MEASURE_TO - MEASURE_FROM)
+  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO]
+  fits = MEASURE_TO + int(budget / per_step)
+  steps = max(SCHEDULE_QUANTUM, min(train.num_steps, fits // SCHEDULE_QUANTUM * SCHEDULE_QUANTUM))
+  chosen = {'num_steps': steps, 'seconds_per_step': per_step,
+            'train_minutes': _TRAIN_MINUTES.value, 'preset_num_steps': train.num_steps}
+  path.write_text(json.dumps(chosen, indent=1) + '\n')
+  print(f'\n=== Training schedule: {per_step * 1e3:.0f} ms per step here, so {steps} of the '
+        f'preset\'s {train.num_steps} steps fit {_TRAIN_MINUTES.value:g} minutes '
+        f'({"the whole schedule" if steps == train.num_steps else "a shorter schedule, run to its end"}).')
+  return steps, spent
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -64,10 +124,13 @@ def main(argv):
   seconds['corpus'] = run_stage(1, 'Offline speech corpus', 'make_corpus.py',
                                 f'--out_dir={corpus}', f'--hours={_HOURS.value}',
                                 f'--seed={_SEED.value}')
-  seconds['train'] = run_stage(2, 'Training', 'train.py', config, f'--workdir={workdir}',
-                               f'--config.data.source=folder:{corpus}',
-                               f'--config.seed={_SEED.value}',
-                               f'--config.train.max_minutes={_TRAIN_MINUTES.value}')
+  train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',
+                f'--config.seed={_SEED.value}']
+  steps, seconds['train'] = sized_schedule(workdir, train_args)
+  # The cap only guards against a machine that slows down after the measurement.
+  seconds['train'] += run_stage(2, f'Training ({steps} steps)', 'train.py', *train_args,
+                                f'--config.train.num_steps={steps}',
+                                f'--config.train.max_minutes={1.25 * _TRAIN_MINUTES.value}')
   seconds['evaluate'] = run_stage(3, 'Evaluation on held-out voices', 'evaluate.py',
                                   f'--workdir={workdir}', '--split=test')
   seconds['introspect'] = run_stage(4, 'Figure 2 (sensitivity, LRP)', 'introspect.py',
@@ -77,7 +140,8 @@ def main(argv):
                                         '--split=dev', '--letter=a')
   seconds['navai'] = run_stage(6, 'NAvAI (Figure 3, Supplement A, alignment quality)',
                                'navai.py', f'--workdir={workdir}',
-                               f'--config.navai.split={_NAVAI_SPLIT.value}')
+                               f'--config.navai.split={_NAVAI_SPLIT.value}',
+                               f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}')
   result = json.loads((Path(workdir) / 'eval.json').read_text())
   print('\n=== Done in {:.1f} minutes ({})'.format(
       sum(seconds.values()) / 60, ', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())))

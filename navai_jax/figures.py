@@ -181,6 +181,11 @@ def _figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2):
   return fig, fig.subplots(rows, cols, squeeze=False)
 
 
+def _about(res: dict[str, np.ndarray]) -> str:
+  """', SPLIT split, N frames of U utterances' when the result says what it averaged."""
+  return f', {res["about"]}' if 'about' in res else ''
+
+
 def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path: str,
             letters: Sequence[str] = ('a', 't')) -> matplotlib.figure.Figure:
   """The paper's Figure 3: rows mean of each letter, all-letter mean, normalized patterns;
@@ -195,6 +200,7 @@ def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path:
   for r, (name, get) in enumerate(rows):
     for m, method in enumerate(methods):
       _panel(axes[r, m], get(m), config, f'{name} | {method}')
+  fig.suptitle(f'NAvAI{_about(res)}')
   _save(fig, path, 110)
   return fig
 
@@ -217,7 +223,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
            f'{name}  ({count} frames)')
   for ax in axes.flat[len(classes):]:
     ax.set_axis_off()
-  fig.suptitle(f'normalized {kind} patterns, alignment {res["methods"][method]}')
+  fig.suptitle(f'normalized {kind} patterns, alignment {res["methods"][method]}{_about(res)}')
   _save(fig, path, 100)
   return fig
 
@@ -252,7 +258,7 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
   if image is not None:
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.5, label='t')
   fig.suptitle(f'{kind} patterns and t-maps against all {kind} frames, alignment '
-               f'{res["methods"][method]}')
+               f'{res["methods"][method]}{_about(res)}')
   _save(fig, path, 90)
   return fig
 

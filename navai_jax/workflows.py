@@ -214,6 +214,8 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
                                save_every=n.save_every, settings=settings, mesh=mesh,
                                progress=progress)
   res = navai_pass.results(result, methods, phoneme_classes)
+  res['about'] = np.str_(f'{n.split} split, {result.frames} letter frames of '
+                         f'{result.utterances} utterances')
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
               timed_utterances=result.timed_utterances, devices=mesh.size * processes)
   del meta['process']
@@ -227,7 +229,8 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   if result.quality is not None:
     rows = alignment_quality.quality_table(result.quality, methods)
     alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))
-    report = alignment_quality.markdown_report(rows, result.quality, methods)
+    report = (f'NAvAI over the {res["about"]} ({result.timed_utterances} with true times).'
+              '\n\n' + alignment_quality.markdown_report(rows, result.quality, methods))
     files.write_text(os.path.join(out_dir, 'quality.md'), report)
     figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
   write_sounds(config, res, out_dir)

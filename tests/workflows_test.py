@@ -77,7 +77,10 @@ def test_navai_writes_its_results_and_resumes(run):
   saved = dict(np.load(Path(out) / 'navai_dev.npz'))
   np.testing.assert_array_equal(saved['letter_count'], result.letters.count.astype(np.int64))
   assert result.frames > 20 and result.utterances == 4 and result.timed_utterances == 4
-  assert report.startswith('| method | frames |') and (Path(out) / 'quality.csv').exists()
+  assert report.startswith(f'NAvAI over the dev split, {result.frames} letter frames of 4 '
+                           'utterances (4 with true times).\n\n| method | frames |')
+  assert str(saved['about']) == f'dev split, {result.frames} letter frames of 4 utterances'
+  assert (Path(out) / 'quality.csv').exists()
   sounds = sorted(os.listdir(Path(out) / 'sound'))
   heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][2]) if n]
   assert [s for s in sounds if s.startswith('letter_')] == heard
