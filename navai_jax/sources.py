@@ -331,6 +331,12 @@ def _locate(config: ml_collections.ConfigDict, split: str
         raise DataError(f'TFDS dataset {arg!r} is not prepared in '
                         f'{data_dir or "the default TFDS dir"} (run `tfds build {arg}` '
                         f'there first): {e}') from None
+      except (KeyError, ValueError) as e:
+        if isinstance(e, DataError):
+          raise
+        have = ', '.join(sorted(builder.info.splits))
+        raise DataError(f'TFDS dataset {arg!r} has no split {split!r} ({e}); its splits: '
+                        f'{have}.') from None
     return (source, str(data_dir), split), load
   raise ValueError(f"Unknown data source {source!r}; use 'folder:PATH' or 'tfds:NAME'.")
 
