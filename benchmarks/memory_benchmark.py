@@ -56,7 +56,7 @@ def child(kind: str, corpus: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from navai_jax import data, navai, train  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT / 'benchmarks'))
-  import navai_benchmark  # pylint: disable=g-import-not-at-top
+  import common  # pylint: disable=g-import-not-at-top
   config = _config(corpus)
   out = {'kind': kind, 'corpus': corpus}
   if kind == 'prepare':
@@ -68,7 +68,7 @@ def child(kind: str, corpus: str) -> dict:
     train.train(config, str(workdir))
     out['steps'] = config.train.num_steps
   else:
-    variables = navai_benchmark.letter_variables(config)
+    variables = common.letter_variables(config)
     result = navai.run_pass(config, variables, data.batches(
         config, 'train', train=False, batch_multiple=jax.local_device_count(),
         max_utterances=_NAVAI_UTTERANCES.value), save_every=10**9)

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import common
 from navai_jax import alignment
 from navai_jax import attribution
 from navai_jax import features
@@ -138,15 +139,6 @@ def synthetic_batches(num_utterances: int, batch_size: int, seconds: float, seed
            'text': np.array([''] * batch_size)}
 
 
-def letter_variables(config):
-  """Random weights whose output bias favours the letters, so almost every position is a frame."""
-  variables = model.init_variables(config, jax.random.key(0))
-  letters = (jnp.arange(vocab.SIZE) >= vocab.LETTER_IDS[0]) & (
-      jnp.arange(vocab.SIZE) <= vocab.LETTER_IDS[-1])
-  variables['params']['conv_12']['bias'] = jnp.where(letters, 0.0, -10.0)
-  return variables
-
-
 def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
   """Milliseconds per frame of each stage, jitted alone on one chunk of `frame_batch` frames."""
   batch = next(synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value, _SECONDS.value, seed=2))
@@ -207,7 +199,7 @@ def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
 def measure(preset: str, num_utterances: int, with_breakdown: bool) -> dict:
   """One pass after a compiling warm-up batch; frames, seconds, peak memory, the peak conv."""
   config = default.get_config(preset)
-  variables = letter_variables(config)
+  variables = common.letter_variables(config)
   kw = dict(frame_batch=_FRAME_BATCH.value, save_every=10**9)
   start = time.perf_counter()
   navai.run_pass(config, variables, synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value,
