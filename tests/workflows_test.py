@@ -94,9 +94,8 @@ def test_navai_writes_its_results_and_resumes(run):
       np.testing.assert_array_equal(value, saved[key], err_msg=key)
 
 
-def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
-  root, config, variables = run
-  workdir = tmp_path / 'run'
+def _saved_run(workdir, config, variables):
+  """A training run folder holding `variables` as its step-3 checkpoint."""
   checkpoints.write_config(workdir, config)
   state = train.jit_init_state(ml_collections.FrozenConfigDict(config),
                                parallel.make_mesh(jax.devices()[:1]))()
@@ -104,6 +103,12 @@ def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
   mngr = checkpoints.manager(workdir)
   checkpoints.save(mngr, 3, state, {'elapsed_seconds': 1.0})
   mngr.wait_until_finished()
+
+
+def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
+  root, config, variables = run
+  workdir = tmp_path / 'run'
+  _saved_run(workdir, config, variables)
   env = {**os.environ, 'PYTHONPATH': str(ROOT)}
   script = [sys.executable, 'experiments/navai.py', f'--workdir={workdir}']
   done = subprocess.run(script + ["--config.navai.methods=('none', 'sensitivity_max')",
@@ -131,13 +136,7 @@ def test_two_processes_merge_to_the_single_process_pass(run, tmp_path):
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.batch_seconds = 2.0  # one utterance per batch: four batches, two per process
   workdir = tmp_path / 'run'
-  checkpoints.write_config(workdir, config)
-  state = train.jit_init_state(ml_collections.FrozenConfigDict(config),
-                               parallel.make_mesh(jax.devices()[:1]))()
-  state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
-  mngr = checkpoints.manager(workdir)
-  checkpoints.save(mngr, 3, state, {'elapsed_seconds': 1.0})
-  mngr.wait_until_finished()
+  _saved_run(workdir, config, variables)
   # One device per process, so that batches of one utterance are not padded to four rows.
   env = {**os.environ, 'PYTHONPATH': str(ROOT),
          'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
