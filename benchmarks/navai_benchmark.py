@@ -141,7 +141,6 @@ def synthetic_batches(num_utterances: int, batch_size: int, seconds: float, seed
 
 def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
   """Milliseconds per frame of each stage, jitted alone on one chunk of `frame_batch` frames."""
-  batch = next(synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value, _SECONDS.value, seed=2))
   out = {}
   start = time.perf_counter()
   for _ in range(3):

@@ -103,6 +103,10 @@ def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
     record = json.loads(line)
     if 'loss' in record:
       elapsed[record['step']] = record['elapsed_seconds']
+  if MEASURE_FROM not in elapsed or MEASURE_TO not in elapsed:
+    sys.exit(f'main.py: {workdir}/metrics.jsonl lacks the training time of step {MEASURE_FROM} '
+             f'or {MEASURE_TO}, which size the schedule; remove {workdir} (or pass '
+             f'--workdir=another) and run again.')
   per_step = (elapsed[MEASURE_TO] - elapsed[MEASURE_FROM]) / (MEASURE_TO - MEASURE_FROM)
   budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO]
   fits = MEASURE_TO + int(budget / per_step)
