@@ -16,9 +16,9 @@ Readers (`config.data.reader`):
 * 'tfds' (the default): a `folder:` source is prepared once by the `tfds_folder` builder into
   ArrayRecord files (`config.data.tfds_data_dir`, or `PATH/_tfds`), rebuilt when the folder's
   files change; a `tfds:` dataset is read from its own files. ArrayRecord files are read at
-  random through TFDS's data source (`builder.as_data_source`). A `tfds:` dataset prepared in
-  the older TFRecord format cannot be read at random; it is loaded into memory with a warning
-  that names the conversion (`tfds convert_format ... --out_file_format=array_record`).
+  random through TFDS's data source (`builder.as_data_source`); a `tfds:` dataset prepared in
+  TFRecord format (TFDS's default, so most prepared LibriSpeech copies) is read at random too,
+  from the record offsets of one scan of its files (`TfRecordSource`).
 * 'direct': a `folder:` source's FLAC files are read one by one as they are asked for, with
   the same checks (`layout`) and without preparing anything or importing TensorFlow.
 
@@ -82,7 +82,7 @@ class FlacFiles:
 
 
 class TfdsRecords:
-  """Random access to the 'speech' of a TFDS data source (ArrayRecord files)."""
+  """Random access to the 'speech' of a TFDS data source (ArrayRecord or `TfRecordSource`)."""
 
   def __init__(self, source, where: str):
     self._source, self._where = source, where
@@ -98,17 +98,60 @@ class TfdsRecords:
                       f'({type(e).__name__}: {e}).') from None
 
 
-class InMemory:
-  """Audio held in memory (TFDS datasets in TFRecord format, which cannot be read at random)."""
+class TfRecordSource:
+  """Random access to the examples of a TFDS split stored as TFRecord files.
 
-  def __init__(self, audio: list[np.ndarray]):
-    self._audio = audio
+  A TFRecord file is a sequence of records, each a uint64 length, a CRC of it, the bytes and
+  their CRC; one scan of the headers (12 bytes read per record, the rest skipped) gives every
+  record's offset, and an example is then one seek and one read, decoded with the dataset's
+  features as TFDS decodes it (`deserialize_example_np`). Slices of a split ('train[:10%]')
+  come from TFDS's own file instructions.
+  """
+
+  def __init__(self, info, split: str):
+    self._features = info.features
+    paths, file_of, offsets, sizes = [], [], [], []
+    for instruction in info.splits[split].file_instructions:
+      path = os.fspath(instruction.filename)
+      record_offsets, record_sizes = _tfrecord_offsets(path)
+      end = None if instruction.take < 0 else instruction.skip + instruction.take
+      take = slice(instruction.skip, end)
+      offsets.append(record_offsets[take])
+      sizes.append(record_sizes[take])
+      file_of.append(np.full(len(offsets[-1]), len(paths)))
+      paths.append(path)
+    self._paths = paths
+    self._file_of = np.concatenate(file_of or [np.zeros(0, np.int64)])
+    self._offsets = np.concatenate(offsets or [np.zeros(0, np.int64)])
+    self._sizes = np.concatenate(sizes or [np.zeros(0, np.int64)])
 
   def __len__(self) -> int:
-    return len(self._audio)
+    return len(self._offsets)
 
-  def __getitem__(self, i: int) -> np.ndarray:
-    return self._audio[int(i)]
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    with open(self._paths[self._file_of[i]], 'rb') as f:
+      f.seek(int(self._offsets[i]))
+      record = f.read(int(self._sizes[i]))
+    return self._features.deserialize_example_np(record)
+
+
+def _tfrecord_offsets(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Offsets and sizes of the records of a TFRecord file, from their headers."""
+  offsets, sizes = [], []
+  size = os.path.getsize(path)
+  with open(path, 'rb') as f:
+    position = 0
+    while position < size:
+      header = f.read(12)
+      length = int.from_bytes(header[:8], 'little') if len(header) == 12 else -1
+      if length < 0 or position + 16 + length > size:
+        raise DataError(f'{path}: not a whole TFRecord file (record {len(offsets)} at byte '
+                        f'{position} runs past the end, {size} bytes).')
+      offsets.append(position + 12)
+      sizes.append(length)
+      position += 16 + length
+      f.seek(position)
+  return np.array(offsets, np.int64), np.array(sizes, np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -257,24 +300,17 @@ class _Concatenated:
 
 def _tfds_split(builder, split: str, index_dir: Optional[Path], where: str
                 ) -> tuple[list[Row], Any]:
-  """Index rows and records of a split of a prepared TFDS builder ('+' parts allowed)."""
-  file_format = getattr(builder.info.file_format, 'value', 'tfrecord')
-  if file_format != 'array_record':
-    logging.warning('%s is stored as %s, which cannot be read at random: the split is loaded '
-                    'into memory. For corpora larger than memory convert it once with `tfds '
-                    'convert_format --dataset_version_dir=%s --out_file_format=array_record`.',
-                    where, file_format, builder.data_dir)
-    rows, audio = [], []
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    for ex in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
-      rows.append((_str(ex['id']), _str(ex['text']), int(ex['speaker_id']),
-                   int(ex['chapter_id']), len(ex['speech']), len(audio)))
-      audio.append(ex['speech'])
-    return rows, InMemory(audio)
+  """Index rows and records of a split of a prepared TFDS builder ('+' parts allowed), read
+  at random from its ArrayRecord or TFRecord files."""
+  file_format = getattr(builder.info.file_format, 'value', builder.info.file_format)
+  if file_format not in ('array_record', 'tfrecord'):
+    raise DataError(f'{where} is stored as {file_format}; navai_jax reads TFDS datasets stored '
+                    'as array_record or tfrecord.')
   rows, parts, offset = [], [], 0
   for part in split.split('+'):
     part = part.strip()
-    source = builder.as_data_source(split=part)
+    source = (builder.as_data_source(split=part) if file_format == 'array_record'
+              else TfRecordSource(builder.info, part))
     safe = re.sub(r'[^\w.-]', '_', part)
     index_path = None if index_dir is None else index_dir / f'index-{safe}.npz'
     for row in _tfds_rows(source, index_path, f'{where} split {part!r}'):
@@ -324,13 +360,12 @@ def _locate(config: ml_collections.ConfigDict, split: str
       import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
       try:
         builder = tfds.builder(arg, data_dir=data_dir)
-        index_dir = _writable(Path(builder.data_dir)) if builder.is_prepared() else None
-        return _tfds_split(builder, split, index_dir, source)
-      except (AssertionError, tfds.core.registered.DatasetNotFoundError) as e:
-        # TFDS's way of saying "not prepared".
-        raise DataError(f'TFDS dataset {arg!r} is not prepared in '
-                        f'{data_dir or "the default TFDS dir"} (run `tfds build {arg}` '
-                        f'there first): {e}') from None
+        if not builder.is_prepared():
+          raise DataError(f'TFDS dataset {arg!r} is not prepared in {builder.data_dir} (run '
+                          f'`tfds build {arg}` there first).')
+        return _tfds_split(builder, split, _writable(Path(builder.data_dir)), source)
+      except tfds.core.registered.DatasetNotFoundError as e:
+        raise DataError(f'No TFDS dataset {arg!r} ({e}).') from None
       except (KeyError, ValueError) as e:
         if isinstance(e, DataError):
           raise

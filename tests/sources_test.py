@@ -1,7 +1,10 @@
 """Sources: a split is an index and reads audio only when asked; LibriSpeech's own layout with
 its seven split names; a file that goes bad after indexing is named when it is read."""
 
+import json
 from pathlib import Path
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -57,6 +60,76 @@ def test_librispeech_layout_with_its_seven_split_names(tmp_path, reader):
                                               'split g part one', 'split g part two']
   with pytest.raises(data.DataError, match="No split folder 'train-other-960'.*dev-clean, dev-other"):
     data.load_split(config, 'train-other-960')
+
+
+def _tfds_librispeech(folder: Path, data_dir: Path, file_format: str) -> Path:
+  """The folder prepared as TFDS's own `librispeech` dataset in `data_dir`, in its real layout
+  (`librispeech/default/2.1.1/librispeech-train_clean100.tfrecord-00000-of-00001`, ...).
+
+  The folder builder writes the same features as TFDS's LibriSpeech builder, so its files,
+  renamed to LibriSpeech's dataset and split names, are what `tfds build librispeech` leaves.
+  """
+  from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
+  builder = tfds_folder.LibrispeechFolder(config=tfds_folder.folder_config(folder),
+                                          data_dir=str(data_dir / '_build'))
+  builder.download_and_prepare(file_format=file_format)
+  prepared, target = Path(builder.data_dir), data_dir / 'librispeech' / 'default' / '2.1.1'
+  target.mkdir(parents=True)
+  tfds_name = lambda name: re.sub(r'_(\d)', r'\1', name)  # train_clean_100 -> train_clean100
+  for f in prepared.glob('librispeech_folder-*'):
+    dataset_split, rest = f.name.split('.', 1)
+    shutil.copy(f, target / f'librispeech-{tfds_name(dataset_split.split("-", 1)[1])}.{rest}')
+  info = json.loads((prepared / 'dataset_info.json').read_text())
+  info.update(name='librispeech', configName='default', version='2.1.1')
+  for split in info['splits']:
+    split['name'] = tfds_name(split['name'])
+  (target / 'dataset_info.json').write_text(json.dumps(info))
+  shutil.copy(prepared / 'features.json', target / 'features.json')
+  shutil.rmtree(data_dir / '_build')
+  return target
+
+
+@pytest.mark.parametrize('file_format', ['tfrecord', 'array_record'])
+def test_tfds_librispeech_is_read_at_random_in_either_file_format(tmp_path, file_format,
+                                                                  monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ids = _librispeech(tmp_path)
+  folder = _config(tmp_path, 'direct')
+  prepared = _tfds_librispeech(tmp_path / 'LibriSpeech', tmp_path / 'tfds', file_format)
+  config = default.get_config('tiny')
+  config.data.source = 'tfds:librispeech'
+  config.data.tfds_data_dir = str(tmp_path / 'tfds')
+  # Nothing is streamed through tf.data: records are read one by one where they lie.
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset',
+                      lambda *a, **k: pytest.fail('as_dataset was called'))
+  tfds_names = {'train': 'train_clean100+train_clean360', 'dev': 'dev_clean',
+                'test': 'test_clean', 'train_other500': 'train_other500',
+                'dev_other': 'dev_other', 'test_other': 'test_other'}
+  for name, parts in tfds_names.items():
+    split = data.load_split(config, name)
+    want = sum((ids[re.sub(r'(\D)(\d)', r'\1-\2', p).replace('_', '-')]
+                for p in parts.split('+')), [])
+    assert list(split.ids) == want, name
+    direct = data.load_split(folder, re.sub(r'(\D)(\d)', r'\1-\2', parts.split('+')[0]
+                                            ).replace('_', '-'))
+    for u, utt_id in enumerate(direct.ids):
+      np.testing.assert_array_equal(split.read(split.index(utt_id)), direct.read(u))
+      assert split.text(split.index(utt_id)) == direct.text(u)
+  # A slice counts records as TFDS stored them (shuffled), not in id order.
+  dev = data.load_split(config, 'dev_clean')
+  assert list(data.load_split(config, 'dev_clean[1:]').ids) == list(dev.ids[dev.records_of >= 1])
+  with pytest.raises(data.DataError, match="no split 'train_other960'.*its splits: dev_clean"):
+    data.load_split(config, 'train_other960')
+  batch = next(data.batches(config, 'train', train=True))
+  assert batch['audio'].shape[0] >= 1 and np.isfinite(batch['audio']).all()
+  if file_format == 'tfrecord':
+    # A shard cut short is named, with the record that runs past its end.
+    shard = next(prepared.glob('librispeech-test_other.tfrecord-*'))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    monkeypatch.setattr(sources, '_SPLITS', {})  # forget the indexes this process made
+    with pytest.raises(data.DataError, match=f'{shard}: not a whole TFRecord file '
+                                             r'\(record 1 at byte'):
+      data.load_split(config, 'test_other')
 
 
 def test_an_index_reads_no_audio_and_batches_read_only_their_rows(tmp_path, monkeypatch):
