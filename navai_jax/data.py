@@ -162,7 +162,8 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
       `config.data.max_seconds` dropped, batch i a pure function of (seed, i). False: one pass
       over every utterance exactly once, bucket by bucket, id order inside a bucket.
     seed: non-negative seed of the training order.
-    start_step: training only; the first batch is the one a run from step 0 gets at this step.
+    start_step: the first batch is the one a pass from step 0 gets at this step; the batches
+      before it are never read (a resumed training run or NAvAI pass).
     batch_multiple: every batch size is a multiple of this (the number of data-parallel
       devices of all processes).
     max_utterances: > 0: use only this many utterances, evenly spaced over the id-sorted split
@@ -182,8 +183,8 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     raise ValueError(f'batch_multiple must be >= 1, got {batch_multiple}.')
   if seed < 0:
     raise ValueError(f'seed must be >= 0, got {seed}.')
-  if start_step < 0 or (start_step and not train):
-    raise ValueError(f'start_step must be >= 0 and is for training only, got {start_step}.')
+  if start_step < 0:
+    raise ValueError(f'start_step must be >= 0, got {start_step}.')
   if not 0 <= process_index < process_count or batch_multiple % process_count:
     raise ValueError(f'process {process_index} of {process_count} needs batch_multiple '
                      f'(got {batch_multiple}) to be a multiple of the process count.')
@@ -224,7 +225,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     for k, size in enumerate(buckets.batch_sizes):
       members = np.flatnonzero(buckets.bucket_of == k)
       plan += [members[i:i + size] for i in range(0, len(members), size)]
-    steps = grain.MapDataset.source(plan[share[0]::share[1]]).map(batch)
+    steps = grain.MapDataset.source(plan[share[0]::share[1]][start_step:]).map(batch)
   threads = config.data.get('read_threads', 4)
   if threads < 1:
     yield from (steps[i] for i in range(len(steps)))

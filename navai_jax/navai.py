@@ -26,9 +26,10 @@ merged (`merge_processes`), so every process holds the result of the whole split
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from absl import logging
 import jax
@@ -299,7 +300,8 @@ def _device_arrays(batch: Mapping[str, np.ndarray], mesh: Mesh, timings: Mapping
 
 
 def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
-             batches: Iterable[Mapping[str, np.ndarray]], *,
+             batches: Iterable[Mapping[str, np.ndarray]] | Callable[
+                 [int], Iterable[Mapping[str, np.ndarray]]], *,
              methods: Sequence[str] = alignment.ALIGNMENTS, fill: str = 'zeros',
              frame_batch: int = 64,
              phoneme_classes: Sequence[str] = (), timings: Optional[Mapping[str, str]] = None,
@@ -312,8 +314,10 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     config: the experiment config.
     variables: model variables ({'params', 'batch_stats'}).
     batches: `data.batches(..., train=False)`-style dicts ('audio', 'audio_lengths',
-      'weights', 'id', 'text'), in the same order on every run (a resumed pass skips the
-      batches it already folded).
+      'weights', 'id', 'text'), in the same order on every run; or a function of the number
+      of batches already folded that yields the batches after them (`data.batches(...,
+      start_step=k)`), so that a resumed pass does not read the batches it already folded
+      (an iterable is read from its start and those batches skipped).
     methods: alignment methods, a subset of `alignment.ALIGNMENTS`.
     fill: 'zeros' (the paper) or 'recut' (see `alignment`).
     frame_batch: frames per attribution chunk (fixed shape; trades memory for speed).
@@ -363,10 +367,11 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     return merged
 
   merged = None
-  for i, batch in enumerate(tqdm.tqdm(batches, desc='NAvAI', unit='batch',
-                                      disable=not progress)):
-    if i < done['batches']:
-      continue
+  first = done['batches']
+  todo = (enumerate(batches(first), start=first) if callable(batches)
+          else itertools.islice(enumerate(batches), first, None))
+  for i, batch in tqdm.tqdm(todo, desc='NAvAI', unit='batch', initial=first,
+                            disable=not progress):
     arrays, row_timings = _device_arrays(batch, mesh, timings, phoneme_classes, config)
     state_P, tokens_BxU, positions_BxUxM = step(variables, state_P, *arrays)
     real = np.asarray(batch['weights']) > 0

@@ -201,8 +201,12 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()
   mesh = parallel.make_mesh(jax.local_devices())
   process, processes = jax.process_index(), jax.process_count()
-  batches = data.batches(config, n.split, train=False, batch_multiple=mesh.size,
-                         max_utterances=n.max_utterances, share=(process, processes))
+
+  def batches(start: int):
+    return data.batches(config, n.split, train=False, start_step=start,
+                        batch_multiple=mesh.size, max_utterances=n.max_utterances,
+                        share=(process, processes))
+
   settings = {'checkpoint_step': step, 'split': n.split, 'workdir': os.path.abspath(workdir),
               'max_utterances': n.max_utterances, 'frame_batch': n.frame_batch,
               'process': process, 'processes': processes}

@@ -5,8 +5,10 @@ refuses ones that would change the trained run."""
 import json
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ import pytest
 from navai_jax import activation_max
 from navai_jax import attribution
 from navai_jax import checkpoints
+from navai_jax import data
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
@@ -131,30 +134,53 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_merge_to_the_single_process_pass(run, tmp_path):
+@pytest.fixture(scope='module')
+def one_utterance_batches(run, tmp_path_factory):
+  """A run whose dev pass has four batches of one utterance (two per process of two), and the
+  single-process pass over it (`one/`)."""
   root, config, variables = run
   config = ml_collections.ConfigDict(config.to_dict())
-  config.data.batch_seconds = 2.0  # one utterance per batch: four batches, two per process
-  workdir = tmp_path / 'run'
-  _saved_run(workdir, config, variables)
-  # One device per process, so that batches of one utterance are not padded to four rows.
-  env = {**os.environ, 'PYTHONPATH': str(ROOT),
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  script = [sys.executable, 'experiments/navai.py', f'--workdir={workdir}']
-  one = subprocess.run(script + [f'--out_dir={tmp_path / "one"}'], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+  config.data.batch_seconds = 2.0
+  tmp = tmp_path_factory.mktemp('hosts')
+  _saved_run(tmp / 'run', config, variables)
+  one = subprocess.run(_navai_script(tmp) + [f'--out_dir={tmp / "one"}'], cwd=ROOT,
+                       env=_ONE_DEVICE, capture_output=True, text=True, timeout=600)
   assert one.returncode == 0, one.stderr[-3000:]
+  return root, config, tmp
+
+
+# One device per process, so that batches of one utterance are not padded to four rows.
+_ONE_DEVICE = {**os.environ, 'PYTHONPATH': str(ROOT),
+               'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+
+
+def _navai_script(tmp):
+  return [sys.executable, 'experiments/navai.py', f'--workdir={tmp / "run"}']
+
+
+def _start_hosts(tmp, out_dir, logs):
+  """Two processes of `experiments/navai.py --multihost`, their output in `logs/hostI.txt`."""
   port = _free_port()
-  hosts = [subprocess.Popen(script + [f'--out_dir={tmp_path / "two"}', '--multihost',
-                                      f'--coordinator_address=localhost:{port}',
-                                      '--num_processes=2', f'--process_id={i}'],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
-  outputs = [h.communicate(timeout=600) for h in hosts]
-  for h, (_, err) in zip(hosts, outputs):
-    assert h.returncode == 0, err[-3000:]
-  single = dict(np.load(tmp_path / 'one' / 'navai_dev.npz'))
-  merged = dict(np.load(tmp_path / 'two' / 'navai_dev.npz'))
+  logs.mkdir(exist_ok=True)
+  return [subprocess.Popen(_navai_script(tmp) + [f'--out_dir={out_dir}', '--multihost',
+                                                 f'--coordinator_address=localhost:{port}',
+                                                 '--num_processes=2', f'--process_id={i}'],
+                           cwd=ROOT, env=_ONE_DEVICE, stdout=open(logs / f'host{i}.txt', 'w'),
+                           stderr=subprocess.STDOUT) for i in range(2)]
+
+
+def _wait_for_hosts(hosts, logs):
+  for i, h in enumerate(hosts):
+    try:
+      h.wait(timeout=600)
+    finally:
+      h.kill()
+    assert h.returncode == 0, (logs / f'host{i}.txt').read_text()[-3000:]
+
+
+def _assert_same_pass(one, two):
+  single = dict(np.load(one / 'navai_dev.npz'))
+  merged = dict(np.load(two / 'navai_dev.npz'))
   assert single['letter_count'].sum() > 20
   for key, value in single.items():
     if key in ('meta', 'config'):
@@ -166,9 +192,58 @@ def test_two_processes_merge_to_the_single_process_pass(run, tmp_path):
   meta_one, meta_two = (json.loads(str(d['meta'])) for d in (single, merged))
   assert meta_two['frames'] == meta_one['frames'] and meta_two['processes'] == 2
   assert meta_two['utterances'] == meta_one['utterances'] == 4
+  assert (two / 'quality.md').read_text() == (one / 'quality.md').read_text()
+
+
+def _batches_read(out_dir, process):
+  return int(np.load(out_dir / f'pass_state.process{process}of2.npz')['batches'])
+
+
+def test_two_processes_merge_to_the_single_process_pass(one_utterance_batches):
+  _, _, tmp = one_utterance_batches
+  hosts = _start_hosts(tmp, tmp / 'two', tmp / 'logs_two')
+  _wait_for_hosts(hosts, tmp / 'logs_two')
+  _assert_same_pass(tmp / 'one', tmp / 'two')
   # Each process kept its own share in its own state file, from which it resumes.
-  shares = [int(np.load(tmp_path / 'two' / f'pass_state.process{i}of2.npz')['batches'])
-            for i in range(2)]
-  assert shares == [2, 2]
-  assert (tmp_path / 'two' / 'quality.md').read_text() == (
-      tmp_path / 'one' / 'quality.md').read_text()
+  assert [_batches_read(tmp / 'two', i) for i in range(2)] == [2, 2]
+
+
+def _truncate(path):
+  """Cuts a FLAC file to half its bytes: its header (and so the index) stays as it was, and
+  reading its audio raises a DataError naming it."""
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_utterance_batches):
+  root, config, tmp = one_utterance_batches
+  share = [str(b['id'][0]) for b in data.batches(config, 'dev', train=False, share=(1, 2))]
+  flac = [next((root / 'corpus' / 'dev').rglob(f'{u}.flac')) for u in share]
+  intact = [f.read_bytes() for f in flac]
+  out, logs = tmp / 'killed', tmp / 'logs_killed'
+  try:
+    # Host 1 folds its first batch, then fails on the audio of its second one; both hosts
+    # are then killed (host 0 would wait for host 1 at the merge).
+    _truncate(flac[1])
+    hosts = _start_hosts(tmp, out, logs)
+    try:
+      deadline = time.monotonic() + 600
+      while hosts[1].poll() is None and share[1] not in (logs / 'host1.txt').read_text():
+        assert time.monotonic() < deadline, (logs / 'host1.txt').read_text()[-3000:]
+        time.sleep(0.2)
+    finally:
+      for h in hosts:
+        h.send_signal(signal.SIGKILL)
+        h.wait()
+    assert f'{share[1]}.flac: cannot read audio' in (logs / 'host1.txt').read_text()
+    assert _batches_read(out, 1) == 1
+    assert not (out / 'navai_dev.npz').exists()
+    # The rerun reads only what is left: host 1's folded batch is now unreadable, its second
+    # one whole again, and the merged pass equals the single-process one.
+    flac[1].write_bytes(intact[1])
+    _truncate(flac[0])
+    _wait_for_hosts(_start_hosts(tmp, out, logs), logs)
+  finally:
+    for f, b in zip(flac, intact):
+      f.write_bytes(b)
+  assert [_batches_read(out, i) for i in range(2)] == [2, 2]
+  _assert_same_pass(tmp / 'one', out)
