@@ -14,6 +14,9 @@ rerun, alone):
 6. `navai.py`           Figure 3, Supplement A, t-maps, phoneme classes, sounds, and the
                         alignment-quality table in milliseconds (the whole training split,
                         as in the paper; --navai_split=dev for the held-out voices)
+7. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
+                        deletion/insertion, randomisation, robustness, localisation and
+                        sparseness on frames of the held-out dev voices
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
 checkpoints and a partial NAvAI pass, and goes on where it stopped. README gives how long it
@@ -45,6 +48,10 @@ _NAVAI_UTTERANCES = flags.DEFINE_integer(
     'navai_utterances', 1000, 'NAvAI over this many evenly spaced utterances of the split, so '
     'every voice is in it (0 = all of it: the 6-hour training split is ~274,000 frames, '
     '~13 minutes on 2 CPU cores; 1000 utterances are ~46,000).')
+_ATTRIBUTION_FRAMES = flags.DEFINE_integer(
+    'attribution_frames', 64, 'Letter frames of the dev split on which every attribution method '
+    'is scored (max-sensitivity with 16 noise samples per frame instead of 200, to fit the '
+    'time budget).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
@@ -147,6 +154,11 @@ def main(argv):
                                'navai.py', f'--workdir={workdir}',
                                f'--config.navai.split={_NAVAI_SPLIT.value}',
                                f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}')
+  seconds['attributions'] = run_stage(
+      7, 'Attribution evaluation (faithfulness, randomisation, localisation)',
+      'evaluate_attributions.py', f'--workdir={workdir}',
+      f'--config.attributions.max_frames={_ATTRIBUTION_FRAMES.value}',
+      '--config.attributions.max_sensitivity_samples=16')
   result = json.loads((Path(workdir) / 'eval.json').read_text())
   print('\n=== Done in {:.1f} minutes ({})'.format(
       sum(seconds.values()) / 60, ', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())))
@@ -161,6 +173,8 @@ def main(argv):
       'Supplement A, t-maps, phonemes': os.path.join(workdir, 'navai', 'supplement_a_*.png'),
       'alignment quality (ms)': os.path.join(workdir, 'navai', 'quality.md'),
       'sounds of the patterns': os.path.join(workdir, 'navai', 'sound', '*.wav'),
+      'attribution evaluation (table, curves)': os.path.join(workdir, 'attributions',
+                                                             'attributions.md'),
   }
   for what, path in where.items():
     print(f'  {what}: {path}')

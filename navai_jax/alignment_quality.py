@@ -133,7 +133,8 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
     timing: the utterance's timing (`timing.read_timing`).
     config: the experiment config (model layers for window starts; feature hop and window).
   Returns:
-    'letter' [N] (0..25, the predicted letter), 'level' [N] (0 letter, 1 word), 'distance_ms'
+    'position' [N] (the output position of each scored frame), 'letter' [N] (0..25, the
+    predicted letter), 'level' [N] (0 letter, 1 word), 'distance_ms'
     [N, M], 'span_s' [N, 2], 'time_s' [N, M] for the N scored frames, and 'unmatched' [26]:
     frames per predicted letter whose character aligned to no spoken letter.
   """
@@ -153,7 +154,8 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
   start_N = np.asarray([model.window_start(specs, int(u)) for u in frames_u], np.int64)
   time_NxM = features.frame_to_seconds(start_N[:, None] + positions_UxM[frames_u], config)
   span_Nx2 = np.stack([start_R[ref_N], end_R[ref_N]], axis=1).reshape(-1, 2)
-  return {'letter': letter_N, 'level': level_R[ref_N], 'time_s': time_NxM, 'span_s': span_Nx2,
+  return {'position': frames_u, 'letter': letter_N, 'level': level_R[ref_N], 'time_s': time_NxM,
+          'span_s': span_Nx2,
           'distance_ms': distance_ms(time_NxM, span_Nx2[:, :1], span_Nx2[:, 1:]),
           'unmatched': unmatched}
 

@@ -60,7 +60,8 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 # and what is done with it afterwards, not what the checkpoints hold.
 SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.checkpoint_every', 'train.eval_every', 'data.reader',
-                  'data.tfds_data_dir', 'data.read_threads', 'eval.', 'am.', 'navai.')
+                  'data.tfds_data_dir', 'data.read_threads', 'eval.', 'am.', 'navai.',
+                  'attributions.')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict[str, Any]:
@@ -210,7 +211,7 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
 
 
 # The config sections an introspection may change on a trained run; the others describe it.
-INFERENCE_SECTIONS = ('am', 'navai')
+INFERENCE_SECTIONS = ('am', 'navai', 'attributions')
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]

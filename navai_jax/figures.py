@@ -299,3 +299,43 @@ def quality(rows: list[dict], methods: Sequence[str], path: str) -> matplotlib.f
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   _save(fig, path, 150)
   return fig
+
+
+def attribution_curves(result: dict, path: str) -> matplotlib.figure.Figure:
+  """Mean deletion and insertion curves (MoRF) of every method, one panel per granularity and
+  mode; the random removal order dashed in black."""
+  keys = sorted(result['random_order'])
+  fig = matplotlib.figure.Figure(figsize=(3.2 * len(keys), 3.4), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(1, len(keys)))
+  p = np.asarray(result['fractions'])
+  for ax, key in zip(axes, keys):
+    for method, per_frame in result['per_frame'].items():
+      curve = per_frame.get(f'{key}/morf/curve')
+      if curve is not None:
+        ax.plot(p, np.mean(curve, 0), label=method, lw=1)
+    ax.plot(p, np.mean(result['random_order'][key], 0), 'k--', lw=1.5, label='random order')
+    ax.set_title(key.replace('/', ', '), fontsize='small')
+    ax.set_xlabel('fraction of units removed' if 'deletion' in key else 'fraction inserted')
+  axes[0].set_ylabel('probability of the predicted letter')
+  axes[-1].legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _save(fig, path, 120)
+  return fig
+
+
+def attribution_randomisation(result: dict, path: str) -> matplotlib.figure.Figure:
+  """Cascading randomisation: mean Spearman correlation to the trained network's map against
+  the number of layers re-initialized, from the top."""
+  fig = matplotlib.figure.Figure(figsize=(6.5, 3.6), layout='constrained')
+  ax = fig.subplots()
+  for method, per_frame in result['per_frame'].items():
+    if 'randomisation' in per_frame:
+      values = np.asarray(per_frame['randomisation'])
+      ax.plot(np.arange(values.shape[1]), np.nanmean(values, 0), marker='o', ms=3, label=method)
+  ax.axhline(0, color='gray', lw=0.5)
+  ax.set_xlabel('layers re-initialized (from the top)')
+  ax.set_ylabel('Spearman to the trained map')
+  ax.legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _save(fig, path, 120)
+  return fig

@@ -7,7 +7,9 @@ around them, and a notebook calls them the same way.
 * `figure2`: sensitivity and LRP of frames predicted as a letter (paper §4.2);
 * `figure1`: optimal inputs of the neurons most active on a frame of a letter (§4.1);
 * `navai`: the dataset pass, its arrays, Figure 3, Supplement A, t-maps, phoneme figures, the
-  alignment quality in milliseconds and the sonified patterns (§4.3, SPEC §8, §10).
+  alignment quality in milliseconds and the sonified patterns (§4.3, SPEC §8, §10);
+* `evaluate_attributions`: are the maps faithful? Every attribution method scored by
+  deletion/insertion, randomisation, robustness, localisation and sparseness (SPEC §11).
 """
 
 import json
@@ -23,6 +25,7 @@ from navai_jax import activation_max
 from navai_jax import alignment_quality
 from navai_jax import attribution
 from navai_jax import data
+from navai_jax import faithfulness
 from navai_jax import features
 from navai_jax import figures
 from navai_jax import files
@@ -239,3 +242,95 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
   write_sounds(config, res, out_dir)
   return result, report
+
+
+def _attribution_table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+  """Rows (method, metric, mean, 95% interval, frames) and the markdown of the suite's table."""
+  rows = []
+  for method, per_frame in result['per_frame'].items():
+    for metric, values in per_frame.items():
+      if metric.endswith('/curve'):
+        continue
+      if metric == 'randomisation':
+        values = np.asarray(values)[:, -1]  # every layer randomized
+        metric = 'randomisation (all layers)'
+      mean, half, count = faithfulness.mean_and_interval(values)
+      rows.append({'method': method, 'metric': metric, 'mean': mean, 'ci95': half,
+                   'frames': count})
+  shown = [('bin/deletion/morf/auc', 'deletion AUC, bins (lower: faithful)'),
+           ('bin/insertion/morf/auc', 'insertion AUC, bins (higher)'),
+           ('column/deletion/morf/aopc', 'AOPC deletion, time columns (higher)'),
+           ('patch/deletion/morf/aopc', 'AOPC deletion, 8x8 patches (higher)'),
+           ('randomisation (all layers)', 'MPRT Spearman, all layers random (lower)'),
+           ('random_logit', 'random logit Spearman (lower)'),
+           ('max_sensitivity', 'max-sensitivity (lower)'),
+           ('localisation/mass', 'relevance mass in span (higher)'),
+           ('localisation/pointing', 'pointing game (higher)'),
+           ('localisation/rank', 'relevance rank in span (higher)'),
+           ('sparseness', 'Gini sparseness')]
+  table = {(r['method'], r['metric']): r for r in rows}
+  present = [(k, label) for k, label in shown if any(m == k for _, m in table)]
+  lines = ['| method | ' + ' | '.join(label for _, label in present) + ' |',
+           '|---' * (len(present) + 1) + '|']
+  for method in result['per_frame']:
+    cells = []
+    for key, _ in present:
+      r = table.get((method, key))
+      cells.append('—' if r is None or not np.isfinite(r['mean']) else
+                   f"{r['mean']:.3f} ± {r['ci95']:.3f}" if np.isfinite(r['ci95']) else
+                   f"{r['mean']:.3f}")
+    lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+  random_order = [f"{k}: AUC {np.mean(np.trapezoid(v, result['fractions'], axis=1)):.3f}"
+                  for k, v in result['random_order'].items() if k.startswith('bin/')]
+  chance = [r['mean'] for r in rows if r['metric'] == 'localisation/chance'][:1]
+  text = '\n'.join(lines)
+  text += (f"\n\n{result['frames']} frames of {result['utterances']} utterances "
+           f"({result['timed_frames']} with the letter's true span); mean ± 95% confidence "
+           'interval over frames. Removal in random order, bins: ' + '; '.join(random_order)
+           + '.')
+  if chance:
+    text += f' Share of the window inside the true span (chance for mass and rank): {chance[0]:.3f}.'
+  if result['utterance_deletion']:
+    fractions = result['settings']['utterance_fractions']
+    text += ('\n\nUtterance-level deletion (SPES): LER after setting the top p of an '
+             "utterance's summed relevance to 0.\n\n| method | " +
+             ' | '.join(f'p = {p:g}' for p in fractions) + ' |\n' + '|---' * (len(fractions) + 1)
+             + '|\n' + '\n'.join(f'| {m} | ' + ' | '.join(f'{v:.3f}' for v in ler) + ' |'
+                                 for m, ler in result['utterance_deletion'].items()))
+  for note in result['notes']:
+    text += f'\n\nNote: {note}.'
+  return rows, text
+
+
+def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree, step: int,
+                          out_dir: str, *, progress: bool = False) -> tuple[dict, str]:
+  """The attribution-evaluation suite (`faithfulness.evaluate`, settings `config.attributions`).
+
+  Writes into `out_dir`: `attributions.md` (the table: method x metric, mean and 95%
+  confidence interval over frames), `attributions.csv` (every row), `attributions.json`
+  (every number, per-frame values included), `attribution_curves.png` (mean deletion and
+  insertion curves per granularity) and `attribution_randomisation.png` (Spearman against the
+  number of layers randomized). Returns the result and the markdown.
+  """
+  validation.check(config)
+  files.check_writable(out_dir)
+  faithfulness.check_settings(config.attributions)
+  os.makedirs(out_dir, exist_ok=True)
+  say = (lambda name: print(f'  {name}', flush=True)) if progress else (lambda _: None)
+  result = faithfulness.evaluate(config, variables, progress=say)
+  rows, text = _attribution_table(result)
+  text = (f'Attribution evaluation, {config.attributions.split} split, checkpoint step '
+          f'{step}.\n\n' + text)
+  files.write_text(os.path.join(out_dir, 'attributions.md'), text + '\n')
+  files.write_text(os.path.join(out_dir, 'attributions.csv'), 'method,metric,mean,ci95,frames\n'
+                   + ''.join(f"{r['method']},{r['metric']},{r['mean']:.6g},{r['ci95']:.6g},"
+                             f"{r['frames']}\n" for r in rows))
+  as_json = jax.tree.map(lambda v: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v,
+                         dict(result, checkpoint_step=step))
+  files.write_text(os.path.join(out_dir, 'attributions.json'), json.dumps(as_json))
+  if result['random_order']:
+    figures.attribution_curves(result, os.path.join(out_dir, 'attribution_curves.png'))
+  if any('randomisation' in v for v in result['per_frame'].values()):
+    figures.attribution_randomisation(result,
+                                      os.path.join(out_dir, 'attribution_randomisation.png'))
+  return result, text

@@ -17,9 +17,10 @@ keeps the receptive field of 206 input frames, so the introspection code runs un
 of them.
 
 Sections: `model`, `features`, `data`, `augment`, `train`, `eval` (training and evaluation);
-`am` (activation maximization, experiments/activation_max.py) and `navai` (the dataset pass,
-experiments/navai.py), which the introspection scripts take as `--config.am.FIELD=VALUE` and
-`--config.navai.FIELD=VALUE` on top of the trained run's own config.
+`am` (activation maximization, experiments/activation_max.py), `navai` (the dataset pass,
+experiments/navai.py) and `attributions` (the attribution-evaluation suite,
+experiments/evaluate_attributions.py), which the introspection scripts take as
+`--config.SECTION.FIELD=VALUE` on top of the trained run's own config.
 """
 
 import ml_collections
@@ -43,6 +44,8 @@ PRESET_OVERRIDES = {
         'train.eval_every': 0,
         'am.steps': 20,
         'navai.frame_batch': 16, 'navai.sonify_iterations': 20,
+        'attributions.max_utterances': 4, 'attributions.max_frames': 8,
+        'attributions.max_sensitivity_samples': 4, 'attributions.frame_batch': 4,
     },
 }
 PRESETS = tuple(sorted(PRESET_OVERRIDES))
@@ -153,6 +156,29 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.timing_dir = ''
   c.navai.sonify_method = 'sensitivity_min'  # The alignment whose mean frames are sonified.
   c.navai.sonify_iterations = 200  # Griffin-Lim iterations.
+
+  # The attribution-evaluation suite (SPEC §11; experiments/evaluate_attributions.py).
+  c.attributions = ml_collections.ConfigDict()
+  c.attributions.split = 'dev'
+  c.attributions.max_utterances = 32  # Evenly spaced utterances whose frames are candidates.
+  c.attributions.max_frames = 64  # Frames evaluated, evenly spaced over the candidates.
+  c.attributions.methods = ('sensitivity', 'sensitivity_logit', 'gradient_x_input',
+                            'integrated_gradients', 'smoothgrad', 'guided_backprop', 'grad_cam',
+                            'lrp_paper', 'lrp_zero', 'lrp_epsilon', 'lrp_zplus',
+                            'lrp_alphabeta', 'random')
+  c.attributions.metrics = ('deletion', 'insertion', 'randomisation', 'random_logit',
+                            'max_sensitivity', 'localisation', 'sparseness',
+                            'utterance_deletion')
+  c.attributions.granularities = ('bin', 'column', 'patch')
+  c.attributions.step = 0.05  # Fraction of the units removed per step of a curve.
+  c.attributions.patch = 8  # Patch side (frames and mel bins) of the 'patch' granularity.
+  c.attributions.baseline = 'zero'  # 'zero' (the z-normalized mean) or 'bin_mean'.
+  c.attributions.max_sensitivity_samples = 200  # Quantus's default.
+  c.attributions.max_sensitivity_radius = 0.2  # Quantus's default.
+  c.attributions.utterance_fractions = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+  c.attributions.frame_batch = 16  # Frames per jitted call.
+  c.attributions.timing_dir = ''  # As navai.timing_dir.
+  c.attributions.seed = 0
 
   for path, value in PRESET_OVERRIDES[preset].items():
     section, field = path.split('.')

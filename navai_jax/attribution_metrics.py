@@ -1,0 +1,262 @@
+"""Is a map faithful? Metrics of attribution maps over spectrogram frames (SPEC §11).
+
+The paper judged sensitivity and LRP by how plausible their maps look, and NAvAI aligns frames
+by the extremes of those maps. These metrics say how far a map describes what the network
+uses. Each is a pure function of one frame (a `[206, F]` window), its map and a scoring
+function; `jax.vmap` runs it over a batch of frames and `jax.jit` compiles it
+(`evaluate_attributions` in `workflows` does both).
+
+`score(x_WxF, target) -> scalar` is the network's softmax probability of the target class at
+the frame (`window_probability`); `explain(x_WxF, target) -> map_WxF` is an attribution
+method (`attribution.METHODS` with fixed options).
+
+| metric | what it measures | source |
+|---|---|---|
+| `perturbation_curve` | score while the units are removed (deletion) or added back (insertion) in order of relevance: most relevant first (MoRF), least relevant first (LeRF), or random; units are bins, time columns or T x F patches; steps of `step` of the units | Samek et al. 2017 (region perturbation, AOPC), Petsiuk et al. 2018 (deletion/insertion) |
+| `auc`, `aopc` | area under such a curve (trapezoid rule over the removed fraction); the average score drop from the unperturbed input over the curve's steps | Petsiuk et al. 2018; Samek et al. 2017 |
+| `spearman` in `cascading_randomisation` | rank correlation of the map on the trained network with the map after re-initializing the layers from the top down to layer l | Adebayo et al. 2018 (MPRT) |
+| `random_logit` | rank correlation of the map of the predicted class with the map of a random other class | Sixt et al. 2020 |
+| `max_sensitivity` | the largest relative change of the map, ||e(x + d) - e(x)|| / ||e(x)||, over `samples` draws of d uniform in [-r, r] per value | Yeh et al. 2019 |
+| `localisation` | against the true time span of the spoken letter: share of |relevance| inside it (relevance mass), whether the map's maximum lies inside it (pointing game), share of the span's size in top-|relevance| bins that lie inside it (relevance rank) | Arras et al. 2022; Zhang et al. 2018 |
+| `gini` | Gini index of |map|: 0 for a uniform map, (n - 1)/n for one non-zero value | Chalasani et al. 2020 |
+
+Choices where the sources leave room (each documented where it is made): the deletion
+baseline is 0, the mean of a z-normalized spectrogram (or any `[W, F]` array the caller
+gives); AOPC averages over all steps including the unperturbed one (Samek et al.'s 1/(L+1)
+sum); the pointing game uses the map's signed maximum, the position NAvAI's `*_max`
+alignments use; ties in rank correlations get average ranks, as `scipy.stats.spearmanr`.
+"""
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from navai_jax import network
+
+Array = jax.Array
+Score = Callable[[Array, Array], Array]
+Explain = Callable[[Array, Array], Array]
+
+MODES = ('deletion', 'insertion')
+ORDERS = ('morf', 'lerf', 'random')
+GRANULARITIES = ('bin', 'column', 'patch')
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f'unknown {what} {value!r}; valid: {", ".join(choices)}')
+
+
+def check_step(step: float) -> None:
+  if not 0 < step <= 1:
+    raise ValueError(f'step must be a fraction of the units in (0, 1], got {step}')
+
+
+def window_probability(layers: network.Layers, x_WxF: Array, target: Array) -> Array:
+  """Softmax probability of class `target` at the window's one output position."""
+  return jax.nn.softmax(network.logits(layers, x_WxF))[target]
+
+
+def fractions(step: float) -> Array:
+  """Removed fractions 0, step, 2 step, ..., 1 (the last step may be shorter)."""
+  check_step(step)
+  n = int(round(1.0 / step, 9) // 1)
+  values = [k * step for k in range(n + 1)]
+  if values[-1] < 1.0 - 1e-9:
+    values.append(1.0)
+  return jnp.asarray(values, jnp.float32)
+
+
+def units(map_WxF: Array, granularity: str, patch: int = 8) -> tuple[Array, Array]:
+  """The perturbation units of a map: `(unit_of_WxF, relevance_Q)`.
+
+  'bin': every time-frequency value; 'column': every time frame (all frequencies); 'patch':
+  `patch` x `patch` blocks (the last row and column of blocks may be smaller). A unit's
+  relevance is the sum of its values.
+  """
+  check_choice('granularity', granularity, GRANULARITIES)
+  w, f = map_WxF.shape
+  t_W, f_F = jnp.arange(w)[:, None], jnp.arange(f)[None, :]
+  if granularity == 'bin':
+    unit_of, count = t_W * f + f_F, w * f
+  elif granularity == 'column':
+    unit_of, count = jnp.broadcast_to(t_W, (w, f)), w
+  else:
+    if patch < 1:
+      raise ValueError(f'patch must be >= 1, got {patch}')
+    per_row = -(-f // patch)
+    unit_of, count = (t_W // patch) * per_row + f_F // patch, -(-w // patch) * per_row
+  relevance = jax.ops.segment_sum(map_WxF.reshape(-1), unit_of.reshape(-1), count)
+  return unit_of, relevance
+
+
+def removal_rank(relevance_Q: Array, order: str, key: Optional[Array] = None) -> Array:
+  """Position of every unit in the order of removal (0 = removed first).
+
+  'morf': descending relevance, 'lerf': ascending, 'random': a permutation drawn from `key`.
+  Equal relevances keep the units' index order (stable sort).
+  """
+  check_choice('order', order, ORDERS)
+  if order == 'random':
+    if key is None:
+      raise ValueError("order 'random' needs a key")
+    sequence = jax.random.permutation(key, relevance_Q.shape[0])
+  else:
+    sequence = jnp.argsort(-relevance_Q if order == 'morf' else relevance_Q, stable=True)
+  return jnp.argsort(sequence)
+
+
+def perturbation_curve(score: Score, x_WxF: Array, target: Array, map_WxF: Array, *,
+                       mode: str, order: str, granularity: str, step: float = 0.05,
+                       patch: int = 8, baseline_WxF: Optional[Array] = None,
+                       key: Optional[Array] = None) -> Array:
+  """Scores `[S]` at the fractions of `fractions(step)` of the units removed or inserted.
+
+  Deletion: the first k units in removal order are set to the baseline, the rest keep x.
+  Insertion: the first k units take their values from x, the rest are the baseline. The
+  number of units at fraction p is round(p * units).
+  """
+  check_choice('mode', mode, MODES)
+  baseline_WxF = jnp.zeros_like(x_WxF) if baseline_WxF is None else jnp.broadcast_to(
+      baseline_WxF, x_WxF.shape)
+  unit_of_WxF, relevance_Q = units(map_WxF, granularity, patch)
+  rank_WxF = removal_rank(relevance_Q, order, key)[unit_of_WxF]
+  counts_S = jnp.round(fractions(step) * relevance_Q.shape[0])
+  chosen_SxWxF = rank_WxF[None] < counts_S[:, None, None]
+  if mode == 'deletion':
+    inputs = jnp.where(chosen_SxWxF, baseline_WxF[None], x_WxF[None])
+  else:
+    inputs = jnp.where(chosen_SxWxF, x_WxF[None], baseline_WxF[None])
+  return jax.vmap(lambda x: score(x, target))(inputs)
+
+
+def auc(scores_S: Array, step: float) -> Array:
+  """Area under a perturbation curve over the removed fraction in [0, 1] (trapezoid rule)."""
+  return jnp.trapezoid(scores_S, fractions(step))
+
+
+def aopc(scores_S: Array, mode: str) -> Array:
+  """Area over the perturbation curve (Samek et al. 2017): the mean over all S steps of the
+  score drop from the unperturbed input (deletion: s_0 - s_k with s_0 the whole input;
+  insertion, mirrored: s_k - s_0 with s_0 the baseline)."""
+  check_choice('mode', mode, MODES)
+  change = scores_S[0] - scores_S if mode == 'deletion' else scores_S - scores_S[0]
+  return jnp.mean(change)
+
+
+def average_ranks(values: Array) -> Array:
+  """Ranks 0..n-1 of a flat array; equal values share the mean of their ranks."""
+  ordered = jnp.sort(values)
+  low = jnp.searchsorted(ordered, values, side='left')
+  high = jnp.searchsorted(ordered, values, side='right')
+  return (low + high - 1) / 2.0
+
+
+def spearman(a: Array, b: Array) -> Array:
+  """Spearman rank correlation of two arrays (flattened), ties as average ranks; NaN where
+  one array is constant."""
+  ra, rb = average_ranks(a.reshape(-1)), average_ranks(b.reshape(-1))
+  ra, rb = ra - ra.mean(), rb - rb.mean()
+  return jnp.sum(ra * rb) / jnp.sqrt(jnp.sum(ra * ra) * jnp.sum(rb * rb))
+
+
+def randomize_from_top(layers: network.Layers, key: Array, count: Array | int
+                       ) -> network.Layers:
+  """`layers` with the top `count` layers re-initialized (cascading randomisation).
+
+  A re-initialized layer gets the kernel of Flax's default initializer (LeCun normal: N(0,
+  1/fan_in)), a zero bias, and the batch norm of a fresh network (scale 1, bias 0, mean 0,
+  variance 1), as resetting a PyTorch module's parameters does. `count` may be traced, so
+  one compiled program serves every stage.
+  """
+  out = []
+  keys = jax.random.split(key, len(layers))
+  for i, layer in enumerate(layers):
+    fresh = i >= len(layers) - count
+    pick = lambda new, old, fresh=fresh: jnp.where(fresh, new, old)
+    k, c, _ = layer.kernel_KxCxD.shape
+    kernel = pick(jax.random.normal(keys[i], layer.kernel_KxCxD.shape, layer.kernel_KxCxD.dtype)
+                  / jnp.sqrt(k * c), layer.kernel_KxCxD)
+    bias = None if layer.bias_D is None else pick(0.0, layer.bias_D)
+    bn = None if layer.bn is None else {
+        'scale': pick(1.0, layer.bn['scale']), 'bias': pick(0.0, layer.bn['bias']),
+        'mean': pick(0.0, layer.bn['mean']), 'var': pick(1.0, layer.bn['var'])}
+    out.append(network.Layer(kernel, bias, bn, layer.stride, layer.bn_epsilon))
+  return tuple(out)
+
+
+def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Array],
+                            layers: network.Layers, x_WxF: Array, target: Array,
+                            key: Array) -> Array:
+  """Spearman correlations `[L + 1]` of the map on the trained network with the map on the
+  network whose top 0, 1, ..., L layers are re-initialized (entry 0 is 1 by definition).
+
+  The same `key` draws the same new weights for a layer at every stage, so stage l differs
+  from stage l - 1 only in layer L - l + 1. The target stays the trained network's class.
+  """
+  trained = explain(layers, x_WxF, target)
+  randomized = jax.lax.map(
+      lambda count: spearman(trained, explain(randomize_from_top(layers, key, count), x_WxF,
+                                              target)),
+      jnp.arange(1, len(layers) + 1))
+  return jnp.concatenate([jnp.ones((1,), randomized.dtype), randomized])
+
+
+def random_logit(explain: Explain, x_WxF: Array, target: Array, num_classes: int,
+                 key: Array) -> Array:
+  """Spearman correlation of the map of `target` with the map of a class drawn uniformly from
+  the `num_classes - 1` others (Sixt et al. 2020: a class-sensitive map differs)."""
+  other = jax.random.randint(key, (), 0, num_classes - 1)
+  other = jnp.where(other >= target, other + 1, other)
+  return spearman(explain(x_WxF, target), explain(x_WxF, other))
+
+
+def max_sensitivity(explain: Explain, x_WxF: Array, target: Array, key: Array, *,
+                    samples: int = 200, radius: float = 0.2, chunk: int = 8) -> Array:
+  """max over `samples` draws of ||e(x + d) - e(x)||_F / ||e(x)||_F, d ~ U[-radius, radius]
+  per value (Yeh et al. 2019; Quantus's MaxSensitivity defaults: 200 samples, radius 0.2).
+
+  The maps of the perturbed inputs are made `chunk` at a time (`lax.map`), so memory does not
+  grow with `samples`.
+  """
+  if samples < 1 or radius <= 0:
+    raise ValueError(f'max_sensitivity needs samples >= 1 and radius > 0, got {samples}, '
+                     f'{radius}')
+  reference = explain(x_WxF, target)
+  noise = jax.random.uniform(key, (samples,) + x_WxF.shape, x_WxF.dtype, -radius, radius)
+
+  def change(d):
+    return jnp.linalg.norm(explain(x_WxF + d, target) - reference)
+
+  changes = jax.lax.map(change, noise, batch_size=min(chunk, samples))
+  return jnp.max(changes) / jnp.linalg.norm(reference)
+
+
+def localisation(map_WxF: Array, inside_W: Array) -> dict[str, Array]:
+  """How a map lies against the true time span of the letter (`inside_W`: window columns
+  inside it).
+
+  Returns 'mass' (sum of |R| inside / sum of |R|), 'pointing' (1.0 if the map's maximum lies
+  in a column inside, as NAvAI's `*_max` alignments take it), 'rank' (of the K bins with the
+  largest |R|, K the number of bins inside, the share inside) and 'chance' (the share of bins
+  inside: what a map that knows nothing scores on mass and rank).
+  """
+  magnitude = jnp.abs(map_WxF)
+  inside_WxF = jnp.broadcast_to(inside_W[:, None], map_WxF.shape)
+  mass = jnp.sum(jnp.where(inside_WxF, magnitude, 0.0)) / jnp.sum(magnitude)
+  peak_column = jnp.argmax(map_WxF.reshape(-1)) // map_WxF.shape[1]
+  k = jnp.sum(inside_WxF)
+  top = removal_rank(magnitude.reshape(-1), 'morf') < k
+  rank = jnp.sum(top & inside_WxF.reshape(-1)) / jnp.maximum(k, 1)
+  return {'mass': mass, 'pointing': inside_W[peak_column].astype(map_WxF.dtype),
+          'rank': rank.astype(map_WxF.dtype), 'chance': (k / map_WxF.size).astype(map_WxF.dtype)}
+
+
+def gini(map_WxF: Array) -> Array:
+  """Gini index of |map| (Chalasani et al. 2020; Quantus's Sparseness):
+  sum_i (2i - n - 1) a_(i) / (n sum_i a_i), a sorted ascending, i = 1..n."""
+  a = jnp.sort(jnp.abs(map_WxF).reshape(-1))
+  n = a.shape[0]
+  i = jnp.arange(1, n + 1, dtype=a.dtype)
+  return jnp.sum((2 * i - n - 1) * a) / (n * jnp.sum(a))
