@@ -10,6 +10,7 @@ every module stays importable as `from navai_jax import lrp`. The modules, lowes
   ctc, augment, checkpoints, parallel, train, evaluate
   frames, lrp, attribution, activation_max    single frames: maps and optimal inputs
   alignment, moments, navai, alignment_quality  NAvAI: align, average, the dataset pass
+  attribution_metrics, faithfulness           are the maps faithful? metrics and the suite
   figures, sonify, workflows                  figures, sounds, the experiments end to end
 
 Shape letters (a name's suffix after `_`, e.g. `x_BxTxF`; one meaning each, everywhere):
@@ -34,6 +35,7 @@ from navai_jax.checkpoints import load_for_inference
 from navai_jax.configs.default import get_config
 from navai_jax.data import batches
 from navai_jax.evaluate import evaluate_workdir
+from navai_jax.faithfulness import evaluate as evaluate_attributions
 from navai_jax.features import log_mel
 from navai_jax.frames import collect
 from navai_jax.frames import find_letter
@@ -58,6 +60,7 @@ __all__ = (
     'get_config',
     'batches',
     'evaluate_workdir',
+    'evaluate_attributions',
     'log_mel',
     'collect',
     'find_letter',

@@ -120,45 +120,55 @@ def _spans(config, tokens_U, frame_positions, text, times):
   return masks
 
 
+@functools.lru_cache(maxsize=4)
+def _frames_of_batch(config: ml_collections.FrozenConfigDict):
+  """jit: (variables, audio_BxA, lengths_B) -> (x_BxTxF, frames_B, valid_BxU, tokens_BxU)."""
+  def run(variables, audio_BxA, lengths_B):
+    x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
+    logits, _ = model.apply_inference(config, variables, x_BxTxF)
+    return (x_BxTxF, frames_B) + frames_lib.frame_mask(config, logits, frames_B)
+  return jax.jit(run)
+
+
 def collect_frames(config: ml_collections.ConfigDict, variables: PyTree) -> EvalFrames:
   """The frames of `config.attributions` (see the module docstring), with their true spans."""
   s = config.attributions
   timings = timing.find_timings(config, s.timing_dir)
   rows, utterances = [], []
+  forward = _frames_of_batch(ml_collections.FrozenConfigDict(config))
+  specs = model.layer_specs(config.model)
   for batch in data.batches(config, s.split, train=False, max_utterances=s.max_utterances):
-    x_BxTxF, frames_B, ids = features.of_batch(batch, config)
-    texts = [str(t) for t, w in zip(batch['text'], batch['weights']) if w > 0]
-    logits, _ = model.apply_inference(config, variables, x_BxTxF)
-    valid, tokens = (np.asarray(a) for a in frames_lib.frame_mask(config, logits, frames_B))
-    specs = model.layer_specs(config.model)
-    for b, utt_id in enumerate(ids):
+    x_BxTxF, frames_B, valid, tokens = forward(variables, batch['audio'], batch['audio_lengths'])
+    valid, tokens = np.asarray(valid), np.asarray(tokens)
+    for b in np.flatnonzero(batch['weights'] > 0):
+      utt_id, text = str(batch['id'][b]), str(batch['text'][b])
       positions = np.flatnonzero(valid[b])
       length = int(model.output_length(specs, int(frames_B[b])))
-      masks = (_spans(config, tokens[b, :length], positions, texts[b],
+      masks = (_spans(config, tokens[b, :length], positions, text,
                        timing.read_timing(timings[utt_id])) if utt_id in timings else {})
+      x_TxF = np.asarray(x_BxTxF[b, :int(frames_B[b])])
       first_row = len(rows)
       for u in positions:
-        rows.append((x_BxTxF, b, int(u), int(tokens[b, u]), utt_id, masks.get(int(u))))
-      utterances.append((np.asarray(x_BxTxF[b, :int(frames_B[b])]), int(frames_B[b]), texts[b],
-                         list(range(first_row, len(rows)))))
+        start = int(model.window_start(specs, int(u)))
+        rows.append((x_TxF[start:start + model.RECEPTIVE_FIELD], int(u), int(tokens[b, u]),
+                     utt_id, masks.get(int(u))))
+      utterances.append((x_TxF, int(frames_B[b]), text, list(range(first_row, len(rows)))))
   if not rows:
     raise ValueError(f'No letter frames in split {s.split!r}: the model predicts no letter '
                      'whose receptive window lies inside an utterance.')
   keep = np.unique(np.linspace(0, len(rows) - 1, min(s.max_frames, len(rows))).round()
                    .astype(int))
   chosen = [rows[i] for i in keep]
-  windows = np.stack([np.asarray(frames_lib.gather_windows(config, x, jnp.array([b]),
-                                                           jnp.array([u])))[0]
-                      for x, b, u, *_ in chosen])
+  windows = np.stack([r[0] for r in chosen])
   inside = np.stack([m if m is not None else np.zeros(model.RECEPTIVE_FIELD, bool)
                      for *_, m in chosen])
   renumber = {old: new for new, old in enumerate(keep)}
   utterances = [(x, n, text, [renumber[r] for r in frame_rows if r in renumber])
                 for x, n, text, frame_rows in utterances]
-  return EvalFrames(windows, np.array([r[3] for r in chosen]), [r[4] for r in chosen],
-                    np.array([r[2] for r in chosen]), inside,
-                    np.array([r[5] is not None for r in chosen]), utterances,
-                    any(u in timings for u in set(r[4] for r in rows)))
+  return EvalFrames(windows, np.array([r[2] for r in chosen]), [r[3] for r in chosen],
+                    np.array([r[1] for r in chosen]), inside,
+                    np.array([r[4] is not None for r in chosen]), utterances,
+                    any(u in timings for u in set(r[3] for r in rows)))
 
 
 def _in_chunks(fn, arrays, size):
@@ -232,20 +242,32 @@ def make_maps(name: str, layers: network.Layers, windows: np.ndarray, targets: n
   return _in_chunks(fn, (windows, targets), chunk)
 
 
-def _utterance_deletion(config, variables, layers, found, maps, fractions, seed):
-  """LER against the deleted fraction of every utterance's summed relevance (SPES).
+@functools.lru_cache(maxsize=4)
+def _decoder(config: ml_collections.FrozenConfigDict):
+  """jit: (variables, x_PxTxF) -> arg-max tokens `[P, U]` of the SAME-padded pass."""
+  return jax.jit(lambda variables, x: jnp.argmax(model.apply_inference(config, variables, x)[0],
+                                                 -1))
 
-  Per utterance, the maps of its frames are added at their windows' places into one `[T, F]`
-  relevance; the top p of its values (signed, largest first) are set to 0, the utterance is
-  decoded again, and its letter errors against the transcript are counted.
+
+# Utterances are padded to a multiple of this many frames for the decoder (fewer compiles).
+_PAD_FRAMES = 128
+
+
+def _utterance_deletion(config, variables, found, maps, fractions, count, seed):
+  """LER against the deleted fraction of the summed relevance of `count` utterances (SPES).
+
+  Per utterance, the maps of its evaluated frames are added at their windows' places into one
+  `[T, F]` relevance; the top p of its values (signed, largest first) are set to 0, the
+  utterance is decoded again, and its letter errors against the transcript are counted.
+  `maps=None` deletes in random order. Each utterance is padded with zeros to a multiple of
+  128 frames and decoded over its own length.
   """
   specs = model.layer_specs(config.model)
+  decode = _decoder(ml_collections.FrozenConfigDict(config))
   errors, letters = np.zeros(len(fractions)), 0
   rng = np.random.default_rng(seed)
-  for x_TxF, n, text, rows in found.utterances:
-    if not rows:
-      continue
-    if maps is None:  # the random order
+  for x_TxF, n, text, rows in [u for u in found.utterances if u[3]][:count]:
+    if maps is None:
       total = rng.random(x_TxF.shape)
     else:
       total = np.zeros_like(x_TxF)
@@ -255,12 +277,13 @@ def _utterance_deletion(config, variables, layers, found, maps, fractions, seed)
     order = np.argsort(-total.reshape(-1), kind='stable')
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    inputs = np.stack([np.where(rank.reshape(total.shape) < round(p * total.size), 0.0, x_TxF)
-                       for p in fractions])
-    logits, _ = model.apply_inference(config, variables, jnp.asarray(inputs))
-    length = int(model.output_length(specs, n))
-    for k, hypothesis in enumerate(vocab.greedy_decode(l, length) for l in np.asarray(logits)):
-      errors[k] += metrics.edit_distance(text, hypothesis)
+    padded = -(-n // _PAD_FRAMES) * _PAD_FRAMES
+    inputs = np.zeros((len(fractions), padded, x_TxF.shape[1]), np.float32)
+    inputs[:, :n] = [np.where(rank.reshape(total.shape) < round(p * total.size), 0.0, x_TxF)
+                     for p in fractions]
+    tokens = np.asarray(decode(variables, inputs))[:, :int(model.output_length(specs, n))]
+    for k, best in enumerate(tokens):
+      errors[k] += metrics.edit_distance(text, vocab.decode(vocab.ctc_collapse(best)))
     letters += len(text)
   return errors / max(letters, 1)
 
@@ -327,12 +350,13 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
           result[key] = np.where(found.has_span_N, value, np.nan) if key.startswith(
               'localisation') else value
     if 'utterance_deletion' in wants:
-      utterance[name] = _utterance_deletion(config, variables, layers, found, maps,
-                                            s.utterance_fractions, s.seed)
+      utterance[name] = _utterance_deletion(config, variables, found, maps,
+                                            s.utterance_fractions, s.utterance_count, s.seed)
     per_frame[name] = result
   if 'utterance_deletion' in wants:
-    utterance['random order'] = _utterance_deletion(config, variables, layers, found, None,
-                                                    s.utterance_fractions, s.seed)
+    utterance['random order'] = _utterance_deletion(config, variables, found, None,
+                                                    s.utterance_fractions, s.utterance_count,
+                                                    s.seed)
   for m in ('randomisation', 'random_logit', 'max_sensitivity'):
     if m in wants and 'random' in s.methods:
       notes.append(f'{m} is not defined for the random baseline (its map ignores the network)')
@@ -341,7 +365,9 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
           'settings': s.to_dict(), 'fractions': np.asarray(am.fractions(s.step)),
           'per_frame': per_frame, 'random_order': random_order,
           'utterance_deletion': utterance, 'notes': notes,
-          'utterances': sum(1 for u in found.utterances if u[3])}
+          'utterances': sum(1 for u in found.utterances if u[3]),
+          'deletion_utterances': min(s.utterance_count,
+                                     sum(1 for u in found.utterances if u[3]))}
 
 
 def mean_and_interval(values: np.ndarray) -> tuple[float, float, int]:

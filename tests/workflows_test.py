@@ -247,3 +247,32 @@ def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_uttera
       f.write_bytes(b)
   assert [_batches_read(out, i) for i in range(2)] == [2, 2]
   _assert_same_pass(tmp / 'one', out)
+
+
+def test_attribution_evaluation_script_writes_its_table_and_refuses_unknown_names(run,
+                                                                                   tmp_path):
+  root, config, variables = run
+  workdir = tmp_path / 'run'
+  _saved_run(workdir, config, variables)
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  script = [sys.executable, 'experiments/evaluate_attributions.py', f'--workdir={workdir}']
+  done = subprocess.run(script + ["--config.attributions.methods=('gradient_x_input', 'random')",
+                                  "--config.attributions.metrics=('deletion', 'sparseness')",
+                                  "--config.attributions.granularities=('column',)"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = workdir / 'attributions'
+  saved = json.loads((out / 'attributions.json').read_text())
+  assert saved['frames'] == config.attributions.max_frames
+  assert sorted(saved['per_frame']) == ['gradient_x_input', 'random']
+  table = (out / 'attributions.md').read_text()
+  assert '| gradient_x_input |' in table and '| random |' in table and table in done.stdout + '\n'
+  rows = (out / 'attributions.csv').read_text().splitlines()
+  mean = np.mean(saved['per_frame']['random']['sparseness'])
+  assert any(r.startswith('random,sparseness,') and abs(float(r.split(',')[2]) - mean) < 1e-5
+             for r in rows)
+  assert (out / 'attribution_curves.png').stat().st_size > 0
+  done = subprocess.run(script + ["--config.attributions.methods=('sensitivty',)"], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert "unknown method(s) 'sensitivty'" in done.stderr

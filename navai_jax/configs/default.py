@@ -176,6 +176,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.attributions.max_sensitivity_samples = 200  # Quantus's default.
   c.attributions.max_sensitivity_radius = 0.2  # Quantus's default.
   c.attributions.utterance_fractions = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+  c.attributions.utterance_count = 8  # Utterances of the utterance-level deletion.
   c.attributions.frame_batch = 16  # Frames per jitted call.
   c.attributions.timing_dir = ''  # As navai.timing_dir.
   c.attributions.seed = 0

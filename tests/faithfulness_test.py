@@ -1,0 +1,107 @@
+"""The attribution-evaluation suite on a run: settings are checked, frames get their letter's
+true span, and every metric's numbers hold what they claim (curves start at the frame's
+probability and end at the baseline's, randomisation starts at 1)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from navai_jax import attribution
+from navai_jax import faithfulness
+from navai_jax import features
+from navai_jax import model
+from navai_jax import timing
+from navai_jax import vocab
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, tiny_variables, write_split):
+  root = tmp_path_factory.mktemp('faithfulness')
+  rng = np.random.default_rng(0)
+  write_split(root / 'corpus', 'dev', ['cat sat', 'a dog', 'bee', 'hello you'], timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  config, variables = tiny_variables(0, jnp.float32, letter_bias=True)
+  config.data.source = f'folder:{root / "corpus"}'
+  config.data.reader = 'direct'
+  config.attributions.methods = ('sensitivity', 'lrp_paper', 'random')
+  return root, config, variables
+
+
+def test_bad_settings_are_named_in_one_message(run):
+  _, config, _ = run
+  s = config.attributions.copy_and_resolve_references()
+  s.methods = ('sensitivty', 'lrp_paper')
+  s.metrics = ('deletion', 'faithfulnes')
+  s.step = 0.0
+  with pytest.raises(ValueError) as error:
+    faithfulness.check_settings(s)
+  message = str(error.value)
+  assert "unknown method(s) 'sensitivty'; valid: sensitivity," in message
+  assert "unknown metric(s) 'faithfulnes'" in message
+  assert 'step must be a fraction of the units in (0, 1], got 0.0' in message
+
+
+def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
+  root, config, _ = run
+  times = timing.read_timing(next((root / 'corpus').rglob('1-2-0000.timing.json')))
+  # A greedy transcript that spells the reference 'cat sat' at positions 44-50, whose windows
+  # (frames 2u - 101 ... 2u + 104) hold the whole utterance.
+  tokens = np.full(160, vocab.BLANK)
+  letters = {}
+  for k, c in enumerate('cat sat'):
+    tokens[44 + k] = vocab.TOKENS.index(c)
+    if c != ' ':
+      letters[44 + k] = k
+  masks = faithfulness._spans(config, tokens, np.array(sorted(letters)), 'cat sat', times)
+  assert sorted(masks) == sorted(letters)
+  specs = model.layer_specs(config.model)
+  for u, mask in masks.items():
+    k = letters[u]
+    phoneme = times['phonemes'][k - (k > 3)]  # one phoneme per letter, words one after another
+    assert phoneme['phoneme'] == 'cat sat'[k]
+    columns = np.flatnonzero(mask)
+    assert np.all(np.diff(columns) == 1)  # one run of columns
+    # 80 ms at a hop of 8 ms: 10 columns, the first the one whose centre is at the start.
+    assert len(columns) in (10, 11)
+    first_time = features.frame_to_seconds(model.window_start(specs, u) + columns[0], config)
+    assert phoneme['start'] <= first_time < phoneme['start'] + 0.008
+
+
+def test_every_metric_on_a_run(run):
+  _, config, variables = run
+  result = faithfulness.evaluate(config, variables)
+  n = result['frames']
+  assert n == config.attributions.max_frames and len(result['letters']) == n
+  found = faithfulness.collect_frames(config, variables)
+  probability = np.asarray(attribution.target_probability(config, variables,
+                                                          found.windows_NxWxF, found.targets_N))
+  baseline = np.asarray(attribution.target_probability(
+      config, variables, np.zeros_like(found.windows_NxWxF), found.targets_N))
+  steps = len(result['fractions'])
+  for method in config.attributions.methods:
+    per_frame = result['per_frame'][method]
+    for granularity in config.attributions.granularities:
+      for order in ('morf', 'lerf'):
+        deletion = per_frame[f'{granularity}/deletion/{order}/curve']
+        insertion = per_frame[f'{granularity}/insertion/{order}/curve']
+        assert deletion.shape == insertion.shape == (n, steps)
+        np.testing.assert_allclose(deletion[:, 0], probability, rtol=1e-5)
+        np.testing.assert_allclose(deletion[:, -1], baseline, rtol=1e-5)
+        np.testing.assert_allclose(insertion[:, 0], baseline, rtol=1e-5)
+        np.testing.assert_allclose(insertion[:, -1], probability, rtol=1e-5)
+    assert per_frame['sparseness'].shape == (n,)
+    if method != 'random':
+      assert per_frame['randomisation'].shape == (n, 13)
+      np.testing.assert_allclose(per_frame['randomisation'][:, 0], 1.0)
+      assert np.all(per_frame['max_sensitivity'] >= 0)
+      assert np.all(np.abs(per_frame['random_logit']) <= 1 + 1e-6)
+    assert result['utterance_deletion'][method].shape == (6,)
+  # The random order is one set of curves, the same reference for every method.
+  assert sorted(result['random_order']) == [f'{g}/{m}' for g in ('bin', 'column', 'patch')
+                                            for m in ('deletion', 'insertion')]
+  # At p = 0 nothing is deleted: every method's LER is the plain decoding's.
+  first = {m: v[0] for m, v in result['utterance_deletion'].items()}
+  assert len(set(first.values())) == 1
+  # This untrained network's letters align to no spoken letter: localisation is skipped, said.
+  assert any('localisation skipped' in note for note in result['notes'])
+  assert 'localisation/mass' not in result['per_frame']['sensitivity']
