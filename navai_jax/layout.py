@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -55,9 +55,9 @@ def tfds_split_name(folder_name: str) -> str:
   return re.sub(r'\W', '_', folder_name)
 
 
-def folder_fingerprint(root: str | os.PathLike) -> str:
+def folder_fingerprint(root: str | os.PathLike, names: Optional[Sequence[str]] = None) -> str:
   """Hash of the names, sizes and change times of all .flac files and of the transcripts'
-  contents.
+  contents (of the split folders `names` only, when given).
 
   A FLAC replaced by another of the same size still changes the hash: writing or replacing a
   file sets its change time (`st_ctime_ns`), which no copy tool preserves. Other files (e.g.
@@ -66,6 +66,8 @@ def folder_fingerprint(root: str | os.PathLike) -> str:
   h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
   root = Path(root).expanduser().resolve()
   for split_dir in split_folders(root):
+    if names is not None and split_dir.name not in names:
+      continue
     for dirpath, dirnames, filenames in os.walk(split_dir):
       dirnames.sort()
       for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):

@@ -320,6 +320,17 @@ def _tfds_split(builder, split: str, index_dir: Optional[Path], where: str
   return rows, _Concatenated(parts) if len(parts) > 1 else parts[0]
 
 
+def _joined(splits: list[tuple[list[Row], Any]]) -> tuple[list[Row], Any]:
+  """The index rows and records of several splits, one after another."""
+  if len(splits) == 1:
+    return splits[0]
+  rows, offset = [], 0
+  for part_rows, records in splits:
+    rows += [row[:5] + (row[5] + offset,) for row in part_rows]
+    offset += len(records)
+  return rows, _Concatenated([records for _, records in splits])
+
+
 def _locate(config: ml_collections.ConfigDict, split: str
             ) -> tuple[tuple[str, ...], Callable[[], tuple[list[Row], Any]]]:
   """A key naming a split's content, and a function returning its index rows and records.
@@ -343,11 +354,13 @@ def _locate(config: ml_collections.ConfigDict, split: str
       return ((str(root), layout.folder_fingerprint(root), 'direct', *names),
               lambda: _flac_rows(root, names))
     from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
-    builder = tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir)
-    tfds_split = '+'.join(layout.tfds_split_name(name) + slice_ for name, slice_ in parts)
-    fingerprint = (Path(builder.data_dir) / 'folder_fingerprint.txt').read_text()
-    return ((builder.data_dir, fingerprint, tfds_split),
-            lambda: _tfds_split(builder, tfds_split, Path(builder.data_dir), str(root)))
+    # One builder per split folder: an interrupted preparation keeps the finished ones.
+    prepared = [(tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir, name),
+                 layout.tfds_split_name(name) + slice_) for name, slice_ in parts]
+    key = tuple((b.data_dir, (Path(b.data_dir) / 'folder_fingerprint.txt').read_text(), part)
+                for b, part in prepared)
+    return key, lambda: _joined([_tfds_split(b, part, Path(b.data_dir), str(root))
+                                 for b, part in prepared])
   if kind == 'tfds' and arg:
     if reader != 'tfds':
       raise ValueError(f"data.reader={reader!r} reads 'folder:' sources only; "

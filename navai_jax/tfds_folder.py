@@ -27,17 +27,23 @@ FILE_FORMAT = 'array_record'
 
 @dataclasses.dataclass(eq=False)
 class FolderConfig(tfds.core.BuilderConfig):
-  """Builder config of one folder; `name` is derived from the folder's absolute path."""
+  """Builder config of one folder (or one of its split folders); `name` is derived from the
+  folder's absolute path and the split folder's name."""
   folder: str = ''
+  split: str = ''  # one split folder; '' = all of them
 
 
-def folder_config(folder: str | os.PathLike) -> FolderConfig:
-  """The builder config of `folder`, named `<basename>_<hash of the absolute path>`."""
+def folder_config(folder: str | os.PathLike, split: str = '') -> FolderConfig:
+  """The builder config of `folder` (only its split folder `split` when given), named
+  `<basename>[_<split>]_<hash of the absolute path and split>`."""
   path = Path(folder).expanduser().resolve()
-  digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-  slug = re.sub(r'\W+', '_', path.name.lower()).strip('_') or 'root'
-  return FolderConfig(name=f'{slug}_{digest}', description=f'LibriSpeech-layout folder {path}',
-                      folder=str(path))
+  digest = hashlib.sha1(f'{path}/{split}'.encode() if split else str(path).encode()).hexdigest()[:12]
+  slug = '_'.join(re.sub(r'\W+', '_', part.lower()).strip('_')
+                  for part in (path.name, split) if part) or 'root'
+  return FolderConfig(name=f'{slug}_{digest}',
+                      description=f'LibriSpeech-layout folder {path}' + (f', split folder {split}'
+                                                                          if split else ''),
+                      folder=str(path), split=split)
 
 
 class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
@@ -66,34 +72,42 @@ class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):
     if not isinstance(self.builder_config, FolderConfig) or not self.builder_config.folder:
       raise ValueError('LibrispeechFolder needs config=folder_config(path).')
     return {layout.tfds_split_name(d.name): self._generate_examples(d)
-            for d in layout.split_folders(Path(self.builder_config.folder))}
+            for d in layout.split_folders(Path(self.builder_config.folder))
+            if d.name == self.builder_config.split or not self.builder_config.split}
 
   def _generate_examples(self, split_dir: Path):
     for example in layout.folder_examples(split_dir):
       yield example['id'], example
 
 
-def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '') -> LibrispeechFolder:
-  """The builder of `folder`, prepared into ArrayRecord files (again, if its files changed
-  since the last build).
+def prepared_folder_builder(folder: str | os.PathLike, data_dir: str = '',
+                            split: str = '') -> LibrispeechFolder:
+  """The builder of `folder` (of its split folder `split` only, when given), prepared into
+  ArrayRecord files (again, if its files changed since the last build).
+
+  `sources` prepares each split folder with a builder of its own, so that an interrupted
+  preparation of a corpus keeps the split folders it finished and a changed split folder is
+  prepared again alone.
 
   Args:
     folder: root of the LibriSpeech-layout corpus.
     data_dir: where TFDS keeps the prepared data; '' means `folder/_tfds`.
+    split: a split folder's name, or '' for all of them in one builder.
   """
   root = Path(folder).expanduser().resolve()
   data_dir = data_dir or str(root / '_tfds')
   # The stamp names the file format too, so that data prepared as TFRecords is prepared again.
-  fingerprint = f'{layout.folder_fingerprint(root)} {FILE_FORMAT}'
-  builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
+  names = [split] if split else None
+  fingerprint = f'{layout.folder_fingerprint(root, names)} {FILE_FORMAT}'
+  builder = LibrispeechFolder(config=folder_config(root, split), data_dir=data_dir)
   stamp = Path(builder.data_dir) / 'folder_fingerprint.txt'
   if stamp.is_file() and stamp.read_text() == fingerprint:
     return builder
   if Path(builder.data_dir).exists():
-    logging.info('Corpus %s changed since it was prepared; rebuilding.', root)
+    logging.info('Corpus %s changed since it was prepared; rebuilding.', root / split)
     shutil.rmtree(builder.data_dir)
-    builder = LibrispeechFolder(config=folder_config(root), data_dir=data_dir)
-  logging.info('Preparing %s into %s.', root, builder.data_dir)
+    builder = LibrispeechFolder(config=folder_config(root, split), data_dir=data_dir)
+  logging.info('Preparing %s into %s.', root / split, builder.data_dir)
   builder.download_and_prepare(file_format=FILE_FORMAT)
   files.write_text(stamp, fingerprint)
   return builder

@@ -4,6 +4,7 @@ the folder changes, read through `data.load_split`."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from navai_jax import data
 from navai_jax import tfds_folder
@@ -40,7 +41,8 @@ def test_librispeech_names_separate_folders_and_rebuild(tmp_path, write_split):
   assert list(data.load_split(config_a, 'train').ids) == ['84-121124-0000']
   assert len(data.load_split(config_a, 'dev-clean+train-clean-100')) == 2
   assert len(data.load_split(config_b, 'dev')) == 2
-  assert len(list(Path(shared, 'librispeech_folder').iterdir())) == 2
+  # A builder per split folder: a's two and b's one.
+  assert len(list(Path(shared, 'librispeech_folder').iterdir())) == 3
   _noise(write_split, a, 'dev-clean', ['hello', 'speech'], [1.8, 2.0], rng, speaker=84,
          chapter=121123)
   assert list(data.load_split(config_a, 'dev').ids) == ['84-121123-0000', '84-121123-0001']
@@ -63,3 +65,30 @@ def test_a_flac_replaced_by_one_of_the_same_size_is_read_anew(tmp_path, write_sp
   direct_read = data.load_split(config, 'dev').audio(1)
   assert tfds_read[0] == -0.5
   np.testing.assert_array_equal(tfds_read, direct_read)
+
+
+def test_an_interrupted_preparation_keeps_the_split_folders_it_finished(tmp_path, write_split,
+                                                                        monkeypatch):
+  rng = np.random.default_rng(2)
+  root = tmp_path / 'corpus'
+  _noise(write_split, root, 'dev', ['hello', 'world'], [1.8, 1.9], rng)
+  _noise(write_split, root, 'train', ['speech', 'letter'], [1.8, 2.0], rng, speaker=7)
+  culprit = root / 'train' / '7' / '2' / '7-2-0001.flac'
+  good = culprit.read_bytes()
+  culprit.write_bytes(b'not audio')
+  config = _config(root, '')
+  with pytest.raises(data.DataError, match='7-2-0001.flac'):
+    data.load_split(config, 'dev+train')
+  culprit.write_bytes(good)
+  prepared = []
+  real = tfds_folder.LibrispeechFolder.download_and_prepare
+  monkeypatch.setattr(tfds_folder.LibrispeechFolder, 'download_and_prepare',
+                      lambda self, **kw: prepared.append(self.builder_config.split) or
+                      real(self, **kw))
+  both = data.load_split(config, 'dev+train')
+  assert prepared == ['train']  # dev was finished before the failure and is not redone
+  assert list(both.ids) == ['1-2-0000', '1-2-0001', '7-2-0000', '7-2-0001']
+  config.data.reader = 'direct'
+  direct = data.load_split(config, 'dev+train')
+  for u in range(4):
+    np.testing.assert_array_equal(both.read(u), direct.read(u))
