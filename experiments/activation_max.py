@@ -35,6 +35,7 @@ _MAX_UTTERANCES = flags.DEFINE_integer('max_utterances', 0,
                                        'Search only this many utterances (0 = the whole split).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 _CONFIG = cli.define_sections('am')
+_DATA_SOURCE = cli.define_data_source()
 
 flags.register_validator('letter', vocab.is_letter_name, '--letter must be one letter a-z.')
 flags.register_validator('frame_index', lambda i: i >= 0, '--frame_index must be >= 0.')
@@ -43,8 +44,9 @@ flags.register_validator('max_utterances', lambda n: n >= 0, '--max_utterances m
 
 def main(argv):
   del argv
+  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                           cli.overrides(_CONFIG))
+                                                             overrides)
   out_dir = Path(_OUT_DIR.value or Path(_WORKDIR.value) / 'activation_max')
   letter = _LETTER.value
   frame, results = workflows.figure1(config, variables, step, str(out_dir), split=_SPLIT.value,

@@ -3,7 +3,8 @@
   python experiments/evaluate.py --workdir=runs/small --split=test
 
 Writes WORKDIR/eval_SPLIT.json and WORKDIR/eval.json (ler, wer, num_utterances, step, split
-and a few reference/hypothesis pairs) and prints them.
+and a few reference/hypothesis pairs) and prints them. With --data_source=folder:PATH (or
+tfds:NAME) the run is evaluated on another corpus, written to WORKDIR/eval_SOURCE_SPLIT.json.
 """
 
 
@@ -21,6 +22,8 @@ _MAX_UTTERANCES = flags.DEFINE_integer(
     'max_utterances', None, 'Evaluate this many utterances spread over the split (0 = all); '
     "default the run's config.eval.max_utterances.")
 
+_DATA_SOURCE = cli.define_data_source()
+
 flags.register_validator('step', lambda s: s is None or s >= 0, '--step must be >= 0.')
 flags.register_validator('max_utterances', lambda n: n is None or n >= 0,
                          '--max_utterances must be >= 0 (0 = all).')
@@ -30,7 +33,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
-                                     max_utterances=_MAX_UTTERANCES.value)
+                                     max_utterances=_MAX_UTTERANCES.value,
+                                     data_source=_DATA_SOURCE().get('data.source'))
   print(evaluate.summary(result))
 
 

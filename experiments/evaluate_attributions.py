@@ -30,12 +30,14 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, 
 _OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/attributions.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 _CONFIG = cli.define_sections('attributions')
+_DATA_SOURCE = cli.define_data_source()
 
 
 def main(argv):
   del argv
+  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                           cli.overrides(_CONFIG))
+                                                             overrides)
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'attributions')
   _, table = workflows.evaluate_attributions(config, variables, step, out_dir, progress=True)
   print(table)

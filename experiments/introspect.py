@@ -35,6 +35,7 @@ _OUTPUT = flags.DEFINE_enum('output', 'softmax', attribution.OUTPUTS,
 _MAX_UTTERANCES = flags.DEFINE_integer('max_utterances', 0,
                                        'Search only this many utterances (0 = the whole split).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
+_DATA_SOURCE = cli.define_data_source()
 
 flags.register_validator('letter', vocab.is_letter_name, '--letter must be one letter a-z.')
 flags.register_validator('num_frames', lambda n: n >= 1, '--num_frames must be >= 1.')
@@ -42,7 +43,8 @@ flags.register_validator('num_frames', lambda n: n >= 1, '--num_frames must be >
 
 def main(argv):
   del argv
-  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value)
+  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
+                                                           _DATA_SOURCE())
   out_dir = Path(_OUT_DIR.value or Path(_WORKDIR.value) / 'introspect')
   letter = _LETTER.value
   result = workflows.figure2(config, variables, step, str(out_dir), split=_SPLIT.value,

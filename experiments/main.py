@@ -26,6 +26,7 @@ takes and what it reaches with the defaults (6 hours of speech, the 8000-step `s
 import json
 import os
 from pathlib import Path
+import statistics
 import subprocess
 import sys
 import time
@@ -62,9 +63,9 @@ flags.register_validator('attribution_frames', lambda n: n >= 1,
                          '--attribution_frames must be >= 1.')
 
 SCHEDULE_FILE = 'schedule.json'
-# Steps measured for the step time: between these two logged steps, inside the warmup, where
-# the learning rate does not depend on the schedule's length.
-MEASURE_FROM, MEASURE_TO = 50, 100
+# Steps measured for the step time: windows of MEASURE_EVERY steps between these two steps,
+# inside the warmup, where the learning rate does not depend on the schedule's length.
+MEASURE_FROM, MEASURE_TO, MEASURE_EVERY = 20, 100, 10
 SCHEDULE_QUANTUM = 500
 
 EXPERIMENTS = Path(__file__).resolve().parent
@@ -92,10 +93,13 @@ def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
   spent finding it.
 
   Trains the first MEASURE_TO steps (the warmup, whose learning rate does not depend on the
-  schedule's length, so the run is the one a run with the final schedule makes), reads the
-  training time of steps MEASURE_FROM..MEASURE_TO from metrics.jsonl, and sizes the schedule
-  to the remaining budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's. The
-  choice is kept in WORKDIR/schedule.json, so that a rerun resumes the same schedule.
+  schedule's length, so the run is the one a run with the final schedule makes), logging every
+  MEASURE_EVERY steps. The step time is the median over the windows of MEASURE_EVERY steps
+  between MEASURE_FROM and MEASURE_TO, so that a window in which a new batch shape was
+  compiled does not count; what the first steps spent beyond that step time (compiling) is
+  counted again for the next process, which compiles again. The schedule is sized to the
+  remaining budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's, and kept in
+  WORKDIR/schedule.json, so that a rerun resumes the same schedule.
   """
   path = Path(workdir) / SCHEDULE_FILE
   if path.is_file():
@@ -107,21 +111,25 @@ def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
     return train.num_steps, 0.0  # A preset too short to measure in (tiny): as it is.
   spent = run_stage(2, f'Training, first {MEASURE_TO} steps (measuring the step time)',
                     'train.py', *train_args, f'--config.train.num_steps={MEASURE_TO}',
-                    '--config.train.eval_every=0')
+                    '--config.train.eval_every=0', f'--config.train.log_every={MEASURE_EVERY}')
   elapsed = {}
   for line in (Path(workdir) / 'metrics.jsonl').read_text().splitlines():
     record = json.loads(line)
     if 'loss' in record:
       elapsed[record['step']] = record['elapsed_seconds']
-  if MEASURE_FROM not in elapsed or MEASURE_TO not in elapsed:
-    sys.exit(f'main.py: {workdir}/metrics.jsonl lacks the training time of step {MEASURE_FROM} '
-             f'or {MEASURE_TO}, which size the schedule; remove {workdir} (or pass '
+  marks = range(MEASURE_FROM, MEASURE_TO + 1, MEASURE_EVERY)
+  if any(m not in elapsed for m in marks):
+    sys.exit(f'main.py: {workdir}/metrics.jsonl lacks the training time of steps '
+             f'{MEASURE_FROM}, {MEASURE_FROM + MEASURE_EVERY}, ..., {MEASURE_TO}, which size '
+             f'the schedule; remove {workdir} (or pass '
              f'--workdir=another) and run again.')
-  per_step = (elapsed[MEASURE_TO] - elapsed[MEASURE_FROM]) / (MEASURE_TO - MEASURE_FROM)
-  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO]
+  per_step = statistics.median((elapsed[b] - elapsed[a]) / MEASURE_EVERY
+                               for a, b in zip(marks, marks[1:]))
+  compiling = max(0.0, elapsed[MEASURE_TO] - MEASURE_TO * per_step)
+  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO] - compiling
   fits = MEASURE_TO + int(budget / per_step)
   steps = max(SCHEDULE_QUANTUM, min(train.num_steps, fits // SCHEDULE_QUANTUM * SCHEDULE_QUANTUM))
-  chosen = {'num_steps': steps, 'seconds_per_step': per_step,
+  chosen = {'num_steps': steps, 'seconds_per_step': per_step, 'compile_seconds': compiling,
             'train_minutes': _TRAIN_MINUTES.value, 'preset_num_steps': train.num_steps}
   path.write_text(json.dumps(chosen, indent=1) + '\n')
   print(f'\n=== Training schedule: {per_step * 1e3:.0f} ms per step here, so {steps} of the '

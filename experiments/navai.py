@@ -47,14 +47,16 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, 
 _OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/navai.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 _CONFIG = cli.define_sections('navai')
+_DATA_SOURCE = cli.define_data_source()
 _START_HOSTS = cli.define_multihost()
 
 
 def main(argv):
   del argv
   _START_HOSTS()
+  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                           cli.overrides(_CONFIG))
+                                                             overrides)
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'navai')
   result, report = workflows.navai(config, variables, step, out_dir, workdir=_WORKDIR.value,
                                    progress=True)

@@ -212,17 +212,20 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
 
 # The config sections an introspection may change on a trained run; the others describe it.
 INFERENCE_SECTIONS = ('am', 'navai', 'attributions')
+# Fields of other sections that an introspection may change too: which data it reads.
+INFERENCE_FIELDS = ('data.source', 'data.reader', 'data.tfds_data_dir')
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
                     ) -> ml_collections.ConfigDict:
-  """`config` with `{'navai.split': 'train', ...}` set; only INFERENCE_SECTIONS may change."""
+  """`config` with `{'navai.split': 'train', ...}` set; only INFERENCE_SECTIONS and
+  INFERENCE_FIELDS may change."""
   for path, value in overrides.items():
     section = path.partition('.')[0]
-    if section not in INFERENCE_SECTIONS:
+    if section not in INFERENCE_SECTIONS and path not in INFERENCE_FIELDS:
       raise ValueError(f'--config.{path}: a trained run\'s {section!r} settings describe what was '
                        f'trained and cannot change here; sections that can: '
-                       f'{", ".join(INFERENCE_SECTIONS)}.')
+                       f'{", ".join(INFERENCE_SECTIONS)} (and {", ".join(INFERENCE_FIELDS)}).')
     parent = config
     *parents, name = path.split('.')
     for p in parents:
@@ -241,7 +244,8 @@ def load_for_inference(workdir: str | Path, step: Optional[int] = None,
   Args:
     workdir: the run's workdir (holds config.json and checkpoints/).
     step: which checkpoint; None for the latest.
-    overrides: fields of the sections INFERENCE_SECTIONS to set on the run's config.
+    overrides: fields of the sections INFERENCE_SECTIONS (and INFERENCE_FIELDS) to set on the
+      run's config.
   Returns:
     `(config, {'params': ..., 'batch_stats': ...}, step)`; the optimizer state is not read.
   Raises:

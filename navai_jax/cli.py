@@ -117,3 +117,13 @@ def define_multihost() -> Callable[[], None]:
                                process_id=index.value)
 
   return start
+
+
+def define_data_source() -> Callable[[], dict[str, Any]]:
+  """Flag `--data_source=folder:PATH|tfds:NAME` for scripts on a trained run: read another
+  corpus than the one it was trained on. Returns the function that gives its config overrides
+  (`checkpoints.load_for_inference`); the source is validated as training's is."""
+  source = flags.DEFINE_string('data_source', None, "Another corpus than the run's own: "
+                               "'folder:PATH' (LibriSpeech layout) or 'tfds:NAME'.")
+  return lambda: {} if source.value is None else {'data.source': source.value}
+

@@ -118,10 +118,13 @@ def _file_safe(name: str) -> str:
 
 
 def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional[int] = None,
-                     max_utterances: Optional[int] = None) -> dict[str, Any]:
-  """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`.
+                     max_utterances: Optional[int] = None,
+                     data_source: Optional[str] = None) -> dict[str, Any]:
+  """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
+  (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only).
 
-  Characters of `split` other than letters, digits, '_', '+' and '-' become '_' in the file name.
+  Characters of `split` (and `data_source`) other than letters, digits, '_', '+' and '-'
+  become '_' in the file name.
 
   Args:
     workdir: the run's workdir.
@@ -129,10 +132,12 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     step: checkpoint to evaluate; None for the latest.
     max_utterances: > 0 evaluates that many utterances spread over the split; None takes
       `config.eval.max_utterances` of the run (0 = all).
+    data_source: another corpus ('folder:PATH' or 'tfds:NAME'); None: the run's own.
   Returns:
-    The result dict of `evaluate` plus 'step', 'split' and 'workdir'.
+    The result dict of `evaluate` plus 'step', 'split', 'workdir' and 'source'.
   """
-  config, variables, step = checkpoints.load_for_inference(workdir, step)
+  overrides = {} if data_source is None else {'data.source': data_source}
+  config, variables, step = checkpoints.load_for_inference(workdir, step, overrides)
   files.check_writable(workdir)
   if max_utterances is None:
     max_utterances = config.eval.max_utterances
@@ -142,10 +147,13 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   batches = data.batches(config, split, train=False, batch_multiple=mesh.size,
                          max_utterances=max_utterances)
   result = evaluate(config, variables, batches, mesh=mesh)
-  result = {'step': step, 'split': split, 'workdir': str(workdir), **result}
+  result = {'step': step, 'split': split, 'workdir': str(workdir),
+            'source': config.data.source, **result}
   if jax.process_index() == 0:
     text = json.dumps(result, indent=2) + '\n'
-    for name in (f'eval_{_file_safe(split)}.json', 'eval.json'):
+    names = ((f'eval_{_file_safe(split)}.json', 'eval.json') if data_source is None else
+             (f'eval_{_file_safe(data_source)}_{_file_safe(split)}.json',))
+    for name in names:
       files.write_text(Path(workdir) / name, text)
   return result
 

@@ -77,6 +77,13 @@ def check_settings(settings: ml_collections.ConfigDict) -> None:
     problems.append(f'step must be a fraction of the units in (0, 1], got {settings.step}')
   if settings.baseline not in BASELINES:
     problems.append(f'unknown baseline {settings.baseline!r}; valid: {", ".join(BASELINES)}')
+  for field, least in (('max_frames', 1), ('max_utterances', 0), ('patch', 1),
+                       ('max_sensitivity_samples', 1), ('utterance_count', 0),
+                       ('frame_batch', 1), ('seed', 0)):
+    if not settings[field] >= least:
+      problems.append(f'{field} must be >= {least}, got {settings[field]}')
+  if not settings.max_sensitivity_radius > 0:
+    problems.append(f'max_sensitivity_radius must be > 0, got {settings.max_sensitivity_radius}')
   if any(not 0 <= p < 1 for p in settings.utterance_fractions):
     problems.append(f'utterance_fractions must lie in [0, 1), got {settings.utterance_fractions}')
   if problems:

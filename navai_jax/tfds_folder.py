@@ -37,7 +37,8 @@ def folder_config(folder: str | os.PathLike, split: str = '') -> FolderConfig:
   """The builder config of `folder` (only its split folder `split` when given), named
   `<basename>[_<split>]_<hash of the absolute path and split>`."""
   path = Path(folder).expanduser().resolve()
-  digest = hashlib.sha1(f'{path}/{split}'.encode() if split else str(path).encode()).hexdigest()[:12]
+  named = f'{path}/{split}' if split else str(path)
+  digest = hashlib.sha1(named.encode()).hexdigest()[:12]
   slug = '_'.join(re.sub(r'\W+', '_', part.lower()).strip('_')
                   for part in (path.name, split) if part) or 'root'
   return FolderConfig(name=f'{slug}_{digest}',

@@ -289,7 +289,8 @@ def _attribution_table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], st
            'interval over frames. Removal in random order, bins: ' + '; '.join(random_order)
            + '.')
   if chance:
-    text += f' Share of the window inside the true span (chance for mass and rank): {chance[0]:.3f}.'
+    text += (' Share of the window inside the true span (chance for mass and rank): '
+             f'{chance[0]:.3f}.')
   if result['utterance_deletion']:
     fractions = result['settings']['utterance_fractions']
     text += ('\n\nUtterance-level deletion (SPES): LER after setting the top p of an '
@@ -308,9 +309,10 @@ def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree, 
 
   Writes into `out_dir`: `attributions.md` (the table: method x metric, mean and 95%
   confidence interval over frames), `attributions.csv` (every row), `attributions.json`
-  (every number, per-frame values included), `attribution_curves.png` (mean deletion and
-  insertion curves per granularity) and `attribution_randomisation.png` (Spearman against the
-  number of layers randomized). Returns the result and the markdown.
+  (every number, per-frame values included), `attributions_by_letter.csv` (the localisation
+  metrics per predicted letter, where true spans exist), `attribution_curves.png` (mean
+  deletion and insertion curves per granularity) and `attribution_randomisation.png`
+  (Spearman against the number of layers randomized). Returns the result and the markdown.
   """
   validation.check(config)
   files.check_writable(out_dir)
@@ -325,6 +327,18 @@ def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree, 
   files.write_text(os.path.join(out_dir, 'attributions.csv'), 'method,metric,mean,ci95,frames\n'
                    + ''.join(f"{r['method']},{r['metric']},{r['mean']:.6g},{r['ci95']:.6g},"
                              f"{r['frames']}\n" for r in rows))
+  letters = np.array(result['letters'])
+  by_letter = []
+  for method, per_frame in result['per_frame'].items():
+    for metric, values in per_frame.items():
+      if metric.startswith('localisation/') and metric != 'localisation/chance':
+        for letter in sorted(set(letters[np.isfinite(values)])):
+          v = values[letters == letter]
+          by_letter.append(f"{method},{metric.split('/')[1]},{letter},{np.nanmean(v):.6g},"
+                           f"{np.isfinite(v).sum()}\n")
+  if by_letter:
+    files.write_text(os.path.join(out_dir, 'attributions_by_letter.csv'),
+                     'method,metric,letter,mean,frames\n' + ''.join(by_letter))
   as_json = jax.tree.map(lambda v: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v,
                          dict(result, checkpoint_step=step))
   files.write_text(os.path.join(out_dir, 'attributions.json'), json.dumps(as_json))

@@ -24,6 +24,7 @@ def run(tmp_path_factory, tiny_variables, write_split):
   config.data.source = f'folder:{root / "corpus"}'
   config.data.reader = 'direct'
   config.attributions.methods = ('sensitivity', 'lrp_paper', 'random')
+  config.attributions.granularities = ('bin', 'column')  # patches: attribution_metrics_test
   return root, config, variables
 
 
@@ -33,12 +34,14 @@ def test_bad_settings_are_named_in_one_message(run):
   s.methods = ('sensitivty', 'lrp_paper')
   s.metrics = ('deletion', 'faithfulnes')
   s.step = 0.0
+  s.max_frames = 0
   with pytest.raises(ValueError) as error:
     faithfulness.check_settings(s)
   message = str(error.value)
   assert "unknown method(s) 'sensitivty'; valid: sensitivity," in message
   assert "unknown metric(s) 'faithfulnes'" in message
   assert 'step must be a fraction of the units in (0, 1], got 0.0' in message
+  assert 'max_frames must be >= 1, got 0' in message
 
 
 def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
@@ -97,7 +100,7 @@ def test_every_metric_on_a_run(run):
       assert np.all(np.abs(per_frame['random_logit']) <= 1 + 1e-6)
     assert result['utterance_deletion'][method].shape == (6,)
   # The random order is one set of curves, the same reference for every method.
-  assert sorted(result['random_order']) == [f'{g}/{m}' for g in ('bin', 'column', 'patch')
+  assert sorted(result['random_order']) == [f'{g}/{m}' for g in ('bin', 'column')
                                             for m in ('deletion', 'insertion')]
   # At p = 0 nothing is deleted: every method's LER is the plain decoding's.
   first = {m: v[0] for m, v in result['utterance_deletion'].items()}

@@ -276,3 +276,35 @@ def test_attribution_evaluation_script_writes_its_table_and_refuses_unknown_name
                         env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "unknown method(s) 'sensitivty'" in done.stderr
+
+
+def test_scripts_on_a_trained_run_read_another_corpus_with_data_source(run, tmp_path,
+                                                                      write_split):
+  root, config, variables = run
+  workdir = tmp_path / 'run'
+  _saved_run(workdir, config, variables)
+  rng = np.random.default_rng(5)
+  other = tmp_path / 'other'
+  write_split(other, 'dev', ['go on', 'hi'], speaker=9, timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  done = subprocess.run([sys.executable, 'experiments/evaluate.py', f'--workdir={workdir}',
+                         '--split=dev', f'--data_source=folder:{other}'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  written = list(workdir.glob('eval_folder_*_dev.json'))
+  assert len(written) == 1 and not (workdir / 'eval.json').exists()  # the run's own is kept
+  result = json.loads(written[0].read_text())
+  assert result['num_utterances'] == 2 and result['source'] == f'folder:{other}'
+  done = subprocess.run([sys.executable, 'experiments/navai.py', f'--workdir={workdir}',
+                         f'--data_source=folder:{other}', f'--out_dir={tmp_path / "navai"}'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  meta = json.loads(str(np.load(tmp_path / 'navai' / 'navai_dev.npz')['meta']))
+  assert meta['utterances'] == 2
+  done = subprocess.run([sys.executable, 'experiments/introspect.py', f'--workdir={workdir}',
+                         '--data_source=hf:librispeech'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert "config.data.source must be 'folder:PATH' or 'tfds:NAME', got 'hf:librispeech'" in (
+      done.stderr)
