@@ -108,21 +108,24 @@ def _saved_run(workdir, config, variables):
   mngr.wait_until_finished()
 
 
+def _script(name, workdir, *args):
+  """`experiments/NAME.py --workdir=WORKDIR ARGS...` in a subprocess, its output captured."""
+  return subprocess.run([sys.executable, f'experiments/{name}.py', f'--workdir={workdir}',
+                         *args], cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
+                        capture_output=True, text=True, timeout=600)
+
+
 def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
   root, config, variables = run
   workdir = tmp_path / 'run'
   _saved_run(workdir, config, variables)
-  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  script = [sys.executable, 'experiments/navai.py', f'--workdir={workdir}']
-  done = subprocess.run(script + ["--config.navai.methods=('none', 'sensitivity_max')",
-                                  '--config.navai.max_utterances=2'],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  done = _script('navai', workdir, "--config.navai.methods=('none', 'sensitivity_max')",
+                 '--config.navai.max_utterances=2')
   assert done.returncode == 0, done.stderr[-3000:]
   saved = np.load(workdir / 'navai' / 'navai_dev.npz')
   assert list(saved['methods']) == ['none', 'sensitivity_max']
   assert json.loads(str(saved['meta']))['utterances'] == 2
-  done = subprocess.run(script + ['--config.model.channels=4'], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  done = _script('navai', workdir, '--config.model.channels=4')
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "--config.model.channels: a trained run's 'model' settings" in done.stderr
 
@@ -254,12 +257,10 @@ def test_attribution_evaluation_script_writes_its_table_and_refuses_unknown_name
   root, config, variables = run
   workdir = tmp_path / 'run'
   _saved_run(workdir, config, variables)
-  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  script = [sys.executable, 'experiments/evaluate_attributions.py', f'--workdir={workdir}']
-  done = subprocess.run(script + ["--config.attributions.methods=('gradient_x_input', 'random')",
-                                  "--config.attributions.metrics=('deletion', 'sparseness')",
-                                  "--config.attributions.granularities=('column',)"],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  done = _script('evaluate_attributions', workdir,
+                 "--config.attributions.methods=('gradient_x_input', 'random')",
+                 "--config.attributions.metrics=('deletion', 'sparseness')",
+                 "--config.attributions.granularities=('column',)")
   assert done.returncode == 0, done.stderr[-3000:]
   out = workdir / 'attributions'
   saved = json.loads((out / 'attributions.json').read_text())
@@ -272,8 +273,8 @@ def test_attribution_evaluation_script_writes_its_table_and_refuses_unknown_name
   assert any(r.startswith('random,sparseness,') and abs(float(r.split(',')[2]) - mean) < 1e-5
              for r in rows)
   assert (out / 'attribution_curves.png').stat().st_size > 0
-  done = subprocess.run(script + ["--config.attributions.methods=('sensitivty',)"], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=600)
+  done = _script('evaluate_attributions', workdir,
+                 "--config.attributions.methods=('sensitivty',)")
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "unknown method(s) 'sensitivty'" in done.stderr
 
@@ -287,24 +288,18 @@ def test_scripts_on_a_trained_run_read_another_corpus_with_data_source(run, tmp_
   other = tmp_path / 'other'
   write_split(other, 'dev', ['go on', 'hi'], speaker=9, timings=True,
               audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
-  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  done = subprocess.run([sys.executable, 'experiments/evaluate.py', f'--workdir={workdir}',
-                         '--split=dev', f'--data_source=folder:{other}'], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  done = _script('evaluate', workdir, '--split=dev', f'--data_source=folder:{other}')
   assert done.returncode == 0, done.stderr[-3000:]
   written = list(workdir.glob('eval_folder_*_dev.json'))
   assert len(written) == 1 and not (workdir / 'eval.json').exists()  # the run's own is kept
   result = json.loads(written[0].read_text())
   assert result['num_utterances'] == 2 and result['source'] == f'folder:{other}'
-  done = subprocess.run([sys.executable, 'experiments/navai.py', f'--workdir={workdir}',
-                         f'--data_source=folder:{other}', f'--out_dir={tmp_path / "navai"}'],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  done = _script('navai', workdir, f'--data_source=folder:{other}',
+                 f'--out_dir={tmp_path / "navai"}')
   assert done.returncode == 0, done.stderr[-3000:]
   meta = json.loads(str(np.load(tmp_path / 'navai' / 'navai_dev.npz')['meta']))
   assert meta['utterances'] == 2
-  done = subprocess.run([sys.executable, 'experiments/introspect.py', f'--workdir={workdir}',
-                         '--data_source=hf:librispeech'], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  done = _script('introspect', workdir, '--data_source=hf:librispeech')
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "config.data.source must be 'folder:PATH' or 'tfds:NAME', got 'hf:librispeech'" in (
       done.stderr)
