@@ -302,7 +302,8 @@ def _tfds_split(builder, split: str, index_dir: Optional[Path], where: str
                 ) -> tuple[list[Row], Any]:
   """Index rows and records of a split of a prepared TFDS builder ('+' parts allowed), read
   at random from its ArrayRecord or TFRecord files."""
-  file_format = getattr(builder.info.file_format, 'value', builder.info.file_format)
+  # Datasets prepared before TFDS recorded a format are TFRecord.
+  file_format = getattr(builder.info.file_format, 'value', None) or 'tfrecord'
   if file_format not in ('array_record', 'tfrecord'):
     raise DataError(f'{where} is stored as {file_format}; navai_jax reads TFDS datasets stored '
                     'as array_record or tfrecord.')
