@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from navai_jax import data
 from navai_jax import sources
