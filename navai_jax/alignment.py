@@ -69,23 +69,24 @@ def alignment_positions(method: str, sensitivity_NxWxF: Array | None = None,
 
 
 def cut_aligned(x_BxTxF: Array, frames_B: Array, utterance_N: Array, start_N: Array,
-                position_N: Array, fill: str = 'zeros') -> Array:
-  """Aligned frames `[N, 206, F]`: column `position_N` of each frame moved to column 103.
+                position_N: Array, fill: str = 'zeros', width: int = WINDOW) -> Array:
+  """Aligned frames `[N, width, F]`: column `position_N` of each frame moved to `width // 2`.
 
-  Frame n is the window `x_BxTxF[utterance_N[n], start_N[n]:start_N[n] + 206]`; its aligned
-  version reads utterance frame `start + p - 103 + t` at column t. With `fill='zeros'` only
-  what lies inside the original window is kept (zeros shifted in, the paper's crop); with
+  Frame n is the window `x_BxTxF[utterance_N[n], start_N[n]:start_N[n] + width]` (206 input
+  frames by default; a layer's positions for the profiles of `layer_profiles`); its aligned
+  version reads utterance frame `start + p - width // 2 + t` at column t. With `fill='zeros'`
+  only what lies inside the original window is kept (zeros shifted in, the paper's crop); with
   `fill='recut'` everything inside the utterance's `frames_B` frames is kept. A gather with
   clamped indices and a mask, so it has fixed shapes under `jit`.
   """
   check_choice('fill', fill, FILLS)
-  t_W = jnp.arange(WINDOW)
-  shift_N = position_N - CENTRE
+  t_W = jnp.arange(width)
+  shift_N = position_N - width // 2
   source_NxW = start_N[:, None] + shift_N[:, None] + t_W[None]
   keep_NxW = (source_NxW >= 0) & (source_NxW < frames_B[utterance_N][:, None])
   if fill == 'zeros':
     inside_NxW = t_W[None] + shift_N[:, None]
-    keep_NxW &= (inside_NxW >= 0) & (inside_NxW < WINDOW)
+    keep_NxW &= (inside_NxW >= 0) & (inside_NxW < width)
   source_NxW = jnp.clip(source_NxW, 0, x_BxTxF.shape[1] - 1)
   cut_NxWxF = x_BxTxF[utterance_N[:, None], source_NxW]
   return jnp.where(keep_NxW[..., None], cut_NxWxF, 0.0)

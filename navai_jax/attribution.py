@@ -69,7 +69,9 @@ def sensitivity_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None
 
 
 def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
-                        target: Optional[Array] = None, *, output: str = 'softmax') -> Array:
+                        target: Optional[Array] = None, *, output: str = 'softmax',
+                        layer_gradients: bool = False
+                        ) -> Array | tuple[Array, tuple[Array, ...]]:
   """`sensitivity_map` of one frame from the activations of its pass, without a forward pass.
 
   The backward pass written out: the output's gradient (softmax Jacobian row or one-hot), then
@@ -82,6 +84,12 @@ def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Ar
     inputs, pre: per-layer inputs and conv outputs (`network.forward` of the window, or
       `frames.window_activations`); the last layer has one position.
     target: class; None: the predicted one.
+    layer_gradients: also return the gradient of the same output with respect to every
+      layer's output (after its batch norm and ReLU; the logits for the last layer), which
+      this backward pass computes on its way down (`layer_profiles` aligns by them).
+  Returns:
+    The map `[W, F]`; with `layer_gradients`, `(map, gradients)` where `gradients[l - 1]` is
+    `[L_l, C_l]` for layer l, L_l the layer's positions in the window.
   """
   if output not in OUTPUTS:
     raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
@@ -93,14 +101,16 @@ def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Ar
     g = (y_V[target] * (onehot_V - y_V))[None]  # d y_target / d logits
   else:
     g = onehot_V[None]
+  gradients = [g]
   for i in reversed(range(len(layers))):
     layer = layers[i]
     if layer.bn is not None:  # d bn(z) / dz
       g = g * layer.bn['scale'] * jax.lax.rsqrt(layer.bn['var'] + layer.bn_epsilon)
     g = network.conv_transpose(g, layer.kernel_KxCxD, layer.stride, inputs[i].shape[0])
     if i:  # through the ReLU of the layer below: inputs[i] = relu(bn(pre[i - 1]))
+      gradients.append(g)  # d y / d (output of layer i), the input of layer i + 1
       g = jnp.where(network.batch_norm(layers[i - 1], pre[i - 1]) > 0, g, 0.0)
-  return g
+  return (g, tuple(reversed(gradients))) if layer_gradients else g
 
 
 def gradient_x_input_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,

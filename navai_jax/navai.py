@@ -46,6 +46,7 @@ from navai_jax import attribution
 from navai_jax import features
 from navai_jax import files
 from navai_jax import frames
+from navai_jax import layer_profiles
 from navai_jax import lrp
 from navai_jax import model
 from navai_jax import moments
@@ -60,53 +61,77 @@ Moments = moments.Moments
 
 
 class PassState(NamedTuple):
-  """Everything a pass accumulates on the devices: letter and phoneme moments per method."""
+  """Everything a pass accumulates on the devices: letter and phoneme moments per method, and
+  per profiled layer (`layer_profiles`) per layer alignment."""
   letters: Moments  # count [M, 26], mean and m2 [M, 26, W, F]
   phonemes: Moments  # count [M, Y], mean and m2 [M, Y, W, F]; Y the phoneme classes
+  layer_letters: tuple[Moments, ...] = ()  # per layer: count [A, 26], mean, m2 [A, 26, L, C]
+  layer_phonemes: tuple[Moments, ...] = ()  # per layer: count [A, Y], mean, m2 [A, Y, L, C]
 
 
-def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int) -> PassState:
-  """The state of a pass that has seen no frames."""
+def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
+                     specs: Sequence[model.LayerSpec] = (), layers: Sequence[int] = (),
+                     num_layer_alignments: int = 0) -> PassState:
+  """The state of a pass that has seen no frames (profiling `layers` of the network `specs`)."""
   frame = (alignment.WINDOW, num_mels)
-  return PassState(moments.empty_moments(vocab.NUM_LETTERS, frame, (num_methods,)),
-                   moments.empty_moments(num_phonemes, frame, (num_methods,)))
+  return PassState(
+      moments.empty_moments(vocab.NUM_LETTERS, frame, (num_methods,)),
+      moments.empty_moments(num_phonemes, frame, (num_methods,)),
+      layer_profiles.empty_state(specs, layers, num_layer_alignments, vocab.NUM_LETTERS),
+      layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes))
+
+
+def _is_moments(x) -> bool:
+  return isinstance(x, Moments)
+
+
+def combine_states(a: PassState, b: PassState) -> PassState:
+  """Exact merge of two partial pass states (`moments.combine` on every part)."""
+  return jax.tree.map(moments.combine, a, b, is_leaf=_is_moments)
 
 
 def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables: PyTree,
                                    methods: Sequence[str], x_BxTxF: Array,
                                    intermediates: dict[str, dict[str, Array]],
-                                   selection: frames.Selection) -> Array:
+                                   selection: frames.Selection, layer_gradients: bool = False
+                                   ) -> tuple[Array, tuple[Array, ...]]:
   """Alignment positions `[M, N]` of selected frames; each attribution map is made once.
 
   Sensitivity and LRP both start from the layer activations of the utterances' SAME-padded
   pass (`frames.window_activations`), which equal those of the windows' own VALID passes, so
-  a frame costs two backward passes and no forward pass of its own.
+  a frame costs two backward passes and no forward pass of its own. With `layer_gradients`,
+  also the gradients of the predicted letter's softmax output with respect to every layer's
+  output (`[N, L_l, C_l]` per layer), which the sensitivity's backward pass computes anyway.
   """
   layers = network.layers_from_variables(config, variables)
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,
                                           selection.position_N)
   sensitivity = relevance = None
-  if any(m.startswith('sensitivity') for m in methods):
-    sensitivity = jax.vmap(functools.partial(attribution.sensitivity_of_pass, layers))(
-        inputs, pre, selection.token_N)
+  gradients = ()
+  if layer_gradients or any(m.startswith('sensitivity') for m in methods):
+    sensitivity, gradients = jax.vmap(functools.partial(
+        attribution.sensitivity_of_pass, layers, layer_gradients=True))(
+            inputs, pre, selection.token_N)
   if 'lrp_max' in methods:
     options = lrp.resolve_options(rule='paper')
     relevance = jax.vmap(lambda i, p, t: lrp.relevance(layers, i, p, t, **options))(
         inputs, pre, selection.token_N)
   return jnp.stack([alignment.alignment_positions(m, sensitivity, relevance,
                                                   selection.token_N.shape[0])
-                    for m in methods])
+                    for m in methods]), gradients
 
 
 def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: PassState,
                audio_BxA: Array, lengths_B: Array, weights_B: Array, phonemes_BxT: Array, *,
-               methods: Sequence[str], fill: str, frame_batch: int
+               methods: Sequence[str], fill: str, frame_batch: int,
+               layers: Sequence[int] = (), layer_alignments: Sequence[str] = ()
                ) -> tuple[PassState, Array, Array]:
   """Folds every frame of a batch of utterances into `state` (one device; jittable).
 
   Features, one SAME-padded forward pass, the frames of SPEC §4 (rows with weight 0 have
   none), then a `lax.while_loop` over fixed-size chunks of `frame_batch` frames: attribution
-  maps, alignment positions, aligned frames and the moment updates.
+  maps, alignment positions, aligned frames and the moment updates; and for every layer in
+  `layers` the aligned layer outputs under `layer_alignments` (`layer_profiles.fold`).
 
   Args:
     phonemes_BxT: phoneme class sounding at every feature frame, -1 for none (pauses,
@@ -127,8 +152,8 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   def chunk(carry):
     k, state, positions_BxUxM = carry
     sel = frames.select(valid_BxU & (rank_BxU // frame_batch == k), tokens_BxU, frame_batch)
-    position_MxN = _alignment_positions_of_frames(config, variables, methods, x_BxTxF,
-                                                  intermediates, sel)
+    position_MxN, gradients = _alignment_positions_of_frames(
+        config, variables, methods, x_BxTxF, intermediates, sel, layer_gradients=bool(layers))
     start_N = model.window_start(specs, sel.position_N)
     aligned_MxNxWxF = jax.vmap(
         lambda p: alignment.cut_aligned(x_BxTxF, frames_B, sel.utterance_N, start_N, p, fill)
@@ -141,10 +166,16 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
     if phonemes.count.shape[-1]:
       phoneme_MxN = phonemes_BxT[sel.utterance_N[None], start_N[None] + position_MxN]
       phonemes = fold_methods(phonemes, aligned_MxNxWxF, phoneme_MxN, sel.valid_N)
+    layer_letters, layer_phonemes = layer_profiles.fold(
+        state.layer_letters, state.layer_phonemes, specs=specs, layers=layers,
+        names=layer_alignments, intermediates=intermediates, frames_B=frames_B,
+        utterance_N=sel.utterance_N, output_position_N=sel.position_N, valid_N=sel.valid_N,
+        letter_N=letter_N, gradients=gradients, input_position_MxN=position_MxN,
+        methods=methods, fill=fill, phonemes_BxT=phonemes_BxT)
     row_N = jnp.where(sel.valid_N, sel.utterance_N, num_rows)  # filler entries are dropped
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')
-    return k + 1, PassState(letters, phonemes), positions_BxUxM
+    return k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes), positions_BxUxM
 
   positions = jnp.full(valid_BxU.shape + (len(methods),), -1, jnp.int32)
   _, state, positions = jax.lax.while_loop(lambda carry: carry[0] < num_chunks, chunk,
@@ -154,16 +185,21 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
 
 @functools.lru_cache(maxsize=8)
 def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, methods: tuple[str, ...],
-                   fill: str, frame_batch: int):
+                   fill: str, frame_batch: int, layers: tuple[int, ...] = (),
+                   layer_alignments: tuple[str, ...] = ()):
   """`step(variables, state_P, audio, lengths, weights, phonemes) -> (state_P, tokens, positions)`.
 
   `fold_batch` on every device of the 1-D `mesh` for its rows of the batch; `state_P` holds one
   partial state per device (leading axis split over the mesh), so devices never talk during a
-  pass. Jitted and cached per (config, mesh, methods, fill, frame_batch).
+  pass. Jitted and cached per (config, mesh, methods, fill, frame_batch, layers, alignments).
   """
   for method in methods:
     alignment.check_choice('alignment method', method, alignment.ALIGNMENTS)
   alignment.check_choice('fill', fill, alignment.FILLS)
+  layer_profiles.check_layers(model.layer_specs(config.model), layers)
+  layer_profiles.check_alignments(layer_alignments, methods)
+  if layers and not layer_alignments:
+    raise ValueError('Layer profiles need at least one layer alignment.')
   if frame_batch < 1:
     raise ValueError(f'frame_batch must be >= 1, got {frame_batch}.')
   rows = P(parallel.DATA_AXIS)
@@ -172,7 +208,8 @@ def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, methods:
     state = jax.tree.map(lambda a: a[0], state)
     state, tokens, positions = fold_batch(config, variables, state, audio_BxA, lengths_B,
                                           weights_B, phonemes_BxT, methods=methods, fill=fill,
-                                          frame_batch=frame_batch)
+                                          frame_batch=frame_batch, layers=layers,
+                                          layer_alignments=layer_alignments)
     return jax.tree.map(lambda a: a[None], state), tokens, positions
 
   step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), rows, rows, rows, rows, rows),
@@ -198,8 +235,7 @@ def spread_devices(state: PassState, mesh: Mesh) -> PassState:
 def _device_functions(mesh: Mesh):
   def reduce(state_P):
     parts = [jax.tree.map(lambda a, d=d: a[d], state_P) for d in range(mesh.size)]
-    return PassState(*(functools.reduce(moments.combine, [getattr(p, f) for p in parts])
-                       for f in PassState._fields))
+    return functools.reduce(combine_states, parts)
 
   def spread(state):
     return jax.tree.map(
@@ -219,6 +255,8 @@ class PassResult:
   batches: int
   utterances: int
   timed_utterances: int
+  layer_letters: tuple[Moments, ...] = ()  # per profiled layer, see PassState
+  layer_phonemes: tuple[Moments, ...] = ()
 
   @property
   def frames(self) -> int:
@@ -228,14 +266,22 @@ class PassResult:
 def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
           progress: dict[str, int], settings: str) -> None:
   """Writes the pass state to `path` atomically (temporary file, then `os.replace`)."""
-  arrays = {f'{group}_{field}': np.asarray(getattr(getattr(state, group), field))
-            for group in PassState._fields for field in Moments._fields}
+  arrays = {f'{key}_{field}': np.asarray(getattr(m, field))
+            for key, m in _named_moments(state) for field in Moments._fields}
   for key, value in (quality or {}).items():
     arrays[f'quality_{key}'] = value
   arrays.update({k: np.int64(v) for k, v in progress.items()})
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with files.atomic(path) as tmp, open(tmp, 'wb') as f:
     np.savez(f, settings=np.str_(settings), **arrays)
+
+
+def _named_moments(state: PassState) -> list[tuple[str, Moments]]:
+  """('letters', ...), ('phonemes', ...), ('layer_letters0', ...), ...: every part of a state."""
+  named = [('letters', state.letters), ('phonemes', state.phonemes)]
+  for group in ('layer_letters', 'layer_phonemes'):
+    named += [(f'{group}{i}', m) for i, m in enumerate(getattr(state, group))]
+  return named
 
 
 def fingerprint(tree: PyTree) -> str:
@@ -262,8 +308,12 @@ def _load(path: str, settings: str):
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       print(f'{path} holds a pass of other {", ".join(changed)}; starting the pass anew.')
       return None
-    state = PassState(*(Moments(*(saved[f'{group}_{field}'] for field in Moments._fields))
-                        for group in PassState._fields))
+    read = lambda key: Moments(*(saved[f'{key}_{field}'] for field in Moments._fields))
+    num_layers = sum(1 for k in saved.files if k.startswith('layer_letters') and
+                     k.endswith('_count'))
+    state = PassState(read('letters'), read('phonemes'),
+                      tuple(read(f'layer_letters{i}') for i in range(num_layers)),
+                      tuple(read(f'layer_phonemes{i}') for i in range(num_layers)))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress
@@ -303,7 +353,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
              batches: Iterable[Mapping[str, np.ndarray]] | Callable[
                  [int], Iterable[Mapping[str, np.ndarray]]], *,
              methods: Sequence[str] = alignment.ALIGNMENTS, fill: str = 'zeros',
-             frame_batch: int = 64,
+             frame_batch: int = 64, layers: Sequence[int] = (),
+             layer_alignments: Sequence[str] = layer_profiles.ALIGNMENTS,
              phoneme_classes: Sequence[str] = (), timings: Optional[Mapping[str, str]] = None,
              state_path: Optional[str] = None, save_every: int = 20,
              settings: Optional[Mapping[str, Any]] = None, mesh: Optional[Mesh] = None,
@@ -321,6 +372,10 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     methods: alignment methods, a subset of `alignment.ALIGNMENTS`.
     fill: 'zeros' (the paper) or 'recut' (see `alignment`).
     frame_batch: frames per attribution chunk (fixed shape; trades memory for speed).
+    layers: layers (1..12) whose outputs are profiled in the same pass (`layer_profiles`);
+      () for none.
+    layer_alignments: the alignments of the layer profiles (`layer_profiles.ALIGNMENTS`; the
+      ones carried from the input must be among `methods`).
     phoneme_classes: phoneme classes to accumulate (see `timing.phoneme_inventory`); () for none.
     timings: utterance id -> `.timing.json` path (`timing.find_timings`); enables phoneme
       classes and the alignment quality of `alignment_quality`.
@@ -337,17 +392,21 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     raise ValueError(f'save_every must be >= 1, got {save_every}.')
   mesh = mesh or parallel.make_mesh(jax.local_devices())
   methods, timings = tuple(methods), dict(timings or {})
+  layers = tuple(int(l) for l in layers)
+  layer_alignments = tuple(layer_alignments) if layers else ()
   step = make_pass_step(ml_collections.FrozenConfigDict(config), mesh, methods, fill,
-                        frame_batch)
+                        frame_batch, layers, layer_alignments)
   # What made the state: the weights, the network and features, and every setting of the pass.
-  made_by = json.dumps(dict(settings or {}, methods=methods, fill=fill,
+  made_by = json.dumps(dict(settings or {}, methods=methods, fill=fill, layers=layers,
+                            layer_alignments=layer_alignments,
                             phoneme_classes=list(phoneme_classes), save_every=save_every,
                             timed=bool(timings), weights=fingerprint(variables),
                             model=config.model.to_dict(), features=config.features.to_dict()),
                        sort_keys=True, default=str)
   saved = _load(state_path, made_by) if state_path else None
   if saved is None:
-    state = empty_pass_state(len(methods), len(phoneme_classes), config.features.num_mels)
+    state = empty_pass_state(len(methods), len(phoneme_classes), config.features.num_mels,
+                             model.layer_specs(config.model), layers, len(layer_alignments))
     quality = alignment_quality.empty_tally(len(methods)) if timings else None
     done = {'batches': 0, 'utterances': 0, 'timed_utterances': 0}
   else:
@@ -397,9 +456,9 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   merged = jax.tree.map(np.asarray, merged)
   if jax.process_count() > 1:
     merged, quality, done = merge_processes(merged, quality, done)
-  letters, phonemes = merged
-  return PassResult(Moments(*letters), Moments(*phonemes), quality, done['batches'],
-                    done['utterances'], done['timed_utterances'])
+  return PassResult(merged.letters, merged.phonemes, quality, done['batches'],
+                    done['utterances'], done['timed_utterances'], merged.layer_letters,
+                    merged.layer_phonemes)
 
 
 def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],
@@ -414,8 +473,7 @@ def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],
   gathered = multihost_utils.process_allgather(tree)  # a leading process axis on every leaf
   parts = [jax.tree.map(lambda a, p=p: np.asarray(a[p]), gathered['state'])
            for p in range(jax.process_count())]
-  merged = PassState(*(jax.tree.map(np.asarray, functools.reduce(
-      moments.combine, [getattr(part, f) for part in parts])) for f in PassState._fields))
+  merged = jax.tree.map(np.asarray, functools.reduce(combine_states, parts))
   total = {k: np.asarray(v).sum(0) for k, v in gathered['quality'].items()} or None
   return merged, total if quality is not None else None, {
       k: int(np.asarray(v).sum()) for k, v in gathered['done'].items()}

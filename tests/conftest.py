@@ -216,3 +216,31 @@ def _write_split(root, split, texts, audio=None, speaker=1, chapter=2, timings=F
 @pytest.fixture(scope='session')
 def write_split():
   return _write_split
+
+
+# Noise utterances for the NAvAI pass and the layer profiles.
+
+def noise_batches(num_batches, rows=4, samples=30000, seed=0):
+  """Batches of noise utterances as `data.batches(..., train=False)` yields them; the last row
+  of batch 1 is a filler (weight 0). Utterance ids 1-1-BR (batch B, row R)."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for b in range(num_batches):
+    lengths = rng.integers(samples - 2500, samples + 1, size=rows).astype(np.int32)
+    audio = rng.normal(size=(rows, samples)).astype(np.float32) * 0.1
+    audio[np.arange(samples)[None] >= lengths[:, None]] = 0.0
+    weights = np.ones(rows, np.float32)
+    weights[-1] = float(b != 1)  # one filler row
+    out.append({'audio': audio, 'audio_lengths': lengths, 'weights': weights,
+                'id': np.array([f'1-1-{b:02d}{r}' for r in range(rows)]),
+                'text': np.array(['x'] * rows)})
+  return out
+
+
+@pytest.fixture
+def timings(tmp_path):
+  """Timing of one utterance (the first of every `noise_batches`): /a/ until 0.9 s, then /t/."""
+  timing = {'id': '1-1-000', 'words': [{'word': 'X', 'start': 0.0, 'end': 5.0}], 'phonemes': [
+      {'phoneme': "'a", 'start': 0.0, 'end': 0.9}, {'phoneme': 't', 'start': 0.9, 'end': 5.0}]}
+  (tmp_path / 't.timing.json').write_text(json.dumps(timing))
+  return {'1-1-000': str(tmp_path / 't.timing.json')}

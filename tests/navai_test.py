@@ -9,6 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
+import conftest
+
 from navai_jax import alignment
 from navai_jax import attribution
 from navai_jax import features
@@ -25,32 +27,9 @@ def tiny(tiny_variables):
   return tiny_variables(0, jnp.float32, letter_bias=True)
 
 
-def _batches(num_batches, rows=4, samples=30000, seed=0):
-  rng = np.random.default_rng(seed)
-  out = []
-  for b in range(num_batches):
-    lengths = rng.integers(samples - 2500, samples + 1, size=rows).astype(np.int32)
-    audio = rng.normal(size=(rows, samples)).astype(np.float32) * 0.1
-    audio[np.arange(samples)[None] >= lengths[:, None]] = 0.0
-    weights = np.ones(rows, np.float32)
-    weights[-1] = float(b != 1)  # one filler row
-    out.append({'audio': audio, 'audio_lengths': lengths, 'weights': weights,
-                'id': np.array([f'1-1-{b:02d}{r}' for r in range(rows)]),
-                'text': np.array(['x'] * rows)})
-  return out
-
-
 # Every pass below uses these settings, so each device count compiles the pass step once.
-PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'))
-
-
-@pytest.fixture
-def timings(tmp_path):
-  """Timing of one utterance (the first of every `_batches`): /a/ until 0.9 s, then /t/."""
-  timing = {'id': '1-1-000', 'words': [{'word': 'X', 'start': 0.0, 'end': 5.0}], 'phonemes': [
-      {'phoneme': "'a", 'start': 0.0, 'end': 0.9}, {'phoneme': 't', 'start': 0.9, 'end': 5.0}]}
-  (tmp_path / 't.json').write_text(json.dumps(timing))
-  return {'1-1-000': str(tmp_path / 't.json')}
+PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'),
+            layers=(1, 9, 12))
 
 
 def _aligned_by_hand(config, x_TxF, frames, start, position):
@@ -62,7 +41,7 @@ def _aligned_by_hand(config, x_TxF, frames, start, position):
 
 def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, timings):
   config, variables = tiny
-  batches = _batches(2)
+  batches = conftest.noise_batches(2)
   mesh = parallel.make_mesh(jax.devices()[:1])
   result = navai.run_pass(config, variables, batches, timings=timings, mesh=mesh, **PASS)
   # The same step run_pass compiles, batch by batch, for the positions it chose.
@@ -124,7 +103,7 @@ def _interrupted(batches, after):
 
 def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, tmp_path):
   config, variables = tiny
-  batches = _batches(3, seed=1)
+  batches = conftest.noise_batches(3, seed=1)
   kw = dict(PASS, save_every=2, timings=timings)
   single = navai.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
                           **kw)
@@ -139,13 +118,13 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
     assert int(saved['batches']) == 2
   resumed = navai.run_pass(config, variables, batches, mesh=mesh, state_path=path, **kw)
   assert resumed.batches == 3 and resumed.utterances == uninterrupted.utterances == 11
-  for got, want in zip(resumed.letters + resumed.phonemes,
-                       uninterrupted.letters + uninterrupted.phonemes):
+  parts = lambda r: jax.tree.leaves((r.letters, r.phonemes, r.layer_letters, r.layer_phonemes))
+  assert len(parts(single)) == 3 * (2 + 2 * len(PASS['layers']))
+  for got, want in zip(parts(resumed), parts(uninterrupted)):
     np.testing.assert_array_equal(got, want)
   for key in ('histogram', 'unmatched'):
     np.testing.assert_array_equal(resumed.quality[key], single.quality[key])
-  for got, want in zip(uninterrupted.letters + uninterrupted.phonemes,
-                       single.letters + single.phonemes):
+  for got, want in zip(parts(uninterrupted), parts(single)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
   assert single.frames > 20
   # The alignments moved frames: each differs from no alignment.
@@ -159,7 +138,7 @@ def test_a_saved_pass_of_other_weights_or_settings_is_not_resumed(tiny, tiny_var
   flags) must not stand in for the new model's pass; nor one of another fill."""
   config, variables = tiny
   _, retrained = tiny_variables(3, jnp.float32, letter_bias=True)
-  batches = _batches(2, seed=2)
+  batches = conftest.noise_batches(2, seed=2)
   mesh = parallel.make_mesh(jax.devices()[:1])
   kw = dict(PASS, timings=timings, mesh=mesh, settings={'checkpoint_step': 20})
   path = str(tmp_path / 'state.npz')
@@ -178,7 +157,7 @@ def test_a_saved_pass_of_other_weights_or_settings_is_not_resumed(tiny, tiny_var
 
 def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
   config, variables = tiny
-  batch = _batches(1, seed=1)[0]
+  batch = conftest.noise_batches(1, seed=1)[0]
   mesh = parallel.make_mesh(jax.devices()[:1])
   step = navai.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, PASS['methods'],
                               PASS['fill'], PASS['frame_batch'])
@@ -211,7 +190,7 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
 
 def test_pass_rejects_bad_input_with_clear_errors(tiny):
   config, variables = tiny
-  batch = _batches(1)[0]
+  batch = conftest.noise_batches(1)[0]
   with pytest.raises(ValueError, match='Unknown alignment method'):
     navai.run_pass(config, variables, [batch], methods=('lrp_min',))
   with pytest.raises(ValueError, match='Unknown fill'):

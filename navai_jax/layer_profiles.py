@@ -1,0 +1,201 @@
+"""Layer-wise NAvAI: neuron activation profiles (NAPs) of every layer, per letter and phoneme.
+
+NAvAI averages aligned *inputs*; a neuron activation profile averages aligned *layer outputs*
+(Krug et al., "Neuron activation profiles for interpreting convolutional speech recognition
+models", NeurIPS 2018 IRASL workshop; gradient-adjusted NAPs, arXiv 2002.08125). For a frame
+(an output position predicted as a letter, SPEC §4) the output of layer l over the frame's
+receptive window is `[L_l, C_l]`: L_l positions (80 in layer 1, 74 down to 32 in layers 2-9,
+one in layers 10-12) of C_l channels. It is aligned by one of
+
+* `none`: the window as it is (its centre position `L_l // 2` stays in the centre);
+* `gradient_max`: the position whose gradient, |d y / d a_l| averaged over the channels, is
+  largest moves to the centre (the gradient-adjusted NAP's alignment). y is the predicted
+  letter's softmax output, and the gradients are the ones the sensitivity map's backward pass
+  computes on its way down (`attribution.sensitivity_of_pass(..., layer_gradients=True)`), so
+  no layer costs a pass of its own;
+* `sensitivity_min`, `sensitivity_max`, `lrp_max`: NAvAI's input alignment position p carried
+  to the layer's time axis: the position whose receptive field is centred nearest to p.
+
+and folded, per class (letter a-z; phoneme sounding at the aligned position where the corpus
+has timings), into streaming moments (`moments`), in the same pass as NAvAI (`navai.run_pass`),
+so memory does not grow with the frames. Shifting fills zeros (the paper's crop) or re-cuts
+the layer output of the utterance (`fill='recut'`), as NAvAI does for inputs.
+
+The contrastive profile of a class is its mean minus the mean over the classes that have
+frames, each class weighted equally (or by its frame count, `weighted=True`).
+"""
+
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from navai_jax import alignment
+from navai_jax import model
+from navai_jax import moments
+
+Array = jax.Array
+Moments = moments.Moments
+
+ALIGNMENTS = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
+FROM_INPUT = ('sensitivity_min', 'sensitivity_max', 'lrp_max')  # NAvAI's, carried to a layer
+
+
+class Geometry(NamedTuple):
+  """Where the outputs of one layer sit in a frame's 206-frame input window."""
+  length: int  # L: positions of the layer's output that one network output position sees.
+  jump: int  # Input frames from one position to the next (the product of the strides below).
+  field: int  # Input frames one position sees (its receptive field).
+
+
+def check_layers(specs: Sequence[model.LayerSpec], layers: Sequence[int]) -> None:
+  """ValueError unless `layers` are distinct layer numbers of the network (1..12)."""
+  bad = [l for l in layers if not isinstance(l, (int, np.integer)) or not 1 <= l <= len(specs)]
+  if bad:
+    raise ValueError(f'Layer numbers must lie in 1..{len(specs)}, got {", ".join(map(str, bad))}.')
+  if len(set(layers)) != len(layers):
+    raise ValueError(f'Layer numbers must be distinct, got {", ".join(map(str, layers))}.')
+
+
+def check_alignments(names: Sequence[str], input_methods: Sequence[str]) -> None:
+  """ValueError for an unknown layer alignment, or one carried from an input alignment that
+  the pass does not compute (`input_methods`, NAvAI's methods)."""
+  for name in names:
+    alignment.check_choice('layer alignment', name, ALIGNMENTS)
+  missing = [n for n in names if n in FROM_INPUT and n not in input_methods]
+  if missing:
+    raise ValueError(f'Layer alignment {", ".join(missing)} is carried from NAvAI\'s input '
+                     f'alignment of the same name, which the pass does not compute (methods: '
+                     f'{", ".join(input_methods)}); add it to navai.methods.')
+
+
+def geometry(specs: Sequence[model.LayerSpec], layer: int) -> Geometry:
+  """The `Geometry` of layer `layer` (1..12)."""
+  check_layers(specs, (layer,))
+  return Geometry(model.receptive_field(tuple(specs[layer:])),
+                  int(np.prod([s.stride for s in specs[:layer]])),
+                  model.receptive_field(tuple(specs[:layer])))
+
+
+def position_of_input(geom: Geometry, input_position_N: Array) -> Array:
+  """The layer position whose receptive field is centred nearest to input frame p (ties: the
+  later one), clipped to the window: round((p - (field - 1) / 2) / jump)."""
+  j = (2 * input_position_N - geom.field + 1 + geom.jump) // (2 * geom.jump)
+  return jnp.clip(j, 0, geom.length - 1).astype(jnp.int32)
+
+
+def input_of_position(geom: Geometry, position_N: Array) -> Array:
+  """The input frame at the centre of layer position j's receptive field (the earlier of two)."""
+  return position_N * geom.jump + (geom.field - 1) // 2
+
+
+def time_of_gradient_max(gradient_NxLxC: Array) -> Array:
+  """Position of the largest channel-mean |gradient| of each frame (the earliest on ties)."""
+  return jnp.argmax(jnp.abs(gradient_NxLxC).mean(-1), axis=1).astype(jnp.int32)
+
+
+def positions(name: str, geom: Geometry, gradient_NxLxC: Array, input_position_N: Array
+              ) -> tuple[Array, Array]:
+  """(layer position, input frame of the class label) of every frame under alignment `name`.
+
+  Args:
+    gradient_NxLxC: d y / d (the layer's output) of each frame (used by `gradient_max`).
+    input_position_N: the frames' NAvAI input position under `name` (for `none`: 103).
+  Returns:
+    `(position_N, label_N)`: the position moved to the centre, and the input frame (0..205)
+    whose phoneme labels the frame: the input position itself where the alignment comes from
+    the input (and for `none`), the centre of the position's receptive field for `gradient_max`.
+  """
+  alignment.check_choice('layer alignment', name, ALIGNMENTS)
+  if name == 'gradient_max':
+    position_N = time_of_gradient_max(gradient_NxLxC)
+    return position_N, input_of_position(geom, position_N)
+  return position_of_input(geom, input_position_N), input_position_N
+
+
+def empty_state(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_alignments: int,
+                num_classes: int) -> tuple[Moments, ...]:
+  """Moments of no frames: one per layer, `count [A, Y]`, mean and m2 `[A, Y, L, C]`."""
+  return tuple(moments.empty_moments(num_classes, (geometry(specs, l).length,
+                                                   specs[l - 1].features), (num_alignments,))
+               for l in layers)
+
+
+def aligned(act_BxTxC: Array, lengths_B: Array, utterance_N: Array, window_start_N: Array,
+            position_N: Array, geom: Geometry, fill: str) -> Array:
+  """The layer outputs `[N, L, C]` of the frames' windows, position `position_N` moved to `L // 2`.
+
+  Args:
+    act_BxTxC: the layer's output over the utterances (SAME-padded pass).
+    lengths_B: the layer's valid positions per utterance (what `fill='recut'` may read).
+    window_start_N: first layer position of each frame's window.
+  """
+  return alignment.cut_aligned(act_BxTxC, lengths_B, utterance_N, window_start_N, position_N,
+                               fill, width=geom.length)
+
+
+def fold(letters: tuple[Moments, ...], phonemes: tuple[Moments, ...], *,
+         specs: Sequence[model.LayerSpec], layers: Sequence[int], names: Sequence[str],
+         intermediates: dict[str, dict[str, Array]], frames_B: Array, utterance_N: Array,
+         output_position_N: Array, valid_N: Array, letter_N: Array, gradients: Sequence[Array],
+         input_position_MxN: Array, methods: Sequence[str], fill: str, phonemes_BxT: Array
+         ) -> tuple[tuple[Moments, ...], tuple[Moments, ...]]:
+  """One chunk of frames folded into the letter and phoneme profiles of every layer in `layers`.
+
+  Args:
+    letters, phonemes: per layer, moments over the letters and over the phoneme classes (a
+      phoneme state with no classes is left as it is).
+    names: the layer alignments (subset of ALIGNMENTS).
+    intermediates, frames_B: the utterances' SAME-padded pass and their feature frames.
+    utterance_N, output_position_N, valid_N: the frames (`frames.Selection`).
+    letter_N: the predicted letter (0..25) of each frame.
+    gradients: `gradients[l - 1]` `[N, L_l, C_l]`, d y / d output of layer l.
+    input_position_MxN: NAvAI's input alignment positions of the methods `methods`.
+    phonemes_BxT: phoneme class at every feature frame (-1: none); the class of a frame is
+      the phoneme at its label frame (see `positions`).
+  """
+  input_start_N = model.window_start(tuple(specs), output_position_N)
+  fold_alignments = jax.vmap(moments.fold, in_axes=(0, 0, 0, None))
+  new_letters, new_phonemes = [], []
+  for layer, letter_m, phoneme_m in zip(layers, letters, phonemes):
+    geom = geometry(specs, layer)
+    act_BxTxC = intermediates[specs[layer - 1].name]['act']
+    lengths_B = model.output_length(tuple(specs[:layer]), frames_B)
+    start_N = model.window_start(tuple(specs[layer:]), output_position_N)
+    cuts, labels = [], []
+    for name in names:
+      p_N = (jnp.full_like(output_position_N, alignment.CENTRE) if name == 'none' else
+             input_position_MxN[list(methods).index(name)] if name in FROM_INPUT else None)
+      position_N, label_N = positions(name, geom, gradients[layer - 1], p_N)
+      cuts.append(aligned(act_BxTxC, lengths_B, utterance_N, start_N, position_N, geom, fill))
+      labels.append(input_start_N + label_N)
+    cut_AxNxLxC = jnp.stack(cuts)
+    new_letters.append(fold_alignments(letter_m, cut_AxNxLxC,
+                                       jnp.broadcast_to(letter_N, (len(names),) + letter_N.shape),
+                                       valid_N))
+    if phoneme_m.count.shape[-1]:
+      phoneme_m = fold_alignments(phoneme_m, cut_AxNxLxC,
+                                  phonemes_BxT[utterance_N[None], jnp.stack(labels)], valid_N)
+    new_phonemes.append(phoneme_m)
+  return tuple(new_letters), tuple(new_phonemes)
+
+
+def contrastive(m: Moments, weighted: bool = False) -> dict[str, np.ndarray]:
+  """Per-class profiles of one layer's moments (class axis -1 of `count`).
+
+  Returns numpy arrays: `count`; `mean` (NaN for classes without frames); `contrastive`, the
+  mean minus the mean over the classes with frames (each class weighted equally, or by its
+  count with `weighted`, which is the mean of all frames), NaN for classes without frames.
+  """
+  count = np.asarray(m.count, np.float64)
+  mean = np.asarray(m.mean, np.float64)
+  has = count > 0
+  weights = (count if weighted else has.astype(np.float64))
+  weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1.0)
+  expand = lambda a: a.reshape(a.shape + (1,) * (mean.ndim - a.ndim))
+  centre = (expand(weights) * np.where(expand(has), mean, 0.0)).sum(count.ndim - 1,
+                                                                     keepdims=True)
+  mean = np.where(expand(has), mean, np.nan)
+  return {'count': count.astype(np.int64), 'mean': mean.astype(np.float32),
+          'contrastive': (mean - centre).astype(np.float32)}
