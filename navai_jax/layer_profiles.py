@@ -16,10 +16,15 @@ one in layers 10-12) of C_l channels. It is aligned by one of
 * `sensitivity_min`, `sensitivity_max`, `lrp_max`: NAvAI's input alignment position p carried
   to the layer's time axis: the position whose receptive field is centred nearest to p.
 
-and folded, per class (letter a-z; phoneme sounding at the aligned position where the corpus
-has timings), into streaming moments (`moments`), in the same pass as NAvAI (`navai.run_pass`),
-so memory does not grow with the frames. Shifting fills zeros (the paper's crop) or re-cuts
-the layer output of the utterance (`fill='recut'`), as NAvAI does for inputs.
+and summed, per class (letter a-z; phoneme sounding at the aligned position where the corpus
+has timings), in the same pass as NAvAI (`navai.run_pass`), so memory does not grow with the
+frames. Shifting fills zeros (the paper's crop) or re-cuts the layer output of the utterance
+(`fill='recut'`), as NAvAI does for inputs.
+
+A profile needs the per-class mean only (no t-maps), so a layer's state is a count and a sum
+per class (`Sums`): a chunk of frames is one scatter-add into the rows of its classes, where
+NAvAI's moments (which carry variances for the t-maps) rewrite the whole state per chunk; on
+the `small` model that makes profiling all twelve layers cost a fraction of the pass.
 
 The contrastive profile of a class is its mean minus the mean over the classes that have
 frames, each class weighted equally (or by its frame count, `weighted=True`).
@@ -33,10 +38,8 @@ import numpy as np
 
 from navai_jax import alignment
 from navai_jax import model
-from navai_jax import moments
 
 Array = jax.Array
-Moments = moments.Moments
 
 ALIGNMENTS = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
 FROM_INPUT = ('sensitivity_min', 'sensitivity_max', 'lrp_max')  # NAvAI's, carried to a layer
@@ -114,12 +117,35 @@ def positions(name: str, geom: Geometry, gradient_NxLxC: Array, input_position_N
   return position_of_input(geom, input_position_N), input_position_N
 
 
+class Sums(NamedTuple):
+  """Per-class frame counts `[..., Y]` and sums of aligned layer outputs `[..., Y, L, C]`."""
+  count: Array
+  total: Array
+
+
+def add(a: Sums, b: Sums) -> Sums:
+  """Two partial states as one (devices, hosts, a resumed pass); adding zeros changes no bit."""
+  return Sums(a.count + b.count, a.total + b.total)
+
+
 def empty_state(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_alignments: int,
-                num_classes: int) -> tuple[Moments, ...]:
-  """Moments of no frames: one per layer, `count [A, Y]`, mean and m2 `[A, Y, L, C]`."""
-  return tuple(moments.empty_moments(num_classes, (geometry(specs, l).length,
-                                                   specs[l - 1].features), (num_alignments,))
+                num_classes: int) -> tuple[Sums, ...]:
+  """Sums of no frames: one per layer, `count [A, Y]` and `total [A, Y, L, C]`."""
+  return tuple(Sums(jnp.zeros((num_alignments, num_classes), jnp.float32),
+                    jnp.zeros((num_alignments, num_classes, geometry(specs, l).length,
+                               specs[l - 1].features), jnp.float32))
                for l in layers)
+
+
+def fold_sums(state: Sums, x_AxNxLxC: Array, class_AxN: Array, valid_N: Array) -> Sums:
+  """`state` with the frames added to their classes (invalid frames and classes outside
+  [0, Y) ignored): one scatter-add."""
+  num_alignments, num_classes = state.count.shape
+  keep_AxN = valid_N[None] & (class_AxN >= 0) & (class_AxN < num_classes)
+  class_AxN = jnp.where(keep_AxN, class_AxN, num_classes)  # out of range: dropped
+  a_AxN = jnp.broadcast_to(jnp.arange(num_alignments)[:, None], class_AxN.shape)
+  return Sums(state.count.at[a_AxN, class_AxN].add(1.0, mode='drop'),
+              state.total.at[a_AxN, class_AxN].add(x_AxNxLxC, mode='drop'))
 
 
 def aligned(act_BxTxC: Array, lengths_B: Array, utterance_N: Array, window_start_N: Array,
@@ -135,16 +161,16 @@ def aligned(act_BxTxC: Array, lengths_B: Array, utterance_N: Array, window_start
                                fill, width=geom.length)
 
 
-def fold(letters: tuple[Moments, ...], phonemes: tuple[Moments, ...], *,
+def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
          specs: Sequence[model.LayerSpec], layers: Sequence[int], names: Sequence[str],
          intermediates: dict[str, dict[str, Array]], frames_B: Array, utterance_N: Array,
          output_position_N: Array, valid_N: Array, letter_N: Array, gradients: Sequence[Array],
          input_position_MxN: Array, methods: Sequence[str], fill: str, phonemes_BxT: Array
-         ) -> tuple[tuple[Moments, ...], tuple[Moments, ...]]:
-  """One chunk of frames folded into the letter and phoneme profiles of every layer in `layers`.
+         ) -> tuple[tuple[Sums, ...], tuple[Sums, ...]]:
+  """One chunk of frames added to the letter and phoneme profiles of every layer in `layers`.
 
   Args:
-    letters, phonemes: per layer, moments over the letters and over the phoneme classes (a
+    letters, phonemes: per layer, sums over the letters and over the phoneme classes (a
       phoneme state with no classes is left as it is).
     names: the layer alignments (subset of ALIGNMENTS).
     intermediates, frames_B: the utterances' SAME-padded pass and their feature frames.
@@ -156,44 +182,43 @@ def fold(letters: tuple[Moments, ...], phonemes: tuple[Moments, ...], *,
       the phoneme at its label frame (see `positions`).
   """
   input_start_N = model.window_start(tuple(specs), output_position_N)
-  fold_alignments = jax.vmap(moments.fold, in_axes=(0, 0, 0, None))
+  centre_N = jnp.full_like(output_position_N, alignment.CENTRE)
   new_letters, new_phonemes = [], []
-  for layer, letter_m, phoneme_m in zip(layers, letters, phonemes):
+  for layer, letter_sums, phoneme_sums in zip(layers, letters, phonemes):
     geom = geometry(specs, layer)
+    found = [positions(name, geom, gradients[layer - 1] if name == 'gradient_max' else None,
+                       centre_N if name in ('none', 'gradient_max') else
+                       input_position_MxN[list(methods).index(name)])
+             for name in names]
+    position_AxN = jnp.stack([f[0] for f in found])
+    label_AxN = input_start_N[None] + jnp.stack([f[1] for f in found])
     act_BxTxC = intermediates[specs[layer - 1].name]['act']
     lengths_B = model.output_length(tuple(specs[:layer]), frames_B)
     start_N = model.window_start(tuple(specs[layer:]), output_position_N)
-    cuts, labels = [], []
-    for name in names:
-      p_N = (jnp.full_like(output_position_N, alignment.CENTRE) if name == 'none' else
-             input_position_MxN[list(methods).index(name)] if name in FROM_INPUT else None)
-      position_N, label_N = positions(name, geom, gradients[layer - 1], p_N)
-      cuts.append(aligned(act_BxTxC, lengths_B, utterance_N, start_N, position_N, geom, fill))
-      labels.append(input_start_N + label_N)
-    cut_AxNxLxC = jnp.stack(cuts)
-    new_letters.append(fold_alignments(letter_m, cut_AxNxLxC,
-                                       jnp.broadcast_to(letter_N, (len(names),) + letter_N.shape),
-                                       valid_N))
-    if phoneme_m.count.shape[-1]:
-      phoneme_m = fold_alignments(phoneme_m, cut_AxNxLxC,
-                                  phonemes_BxT[utterance_N[None], jnp.stack(labels)], valid_N)
-    new_phonemes.append(phoneme_m)
+    cut_AxNxLxC = jax.vmap(lambda p: aligned(act_BxTxC, lengths_B, utterance_N, start_N, p,
+                                             geom, fill))(position_AxN)
+    new_letters.append(fold_sums(letter_sums, cut_AxNxLxC,
+                                 jnp.broadcast_to(letter_N, position_AxN.shape), valid_N))
+    if phoneme_sums.count.shape[-1]:
+      phoneme_sums = fold_sums(phoneme_sums, cut_AxNxLxC,
+                               phonemes_BxT[utterance_N[None], label_AxN], valid_N)
+    new_phonemes.append(phoneme_sums)
   return tuple(new_letters), tuple(new_phonemes)
 
 
-def contrastive(m: Moments, weighted: bool = False) -> dict[str, np.ndarray]:
-  """Per-class profiles of one layer's moments (class axis -1 of `count`).
+def contrastive(m: Sums, weighted: bool = False) -> dict[str, np.ndarray]:
+  """Per-class profiles of one layer's sums (class axis -1 of `count`).
 
   Returns numpy arrays: `count`; `mean` (NaN for classes without frames); `contrastive`, the
   mean minus the mean over the classes with frames (each class weighted equally, or by its
   count with `weighted`, which is the mean of all frames), NaN for classes without frames.
   """
   count = np.asarray(m.count, np.float64)
-  mean = np.asarray(m.mean, np.float64)
   has = count > 0
+  expand = lambda a: a.reshape(a.shape + (1,) * (np.ndim(m.total) - a.ndim))
+  mean = np.asarray(m.total, np.float64) / expand(np.maximum(count, 1.0))
   weights = (count if weighted else has.astype(np.float64))
   weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1.0)
-  expand = lambda a: a.reshape(a.shape + (1,) * (mean.ndim - a.ndim))
   centre = (expand(weights) * np.where(expand(has), mean, 0.0)).sum(count.ndim - 1,
                                                                      keepdims=True)
   mean = np.where(expand(has), mean, np.nan)

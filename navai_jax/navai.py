@@ -58,6 +58,7 @@ from navai_jax import vocab
 Array = jax.Array
 PyTree = Any
 Moments = moments.Moments
+Sums = layer_profiles.Sums
 
 
 class PassState(NamedTuple):
@@ -65,8 +66,8 @@ class PassState(NamedTuple):
   per profiled layer (`layer_profiles`) per layer alignment."""
   letters: Moments  # count [M, 26], mean and m2 [M, 26, W, F]
   phonemes: Moments  # count [M, Y], mean and m2 [M, Y, W, F]; Y the phoneme classes
-  layer_letters: tuple[Moments, ...] = ()  # per layer: count [A, 26], mean, m2 [A, 26, L, C]
-  layer_phonemes: tuple[Moments, ...] = ()  # per layer: count [A, Y], mean, m2 [A, Y, L, C]
+  layer_letters: tuple[Sums, ...] = ()  # per layer: count [A, 26], total [A, 26, L, C]
+  layer_phonemes: tuple[Sums, ...] = ()  # per layer: count [A, Y], total [A, Y, L, C]
 
 
 def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
@@ -81,13 +82,12 @@ def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
       layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes))
 
 
-def _is_moments(x) -> bool:
-  return isinstance(x, Moments)
-
-
 def combine_states(a: PassState, b: PassState) -> PassState:
-  """Exact merge of two partial pass states (`moments.combine` on every part)."""
-  return jax.tree.map(moments.combine, a, b, is_leaf=_is_moments)
+  """Merge of two partial pass states: `moments.combine` of the moments (exact), the sum of
+  the layer sums."""
+  return PassState(moments.combine(a.letters, b.letters), moments.combine(a.phonemes, b.phonemes),
+                   *(tuple(map(layer_profiles.add, x, y)) for x, y in (
+                       (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))))
 
 
 def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables: PyTree,
@@ -255,8 +255,8 @@ class PassResult:
   batches: int
   utterances: int
   timed_utterances: int
-  layer_letters: tuple[Moments, ...] = ()  # per profiled layer, see PassState
-  layer_phonemes: tuple[Moments, ...] = ()
+  layer_letters: tuple[Sums, ...] = ()  # per profiled layer, see PassState
+  layer_phonemes: tuple[Sums, ...] = ()
 
   @property
   def frames(self) -> int:
@@ -266,8 +266,8 @@ class PassResult:
 def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
           progress: dict[str, int], settings: str) -> None:
   """Writes the pass state to `path` atomically (temporary file, then `os.replace`)."""
-  arrays = {f'{key}_{field}': np.asarray(getattr(m, field))
-            for key, m in _named_moments(state) for field in Moments._fields}
+  arrays = {f'{key}_{field}': np.asarray(value)
+            for key, part in _named_parts(state) for field, value in part._asdict().items()}
   for key, value in (quality or {}).items():
     arrays[f'quality_{key}'] = value
   arrays.update({k: np.int64(v) for k, v in progress.items()})
@@ -276,7 +276,7 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
     np.savez(f, settings=np.str_(settings), **arrays)
 
 
-def _named_moments(state: PassState) -> list[tuple[str, Moments]]:
+def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums]]:
   """('letters', ...), ('phonemes', ...), ('layer_letters0', ...), ...: every part of a state."""
   named = [('letters', state.letters), ('phonemes', state.phonemes)]
   for group in ('layer_letters', 'layer_phonemes'):
@@ -308,12 +308,12 @@ def _load(path: str, settings: str):
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       print(f'{path} holds a pass of other {", ".join(changed)}; starting the pass anew.')
       return None
-    read = lambda key: Moments(*(saved[f'{key}_{field}'] for field in Moments._fields))
+    read = lambda key, kind: kind(*(saved[f'{key}_{field}'] for field in kind._fields))
     num_layers = sum(1 for k in saved.files if k.startswith('layer_letters') and
                      k.endswith('_count'))
-    state = PassState(read('letters'), read('phonemes'),
-                      tuple(read(f'layer_letters{i}') for i in range(num_layers)),
-                      tuple(read(f'layer_phonemes{i}') for i in range(num_layers)))
+    state = PassState(read('letters', Moments), read('phonemes', Moments),
+                      tuple(read(f'layer_letters{i}', Sums) for i in range(num_layers)),
+                      tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress

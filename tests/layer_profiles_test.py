@@ -13,7 +13,6 @@ from navai_jax import alignment
 from navai_jax import features
 from navai_jax import layer_profiles
 from navai_jax import model
-from navai_jax import moments
 from navai_jax import navai
 from navai_jax import network
 from navai_jax import parallel
@@ -117,23 +116,23 @@ def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_ali
   assert len(found) == result.frames > 20
   for i, l in enumerate(LAYERS):
     width = layer_profiles.geometry(specs, l).length
-    assert result.layer_letters[i].mean.shape == (len(names), vocab.NUM_LETTERS, width,
+    assert result.layer_letters[i].total.shape == (len(names), vocab.NUM_LETTERS, width,
                                                   specs[l - 1].features)
     for a, name in enumerate(names):
       phoneme_N, x_NxLxC = aligned[l, name]
       for c in range(vocab.NUM_LETTERS):
         assert result.layer_letters[i].count[a, c] == (letter_N == c).sum()
         if (letter_N == c).any():
-          np.testing.assert_allclose(result.layer_letters[i].mean[a, c],
-                                     x_NxLxC[letter_N == c].mean(0), rtol=1e-4, atol=1e-5)
+          np.testing.assert_allclose(result.layer_letters[i].total[a, c],
+                                     x_NxLxC[letter_N == c].sum(0), rtol=1e-4, atol=1e-5)
       for c in range(2):
         assert result.layer_phonemes[i].count[a, c] == (phoneme_N == c).sum()
         if (phoneme_N == c).any():
-          np.testing.assert_allclose(result.layer_phonemes[i].mean[a, c],
-                                     x_NxLxC[phoneme_N == c].mean(0), rtol=1e-4, atol=1e-5)
+          np.testing.assert_allclose(result.layer_phonemes[i].total[a, c],
+                                     x_NxLxC[phoneme_N == c].sum(0), rtol=1e-4, atol=1e-5)
   # The alignments move the layer outputs: each differs from none where a layer has positions.
   for a in range(1, len(names)):
-    assert not np.allclose(result.layer_letters[0].mean[0], result.layer_letters[0].mean[a])
+    assert not np.allclose(result.layer_letters[0].total[0], result.layer_letters[0].total[a])
   np.testing.assert_array_equal(result.layer_phonemes[0].count[0], result.phonemes.count[0])
 
 
@@ -163,7 +162,7 @@ def test_contrastive_profiles_subtract_the_mean_over_classes():
   rng = np.random.default_rng(0)
   count = np.array([3.0, 0.0, 1.0, 6.0])
   mean = rng.normal(size=(4, 5, 2))
-  m = moments.Moments(jnp.asarray(count), jnp.asarray(mean), jnp.zeros_like(jnp.asarray(mean)))
+  m = layer_profiles.Sums(count, mean * count[:, None, None])
   plain = layer_profiles.contrastive(m)
   weighted = layer_profiles.contrastive(m, weighted=True)
   has = count > 0
