@@ -1,0 +1,166 @@
+"""Where do phonemes form? Per-layer clustering of phoneme profiles against phonetic categories.
+
+For one layer and alignment, the contrastive profiles of the phoneme classes
+(`layer_profiles.contrastive`), flattened to vectors, are clustered hierarchically (average
+linkage on correlation distance, `scipy.cluster.hierarchy`) and the tree is cut into as many
+clusters as there are categories. The clustering is scored against the phonetic category of
+each phoneme (vowel, plosive, fricative, nasal, approximant) with
+
+* normalised mutual information, NMI = I(a; b) / ((H(a) + H(b)) / 2) (the arithmetic-mean
+  normalisation; Vinh, Epps & Bailey, JMLR 2010), and
+* the adjusted Rand index (Hubert & Arabie, J. Classification 1985),
+
+and against a permutation baseline: the same scores with the categories shuffled over the
+phonemes, which says how much agreement a clustering of this many classes into this many
+clusters reaches by chance.
+"""
+
+import json
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.cluster import hierarchy
+from scipy.spatial import distance
+
+CATEGORIES = ('vowel', 'plosive', 'fricative', 'nasal', 'approximant')
+
+# eSpeak NG's English phoneme classes (`timing.phoneme_class`) by manner of articulation.
+# Diphthongs and r-coloured vowels are vowels; the affricates tS, dZ count as fricatives (their
+# release is a fricative); the syllabic @L counts as an approximant (a syllabic /l/); the glottal
+# stop ? and the dental t[ are plosives. None leaves a class out of the clustering: eSpeak's ';'
+# marks a linking (palatalised) transition, no speech sound of its own.
+ESPEAK_ENGLISH = {
+    **{p: 'vowel' for p in ('0', '3', '3:', '@', 'A:', 'A@', 'E', 'I', 'IR', 'O', 'O:', 'O@',
+                            'OI', 'U', 'U@', 'V', 'VR', 'a', 'aI', 'aI@', 'aU', 'aa', 'e', 'e@',
+                            'eI', 'i', 'i:', 'i@', 'o@', 'oU', 'u', 'u:', 'u@')},
+    **{p: 'plosive' for p in ('p', 'b', 't', 'd', 'k', 'g', '?', 't[')},
+    **{p: 'fricative' for p in ('f', 'v', 'T', 'D', 's', 'z', 'S', 'Z', 'h', 'x', 'tS', 'dZ')},
+    **{p: 'nasal' for p in ('m', 'n', 'N')},
+    **{p: 'approximant' for p in ('l', 'r', 'w', 'j', '@L')},
+    ';': None,
+}
+
+
+def read_categories(path: str) -> dict[str, str | None]:
+  """A phoneme -> category map from a JSON object file (null: leave the phoneme out of the
+  clustering); '' gives `ESPEAK_ENGLISH`."""
+  if not path:
+    return dict(ESPEAK_ENGLISH)
+  if not os.path.isfile(path):
+    raise ValueError(f'Phoneme category file {path} does not exist.')
+  try:
+    with open(path) as f:
+      categories = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f'Phoneme category file {path} is not valid JSON: {e}') from None
+  if not isinstance(categories, dict) or not all(
+      isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in categories.items()):
+    raise ValueError(f'Phoneme category file {path} must hold one JSON object mapping '
+                     'phonemes to category names (or null), e.g. {"a": "vowel", "t": "plosive"}.')
+  return categories
+
+
+def check_categories(classes: Sequence[str], categories: Mapping[str, str | None]) -> None:
+  """ValueError naming every phoneme class that `categories` leaves unassigned."""
+  missing = [c for c in classes if c not in categories]
+  if missing:
+    raise ValueError(f'The phoneme category map leaves {len(missing)} phoneme class(es) '
+                     f'unassigned: {", ".join(missing)}; give every phoneme of the corpus a '
+                     'category, or null to leave it out (--config.layers.categories=FILE.json).')
+
+
+def labels_of(values: Sequence) -> np.ndarray:
+  """Integer labels 0..K-1 of any hashable values, in order of first appearance."""
+  index = {}
+  return np.array([index.setdefault(v, len(index)) for v in values], np.int64)
+
+
+def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  a, b = labels_of(a), labels_of(b)
+  table = np.zeros((a.max() + 1, b.max() + 1), np.int64)
+  np.add.at(table, (a, b), 1)
+  return table
+
+
+def normalized_mutual_information(a: Sequence, b: Sequence) -> float:
+  """I(a; b) / ((H(a) + H(b)) / 2) of two labellings of the same items; 1.0 where both put
+  every item in one group."""
+  table = _contingency(np.asarray(a), np.asarray(b)).astype(np.float64)
+  p = table / table.sum()
+  pa, pb = p.sum(1), p.sum(0)
+  entropy = lambda q: -np.sum(q[q > 0] * np.log(q[q > 0]))
+  ha, hb = entropy(pa), entropy(pb)
+  if ha == 0 and hb == 0:
+    return 1.0
+  nz = p > 0
+  mi = np.sum(p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz]))
+  return float(max(mi, 0.0) / ((ha + hb) / 2))
+
+
+def adjusted_rand_index(a: Sequence, b: Sequence) -> float:
+  """The Rand index of two labellings corrected for chance (Hubert & Arabie): 1.0 for equal
+  partitions, about 0 for independent ones."""
+  table = _contingency(np.asarray(a), np.asarray(b))
+  pairs = lambda n: (n * (n - 1) / 2).sum()
+  index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+  expected = rows * cols / pairs(np.array([table.sum()]))
+  top = (rows + cols) / 2
+  if top == expected:
+    return 1.0
+  return float((index - expected) / (top - expected))
+
+
+def cluster(profiles_YxQ: np.ndarray, num_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+  """Average-linkage clustering on correlation distance, cut into `num_clusters` clusters.
+
+  Returns:
+    `(labels_Y, linkage)`: cluster of every class (1..num_clusters) and scipy's linkage
+    matrix (for a dendrogram). A constant profile has distance 1 to every other one.
+  """
+  if profiles_YxQ.ndim != 2 or len(profiles_YxQ) < 2:
+    raise ValueError(f'Clustering needs at least two profiles [Y, Q], got shape '
+                     f'{profiles_YxQ.shape}.')
+  with np.errstate(invalid='ignore', divide='ignore'):
+    d = distance.pdist(np.asarray(profiles_YxQ, np.float64), 'correlation')
+  linkage = hierarchy.linkage(np.nan_to_num(d, nan=1.0), method='average')
+  return hierarchy.fcluster(linkage, num_clusters, criterion='maxclust'), linkage
+
+
+def score(profiles_YxQ: np.ndarray, categories_Y: Sequence[str], *, permutations: int = 1000,
+          seed: int = 0) -> dict:
+  """NMI and ARI of the clustering of the profiles against their categories, with the
+  permutation baseline.
+
+  Returns:
+    `nmi`, `ari`; `nmi_chance`, `ari_chance` (mean over `permutations` shuffles of the
+    categories), `nmi_chance_95`, `ari_chance_95` (their 95th percentiles), `nmi_p`, `ari_p`
+    (the share of shuffles that score at least as high, counting the observed one), the
+    `clusters` and the `linkage`.
+  """
+  categories_Y = np.asarray(categories_Y)
+  clusters, linkage = cluster(profiles_YxQ, len(set(categories_Y.tolist())))
+  out = {'nmi': normalized_mutual_information(clusters, categories_Y),
+         'ari': adjusted_rand_index(clusters, categories_Y),
+         'clusters': clusters, 'linkage': linkage}
+  rng = np.random.default_rng(seed)
+  shuffles = [rng.permutation(categories_Y) for _ in range(permutations)]
+  for name, fn in (('nmi', normalized_mutual_information), ('ari', adjusted_rand_index)):
+    chance = np.array([fn(clusters, s) for s in shuffles])
+    out[f'{name}_chance'] = float(chance.mean()) if permutations else float('nan')
+    out[f'{name}_chance_95'] = (float(np.percentile(chance, 95)) if permutations
+                                else float('nan'))
+    out[f'{name}_p'] = float((1 + (chance >= out[name] - 1e-12).sum()) / (1 + permutations))
+  return out
+
+
+def channel_order(profiles_YxLxC: np.ndarray) -> np.ndarray:
+  """Channels ordered by the leaves of their average-linkage tree (correlation distance over
+  classes and positions), so that channels with similar profiles sit side by side."""
+  channels_CxQ = np.moveaxis(np.nan_to_num(profiles_YxLxC), -1, 0).reshape(
+      profiles_YxLxC.shape[-1], -1)
+  if len(channels_CxQ) < 2:
+    return np.arange(len(channels_CxQ))
+  with np.errstate(invalid='ignore', divide='ignore'):
+    d = distance.pdist(channels_CxQ.astype(np.float64), 'correlation')
+  return hierarchy.leaves_list(hierarchy.linkage(np.nan_to_num(d, nan=1.0), method='average'))
