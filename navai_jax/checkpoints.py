@@ -61,7 +61,7 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.checkpoint_every', 'train.eval_every', 'data.reader',
                   'data.tfds_data_dir', 'data.read_threads', 'eval.', 'am.', 'navai.',
-                  'attributions.')
+                  'layers.', 'attributions.')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict[str, Any]:
@@ -211,7 +211,7 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
 
 
 # The config sections an introspection may change on a trained run; the others describe it.
-INFERENCE_SECTIONS = ('am', 'navai', 'attributions')
+INFERENCE_SECTIONS = ('am', 'navai', 'layers', 'attributions')
 # Fields of other sections that an introspection may change too: which data it reads.
 INFERENCE_FIELDS = ('data.source', 'data.reader', 'data.tfds_data_dir')
 

@@ -30,7 +30,7 @@ The contrastive profile of a class is its mean minus the mean over the classes t
 frames, each class weighted equally (or by its frame count, `weighted=True`).
 """
 
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ import numpy as np
 
 from navai_jax import alignment
 from navai_jax import model
+from navai_jax import vocab
 
 Array = jax.Array
 
@@ -224,3 +225,26 @@ def contrastive(m: Sums, weighted: bool = False) -> dict[str, np.ndarray]:
   mean = np.where(expand(has), mean, np.nan)
   return {'count': count.astype(np.int64), 'mean': mean.astype(np.float32),
           'contrastive': (mean - centre).astype(np.float32)}
+
+
+def arrays(letters: Sequence[Sums], phonemes: Sequence[Sums], layers: Sequence[int],
+           names: Sequence[str], phoneme_classes: Sequence[str]) -> dict[str, np.ndarray]:
+  """The profiles of a pass keyed for an `.npz` file (`read` reads them back): per layer l
+  `layer{l}_letter_count [A, 26]`, `layer{l}_letter_total [A, 26, L, C]` and the same for
+  `phoneme`; the layer numbers, alignment names, letters and phoneme classes."""
+  out = {'layers': np.array(layers, np.int64), 'alignments': np.array(names),
+         'letters': np.array(list(vocab.LETTERS)),
+         'phoneme_classes': np.array(phoneme_classes, dtype=str)}
+  for layer, letter_sums, phoneme_sums in zip(layers, letters, phonemes):
+    for kind, sums in (('letter', letter_sums), ('phoneme', phoneme_sums)):
+      out[f'layer{layer}_{kind}_count'] = np.asarray(sums.count)
+      out[f'layer{layer}_{kind}_total'] = np.asarray(sums.total)
+  return out
+
+
+def read(saved: Mapping[str, np.ndarray]) -> dict[int, dict[str, Sums]]:
+  """{layer: {'letter': Sums, 'phoneme': Sums}} of arrays written by `arrays`."""
+  return {int(l): {kind: Sums(np.asarray(saved[f'layer{l}_{kind}_count']),
+                              np.asarray(saved[f'layer{l}_{kind}_total']))
+                   for kind in ('letter', 'phoneme')}
+          for l in saved['layers']}

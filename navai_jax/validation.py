@@ -11,6 +11,7 @@ from typing import Any, Callable
 import ml_collections
 
 from navai_jax import alignment
+from navai_jax import layer_profiles
 from navai_jax import layout
 from navai_jax import vocab
 
@@ -36,6 +37,18 @@ def _letters_ok(letters: Any) -> bool:
 
 def _methods_ok(methods: Any) -> bool:
   return bool(methods) and all(m in alignment.ALIGNMENTS for m in methods)
+
+
+NUM_LAYERS = 12  # SPEC §2: layer 1, eight middle layers, the wide layer, the 1x1 layer, output.
+
+
+def _layers_ok(layers: Any) -> bool:
+  return (all(isinstance(l, int) and 1 <= l <= NUM_LAYERS for l in layers)
+          and len(set(layers)) == len(layers))
+
+
+def _layer_alignments_ok(names: Any) -> bool:
+  return bool(names) and all(n in layer_profiles.ALIGNMENTS for n in names)
 
 
 _at_least = lambda n: ((lambda v: v >= n), f'>= {n}')
@@ -102,6 +115,20 @@ RULES: dict[str, list[_Rule]] = {
         ('figure_letters', _letters_ok, 'letters a-z'),
         ('sonify_method', *_one_of(alignment.ALIGNMENTS)),
         ('sonify_iterations', *_at_least(1)),
+        ('layers', _layers_ok, f'distinct layer numbers in 1..{NUM_LAYERS} (() for none)'),
+        ('layer_alignments', _layer_alignments_ok,
+         f'a non-empty subset of {", ".join(layer_profiles.ALIGNMENTS)}'),
+    ],
+    'layers': [
+        ('alignment', *_one_of(layer_profiles.ALIGNMENTS)),
+        ('weighted', lambda v: isinstance(v, bool), 'True or False'),
+        ('min_frames', *_at_least(1)), ('permutations', *_at_least(0)),
+        ('dendrogram_layers', _layers_ok, f'distinct layer numbers in 1..{NUM_LAYERS}'),
+        ('figure_layer', lambda v: isinstance(v, int) and 1 <= v <= NUM_LAYERS,
+         f'a layer number in 1..{NUM_LAYERS}'),
+        ('figure_phonemes', bool, 'phoneme classes'),
+        ('letters', _letters_ok, 'letters a-z'),
+        ('top_channels', *_at_least(1)), ('seed', *_at_least(0)),
     ],
 }
 

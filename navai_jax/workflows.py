@@ -7,7 +7,10 @@ around them, and a notebook calls them the same way.
 * `figure2`: sensitivity and LRP of frames predicted as a letter (paper §4.2);
 * `figure1`: optimal inputs of the neurons most active on a frame of a letter (§4.1);
 * `navai`: the dataset pass, its arrays, Figure 3, Supplement A, t-maps, phoneme figures, the
-  alignment quality in milliseconds and the sonified patterns (§4.3, SPEC §8, §10);
+  alignment quality in milliseconds and the sonified patterns (§4.3, SPEC §8, §10), and the
+  layer profiles that the same pass folds (`layer_profiles`);
+* `layers`: where phonemes form: the layer profiles clustered against phonetic categories,
+  their figures and the channels that carry a letter, with their optimal inputs;
 * `evaluate_attributions`: are the maps faithful? Every attribution method scored by
   deletion/insertion, randomisation, robustness, localisation and sparseness (SPEC §11).
 """
@@ -15,7 +18,7 @@ around them, and a notebook calls them the same way.
 import json
 import os
 import re
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import jax
 import ml_collections
@@ -30,9 +33,11 @@ from navai_jax import features
 from navai_jax import figures
 from navai_jax import files
 from navai_jax import frames
+from navai_jax import layer_profiles
 from navai_jax import model
 from navai_jax import navai as navai_pass
 from navai_jax import parallel
+from navai_jax import phoneme_clusters
 from navai_jax import sonify
 from navai_jax import timing
 from navai_jax import validation
@@ -189,8 +194,9 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
 
   Writes into `out_dir`: `pass_state.npz` (every `save_every` batches; a rerun resumes from
   it), `navai_SPLIT.npz` (see `navai.results`, with `mel_hz`, the config and metadata), the
-  figures of `write_navai_figures`, `quality.{csv,md,png}` where the corpus has timings, and
-  the sounds of `write_sounds`.
+  figures of `write_navai_figures`, `quality.{csv,md,png}` where the corpus has timings, the
+  sounds of `write_sounds`, and with `navai.layers` the layer profiles of the same pass,
+  `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata).
 
   Returns:
     The pass result, and the markdown alignment-quality report (None without timings).
@@ -202,6 +208,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   methods = tuple(dict.fromkeys(n.methods))
   timings = timing.find_timings(config, n.timing_dir)
   phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()
+  layer_alignments = _layer_alignments(config)
   mesh = parallel.make_mesh(jax.local_devices())
   process, processes = jax.process_index(), jax.process_count()
 
@@ -210,13 +217,15 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
                         batch_multiple=mesh.size, max_utterances=n.max_utterances,
                         share=(process, processes))
 
-  settings = {'checkpoint_step': step, 'split': n.split, 'workdir': os.path.abspath(workdir),
-              'max_utterances': n.max_utterances, 'frame_batch': n.frame_batch,
-              'process': process, 'processes': processes}
+  settings = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
+              'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
+              'frame_batch': n.frame_batch, 'process': process, 'processes': processes}
   state_file = 'pass_state.npz' if processes == 1 else (
       f'pass_state.process{process}of{processes}.npz')
   result = navai_pass.run_pass(config, variables, batches, methods=methods, fill=n.fill,
-                               frame_batch=n.frame_batch, phoneme_classes=phoneme_classes,
+                               frame_batch=n.frame_batch, layers=tuple(n.layers),
+                               layer_alignments=layer_alignments,
+                               phoneme_classes=phoneme_classes,
                                timings=timings, state_path=os.path.join(out_dir, state_file),
                                save_every=n.save_every, settings=settings, mesh=mesh,
                                progress=progress)
@@ -224,13 +233,18 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   res['about'] = np.str_(f'{n.split} split, {result.frames} letter frames of '
                          f'{result.utterances} utterances')
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
-              timed_utterances=result.timed_utterances, devices=mesh.size * processes)
+              timed_utterances=result.timed_utterances, devices=mesh.size * processes,
+              layers=list(n.layers), layer_alignments=list(layer_alignments))
   del meta['process']
   if process:  # Every process holds the merged result; the first one writes it.
     return result, None
   _savez(os.path.join(out_dir, f'navai_{n.split}.npz'), **res,
            mel_hz=features.mel_frequencies(config), config=config.to_json(),
            meta=json.dumps(meta))
+  if n.layers:
+    _savez(os.path.join(out_dir, f'layers_{n.split}.npz'), **layer_profiles.arrays(
+        result.layer_letters, result.layer_phonemes, n.layers, layer_alignments,
+        phoneme_classes), about=res['about'], config=config.to_json(), meta=json.dumps(meta))
   write_navai_figures(config, res, out_dir)
   report = None
   if result.quality is not None:
@@ -242,6 +256,180 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
   write_sounds(config, res, out_dir)
   return result, report
+
+
+def _layer_alignments(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """`navai.layer_alignments` without those carried from an input alignment the pass does not
+  compute (said once)."""
+  n = config.navai
+  names = tuple(a for a in n.layer_alignments
+                if a not in layer_profiles.FROM_INPUT or a in n.methods)
+  dropped = [a for a in n.layer_alignments if a not in names]
+  if n.layers and dropped:
+    print(f'Layer alignment {", ".join(dropped)} skipped: it is carried from the input '
+          f'alignment of the same name, which navai.methods ({", ".join(n.methods)}) lacks.')
+  return names
+
+
+def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step: int,
+                     workdir: str, navai_dir: str, progress: bool):
+  """The `layers_SPLIT.npz` of this checkpoint, split and settings, made by the NAvAI pass
+  (`navai`, run here if it is missing or was made otherwise); returns the loaded file."""
+  n = config.navai
+  path = os.path.join(navai_dir, f'layers_{n.split}.npz')
+  wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
+            'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
+            'fill': n.fill, 'layers': list(n.layers),
+            'layer_alignments': list(_layer_alignments(config))}
+  if os.path.exists(path):
+    with np.load(path) as saved:
+      meta = json.loads(str(saved['meta']))
+      if all(meta.get(k) == v for k, v in wanted.items()):
+        return dict(saved), meta
+    print(f'{path} was made by a pass of other settings; running the NAvAI pass again.')
+  navai(config, variables, step, navai_dir, workdir=workdir, progress=progress)
+  if jax.process_index():
+    return None, None
+  with np.load(path) as saved:
+    return dict(saved), json.loads(str(saved['meta']))
+
+
+def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
+           workdir: str, navai_dir: Optional[str] = None, progress: bool = False
+           ) -> Optional[dict[str, Any]]:
+  """Where phonemes form: the layer profiles of the NAvAI pass, clustered per layer.
+
+  Reads `NAVAI_DIR/layers_SPLIT.npz` (the profiles that `navai` folds in its pass; the pass
+  runs first where they are missing or were made with other settings). For every profiled
+  layer and alignment, the contrastive profiles of the phoneme classes with at least
+  `layers.min_frames` frames are clustered and scored against their phonetic categories
+  (`phoneme_clusters.score`). Writes into `out_dir`: `clustering.{csv,json,md}`,
+  `clustering_by_layer.png`, `dendrogram_layerN.png` (`layers.dendrogram_layers`),
+  `profiles_layerN.png` (`layers.figure_layer`, `layers.figure_phonemes`), and per letter of
+  `layers.letters` `channels_X_layerN.png`: its `layers.top_channels` channels furthest above
+  the mean over letters, with their activation maximisation inputs (`am` section).
+
+  Returns:
+    {'rows': one dict per layer and alignment, 'markdown': the report} (None on processes > 0).
+  """
+  validation.check(config)
+  files.check_writable(out_dir)
+  s = config.layers
+  if not config.navai.layers:
+    raise ValueError('config.navai.layers is empty: the NAvAI pass profiles no layer.')
+  missing = sorted({*s.dendrogram_layers, s.figure_layer} - set(config.navai.layers))
+  if missing:
+    raise ValueError(f'Layer(s) {", ".join(map(str, missing))} of config.layers are not '
+                     f'profiled (config.navai.layers: {", ".join(map(str, config.navai.layers))}).')
+  names = _layer_alignments(config)
+  if s.alignment not in names:
+    raise ValueError(f'config.layers.alignment={s.alignment!r} is not among the profiled layer '
+                     f'alignments ({", ".join(names)}).')
+  categories = phoneme_clusters.read_categories(s.categories)
+  saved, meta = _profiles_of_run(config, variables, step, workdir,
+                                 navai_dir or os.path.join(workdir, 'navai'), progress)
+  if saved is None:
+    return None
+  classes = [str(c) for c in saved['phoneme_classes']]
+  if not classes:
+    raise ValueError(f'Clustering phonemes needs phoneme times, and the utterances of '
+                     f'{config.data.source} have no .timing.json files (real LibriSpeech has '
+                     'none); point --config.navai.timing_dir at a copy that has them.')
+  profiles = layer_profiles.read(saved)
+  os.makedirs(out_dir, exist_ok=True)
+  rows, kept = [], {}
+  for layer in config.navai.layers:
+    sums = profiles[layer]['phoneme']
+    for a, name in enumerate(names):
+      count_Y = sums.count[a]
+      frequent = [y for y in range(len(classes)) if count_Y[y] >= s.min_frames]
+      phoneme_clusters.check_categories([classes[y] for y in frequent], categories)
+      keep = [y for y in frequent if categories[classes[y]] is not None]
+      if len({categories[classes[y]] for y in keep}) < 2:
+        continue
+      c = layer_profiles.contrastive(layer_profiles.Sums(count_Y[keep], sums.total[a][keep]),
+                                     s.weighted)['contrastive']
+      found = phoneme_clusters.score(c.reshape(len(keep), -1),
+                                     [categories[classes[y]] for y in keep],
+                                     permutations=s.permutations, seed=s.seed)
+      kept[layer, name] = (keep, c, found)
+      rows.append({'layer': layer, 'alignment': name, 'classes': len(keep),
+                   'frames': int(count_Y[keep].sum()),
+                   **{k: round(v, 4) for k, v in found.items()
+                      if k not in ('clusters', 'linkage')}})
+  if not rows:
+    raise ValueError(f'No layer has phoneme classes of two categories with at least '
+                     f'{s.min_frames} frames each (config.layers.min_frames); average more '
+                     'utterances (config.navai.max_utterances).')
+  with files.atomic(os.path.join(out_dir, 'clustering.csv')) as tmp, open(tmp, 'w') as f:
+    f.write(','.join(rows[0]) + '\n')
+    f.writelines(','.join(str(v) for v in r.values()) + '\n' for r in rows)
+  clusters = {f'layer{l}/{n}': {classes[y]: int(k) for y, k in zip(keep, found['clusters'])}
+              for (l, n), (keep, _, found) in kept.items()}
+  files.write_text(os.path.join(out_dir, 'clustering.json'), json.dumps(
+      {'rows': rows, 'clusters': clusters, 'about': str(saved['about']),
+       'categories': {c: categories[c] for c in classes if c in categories},
+       'settings': s.to_dict()}, indent=1, default=list))
+  figures.cluster_scores(rows, names, os.path.join(out_dir, 'clustering_by_layer.png'))
+  for layer in s.dendrogram_layers:
+    if (layer, s.alignment) in kept:
+      keep, _, found = kept[layer, s.alignment]
+      figures.dendrogram(found['linkage'], [classes[y] for y in keep],
+                         [categories[classes[y]] for y in keep],
+                         f'Layer {layer} ({s.alignment}): NMI {found["nmi"]:.2f}, '
+                         f'ARI {found["ari"]:.2f}',
+                         os.path.join(out_dir, f'dendrogram_layer{layer}.png'))
+  layer = s.figure_layer
+  if (layer, s.alignment) in kept:
+    keep, c, _ = kept[layer, s.alignment]
+    shown = [i for i, y in enumerate(keep) if classes[y] in s.figure_phonemes]
+    if shown:
+      figures.layer_profiles(c[shown], [classes[keep[i]] for i in shown],
+                             phoneme_clusters.channel_order(c),
+                             f'Phoneme profiles of layer {layer} ({s.alignment}), '
+                             f'{saved["about"]}',
+                             os.path.join(out_dir, f'profiles_layer{layer}.png'))
+  a = names.index(s.alignment)
+  letters = layer_profiles.contrastive(layer_profiles.Sums(
+      profiles[layer]['letter'].count[a], profiles[layer]['letter'].total[a]), s.weighted)
+  for letter in s.letters:
+    i = vocab.LETTERS.index(letter)
+    if not letters['count'][i]:
+      print(f'No frame was predicted as {letter!r}; its channel figure is skipped.')
+      continue
+    strength_C = np.nanmean(letters['contrastive'][i], axis=0)
+    channels = [int(ch) for ch in np.argsort(-strength_C)[:s.top_channels]]
+    inputs = activation_max.maximize_neurons(config, variables, layer, channels).input_TxF
+    others = np.delete(letters['contrastive'], i, axis=0)
+    figures.letter_channels(config, letter, layer, channels, letters['contrastive'][i],
+                            others[letters['count'][np.arange(26) != i] > 0],
+                            np.asarray(inputs),
+                            os.path.join(out_dir, f'channels_{letter}_layer{layer}.png'))
+  markdown = _clustering_report(rows, names, s.alignment, str(saved['about']), s.min_frames)
+  files.write_text(os.path.join(out_dir, 'clustering.md'), markdown)
+  return {'rows': rows, 'markdown': markdown, 'meta': meta}
+
+
+def _clustering_report(rows: list[dict], names: Sequence[str], chosen: str, about: str,
+                       min_frames: int) -> str:
+  """The markdown of the clustering: NMI per layer and alignment, ARI, and the chance level."""
+  by = {(r['layer'], r['alignment']): r for r in rows}
+  layers_ = sorted({r['layer'] for r in rows})
+  classes = max(r['classes'] for r in rows)
+  lines = [f'Phoneme profiles of every layer clustered (average linkage, correlation distance) '
+           f'into as many clusters as phonetic categories; up to {classes} phoneme classes with '
+           f'at least {min_frames} frames; NAvAI pass over the {about}. Chance: the same score '
+           f'with the categories shuffled (mean, 95th percentile), under {chosen}.', '']
+  for key, title in (('nmi', 'Normalised mutual information'), ('ari', 'Adjusted Rand index')):
+    lines += [f'{title}:', '', '| layer | ' + ' | '.join(names) + ' | chance (95th pct.) |',
+              '|---:|' + '---:|' * (len(names) + 1)]
+    for l in layers_:
+      cells = [f'{by[l, n][key]:.3f}' if (l, n) in by else '' for n in names]
+      chance = (f'{by[l, chosen][f"{key}_chance"]:.3f} ({by[l, chosen][f"{key}_chance_95"]:.3f})'
+                if (l, chosen) in by else '')
+      lines.append(f'| {l} | ' + ' | '.join(cells) + f' | {chance} |')
+    lines.append('')
+  return '\n'.join(lines)
 
 
 def _attribution_table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:

@@ -18,7 +18,8 @@ of them.
 
 Sections: `model`, `features`, `data`, `augment`, `train`, `eval` (training and evaluation);
 `am` (activation maximization, experiments/activation_max.py), `navai` (the dataset pass,
-experiments/navai.py) and `attributions` (the attribution-evaluation suite,
+experiments/navai.py), `layers` (the clustering of its layer profiles, experiments/layers.py)
+and `attributions` (the attribution-evaluation suite,
 experiments/evaluate_attributions.py), which the introspection scripts take as
 `--config.SECTION.FIELD=VALUE` on top of the trained run's own config.
 """
@@ -156,6 +157,27 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.timing_dir = ''
   c.navai.sonify_method = 'sensitivity_min'  # The alignment whose mean frames are sonified.
   c.navai.sonify_iterations = 200  # Griffin-Lim iterations.
+  # Layers (1-12) whose outputs the same pass profiles per letter and phoneme
+  # (navai_jax/layer_profiles.py); () for none.
+  c.navai.layers = tuple(range(1, 13))
+  # How the layer outputs are aligned: 'none', 'gradient_max' (the layer's own gradient), or
+  # one of navai.methods carried to the layer's time axis.
+  c.navai.layer_alignments = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max',
+                              'lrp_max')
+
+  # Where phonemes form: clustering of the layer profiles (experiments/layers.py).
+  c.layers = ml_collections.ConfigDict()
+  c.layers.alignment = 'none'  # The layer alignment of the dendrograms and profile figures.
+  c.layers.weighted = False  # Contrastive profiles: subtract the count-weighted class mean.
+  c.layers.categories = ''  # JSON phoneme -> category file; '' = eSpeak English's.
+  c.layers.min_frames = 20  # Phoneme classes with fewer frames are not clustered.
+  c.layers.permutations = 1000  # Shuffles of the categories for the chance baseline.
+  c.layers.dendrogram_layers = (1, 5, 9, 11)
+  c.layers.figure_layer = 5  # The layer of the profile and channel figures.
+  c.layers.figure_phonemes = ('a', 'i:', 'E', 's', 'z', 't', 'k', 'm', 'n', 'l')
+  c.layers.letters = ('a', 't')  # "Which channels carry letter X".
+  c.layers.top_channels = 4
+  c.layers.seed = 0
 
   # The attribution-evaluation suite (SPEC §11; experiments/evaluate_attributions.py).
   c.attributions = ml_collections.ConfigDict()

@@ -1,0 +1,50 @@
+"""What every layer listens for: layer profiles (NAPs) and where phonemes form.
+
+  python experiments/layers.py --workdir=runs/small
+  python experiments/layers.py --workdir=runs/small --config.layers.alignment=gradient_max \
+      --config.layers.figure_layer=9 --config.layers.letters="('e', 's')"
+
+The NAvAI pass (experiments/navai.py) folds, besides the aligned inputs, the aligned outputs of
+every layer in `navai.layers`, per letter and phoneme class, under each of `navai.layer_alignments`
+(`none`, `gradient_max`: the layer's own largest gradient, and NAvAI's input alignments carried to
+the layer); it writes them to WORKDIR/navai/layers_SPLIT.npz. This script reads that file (and
+runs the pass first where it is missing or was made with other settings; it resumes like
+navai.py), then per layer and alignment clusters the phoneme classes' contrastive profiles and
+scores the clusters against the phonetic categories (NMI, ARI, permutation baseline). Settings:
+the `navai` and `layers` config sections, as `--config.layers.FIELD=VALUE`. Written into
+`--out_dir` (default WORKDIR/layers): clustering.md (the table), clustering.csv, clustering.json,
+clustering_by_layer.png, dendrogram_layerN.png, profiles_layerN.png, channels_X_layerN.png.
+"""
+
+import os
+
+from absl import flags
+
+from navai_jax import checkpoints
+from navai_jax import cli
+from navai_jax import workflows
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
+                               required=True)
+_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/layers.')
+_NAVAI_DIR = flags.DEFINE_string('navai_dir', None, 'Where the NAvAI pass writes; default '
+                                 'WORKDIR/navai.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
+_CONFIG = cli.define_sections('layers', 'navai')
+_DATA_SOURCE = cli.define_data_source()
+
+
+def main(argv):
+  del argv
+  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
+  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
+                                                             overrides)
+  out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'layers')
+  found = workflows.layers(config, variables, step, out_dir, workdir=_WORKDIR.value,
+                           navai_dir=_NAVAI_DIR.value, progress=True)
+  print(found['markdown'])
+  print(f'Written to {out_dir}')
+
+
+if __name__ == '__main__':
+  cli.run(main)
