@@ -12,9 +12,12 @@ rerun, alone):
 4. `introspect.py`      Figure 2: sensitivity and LRP of two frames predicted as 'a'
 5. `activation_max.py`  Figure 1: optimal inputs of neurons of layers 1, 2, 11 and 12
 6. `navai.py`           Figure 3, Supplement A, t-maps, phoneme classes, sounds, and the
-                        alignment-quality table in milliseconds (the whole training split,
-                        as in the paper; --navai_split=dev for the held-out voices)
-7. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
+                        alignment-quality table in milliseconds (the training split, as in
+                        the paper; --navai_split=dev for the held-out voices); the same pass
+                        profiles the outputs of all twelve layers
+7. `layers.py`          where phonemes form: the layer profiles clustered against phonetic
+                        categories, layer by layer (NMI, ARI, chance level)
+8. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
                         deletion/insertion, randomisation, robustness, localisation and
                         sparseness on frames of the held-out dev voices
 
@@ -39,7 +42,7 @@ _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_MINUTES = flags.DEFINE_float(
-    'train_minutes', 15.0, 'Training time budget in minutes: the schedule is sized to it from '
+    'train_minutes', 13.5, 'Training time budget in minutes: the schedule is sized to it from '
     'the step time measured during warmup (at most the preset\'s num_steps, in multiples of '
     '500 steps), so that a slower machine runs a shorter schedule to its end.')
 _NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'train', 'Split that NAvAI averages over '
@@ -168,8 +171,13 @@ def main(argv):
                                'navai.py', f'--workdir={workdir}',
                                f'--config.navai.split={_NAVAI_SPLIT.value}',
                                f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}')
+  seconds['layers'] = run_stage(7, 'Layer profiles (where phonemes form)', 'layers.py',
+                                f'--workdir={workdir}',
+                                f'--config.navai.split={_NAVAI_SPLIT.value}',
+                                f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}',
+                                '--config.layers.permutations=200')
   seconds['attributions'] = run_stage(
-      7, 'Attribution evaluation (faithfulness, randomisation, localisation)',
+      8, 'Attribution evaluation (faithfulness, randomisation, localisation)',
       'evaluate_attributions.py', f'--workdir={workdir}',
       f'--config.attributions.max_frames={_ATTRIBUTION_FRAMES.value}',
       '--config.attributions.max_utterances=8', "--config.attributions.granularities=('bin',)",
@@ -189,6 +197,7 @@ def main(argv):
       'Supplement A, t-maps, phonemes': os.path.join(workdir, 'navai', 'supplement_a_*.png'),
       'alignment quality (ms)': os.path.join(workdir, 'navai', 'quality.md'),
       'sounds of the patterns': os.path.join(workdir, 'navai', 'sound', '*.wav'),
+      'layer profiles, where phonemes form': os.path.join(workdir, 'layers', 'clustering.md'),
       'attribution evaluation (table, curves)': os.path.join(workdir, 'attributions',
                                                              'attributions.md'),
   }

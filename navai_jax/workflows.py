@@ -326,15 +326,15 @@ def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
     raise ValueError(f'config.layers.alignment={s.alignment!r} is not among the profiled layer '
                      f'alignments ({", ".join(names)}).')
   categories = phoneme_clusters.read_categories(s.categories)
+  if not timing.find_timings(config, config.navai.timing_dir):
+    raise ValueError(f'Clustering phonemes needs phoneme times, and the utterances of '
+                     f'{config.data.source} have no .timing.json files (real LibriSpeech has '
+                     'none); point --config.navai.timing_dir at a copy that has them.')
   saved, meta = _profiles_of_run(config, variables, step, workdir,
                                  navai_dir or os.path.join(workdir, 'navai'), progress)
   if saved is None:
     return None
   classes = [str(c) for c in saved['phoneme_classes']]
-  if not classes:
-    raise ValueError(f'Clustering phonemes needs phoneme times, and the utterances of '
-                     f'{config.data.source} have no .timing.json files (real LibriSpeech has '
-                     'none); point --config.navai.timing_dir at a copy that has them.')
   profiles = layer_profiles.read(saved)
   os.makedirs(out_dir, exist_ok=True)
   rows, kept = [], {}

@@ -20,7 +20,9 @@ from navai_jax import activation_max
 from navai_jax import attribution
 from navai_jax import checkpoints
 from navai_jax import data
+from navai_jax import layer_profiles
 from navai_jax import parallel
+from navai_jax import phoneme_clusters
 from navai_jax import train
 from navai_jax import vocab
 from navai_jax import workflows
@@ -43,6 +45,14 @@ def run(tmp_path_factory, tiny_variables, write_split):
   config.navai.frame_batch = 8
   config.navai.sonify_iterations = 3
   config.navai.save_every = 1
+  config.navai.layers = (1, 5, 11, 12)
+  config.layers.dendrogram_layers = (1, 11)
+  config.layers.figure_layer = 5
+  config.layers.min_frames = 2
+  config.layers.permutations = 20
+  config.layers.top_channels = 2
+  config.layers.letters = ('e',)
+  config.layers.figure_phonemes = ('a', 't')
   return root, config, variables
 
 
@@ -97,6 +107,78 @@ def test_navai_writes_its_results_and_resumes(run):
       np.testing.assert_array_equal(value, saved[key], err_msg=key)
 
 
+def test_layers_clusters_the_profiles_of_the_navai_pass(run, tmp_path, write_split):
+  root, config, variables = run
+  config = ml_collections.ConfigDict(config.to_dict())
+  # Utterances whose letters (phonemes here) sound until the last frame that has a window.
+  rng = np.random.default_rng(1)
+  texts = ['hello you cat sat on a dog bed', 'the dog sat by a good old cat', 'a cat and a dog',
+           'go to bed you old dog', 'tell us a good tale', 'such a hot day today']
+  write_split(tmp_path / 'corpus', 'dev', texts, timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=40000)).astype(np.float32))
+  config.data.source = f'folder:{tmp_path / "corpus"}'
+  with pytest.raises(ValueError, match=r'leaves 3 phoneme class\(es\) unassigned: c, o, y'):
+    workflows.layers(config, variables, 7, str(tmp_path / 'refused'), workdir=str(root),
+                     navai_dir=str(tmp_path / 'navai'))
+  categories = {**{c: 'vowel' for c in 'aeiou'}, **{c: 'plosive' for c in 'bcdgt'},
+                **{c: 'fricative' for c in 'fsvhz'}, **{c: 'nasal' for c in 'mn'},
+                **{c: 'approximant' for c in 'lrwy'}}
+  (tmp_path / 'categories.json').write_text(json.dumps(categories))
+  config.layers.categories = str(tmp_path / 'categories.json')
+  out = tmp_path / 'layers'
+  found = workflows.layers(config, variables, 7, str(out), workdir=str(root),
+                           navai_dir=str(tmp_path / 'navai'))
+  saved = np.load(tmp_path / 'navai' / 'layers_dev.npz')
+  assert list(saved['layers']) == [1, 5, 11, 12]
+  names = list(saved['alignments'])
+  assert names == ['none', 'gradient_max', 'sensitivity_min', 'sensitivity_max', 'lrp_max']
+  assert [(r['layer'], r['alignment']) for r in found['rows']] == [
+      (l, n) for l in (1, 5, 11, 12) for n in names]
+  # Every score is the clustering of the saved profiles, recomputed here.
+  classes = [str(c) for c in saved['phoneme_classes']]
+  for row in found['rows'][::3]:
+    a = names.index(row['alignment'])
+    count = saved[f'layer{row["layer"]}_phoneme_count'][a]
+    keep = [y for y in range(len(classes)) if count[y] >= 2]
+    profiles = layer_profiles.contrastive(layer_profiles.Sums(
+        count[keep], saved[f'layer{row["layer"]}_phoneme_total'][a][keep]))['contrastive']
+    again = phoneme_clusters.score(profiles.reshape(len(keep), -1),
+                                   [categories[classes[y]] for y in keep], permutations=20)
+    assert row['nmi'] == pytest.approx(again['nmi'], abs=1e-4)
+    assert row['ari'] == pytest.approx(again['ari'], abs=1e-4)
+    assert row['classes'] == len(keep) and 0 <= row['nmi'] <= 1
+  # A second run reads the pass's profiles instead of running it again.
+  made = os.path.getmtime(tmp_path / 'navai' / 'layers_dev.npz')
+  letter = vocab.LETTERS[int(np.argmax(saved['layer5_letter_count'][0]))]
+  config.layers.letters = (letter,)
+  workflows.layers(config, variables, 7, str(out), workdir=str(root),
+                   navai_dir=str(tmp_path / 'navai'))
+  assert os.path.getmtime(tmp_path / 'navai' / 'layers_dev.npz') == made
+  for name in ('clustering.csv', 'clustering.json', 'clustering.md', 'clustering_by_layer.png',
+               'dendrogram_layer1.png', 'dendrogram_layer11.png', 'profiles_layer5.png',
+               f'channels_{letter}_layer5.png'):
+    assert (out / name).exists(), name
+  assert len((out / 'clustering.csv').read_text().splitlines()) == 1 + len(found['rows'])
+  config.layers.figure_layer = 3
+  with pytest.raises(ValueError, match=r'Layer\(s\) 3 of config.layers are not profiled'):
+    workflows.layers(config, variables, 7, str(out), workdir=str(root),
+                     navai_dir=str(tmp_path / 'navai'))
+
+
+def test_layers_without_phoneme_times_says_so(run, tmp_path, write_split):
+  root, config, variables = run
+  config = ml_collections.ConfigDict(config.to_dict())
+  write_split(tmp_path / 'untimed', 'dev', ['cat sat', 'a dog'],
+              audio=lambda i, text: np.zeros(32000, np.float32) + 0.01 * i)
+  config.data.source = f'folder:{tmp_path / "untimed"}'
+  config.navai.layers = (1,)
+  config.layers.dendrogram_layers = (1,)
+  config.layers.figure_layer = 1
+  with pytest.raises(ValueError, match='Clustering phonemes needs phoneme times'):
+    workflows.layers(config, variables, 7, str(tmp_path / 'layers'), workdir=str(root),
+                     navai_dir=str(tmp_path / 'navai'))
+
+
 def _saved_run(workdir, config, variables):
   """A training run folder holding `variables` as its step-3 checkpoint."""
   checkpoints.write_config(workdir, config)
@@ -128,6 +210,11 @@ def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
   done = _script('navai', workdir, '--config.model.channels=4')
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "--config.model.channels: a trained run's 'model' settings" in done.stderr
+  done = _script('layers', workdir, '--config.layers.figure_layer=13',
+                 "--config.navai.layers=(1, 0)")
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert ('config.navai.layers must be distinct layer numbers in 1..12 (() for none), got (1, 0); '
+          'config.layers.figure_layer must be a layer number in 1..12, got 13') in done.stderr
 
 
 def _free_port() -> int:
