@@ -9,7 +9,10 @@ every module stays importable as `from navai_jax import lrp`. The modules, lowes
   espeak, text, corpus, timing                the synthesized corpus and its true times
   ctc, augment, checkpoints, parallel, train, evaluate
   frames, lrp, attribution, activation_max    single frames: maps and optimal inputs
-  alignment, moments, navai, alignment_quality  NAvAI: align, average, the dataset pass
+  alignment, moments, layer_profiles, navai, alignment_quality
+                                              NAvAI: align, average, profile every layer,
+                                              the dataset pass
+  phoneme_clusters                            where phonemes form: clusters against categories
   attribution_metrics, faithfulness           are the maps faithful? metrics and the suite
   figures, sonify, workflows                  figures, sounds, the experiments end to end
 
@@ -23,6 +26,7 @@ Shape letters (a name's suffix after `_`, e.g. `x_BxTxF`; one meaning each, ever
   Q pixels of a window     R reference characters     S CTC states
   T feature frames         U output positions         V vocabulary tokens
   W frames of a receptive window (206)                Y classes (letters or phonemes)
+  Z positions of a layer's output in a receptive window (80 in layer 1 ... 1 in layer 12)
 """
 
 from navai_jax.activation_max import maximize_neuron
@@ -39,6 +43,7 @@ from navai_jax.faithfulness import evaluate as evaluate_attributions
 from navai_jax.features import log_mel
 from navai_jax.frames import collect
 from navai_jax.frames import find_letter
+from navai_jax.layer_profiles import contrastive as contrastive_profiles
 from navai_jax.lrp import lrp_batch
 from navai_jax.lrp import lrp_frames
 from navai_jax.lrp import relevance
@@ -46,6 +51,7 @@ from navai_jax.moments import summarize
 from navai_jax.moments import welch_t
 from navai_jax.navai import results
 from navai_jax.navai import run_pass
+from navai_jax.phoneme_clusters import score as cluster_score
 from navai_jax.network import layers_from_variables
 from navai_jax.sonify import sonify as sonify_frame
 
@@ -64,6 +70,7 @@ __all__ = (
     'log_mel',
     'collect',
     'find_letter',
+    'contrastive_profiles',
     'lrp_batch',
     'lrp_frames',
     'relevance',
@@ -71,6 +78,7 @@ __all__ = (
     'welch_t',
     'results',
     'run_pass',
+    'cluster_score',
     'layers_from_variables',
     'sonify_frame',
 )

@@ -89,7 +89,7 @@ def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Ar
       this backward pass computes on its way down (`layer_profiles` aligns by them).
   Returns:
     The map `[W, F]`; with `layer_gradients`, `(map, gradients)` where `gradients[l - 1]` is
-    `[L_l, C_l]` for layer l, L_l the layer's positions in the window.
+    `[Z_l, C_l]` for layer l, Z_l the layer's positions in the window.
   """
   if output not in OUTPUTS:
     raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')

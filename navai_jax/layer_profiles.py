@@ -4,10 +4,10 @@ NAvAI averages aligned *inputs*; a neuron activation profile averages aligned *l
 (Krug et al., "Neuron activation profiles for interpreting convolutional speech recognition
 models", NeurIPS 2018 IRASL workshop; gradient-adjusted NAPs, arXiv 2002.08125). For a frame
 (an output position predicted as a letter, SPEC §4) the output of layer l over the frame's
-receptive window is `[L_l, C_l]`: L_l positions (80 in layer 1, 74 down to 32 in layers 2-9,
+receptive window is `[Z_l, C_l]`: Z_l positions (80 in layer 1, 74 down to 32 in layers 2-9,
 one in layers 10-12) of C_l channels. It is aligned by one of
 
-* `none`: the window as it is (its centre position `L_l // 2` stays in the centre);
+* `none`: the window as it is (its centre position `Z_l // 2` stays in the centre);
 * `gradient_max`: the position whose gradient, |d y / d a_l| averaged over the channels, is
   largest moves to the centre (the gradient-adjusted NAP's alignment). y is the predicted
   letter's softmax output, and the gradients are the ones the sensitivity map's backward pass
@@ -48,7 +48,7 @@ FROM_INPUT = ('sensitivity_min', 'sensitivity_max', 'lrp_max')  # NAvAI's, carri
 
 class Geometry(NamedTuple):
   """Where the outputs of one layer sit in a frame's 206-frame input window."""
-  length: int  # L: positions of the layer's output that one network output position sees.
+  length: int  # Z: positions of the layer's output that one network output position sees.
   jump: int  # Input frames from one position to the next (the product of the strides below).
   field: int  # Input frames one position sees (its receptive field).
 
@@ -94,17 +94,17 @@ def input_of_position(geom: Geometry, position_N: Array) -> Array:
   return position_N * geom.jump + (geom.field - 1) // 2
 
 
-def time_of_gradient_max(gradient_NxLxC: Array) -> Array:
+def time_of_gradient_max(gradient_NxZxC: Array) -> Array:
   """Position of the largest channel-mean |gradient| of each frame (the earliest on ties)."""
-  return jnp.argmax(jnp.abs(gradient_NxLxC).mean(-1), axis=1).astype(jnp.int32)
+  return jnp.argmax(jnp.abs(gradient_NxZxC).mean(-1), axis=1).astype(jnp.int32)
 
 
-def positions(name: str, geom: Geometry, gradient_NxLxC: Array, input_position_N: Array
+def positions(name: str, geom: Geometry, gradient_NxZxC: Array, input_position_N: Array
               ) -> tuple[Array, Array]:
   """(layer position, input frame of the class label) of every frame under alignment `name`.
 
   Args:
-    gradient_NxLxC: d y / d (the layer's output) of each frame (used by `gradient_max`).
+    gradient_NxZxC: d y / d (the layer's output) of each frame (used by `gradient_max`).
     input_position_N: the frames' NAvAI input position under `name` (for `none`: 103).
   Returns:
     `(position_N, label_N)`: the position moved to the centre, and the input frame (0..205)
@@ -113,13 +113,13 @@ def positions(name: str, geom: Geometry, gradient_NxLxC: Array, input_position_N
   """
   alignment.check_choice('layer alignment', name, ALIGNMENTS)
   if name == 'gradient_max':
-    position_N = time_of_gradient_max(gradient_NxLxC)
+    position_N = time_of_gradient_max(gradient_NxZxC)
     return position_N, input_of_position(geom, position_N)
   return position_of_input(geom, input_position_N), input_position_N
 
 
 class Sums(NamedTuple):
-  """Per-class frame counts `[..., Y]` and sums of aligned layer outputs `[..., Y, L, C]`."""
+  """Per-class frame counts `[..., Y]` and sums of aligned layer outputs `[..., Y, Z, C]`."""
   count: Array
   total: Array
 
@@ -131,27 +131,27 @@ def add(a: Sums, b: Sums) -> Sums:
 
 def empty_state(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_alignments: int,
                 num_classes: int) -> tuple[Sums, ...]:
-  """Sums of no frames: one per layer, `count [A, Y]` and `total [A, Y, L, C]`."""
+  """Sums of no frames: one per layer, `count [M, Y]` and `total [M, Y, Z, C]`."""
   return tuple(Sums(jnp.zeros((num_alignments, num_classes), jnp.float32),
                     jnp.zeros((num_alignments, num_classes, geometry(specs, l).length,
                                specs[l - 1].features), jnp.float32))
                for l in layers)
 
 
-def fold_sums(state: Sums, x_AxNxLxC: Array, class_AxN: Array, valid_N: Array) -> Sums:
+def fold_sums(state: Sums, x_MxNxZxC: Array, class_MxN: Array, valid_N: Array) -> Sums:
   """`state` with the frames added to their classes (invalid frames and classes outside
   [0, Y) ignored): one scatter-add."""
   num_alignments, num_classes = state.count.shape
-  keep_AxN = valid_N[None] & (class_AxN >= 0) & (class_AxN < num_classes)
-  class_AxN = jnp.where(keep_AxN, class_AxN, num_classes)  # out of range: dropped
-  a_AxN = jnp.broadcast_to(jnp.arange(num_alignments)[:, None], class_AxN.shape)
-  return Sums(state.count.at[a_AxN, class_AxN].add(1.0, mode='drop'),
-              state.total.at[a_AxN, class_AxN].add(x_AxNxLxC, mode='drop'))
+  keep_MxN = valid_N[None] & (class_MxN >= 0) & (class_MxN < num_classes)
+  class_MxN = jnp.where(keep_MxN, class_MxN, num_classes)  # out of range: dropped
+  m_MxN = jnp.broadcast_to(jnp.arange(num_alignments)[:, None], class_MxN.shape)
+  return Sums(state.count.at[m_MxN, class_MxN].add(1.0, mode='drop'),
+              state.total.at[m_MxN, class_MxN].add(x_MxNxZxC, mode='drop'))
 
 
 def aligned(act_BxTxC: Array, lengths_B: Array, utterance_N: Array, window_start_N: Array,
             position_N: Array, geom: Geometry, fill: str) -> Array:
-  """The layer outputs `[N, L, C]` of the frames' windows, position `position_N` moved to `L // 2`.
+  """The layer outputs `[N, Z, C]` of the frames' windows, position `position_N` moved to `Z // 2`.
 
   Args:
     act_BxTxC: the layer's output over the utterances (SAME-padded pass).
@@ -177,7 +177,7 @@ def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
     intermediates, frames_B: the utterances' SAME-padded pass and their feature frames.
     utterance_N, output_position_N, valid_N: the frames (`frames.Selection`).
     letter_N: the predicted letter (0..25) of each frame.
-    gradients: `gradients[l - 1]` `[N, L_l, C_l]`, d y / d output of layer l.
+    gradients: `gradients[l - 1]` `[N, Z_l, C_l]`, d y / d output of layer l.
     input_position_MxN: NAvAI's input alignment positions of the methods `methods`.
     phonemes_BxT: phoneme class at every feature frame (-1: none); the class of a frame is
       the phoneme at its label frame (see `positions`).
@@ -191,18 +191,18 @@ def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
                        centre_N if name in ('none', 'gradient_max') else
                        input_position_MxN[list(methods).index(name)])
              for name in names]
-    position_AxN = jnp.stack([f[0] for f in found])
-    label_AxN = input_start_N[None] + jnp.stack([f[1] for f in found])
+    layer_position_MxN = jnp.stack([f[0] for f in found])
+    label_MxN = input_start_N[None] + jnp.stack([f[1] for f in found])
     act_BxTxC = intermediates[specs[layer - 1].name]['act']
     lengths_B = model.output_length(tuple(specs[:layer]), frames_B)
     start_N = model.window_start(tuple(specs[layer:]), output_position_N)
-    cut_AxNxLxC = jax.vmap(lambda p: aligned(act_BxTxC, lengths_B, utterance_N, start_N, p,
-                                             geom, fill))(position_AxN)
-    new_letters.append(fold_sums(letter_sums, cut_AxNxLxC,
-                                 jnp.broadcast_to(letter_N, position_AxN.shape), valid_N))
+    cut_MxNxZxC = jax.vmap(lambda p: aligned(act_BxTxC, lengths_B, utterance_N, start_N, p,
+                                             geom, fill))(layer_position_MxN)
+    new_letters.append(fold_sums(letter_sums, cut_MxNxZxC,
+                                 jnp.broadcast_to(letter_N, layer_position_MxN.shape), valid_N))
     if phoneme_sums.count.shape[-1]:
-      phoneme_sums = fold_sums(phoneme_sums, cut_AxNxLxC,
-                               phonemes_BxT[utterance_N[None], label_AxN], valid_N)
+      phoneme_sums = fold_sums(phoneme_sums, cut_MxNxZxC,
+                               phonemes_BxT[utterance_N[None], label_MxN], valid_N)
     new_phonemes.append(phoneme_sums)
   return tuple(new_letters), tuple(new_phonemes)
 
@@ -230,7 +230,7 @@ def contrastive(m: Sums, weighted: bool = False) -> dict[str, np.ndarray]:
 def arrays(letters: Sequence[Sums], phonemes: Sequence[Sums], layers: Sequence[int],
            names: Sequence[str], phoneme_classes: Sequence[str]) -> dict[str, np.ndarray]:
   """The profiles of a pass keyed for an `.npz` file (`read` reads them back): per layer l
-  `layer{l}_letter_count [A, 26]`, `layer{l}_letter_total [A, 26, L, C]` and the same for
+  `layer{l}_letter_count [M, 26]`, `layer{l}_letter_total [M, 26, Z, C]` and the same for
   `phoneme`; the layer numbers, alignment names, letters and phoneme classes."""
   out = {'layers': np.array(layers, np.int64), 'alignments': np.array(names),
          'letters': np.array(list(vocab.LETTERS)),

@@ -66,8 +66,8 @@ class PassState(NamedTuple):
   per profiled layer (`layer_profiles`) per layer alignment."""
   letters: Moments  # count [M, 26], mean and m2 [M, 26, W, F]
   phonemes: Moments  # count [M, Y], mean and m2 [M, Y, W, F]; Y the phoneme classes
-  layer_letters: tuple[Sums, ...] = ()  # per layer: count [A, 26], total [A, 26, L, C]
-  layer_phonemes: tuple[Sums, ...] = ()  # per layer: count [A, Y], total [A, Y, L, C]
+  layer_letters: tuple[Sums, ...] = ()  # per layer: count [M, 26], total [M, 26, Z, C]
+  layer_phonemes: tuple[Sums, ...] = ()  # per layer: count [M, Y], total [M, Y, Z, C]
 
 
 def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
@@ -101,7 +101,7 @@ def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables:
   pass (`frames.window_activations`), which equal those of the windows' own VALID passes, so
   a frame costs two backward passes and no forward pass of its own. With `layer_gradients`,
   also the gradients of the predicted letter's softmax output with respect to every layer's
-  output (`[N, L_l, C_l]` per layer), which the sensitivity's backward pass computes anyway.
+  output (`[N, Z_l, C_l]` per layer), which the sensitivity's backward pass computes anyway.
   """
   layers = network.layers_from_variables(config, variables)
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,

@@ -42,23 +42,23 @@ def _layer_outputs_and_gradients(layers, windows_NxWxF, layer, targets_N):
                                                          jnp.asarray(targets_N)))
 
 
-def _gradient_max_by_loop(gradient_LxC):
+def _gradient_max_by_loop(gradient_ZxC):
   best, where = -np.inf, -1
-  for t in range(gradient_LxC.shape[0]):
-    score = np.mean(np.abs(gradient_LxC[t]))
+  for t in range(gradient_ZxC.shape[0]):
+    score = np.mean(np.abs(gradient_ZxC[t]))
     if score > best:
       best, where = score, t
   return where
 
 
-def _shift_by_hand(act_LxC, position):
+def _shift_by_hand(act_ZxC, position):
   """Position `position` moved to `L // 2`, zeros shifted in."""
-  length = act_LxC.shape[0]
-  out = np.zeros_like(act_LxC)
+  length = act_ZxC.shape[0]
+  out = np.zeros_like(act_ZxC)
   for t in range(length):
     source = t + position - length // 2
     if 0 <= source < length:
-      out[t] = act_LxC[source]
+      out[t] = act_ZxC[source]
   return out
 
 
@@ -119,17 +119,17 @@ def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_ali
     assert result.layer_letters[i].total.shape == (len(names), vocab.NUM_LETTERS, width,
                                                   specs[l - 1].features)
     for a, name in enumerate(names):
-      phoneme_N, x_NxLxC = aligned[l, name]
+      phoneme_N, x_NxZxC = aligned[l, name]
       for c in range(vocab.NUM_LETTERS):
         assert result.layer_letters[i].count[a, c] == (letter_N == c).sum()
         if (letter_N == c).any():
           np.testing.assert_allclose(result.layer_letters[i].total[a, c],
-                                     x_NxLxC[letter_N == c].sum(0), rtol=1e-4, atol=1e-5)
+                                     x_NxZxC[letter_N == c].sum(0), rtol=1e-4, atol=1e-5)
       for c in range(2):
         assert result.layer_phonemes[i].count[a, c] == (phoneme_N == c).sum()
         if (phoneme_N == c).any():
           np.testing.assert_allclose(result.layer_phonemes[i].total[a, c],
-                                     x_NxLxC[phoneme_N == c].sum(0), rtol=1e-4, atol=1e-5)
+                                     x_NxZxC[phoneme_N == c].sum(0), rtol=1e-4, atol=1e-5)
   # The alignments move the layer outputs: each differs from none where a layer has positions.
   for a in range(1, len(names)):
     assert not np.allclose(result.layer_letters[0].total[0], result.layer_letters[0].total[a])

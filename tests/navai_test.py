@@ -1,8 +1,6 @@
 """The NAvAI pass: equals direct averages of the aligned frames under every method; sharded and
 resumed equals one device uninterrupted; positions are the extremes of the attribution maps."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import ml_collections
