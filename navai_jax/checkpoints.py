@@ -59,7 +59,7 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 # Fields a resumed run may change: they decide how long it trains, what it logs and how often,
 # and what is done with it afterwards, not what the checkpoints hold.
 SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
-                  'train.checkpoint_every', 'train.eval_every', 'data.reader',
+                  'train.checkpoint_every', 'train.eval_every', 'train.tensorboard', 'data.reader',
                   'data.tfds_data_dir', 'data.read_threads', 'eval.', 'am.', 'navai.',
                   'layers.', 'attributions.')
 

@@ -229,6 +229,30 @@ def _keep_metrics_until(path: Path, step: int, train_config: ml_collections.Conf
   files.write_text(path, ''.join(kept))
 
 
+TENSORBOARD_DIR = 'tensorboard'
+
+
+def tensorboard_writer(workdir: Path):
+  """flax's TensorBoard writer on `WORKDIR/tensorboard`; None (said once) where TensorFlow,
+  which writes the event files, cannot be imported."""
+  try:
+    from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    tqdm.tqdm.write(f'No TensorBoard event files ({e}); metrics.jsonl has every number.')
+    return None
+  return tensorboard.SummaryWriter(str(workdir / TENSORBOARD_DIR), auto_flush=False)
+
+
+def write_scalars(writer, record: dict[str, Any]) -> None:
+  """One metrics.jsonl record as TensorBoard scalars: `train/NAME`, or `SPLIT/NAME` for an
+  evaluation."""
+  group = record.get('split', 'train')
+  for name, value in record.items():
+    if name not in ('step', 'split') and isinstance(value, (int, float)):
+      writer.scalar(f'{group}/{name}', value, record['step'])
+  writer.flush()
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
           train_batches: Optional[TrainBatches] = None,
           eval_batches: Optional[EvalBatches] = None,
@@ -239,7 +263,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   end), and metrics.jsonl with one JSON line per logged step (step, loss, learning_rate,
   grad_norm, audio_seconds_per_second, elapsed_seconds) and per evaluation (step, split,
   ler, wer, num_utterances, elapsed_seconds). `elapsed_seconds` is training time summed over
-  restarts, evaluation excluded.
+  restarts, evaluation excluded. With `config.train.tensorboard` the same numbers go to
+  TensorBoard event files in WORKDIR/tensorboard (`write_scalars`).
 
   Args:
     config: the experiment config.
@@ -291,10 +316,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
       tqdm.tqdm.write(f'Resuming {workdir} from step {start} ({elapsed / 60:.1f} min of training).')
       _keep_metrics_until(workdir / METRICS_FILE, start, t)
 
+  board = tensorboard_writer(workdir) if is_main and t.tensorboard else None
+
   def log(record: dict[str, Any]) -> None:
     if is_main:
       with open(workdir / METRICS_FILE, 'a') as f:
         f.write(json.dumps(record) + '\n')
+      if board is not None:
+        write_scalars(board, record)
 
   def run_evaluation(step: int) -> None:
     result = evaluate.evaluate(config, state.variables, eval_batches(mesh.size), mesh=mesh,
@@ -402,6 +431,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
   finally:
     prefetched.close()
     bar.close()
+    if board is not None:
+      board.close()
     mngr.wait_until_finished()
     mngr.close()
   return state

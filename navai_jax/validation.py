@@ -93,6 +93,7 @@ RULES: dict[str, list[_Rule]] = {
         ('loss', lambda v: v == 'ctc', "'ctc' (the only loss)"),
         ('ctc', *_one_of(CTC_IMPLEMENTATIONS)),
         ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
+        ('tensorboard', lambda v: isinstance(v, bool), 'True or False'),
     ],
     'eval': [
         ('max_utterances', lambda v: v >= 0, '>= 0 (0 = all)'),

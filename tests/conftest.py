@@ -168,7 +168,8 @@ def _fake_eval_batches(batch_multiple):
 def _tiny_train_config():
   config = default.get_config('tiny')
   config.train.update({'learning_rate': 1e-2, 'num_steps': 32, 'log_every': 2,
-                       'checkpoint_every': 8, 'eval_every': 16, 'max_minutes': 60.0})
+                       'checkpoint_every': 8, 'eval_every': 16, 'max_minutes': 60.0,
+                       'tensorboard': True})
   # Masks narrower than a tone, so the made-up transcripts stay learnable.
   config.augment.update({'time_masks': 1, 'time_mask_width': 4, 'freq_masks': 1,
                          'freq_mask_width': 8})

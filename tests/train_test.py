@@ -182,6 +182,20 @@ def test_training_lowers_the_loss_and_logs(tones, reference_run):
   assert eval_lines[-1]['wer'] == pytest.approx(final['wer'])
   assert json.loads((workdir / checkpoints.CONFIG_FILE).read_text()) == json.loads(config.to_json())
   assert checkpoints.manager(workdir).all_steps() == [16, 24, 32]  # The latest three.
+  # TensorBoard holds the same numbers, read back with TensorBoard's own event reader.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
+  board = event_accumulator.EventAccumulator(str(workdir / train.TENSORBOARD_DIR),
+                                             size_guidance={'tensors': 0})  # keep all
+  board.Reload()
+  scalars = lambda tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+                         for e in board.Tensors(tag)]
+  for name in ('loss', 'learning_rate', 'grad_norm', 'audio_seconds_per_second'):
+    np.testing.assert_allclose(scalars(f'train/{name}'),
+                               [(l['step'], l[name]) for l in train_lines], rtol=1e-6)
+  for name in ('ler', 'wer'):
+    np.testing.assert_allclose(scalars(f'{config.data.eval_split}/{name}'),
+                               [(l['step'], l[name]) for l in eval_lines], rtol=1e-6)
 
 
 # The first logged losses of `tones.config()` on `tones.train_batches`, recorded with this

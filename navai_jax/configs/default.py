@@ -42,7 +42,7 @@ PRESET_OVERRIDES = {
         'data.batch_seconds': 8.0,
         'train.learning_rate': 3e-3, 'train.warmup_steps': 5, 'train.weight_decay': 1e-4,
         'train.num_steps': 20, 'train.log_every': 2, 'train.checkpoint_every': 5,
-        'train.eval_every': 0,
+        'train.eval_every': 0, 'train.tensorboard': False,
         'am.steps': 20,
         'navai.frame_batch': 16, 'navai.sonify_iterations': 20,
         'attributions.max_utterances': 4, 'attributions.max_frames': 8,
@@ -117,6 +117,8 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.checkpoint_every = 500
   c.train.eval_every = 500
+  # Also write the logged scalars as TensorBoard event files into WORKDIR/tensorboard.
+  c.train.tensorboard = True
   c.train.loss = 'ctc'
   # The CTC implementation: 'forward_backward' (`navai_jax.ctc`: one scan for both recursions
   # and the gradient in closed form) or 'optax' (`optax.ctc_loss`, differentiated through its
