@@ -20,6 +20,7 @@ rerun, alone):
 8. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
                         deletion/insertion, randomisation, robustness, localisation and
                         sparseness on frames of the held-out dev voices
+9. `report.py`          one page with all of it: runs/small/report/index.html
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
 checkpoints and a partial NAvAI pass, and goes on where it stopped. README gives how long it
@@ -183,12 +184,16 @@ def main(argv):
       '--config.attributions.max_utterances=8', "--config.attributions.granularities=('bin',)",
       '--config.attributions.max_sensitivity_samples=4',
       '--config.attributions.utterance_count=4')
+  seconds['report'] = run_stage(9, 'Report (one page for the whole run)', 'report.py',
+                                f'--workdir={workdir}', f'--corpus_dir={corpus}')
   result = json.loads((Path(workdir) / 'eval.json').read_text())
   print('\n=== Done in {:.1f} minutes ({})'.format(
       sum(seconds.values()) / 60, ', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())))
   print(f"Test split (held-out voices): LER {result['ler']:.3f}, WER {result['wer']:.3f} "
         f"over {result['num_utterances']} utterances, checkpoint step {result['step']}.")
   where = {
+      'the report: everything below on one page': os.path.join(workdir, 'report',
+                                                             'index.html'),
       'corpus (FLAC, transcripts, word/phoneme timings)': corpus,
       'run (config.json, checkpoints/, metrics.jsonl, eval.json)': workdir,
       'Figure 2': os.path.join(workdir, 'introspect', 'figure2_a.png'),
