@@ -93,7 +93,6 @@ RULES: dict[str, list[_Rule]] = {
         ('loss', lambda v: v == 'ctc', "'ctc' (the only loss)"),
         ('ctc', *_one_of(CTC_IMPLEMENTATIONS)),
         ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
-        ('tensorboard', lambda v: isinstance(v, bool), 'True or False'),
     ],
     'eval': [
         ('max_utterances', lambda v: v >= 0, '>= 0 (0 = all)'),
@@ -122,7 +121,6 @@ RULES: dict[str, list[_Rule]] = {
     ],
     'layers': [
         ('alignment', *_one_of(layer_profiles.ALIGNMENTS)),
-        ('weighted', lambda v: isinstance(v, bool), 'True or False'),
         ('min_frames', *_at_least(1)), ('permutations', *_at_least(0)),
         ('dendrogram_layers', _layers_ok, f'distinct layer numbers in 1..{NUM_LAYERS}'),
         ('figure_layer', lambda v: isinstance(v, int) and 1 <= v <= NUM_LAYERS,

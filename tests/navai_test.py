@@ -26,8 +26,7 @@ def tiny(tiny_variables):
 
 
 # Every pass below uses these settings, so each device count compiles the pass step once.
-PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'),
-            layers=(1, 9, 12))
+PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'))
 
 
 def _aligned_by_hand(config, x_TxF, frames, start, position):
@@ -102,7 +101,7 @@ def _interrupted(batches, after):
 def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, tmp_path):
   config, variables = tiny
   batches = conftest.noise_batches(3, seed=1)
-  kw = dict(PASS, save_every=2, timings=timings)
+  kw = dict(PASS, save_every=2, timings=timings, layers=(1, 9, 12))  # with layer profiles
   single = navai.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
                           **kw)
   mesh = parallel.make_mesh(jax.devices()[:4])
@@ -117,7 +116,7 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   resumed = navai.run_pass(config, variables, batches, mesh=mesh, state_path=path, **kw)
   assert resumed.batches == 3 and resumed.utterances == uninterrupted.utterances == 11
   parts = lambda r: jax.tree.leaves((r.letters, r.phonemes, r.layer_letters, r.layer_phonemes))
-  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(PASS['layers'])  # moments, sums
+  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(kw['layers'])  # moments, sums
   for got, want in zip(parts(resumed), parts(uninterrupted)):
     np.testing.assert_array_equal(got, want)
   for key in ('histogram', 'unmatched'):

@@ -53,4 +53,4 @@ def test_notebook_runs_top_to_bottom_on_tiny(path, tmp_path, monkeypatch):
   assert sum('image/png' in o.get('data', {}) for o in outputs) >= 3  # Figure 2, 3, layer 5
   assert any('audio/wav' in o.get('data', {}) or 'audio' in str(o.get('data', {}))
              for o in outputs)
-  assert (tmp_path / 'tiny' / 'notebook_navai' / 'figure3.png').exists()
+  assert (tmp_path / 'tiny' / 'notebook_figure3.png').exists()

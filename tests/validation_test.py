@@ -27,7 +27,11 @@ BAD = {
     'navai.split': '', 'navai.max_utterances': -3, 'navai.methods': ('lrp_min',),
     'navai.fill': 'mirror', 'navai.frame_batch': 0, 'navai.save_every': 0,
     'navai.figure_letters': ('a', 'T'), 'navai.sonify_method': 'lrp_min',
-    'navai.sonify_iterations': 0,
+    'navai.sonify_iterations': 0, 'navai.layers': (0, 13), 'navai.layer_alignments': ('centre',),
+    'layers.alignment': 'centre', 'layers.min_frames': 0,
+    'layers.permutations': -1, 'layers.dendrogram_layers': (13,), 'layers.figure_layer': 0,
+    'layers.figure_phonemes': (), 'layers.letters': ('A',), 'layers.top_channels': 0,
+    'layers.seed': -1,
 }
 
 
