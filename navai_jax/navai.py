@@ -15,7 +15,9 @@ sensitivity (softmax output, SPEC §5) and LRP of a frame both start from the ac
 its utterance's own pass (`attribution.sensitivity_of_pass`, `lrp.relevance` on
 `frames.window_activations`): two backward passes per frame, each one transposed convolution
 per layer (`network.conv_transpose`), vmapped over the frames of a chunk into one batched
-convolution.
+convolution. The same pass profiles the outputs of the layers asked for (`layer_profiles`): the
+sensitivity's backward pass yields every layer's gradient on its way down, so the layer
+alignments cost no pass of their own.
 
 Several processes (hosts, `jax.distributed`): each runs its own pass over its share of the
 batches (`data.batches(..., share=(process, processes))`) on its local devices, saves and
