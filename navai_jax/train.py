@@ -14,6 +14,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
@@ -235,6 +236,9 @@ TENSORBOARD_DIR = 'tensorboard'
 def tensorboard_writer(workdir: Path):
   """flax's TensorBoard writer on `WORKDIR/tensorboard`; None (said once) where TensorFlow,
   which writes the event files, cannot be imported."""
+  # TensorFlow only writes the event files here; its oneDNN kernels are never used, and their
+  # start-up notice is the only line it would print.
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   try:
     from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
   except ImportError as e:
