@@ -12,7 +12,8 @@ with `matplotlib.figure.Figure`, so no display or pyplot backend is involved.
   `patterns`, `tmaps`, `phonemes`;
 * the alignment-quality plot: `quality`;
 * the attribution evaluation: `attribution_curves`, `attribution_randomisation`;
-* the layer profiles: `cluster_scores`, `dendrogram`, `layer_profiles`, `letter_channels`.
+* the layer profiles: `cluster_scores`, `dendrogram`, `layer_profiles`, `letter_channels`;
+* the training curve of the run report: `training_curve`.
 """
 
 import os
@@ -446,4 +447,26 @@ def letter_channels(config: ml_collections.ConfigDict, letter: str, layer: int,
                fontsize='medium')
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   _save(fig, path, 110)
+  return fig
+
+
+def training_curve(lines: list[dict], path: str) -> matplotlib.figure.Figure:
+  """Training loss and the evaluation split's LER against step (two axes)."""
+  fig = matplotlib.figure.Figure(figsize=(8, 3.4), layout='constrained')
+  ax = fig.subplots()
+  train = [(l['step'], l['loss']) for l in lines if 'loss' in l]
+  if train:
+    ax.plot(*zip(*train), color='tab:blue', lw=1)
+  ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.set_ylabel('CTC loss (per token)', color='tab:blue')
+  evals = [(l['step'], l['ler']) for l in lines if 'ler' in l]
+  if evals:
+    split = next(l['split'] for l in lines if 'ler' in l)
+    ax2 = ax.twinx()
+    ax2.plot(*zip(*evals), color='tab:red', marker='o', ms=3)
+    ax2.set_ylabel(f'{split} LER', color='tab:red')
+    ax2.set_ylim(0, max(1.0, max(v for _, v in evals)))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _save(fig, path, 120)
   return fig

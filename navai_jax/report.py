@@ -1,7 +1,7 @@
 """One page for a whole run: WORKDIR/report/index.html.
 
 Gathers what the stages wrote into a run folder: the corpus summary (`corpus.json` of a
-`folder:` data source), the training curve (drawn here from `metrics.jsonl`), LER and WER per
+`folder:` data source), the training curve (`figures.training_curve` of `metrics.jsonl`), LER and WER per
 held-out voice (`eval.json`), Figures 1-3, Supplement A, t-maps and phoneme figures, the
 alignment-quality table and plot, the layer profiles' clustering, the attribution evaluation,
 and a player for every sonified pattern. Images and sounds stay where the stages wrote them;
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import markdown
-import matplotlib.figure
 
 from navai_jax import files
 from navai_jax import figures
@@ -44,27 +43,6 @@ def _metrics(workdir: Path) -> list[dict]:
     except json.JSONDecodeError:
       continue  # a line cut short by a killed run
   return lines
-
-
-def training_curve(lines: list[dict], path: str) -> matplotlib.figure.Figure:
-  """Training loss and the evaluation split's LER against step (two axes)."""
-  fig = matplotlib.figure.Figure(figsize=(8, 3.4), layout='constrained')
-  ax = fig.subplots()
-  train = [(l['step'], l['loss']) for l in lines if 'loss' in l]
-  if train:
-    ax.plot(*zip(*train), color='tab:blue', lw=1)
-  ax.set_yscale('log')
-  ax.set_xlabel('step')
-  ax.set_ylabel('CTC loss (per token)', color='tab:blue')
-  evals = [(l['step'], l['ler']) for l in lines if 'ler' in l]
-  if evals:
-    split = next(l['split'] for l in lines if 'ler' in l)
-    ax2 = ax.twinx()
-    ax2.plot(*zip(*evals), color='tab:red', marker='o', ms=3)
-    ax2.set_ylabel(f'{split} LER', color='tab:red')
-    ax2.set_ylim(0, max(1.0, max(v for _, v in evals)))
-  figures._save(fig, path, 120)  # pylint: disable=protected-access
-  return fig
 
 
 class _Page:
@@ -163,7 +141,7 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
               f'{1000 * schedule["seconds_per_step"]:.0f} ms per step measured in the warmup '
               f'(budget {schedule["train_minutes"]:g} minutes).')
   if lines:
-    training_curve(lines, str(out_dir / 'training_curve.png'))
+    figures.training_curve(lines, str(out_dir / 'training_curve.png'))
     page.images(f'{REPORT_DIR}/training_curve.png')
     last = [l for l in lines if 'loss' in l][-1:]
     if last:

@@ -211,7 +211,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   methods = tuple(dict.fromkeys(n.methods))
   timings = timing.find_timings(config, n.timing_dir)
   phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()
-  layer_alignments = _layer_alignments(config)
+  layer_alignments = _layer_alignments(config, say=True)
   mesh = parallel.make_mesh(jax.local_devices())
   process, processes = jax.process_index(), jax.process_count()
 
@@ -327,21 +327,21 @@ def explain_audio(config: ml_collections.ConfigDict, variables: PyTree, step: in
   return done
 
 
-def _layer_alignments(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+def _layer_alignments(config: ml_collections.ConfigDict, say: bool = False) -> tuple[str, ...]:
   """`navai.layer_alignments` without those carried from an input alignment the pass does not
-  compute (said once)."""
+  compute (with `say`, the pass says which)."""
   n = config.navai
   names = tuple(a for a in n.layer_alignments
                 if a not in layer_profiles.FROM_INPUT or a in n.methods)
   dropped = [a for a in n.layer_alignments if a not in names]
-  if n.layers and dropped:
+  if say and n.layers and dropped:
     print(f'Layer alignment {", ".join(dropped)} skipped: it is carried from the input '
           f'alignment of the same name, which navai.methods ({", ".join(n.methods)}) lacks.')
   return names
 
 
 def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step: int,
-                     workdir: str, navai_dir: str, progress: bool):
+                     workdir: str, navai_dir: str, names: tuple[str, ...], progress: bool):
   """The `layers_SPLIT.npz` of this checkpoint, split and settings, made by the NAvAI pass
   (`navai`, run here if it is missing or was made otherwise); returns the loaded file."""
   n = config.navai
@@ -349,7 +349,7 @@ def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step:
   wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
             'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
             'fill': n.fill, 'layers': list(n.layers),
-            'layer_alignments': list(_layer_alignments(config))}
+            'layer_alignments': list(names)}
   if os.path.exists(path):
     with np.load(path) as saved:
       meta = json.loads(str(saved['meta']))
@@ -400,7 +400,7 @@ def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
                      f'{config.data.source} have no .timing.json files (real LibriSpeech has '
                      'none); point --config.navai.timing_dir at a copy that has them.')
   saved, meta = _profiles_of_run(config, variables, step, workdir,
-                                 navai_dir or os.path.join(workdir, 'navai'), progress)
+                                 navai_dir or os.path.join(workdir, 'navai'), names, progress)
   if saved is None:
     return None
   classes = [str(c) for c in saved['phoneme_classes']]
