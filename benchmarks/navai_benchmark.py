@@ -24,6 +24,10 @@ Per preset, in a fresh subprocess each:
   copying them to the devices), in ms per frame; the rest of the pass is the `while_loop`
   and the chunk padding.
 
+Layer profiles: the same throughput with every layer profiled in the pass (`navai.layers`, all
+twelve, the five layer alignments; what the main job runs), and its ratio to the plain pass
+(`--profile_layers=false` skips it).
+
 Memory: passes over N = `--memory_utterances` and 4N utterances of `--memory_preset`; the
 accumulator's size does not depend on the number of frames, so the two peaks should differ
 by well under 10% (`benchmarks/memory_benchmark.py` measures it on real corpora).
@@ -69,7 +73,10 @@ _FRAME_BATCH = flags.DEFINE_integer('frame_batch', 64, 'Frames per attribution c
 _MEMORY_PRESET = flags.DEFINE_string('memory_preset', 'small',
                                      "Preset of the N-versus-4N memory runs ('' = none).")
 _MEMORY_UTTERANCES = flags.DEFINE_integer('memory_utterances', 8, 'N of the memory runs.')
-_CHILD = flags.DEFINE_string('child', '', 'Internal: run one measurement, "PRESET:UTTERANCES".')
+_PROFILE_LAYERS = flags.DEFINE_bool('profile_layers', True, 'Also time the pass that profiles '
+                                     'all twelve layers.')
+_CHILD = flags.DEFINE_string('child', '', 'Internal: run one measurement, '
+                             '"PRESET:UTTERANCES:BREAKDOWN:LAYERS".')
 
 
 def window_layer_flops(config) -> list[dict]:
@@ -195,11 +202,13 @@ def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
   return out
 
 
-def measure(preset: str, num_utterances: int, with_breakdown: bool) -> dict:
+def measure(preset: str, num_utterances: int, with_breakdown: bool,
+            profile_layers: bool = False) -> dict:
   """One pass after a compiling warm-up batch; frames, seconds, peak memory, the peak conv."""
   config = default.get_config(preset)
   variables = common.letter_variables(config)
-  kw = dict(frame_batch=_FRAME_BATCH.value, save_every=10**9)
+  kw = dict(frame_batch=_FRAME_BATCH.value, save_every=10**9,
+            layers=tuple(config.navai.layers) if profile_layers else ())
   start = time.perf_counter()
   navai.run_pass(config, variables, synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value,
                                                       _SECONDS.value, seed=1), **kw)
@@ -221,10 +230,11 @@ def measure(preset: str, num_utterances: int, with_breakdown: bool) -> dict:
   return out
 
 
-def in_subprocess(preset: str, num_utterances: int, with_breakdown: bool = False) -> dict:
+def in_subprocess(preset: str, num_utterances: int, with_breakdown: bool = False,
+                  profile_layers: bool = False) -> dict:
   flags_ = [f'--{name}={flags.FLAGS[name].serialize().split("=", 1)[1]}'
             for name in ('seconds', 'batch_size', 'frame_batch')]
-  child = f'--child={preset}:{num_utterances}:{int(with_breakdown)}'
+  child = f'--child={preset}:{num_utterances}:{int(with_breakdown)}:{int(profile_layers)}'
   out = subprocess.run([sys.executable, __file__, child] + flags_, check=True,
                        capture_output=True, text=True).stdout
   return json.loads(out.strip().splitlines()[-1])
@@ -233,8 +243,9 @@ def in_subprocess(preset: str, num_utterances: int, with_breakdown: bool = False
 def main(argv):
   del argv
   if _CHILD.value:
-    preset, num, with_breakdown = _CHILD.value.split(':')
-    print(json.dumps(measure(preset, int(num), bool(int(with_breakdown)))))
+    preset, num, with_breakdown, profile_layers = _CHILD.value.split(':')
+    print(json.dumps(measure(preset, int(num), bool(int(with_breakdown)),
+                             bool(int(profile_layers)))))
     return
   print('command:', ' '.join(sys.argv))
   print(f'machine: {os.cpu_count()} CPU cores, load average before the run '
@@ -261,6 +272,13 @@ def main(argv):
       print(f'    {name:48s} {ms:7.3f} ms')
     rest = total - sum(r['breakdown_ms_per_frame'].values())
     print(f'    {"rest (while_loop, chunk padding, dispatch)":48s} {rest:7.3f} ms')
+    if _PROFILE_LAYERS.value:
+      p = in_subprocess(preset, _UTTERANCES.value, profile_layers=True)
+      print(f'  with every layer profiled (12 layers, 5 layer alignments): '
+            f'{p["frames_per_second"]:.1f} frames/s = '
+            f'{p["frames_per_second"] / r["frames_per_second"]:.2f} x the plain pass '
+            f'(warm-up batch incl. compile {p["warmup_seconds"]:.1f} s, peak RSS '
+            f'{p["peak_rss_mb"]:.0f} MB)')
   if _MEMORY_PRESET.value:
     n = _MEMORY_UTTERANCES.value
     small, large = (in_subprocess(_MEMORY_PRESET.value, k) for k in (n, 4 * n))
