@@ -18,6 +18,7 @@ Every per-frame number is kept, so the table's means come with 95% confidence in
 (normal approximation, 1.96 standard errors) over frames.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 from typing import Any, Callable, Optional
@@ -61,6 +62,8 @@ METHODS: dict[str, Optional[tuple[str, dict[str, Any]]]] = {
 METRICS = ('deletion', 'insertion', 'randomisation', 'random_logit', 'max_sensitivity',
            'localisation', 'sparseness', 'utterance_deletion')
 BASELINES = ('zero', 'bin_mean')
+# Methods scored at the same time (`evaluate`).
+_THREADS = 2
 
 
 def check_settings(settings: ml_collections.ConfigDict) -> None:
@@ -215,12 +218,15 @@ def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples:
                               radius: float, seed: int):
   """jit: (layers, windows, targets, keys) -> the per-frame metrics that re-run the method."""
   explain = explain_function(name, seed)
+  # One randomized network for all frames (as MPRT randomizes the model once for a batch): the
+  # maps of every frame then come from one batched pass, not from weights drawn per frame.
+  network_key = jax.random.fold_in(jax.random.key(seed), 1)
 
   def one(layers, x, target, key):
-    k1, k2, k3 = jax.random.split(key, 3)
+    _, k2, k3 = jax.random.split(key, 3)
     out = {}
     if 'randomisation' in metric_names:
-      out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, k1)
+      out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, network_key)
     if 'random_logit' in metric_names:
       out['random_logit'] = am.random_logit(functools.partial(explain, layers), x, target,
                                             vocab.SIZE, k2)
@@ -333,7 +339,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   if modes:  # The random order does not depend on the map: one set of curves for all methods.
     random_order = {k.rsplit('/', 1)[0]: v for k, v in
                     curves(('random',), np.zeros_like(found.windows_NxWxF)).items()}
-  for name in s.methods:
+  def score(name: str) -> tuple[dict[str, np.ndarray], Optional[np.ndarray]]:
+    """Every wanted metric of one method, and its utterance-level deletion curve."""
     progress(name)
     maps = make_maps(name, layers, found.windows_NxWxF, found.targets_N, s.seed, s.frame_batch)
     result: dict[str, np.ndarray] = {}
@@ -356,10 +363,22 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
         if key.split('/')[0] in wants:
           result[key] = np.where(found.has_span_N, value, np.nan) if key.startswith(
               'localisation') else value
-    if 'utterance_deletion' in wants:
-      utterance[name] = _utterance_deletion(config, variables, found, maps,
-                                            s.utterance_fractions, s.utterance_count, s.seed)
-    per_frame[name] = result
+    deleted = (_utterance_deletion(config, variables, found, maps, s.utterance_fractions,
+                                   s.utterance_count, s.seed)
+               if 'utterance_deletion' in wants else None)
+    return result, deleted
+
+  # Two methods at a time: most of a method's time on few frames is XLA compiling its
+  # programs, which runs on one core; the other method's compiling or running fills the
+  # other. Every method's numbers depend on its own inputs only, so the order does not matter.
+  if modes:  # Made once here, not by both threads at once.
+    _curves_function(tuple(s.granularities), modes, ('morf', 'lerf'), float(s.step),
+                     int(s.patch))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=_THREADS) as pool:
+    for name, (result, deleted) in zip(s.methods, pool.map(score, s.methods)):
+      per_frame[name] = result
+      if deleted is not None:
+        utterance[name] = deleted
   if 'utterance_deletion' in wants:
     utterance['random order'] = _utterance_deletion(config, variables, found, None,
                                                     s.utterance_fractions, s.utterance_count,
