@@ -17,7 +17,9 @@ around them, and a notebook calls them the same way.
   deletion/insertion, randomisation, robustness, localisation and sparseness (SPEC §11).
 """
 
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import re
 from typing import Any, Iterator, Optional, Sequence
@@ -150,19 +152,64 @@ def _file_name(name: str) -> str:
                                          else f'_{ord(m.group()):02x}'), name)
 
 
+# The state of a figure-drawing worker process (`_draw_in_workers`).
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(config: ml_collections.ConfigDict, res: dict[str, np.ndarray]) -> None:
+  _WORKER.update(config=config, res=res)
+
+
+def _worker_draw(name: str, *args, **kwargs) -> None:
+  getattr(figures, name)(_WORKER['config'], _WORKER['res'], *args, **kwargs)
+
+
+def _draw_in_workers(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
+                     jobs: list[tuple], workers: int):
+  """Starts `figures.NAME(config, res, *args)` for each `(NAME, *args)` of `jobs` in `workers`
+  processes and returns a function that waits for all of them (and raises their errors).
+
+  Drawing is single-threaded Python (matplotlib), most of a NAvAI result's figure time: with
+  two processes the figures take half as long, and the caller computes beside them. The
+  processes are spawned (not forked from a process running JAX's threads) and get the config
+  and the result once each.
+  """
+  if workers <= 1:
+    for name, *args in jobs:
+      getattr(figures, name)(config, res, *args)
+    return lambda: None
+  pool = concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context('spawn'), initializer=_worker_start,
+      initargs=(config, res))
+  futures = [pool.submit(_worker_draw, *job) for job in jobs]
+
+  def wait():
+    try:
+      for future in futures:
+        future.result()
+    finally:
+      pool.shutdown(cancel_futures=True)
+  return wait
+
+
 def write_navai_figures(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
-                        out_dir: str) -> None:
-  """Figure 3 (+ t-maps), Supplement A and the phoneme figures of a NAvAI result."""
+                        out_dir: str, workers: int = 1):
+  """Figure 3 (+ t-maps), Supplement A and the phoneme figures of a NAvAI result.
+
+  With `workers` > 1 they are drawn in that many processes, and what is returned waits for
+  them (call it before reading the files).
+  """
   n = config.navai
-  figures.figure3(config, res, os.path.join(out_dir, 'figure3.png'), n.figure_letters)
+  jobs = [('figure3', os.path.join(out_dir, 'figure3.png'), tuple(n.figure_letters))]
   for m, method in enumerate(str(m) for m in res['methods']):
-    figures.patterns(config, res, m, os.path.join(out_dir, f'supplement_a_{method}.png'))
-    figures.tmaps(config, res, m, os.path.join(out_dir, f'tmaps_{method}.png'))
+    jobs.append(('patterns', m, os.path.join(out_dir, f'supplement_a_{method}.png')))
+    jobs.append(('tmaps', m, os.path.join(out_dir, f'tmaps_{method}.png')))
     if len(res['phoneme_classes']):
-      figures.patterns(config, res, m, os.path.join(out_dir, f'supplement_phonemes_{method}.png'),
-                       kind='phoneme', cols=8)
+      jobs.append(('patterns', m, os.path.join(out_dir, f'supplement_phonemes_{method}.png'),
+                   'phoneme', None, 8))
   if len(res['phoneme_classes']):
-    figures.phonemes(config, res, n.phonemes, os.path.join(out_dir, 'phonemes.png'))
+    jobs.append(('phonemes', tuple(n.phonemes), os.path.join(out_dir, 'phonemes.png')))
+  return _draw_in_workers(config, res, jobs, workers)
 
 
 def write_sounds(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
@@ -248,7 +295,8 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     _savez(os.path.join(out_dir, f'layers_{n.split}.npz'), **layer_profiles.arrays(
         result.layer_letters, result.layer_phonemes, n.layers, layer_alignments,
         phoneme_classes), about=res['about'], config=config.to_json(), meta=json.dumps(meta))
-  write_navai_figures(config, res, out_dir)
+  # The figures are drawn in two processes while this one writes the rest.
+  figures_done = write_navai_figures(config, res, out_dir, workers=2)
   report = None
   if result.quality is not None:
     rows = alignment_quality.quality_table(result.quality, methods)
@@ -258,6 +306,7 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     files.write_text(os.path.join(out_dir, 'quality.md'), report)
     figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
   write_sounds(config, res, out_dir)
+  figures_done()
   return result, report
 
 
