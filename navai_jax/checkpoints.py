@@ -60,7 +60,8 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 # and what is done with it afterwards, not what the checkpoints hold.
 SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.checkpoint_every', 'train.eval_every', 'train.tensorboard', 'data.reader',
-                  'data.tfds_data_dir', 'data.read_threads', 'eval.', 'am.', 'navai.',
+                  'data.tfds_data_dir', 'data.read_threads', 'data.shard_speakers',
+                  'eval.', 'am.', 'navai.',
                   'layers.', 'attributions.')
 
 

@@ -55,9 +55,25 @@ def tfds_split_name(folder_name: str) -> str:
   return re.sub(r'\W', '_', folder_name)
 
 
-def folder_fingerprint(root: str | os.PathLike, names: Optional[Sequence[str]] = None) -> str:
+def _entry_paths(split_dir: Path, entries: Optional[Sequence[str]]) -> list[Path]:
+  """The paths of a split folder's `entries` (its speaker folders, or stray files); None: the
+  split folder itself."""
+  return [split_dir] if entries is None else [split_dir / e for e in entries]
+
+
+def _files(split_dir: Path, entries: Optional[Sequence[str]], pattern: str) -> list[Path]:
+  """Files matching `pattern` under `entries` of `split_dir` (all of it for None), sorted."""
+  found = []
+  for path in _entry_paths(split_dir, entries):
+    found += [path] if path.is_file() and path.match(pattern) else list(path.rglob(pattern))
+  return sorted(found)
+
+
+def folder_fingerprint(root: str | os.PathLike, names: Optional[Sequence[str]] = None,
+                       entries: Optional[Sequence[str]] = None) -> str:
   """Hash of the names, sizes and change times of all .flac files and of the transcripts'
-  contents (of the split folders `names` only, when given).
+  contents (of the split folders `names` only, when given; of the entries `entries` of the
+  one split folder in `names` only, when given).
 
   A FLAC replaced by another of the same size still changes the hash: writing or replacing a
   file sets its change time (`st_ctime_ns`), which no copy tool preserves. Other files (e.g.
@@ -68,22 +84,22 @@ def folder_fingerprint(root: str | os.PathLike, names: Optional[Sequence[str]] =
   for split_dir in split_folders(root):
     if names is not None and split_dir.name not in names:
       continue
-    for dirpath, dirnames, filenames in os.walk(split_dir):
-      dirnames.sort()
-      for name in sorted(n for n in filenames if n.endswith(('.flac', '.trans.txt'))):
-        path = Path(dirpath, name)
+    for path in _files(split_dir, entries, '*'):
+      if path.name.endswith(('.flac', '.trans.txt')):
         stat = path.stat()
         h.update(f'{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0'
                  f'{stat.st_ctime_ns}\n'.encode())
-        if name.endswith('.trans.txt'):
+        if path.name.endswith('.trans.txt'):
           h.update(path.read_bytes())
   return h.hexdigest()
 
 
-def read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
-  """Maps each expected .flac path to (id, transcript, transcript file)."""
+def read_transcripts(split_dir: Path, entries: Optional[Sequence[str]] = None
+                     ) -> dict[Path, tuple[str, str, Path]]:
+  """Maps each expected .flac path to (id, transcript, transcript file), of the split folder's
+  `entries` (speaker folders) only, when given."""
   expected = {}
-  for trans in sorted(split_dir.rglob('*.trans.txt')):
+  for trans in _files(split_dir, entries, '*.trans.txt'):
     try:  # 'utf-8-sig' reads a byte-order mark as nothing.
       content = trans.read_text(encoding='utf-8-sig')
     except UnicodeDecodeError as e:
@@ -111,7 +127,7 @@ def read_transcripts(split_dir: Path) -> dict[Path, tuple[str, str, Path]]:
       if not audio.is_file():
         raise DataError(f'{where}: transcript line without audio; {audio} is missing.')
       expected[audio] = (utt_id, text.strip(), trans)
-  for audio in sorted(split_dir.rglob('*.flac')):
+  for audio in _files(split_dir, entries, '*.flac'):
     if audio not in expected:
       raise DataError(f'{audio}: audio without a transcript line (expected a line '
                       f'"{audio.stem} ..." in a .trans.txt file next to it).')
@@ -154,8 +170,10 @@ def read_flac(path: Path) -> np.ndarray:
   return samples
 
 
-def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
-  """The examples of one split folder, checked, in the standard LibriSpeech features.
+def folder_examples(split_dir: Path, entries: Optional[Sequence[str]] = None
+                    ) -> Iterator[dict[str, Any]]:
+  """The examples of one split folder (of its `entries` only, when given), checked, in the
+  standard LibriSpeech features.
 
   Yields dicts with 'id', 'text' (the transcript as written), 'speaker_id', 'chapter_id' and
   'speech' (int16 samples), in the order of the sorted transcript files. This is what the TFDS
@@ -164,7 +182,7 @@ def folder_examples(split_dir: Path) -> Iterator[dict[str, Any]]:
   Raises:
     DataError: naming the file, for any problem `read_transcripts` or `read_flac` finds.
   """
-  for audio, (utt_id, text, _) in read_transcripts(split_dir).items():
+  for audio, (utt_id, text, _) in read_transcripts(split_dir, entries).items():
     speaker, chapter, _ = utt_id.split('-')
     yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
            'speech': read_flac(audio)}

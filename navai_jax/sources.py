@@ -14,8 +14,12 @@ Sources (`config.data.source`):
 Readers (`config.data.reader`):
 
 * 'tfds' (the default): a `folder:` source is prepared once by the `tfds_folder` builder into
-  ArrayRecord files (`config.data.tfds_data_dir`, or `PATH/_tfds`), rebuilt when the folder's
-  files change; a `tfds:` dataset is read from its own files. ArrayRecord files are read at
+  ArrayRecord files (`config.data.tfds_data_dir`, or `PATH/_tfds`), each split folder in
+  shards of `config.data.shard_speakers` speaker folders with a builder each, so that an
+  interrupted preparation keeps the shards it finished, and a shard is prepared again when
+  its files change; a slice ('train[:10%]') of a folder split is taken over its utterances
+  in the order of a hash of their ids, whatever the sharding; a `tfds:` dataset is read from
+  its own files. ArrayRecord files are read at
   random through TFDS's data source (`builder.as_data_source`); a `tfds:` dataset prepared in
   TFRecord format (TFDS's default, so most prepared LibriSpeech copies) is read at random too,
   from the record offsets of one scan of its files (`TfRecordSource`).
@@ -30,9 +34,11 @@ The index of a TFDS split is built by one pass over its records and cached besid
 """
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 import re
+import types
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -321,6 +327,26 @@ def _tfds_split(builder, split: str, index_dir: Optional[Path], where: str
   return rows, _Concatenated(parts) if len(parts) > 1 else parts[0]
 
 
+def _sliced(rows: list[Row], split: str, slice_: str, where: str) -> list[Row]:
+  """The rows a TFDS slice ('[:10%]', '[100:200]', ...) of a sharded split folder takes.
+
+  The slice is read as TFDS reads it, over the rows in the order of a hash of their ids (an
+  order that mixes speakers and does not depend on how the folder was sharded), so that a
+  percentage takes utterances of every speaker, as TFDS's own shuffled order does.
+  """
+  if not slice_:
+    return rows
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    spans = tfds.core.ReadInstruction.from_spec(split + slice_).to_absolute(
+        {split: types.SimpleNamespace(num_examples=len(rows))})
+  except (AssertionError, ValueError) as e:
+    raise DataError(f'Cannot read the slice {slice_!r} of {where} ({len(rows)} utterances): '
+                    f'{e}') from None
+  ordered = sorted(rows, key=lambda r: hashlib.sha1(r[0].encode()).digest())
+  return [row for span in spans for row in ordered[span.from_:span.to]]
+
+
 def _joined(splits: list[tuple[list[Row], Any]]) -> tuple[list[Row], Any]:
   """The index rows and records of several splits, one after another."""
   if len(splits) == 1:
@@ -355,13 +381,26 @@ def _locate(config: ml_collections.ConfigDict, split: str
       return ((str(root), layout.folder_fingerprint(root), 'direct', *names),
               lambda: _flac_rows(root, names))
     from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
-    # One builder per split folder: an interrupted preparation keeps the finished ones.
-    prepared = [(tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir, name),
-                 layout.tfds_split_name(name) + slice_) for name, slice_ in parts]
-    key = tuple((b.data_dir, (Path(b.data_dir) / 'folder_fingerprint.txt').read_text(), part)
-                for b, part in prepared)
-    return key, lambda: _joined([_tfds_split(b, part, Path(b.data_dir), str(root))
-                                 for b, part in prepared])
+    # One builder per shard of speakers of each split folder: an interrupted preparation keeps
+    # the shards it finished.
+    per_shard = int(config.data.shard_speakers)
+    prepared = [[tfds_folder.prepared_folder_builder(root, config.data.tfds_data_dir, name,
+                                                     entries)
+                 for entries in tfds_folder.shards(root / name, per_shard)]
+                for name, _ in parts]
+    key = tuple((b.data_dir, (Path(b.data_dir) / 'folder_fingerprint.txt').read_text(),
+                 name + slice_) for (name, slice_), builders in zip(parts, prepared)
+                for b in builders)
+
+    def load():
+      joined = []
+      for (name, slice_), builders in zip(parts, prepared):
+        split_name = layout.tfds_split_name(name)
+        rows, records = _joined([_tfds_split(b, split_name, Path(b.data_dir), str(root))
+                                 for b in builders])
+        joined.append((_sliced(rows, split_name, slice_, f'{root / name}'), records))
+      return _joined(joined)
+    return key, load
   if kind == 'tfds' and arg:
     if reader != 'tfds':
       raise ValueError(f"data.reader={reader!r} reads 'folder:' sources only; "

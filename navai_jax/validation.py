@@ -76,6 +76,7 @@ RULES: dict[str, list[_Rule]] = {
         ('reader', *_one_of(READERS)),
         ('batch_seconds', *_positive), ('max_seconds', *_positive),
         ('num_buckets', *_at_least(1)), ('read_threads', *_at_least(0)),
+        ('shard_speakers', *_at_least(1)),
     ],
     'augment': [
         ('warp', *_fraction), ('noise_std', *_at_least(0)),

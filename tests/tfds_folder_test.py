@@ -92,3 +92,55 @@ def test_an_interrupted_preparation_keeps_the_split_folders_it_finished(tmp_path
   direct = data.load_split(config, 'dev+train')
   for u in range(4):
     np.testing.assert_array_equal(both.read(u), direct.read(u))
+
+
+def test_an_interrupted_preparation_keeps_the_shards_it_finished(tmp_path, write_split,
+                                                                 monkeypatch):
+  """A split folder is prepared in shards of `data.shard_speakers` speakers; a shard that
+  failed is the only one prepared again, and the shards together are the split folder."""
+  rng = np.random.default_rng(3)
+  root = tmp_path / 'corpus'
+  for speaker in (3, 5, 8):
+    _noise(write_split, root, 'train', ['speech', 'letter'], [1.8, 1.9], rng, speaker=speaker)
+  culprit = root / 'train' / '8' / '2' / '8-2-0001.flac'
+  good = culprit.read_bytes()
+  culprit.write_bytes(b'not audio')
+  config = _config(root, '')
+  config.data.shard_speakers = 1
+  assert tfds_folder.shards(root / 'train', 2) == [('3', '5'), ('8',)]
+  with pytest.raises(data.DataError, match='8-2-0001.flac'):
+    data.load_split(config, 'train')
+  culprit.write_bytes(good)
+  prepared = []
+  real = tfds_folder.LibrispeechFolder.download_and_prepare
+  monkeypatch.setattr(tfds_folder.LibrispeechFolder, 'download_and_prepare',
+                      lambda self, **kw: prepared.append(self.builder_config.entries) or
+                      real(self, **kw))
+  sharded = data.load_split(config, 'train')
+  assert prepared == [('8',)]  # speakers 3 and 5 were finished before the failure
+  assert len(list((root / '_tfds' / 'librispeech_folder').iterdir())) == 3
+  config.data.reader = 'direct'
+  direct = data.load_split(config, 'train')
+  assert list(sharded.ids) == list(direct.ids) and len(sharded) == 6
+  for u in range(len(sharded)):
+    np.testing.assert_array_equal(sharded.read(u), direct.read(u))
+
+
+def test_a_slice_takes_the_same_utterances_however_the_split_is_sharded(tmp_path, write_split):
+  rng = np.random.default_rng(4)
+  root = tmp_path / 'corpus'
+  for speaker in range(1, 5):
+    _noise(write_split, root, 'train', ['a', 'b', 'c'], [1.8] * 3, rng, speaker=speaker)
+  taken = {}
+  for per_shard in (1, 3, 50):
+    config = _config(root, str(tmp_path / f'tfds{per_shard}'))
+    config.data.shard_speakers = per_shard
+    taken[per_shard] = [list(data.load_split(config, f'train{s}').ids)
+                        for s in ('[:50%]', '[50%:]', '[2:5]')]
+  assert taken[1] == taken[3] == taken[50]
+  half, rest, three = taken[1]
+  assert len(half) == len(rest) == 6 and not set(half) & set(rest) and len(three) == 3
+  assert len({u.split('-')[0] for u in half}) > 1  # a percentage mixes speakers
+  config.data.shard_speakers = 0
+  with pytest.raises(ValueError, match='shard_speakers'):
+    data.load_split(config, 'train')
