@@ -1,7 +1,7 @@
 """Our attribution metrics against Quantus on the same maps: the same numbers, and the speed.
 
   pip install -r benchmarks/requirements.txt   # torch and quantus, beside requirements.txt
-  python benchmarks/quantus_benchmark.py --preset=small --frames=32 --samples=10
+  python benchmarks/quantus_benchmark.py --preset=small --frames=32 --samples=10 --regions=64
 
 Quantus runs on the PyTorch port of the network (`torch_wav2letter.py`, the same weights); a
 `[206, F]` window is a one-channel image `[1, 206, F]` for Quantus, which a small wrapper
@@ -18,6 +18,9 @@ returns our draws, and its explanation function is our map.
 | `gini` | `Sparseness` | abs |
 | `localisation` 'mass', 'rank' | `RelevanceMassAccuracy`, `RelevanceRankAccuracy` | abs |
 | `localisation` 'pointing' | `PointingGame` | signed maximum |
+| `perturbation_curve(deletion, morf, patch, step=1/patches, max_steps=R + 1)` | `RegionPerturbation` | `--regions` patches of `--patch` x `--patch`, one per step, baseline 0, softmax scores; Quantus's drop from the unperturbed input |
+| `random_logit` | `RandomLogit` | Spearman; Quantus's other classes (NumPy, seed 42) given to ours for the numbers |
+| `cascading_randomisation` | `MPRT` | Spearman, top-down; Quantus's re-initialized weights read into ours for the numbers; speed as maps per second (its 23 stages, our 12) |
 
 Prints, per metric, the largest difference between the two over the frames and both sides'
 frames per second (wall time of the metric over all frames, maps given; ours jitted, its
@@ -52,6 +55,29 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run; default: letter-
 _FRAMES = flags.DEFINE_integer('frames', 32, 'Windows (random normal, as z-normalized input).')
 _SAMPLES = flags.DEFINE_integer('samples', 10, 'Max-sensitivity noise draws per frame.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of windows, masks and noise.')
+_REGIONS = flags.DEFINE_integer('regions', 64, 'Patches removed, one per step, by region '
+                                'perturbation.')
+_PATCH = flags.DEFINE_integer('patch', 2, 'Patch side of region perturbation (frames and bins).')
+
+
+def layers_of_port(port, like: network.Layers) -> network.Layers:
+  """Our layers with the weights of the PyTorch port (`torch_wav2letter.wav2letter`, VALID):
+  each Conv1d's kernel, bias and the batch norm after it, as Quantus left them."""
+  import torch  # pylint: disable=g-import-not-at-top
+  convs = [m for m in port if isinstance(m, torch.nn.Conv1d)]
+  norms = {i: m for i, m in enumerate(port) if isinstance(m, torch.nn.BatchNorm1d)}
+  after = [i for i, m in enumerate(port) if isinstance(m, torch.nn.Conv1d)]
+  out = []
+  for layer, conv, i in zip(like, convs, after):
+    value = lambda t: np.array(t.detach().numpy(), np.float32)  # a copy: Quantus resets in place
+    bn = norms.get(i + 1)
+    out.append(network.Layer(
+        value(conv.weight).transpose(2, 1, 0),
+        None if conv.bias is None else value(conv.bias),
+        None if bn is None else {'scale': value(bn.weight), 'bias': value(bn.bias),
+                                 'mean': value(bn.running_mean), 'var': value(bn.running_var)},
+        layer.stride, layer.bn_epsilon))
+  return tuple(out)
 
 
 def main(argv):
@@ -99,21 +125,38 @@ def main(argv):
 
   rows = []
 
-  def compare(name, ours_fn, quantus_fn):
-    """`ours_fn(windows, targets, maps, inside, noise)`, jitted; `quantus_fn()`."""
+  def record(name, difference, ours_rate, theirs_rate, unit='frames'):
+    rows.append((name, difference, ours_rate, theirs_rate))
+    print(f'{name:36s} max |ours - Quantus| {difference:.1e}; {unit}/s ours {ours_rate:10.1f}, '
+          f'Quantus {theirs_rate:8.2f}: {ours_rate / theirs_rate:7.1f}x', flush=True)
+
+  def timed(ours_fn):
+    """Seconds of `ours_fn(windows, targets, maps, inside, noise)`, jitted, after its first
+    call; and its result."""
     ours_jit = jax.jit(ours_fn)
     args = (windows, targets, maps, inside, noise)
-    ours = np.asarray(jax.block_until_ready(ours_jit(*args)))
+    jax.block_until_ready(ours_jit(*args))
     start = time.perf_counter()
     ours = np.asarray(jax.block_until_ready(ours_jit(*args)))
-    ours_s = time.perf_counter() - start
+    return time.perf_counter() - start, ours
+
+  def compare(name, ours_fn, quantus_fn):
+    """`ours_fn(windows, targets, maps, inside, noise)`, jitted; `quantus_fn()`."""
+    ours_s, ours = timed(ours_fn)
     start = time.perf_counter()
     theirs = np.asarray(quantus_fn(), np.float64)
     theirs_s = time.perf_counter() - start
-    difference = float(np.nanmax(np.abs(ours.reshape(theirs.shape) - theirs)))
-    rows.append((name, difference, n / ours_s, n / theirs_s))
-    print(f'{name:28s} max |ours - Quantus| {difference:.1e}; frames/s ours {n / ours_s:10.1f}, '
-          f'Quantus {n / theirs_s:8.2f}: {theirs_s / ours_s:7.1f}x', flush=True)
+    record(name, float(np.nanmax(np.abs(ours.reshape(theirs.shape) - theirs))), n / ours_s,
+           n / theirs_s)
+
+  def compare_values(name, ours_values, ours_fn, quantus_fn):
+    """As `compare`, the numbers compared being `ours_values` and the time `ours_fn`'s."""
+    ours_s, _ = timed(ours_fn)
+    start = time.perf_counter()
+    theirs = np.asarray(quantus_fn(), np.float64)
+    theirs_s = time.perf_counter() - start
+    record(name, float(np.nanmax(np.abs(np.asarray(ours_values).reshape(theirs.shape)
+                                         - theirs))), n / ours_s, n / theirs_s)
 
   score = lambda x, t: am.window_probability(layers, x, t)
   step = 1 / 16
@@ -124,11 +167,14 @@ def main(argv):
           lambda: quantus.PixelFlipping(features_in_step=w * f // 16, perturb_baseline=0.0,
                                         disable_warnings=True)(
               net, x_q, targets, a_batch=a_q, device='cpu', softmax=True, batch_size=n))
-  compare('sparseness (Gini)', lambda windows, targets, maps, *_: jax.vmap(am.gini)(maps),
+  # The sorting metrics run as the attribution evaluation runs them: one piece per core.
+  cores = os.cpu_count() or 1
+  compare('sparseness (Gini)',
+          lambda windows, targets, maps, *_: am.vmap_in_parts(am.gini, cores)(maps),
           lambda: quantus.Sparseness(disable_warnings=True)(
               net, x_q, targets, a_batch=a_q, device='cpu', batch_size=n))
-  local = lambda key: (lambda _, __, maps, inside, ___: jax.vmap(am.localisation)(
-      maps, inside)[key])
+  local = lambda key: (lambda _, __, maps, inside, ___: am.vmap_in_parts(
+      am.localisation, cores)(maps, inside)[key])
   compare('relevance mass accuracy', local('mass'),
           lambda: quantus.RelevanceMassAccuracy(abs=True, disable_warnings=True)(
               net, x_q, targets, a_batch=a_q, s_batch=s_q, device='cpu', batch_size=n))
@@ -165,6 +211,93 @@ def main(argv):
           lambda windows, targets, _, __, noise: jax.vmap(
               lambda x, t, d: am.max_sensitivity_of_noise(sensitivity, x, t, d))(
                   windows, targets, noise), quantus_max_sensitivity)
+  # Region perturbation: patches removed one per step, most relevant first. Quantus pads a
+  # side that the patch does not divide on both ends, so its patches are shifted against ours
+  # (which start at 0 and end with a smaller one); `--patch` 2 divides the window's 206
+  # frames and the mel bins, so both cut the same patches. Quantus scores the drop from the
+  # unperturbed input, ours the curve itself.
+  patch = _PATCH.value
+  patches = -(-w // patch) * -(-f // patch)
+  regions = min(_REGIONS.value, patches)
+  compare(f'region perturbation ({regions} {patch}x{patch} patches)',
+          lambda windows, targets, maps, *_: jax.vmap(lambda x, t, m: (lambda c: c[0] - c[1:])(
+              am.perturbation_curve(score, x, t, m, mode='deletion', order='morf',
+                                    granularity='patch', patch=patch, step=1 / patches,
+                                    max_steps=regions + 1)))(windows, targets, maps),
+          lambda: quantus.RegionPerturbation(
+              patch_size=patch, order='morf', regions_evaluation=regions, normalise=False,
+              abs=False, perturb_baseline=0.0, disable_warnings=True)(
+                  net, x_q, targets, a_batch=a_q, device='cpu', softmax=True, batch_size=n))
+
+  # Random logit: Quantus draws the other class with NumPy (seed 42), so its classes are taken
+  # here as it draws them and given to ours; the speed is our metric as it runs (own draw).
+  vocab_size = logits.shape[-1]
+  rng = np.random.RandomState(42)
+  picks = rng.randint(0, vocab_size - 1, n)
+  others = np.array([[c for c in range(vocab_size) if c != t][k] for t, k in zip(targets, picks)])
+  spearman_q = quantus.similarity_func.correlation_spearman
+  compare_values('random logit', jax.vmap(lambda x, t, o: am.spearman(
+      sensitivity(x, t), sensitivity(x, o)))(windows, targets, others),
+                 lambda windows, targets, *_: am.vmap_in_parts(
+                     lambda x, t, k: am.random_logit(sensitivity, x, t, vocab_size, k), cores)(
+                         windows, targets, jax.random.split(keys[3], n)),
+                 lambda: quantus.RandomLogit(
+                     similarity_func=spearman_q, num_classes=vocab_size, seed=42, abs=False,
+                     normalise=False, disable_warnings=True)(
+                         net, x_q, targets, a_batch=a_q, explain_func=our_explanation,
+                         device='cpu', batch_size=n))
+
+  # MPRT: Quantus re-initializes the port's modules from the top (each convolution and batch
+  # norm a stage of its own, PyTorch's initializers) and explains with our map on the
+  # randomized weights, which ours then reads back into its own layers for the same numbers.
+  # The speed is ours as it runs (`cascading_randomisation`: a layer's kernel and batch norm
+  # at once, 12 stages) against Quantus's (23 stages), counted in maps per second.
+  seen = []
+
+  def our_explanation_of_model(model, inputs, targets, **kwargs):
+    del kwargs
+    randomized = layers_of_port(model.port, layers)
+    seen.append(randomized)
+    return np.asarray(explain_with(randomized, np.asarray(inputs)[:, 0],
+                                   np.asarray(targets)))[:, None]
+
+  explain_with = jax.jit(jax.vmap(lambda l, x, t: attribution.sensitivity_map(l, x, t),
+                                  in_axes=(None, 0, 0)))
+  start = time.perf_counter()
+  theirs = quantus.MPRT(similarity_func=spearman_q, layer_order='top_down', abs=False,
+                        normalise=False, disable_warnings=True)(
+      net, x_q, targets, a_batch=a_q, explain_func=our_explanation_of_model, device='cpu',
+      batch_size=n)
+  theirs_s = time.perf_counter() - start
+  stages = [k for k in theirs if k != 'original']
+  theirs_values = np.array([theirs[k] for k in ['original'] + stages])
+  ours_values = np.array([np.asarray(jax.vmap(am.spearman)(maps, explain_with(l, windows,
+                                                                             targets)))
+                          for l in seen])
+  cascade = jax.jit(am.vmap_in_parts(lambda x, t: am.cascading_randomisation(
+      attribution.sensitivity_map, layers, x, t, keys[3]), cores))
+  jax.block_until_ready(cascade(windows, targets))
+  start = time.perf_counter()
+  jax.block_until_ready(cascade(windows, targets))
+  ours_s = time.perf_counter() - start
+  ours_maps, theirs_maps = n * (len(layers) + 1), n * (len(stages) + 1)
+  record(f'MPRT ({len(stages)} vs {len(layers)} stages)',
+         float(np.nanmax(np.abs(ours_values - theirs_values))), ours_maps / ours_s,
+         theirs_maps / theirs_s, 'maps')
+  # The perturbation curves are forward passes: their frames per second cannot pass the rate
+  # at which the network scores windows, measured here on as many windows as they score.
+  forward = jax.jit(jax.vmap(lambda x: network.logits(layers, x)))
+  many = np.concatenate([windows] * 16)
+  jax.block_until_ready(forward(many))
+  start = time.perf_counter()
+  jax.block_until_ready(forward(many))
+  per_s = len(many) / (time.perf_counter() - start)
+  for name, passes in (('pixel flipping (deletion)', 17),
+                       (f'region perturbation ({regions} {patch}x{patch} patches)', regions + 1)):
+    theirs_rate = next(r[3] for r in rows if r[0] == name)
+    print(f'{name}: {passes} forward passes per frame; at the {per_s:.0f} windows/s of our '
+          f'forward pass here that is at most {per_s / passes:.1f} frames/s, '
+          f'{per_s / passes / theirs_rate:.1f}x Quantus\'s.')
   slowest = min(r[3] / r[2] for r in rows)
   print(f'Ours is {1 / max(r[3] / r[2] for r in rows):.1f}x to {1 / slowest:.1f}x Quantus\'s '
         'frames per second.')

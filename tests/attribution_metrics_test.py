@@ -201,3 +201,46 @@ def test_localisation_scores():
   assert float(scores['pointing']) == float(np.asarray(inside)[np.argmax(m) // F])
   top = np.argsort(-np.abs(m).ravel())[:mask.sum()]
   assert float(scores['rank']) == pytest.approx(mask.ravel()[top].mean())
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_first_in_order_equals_the_stable_ranking_with_ties_signs_and_zeros(dtype):
+  """The sorted-key selection used by the curves and relevance rank takes exactly the units a
+  stable argsort ranks first, for every count, ties (zeros of both signs included) kept in
+  index order."""
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=300).round(1).astype(dtype)  # many ties
+  values[::7] = 0.0
+  values[::11] = -0.0
+  values[5] = np.inf
+  values[6] = -np.inf
+  r = jnp.asarray(values)
+  counts = jnp.arange(301)
+  for order in ('morf', 'lerf'):
+    expected = np.asarray(am.removal_rank(r, order))[None] < np.arange(301)[:, None]
+    np.testing.assert_array_equal(am.first_in_order(r, order, counts), expected)
+    by_numpy = np.argsort(-values if order == 'morf' else values, kind='stable')
+    np.testing.assert_array_equal(np.flatnonzero(expected[40]), np.sort(by_numpy[:40]))
+  key = jax.random.key(3)
+  np.testing.assert_array_equal(
+      am.first_in_order(r, 'random', counts, key),
+      np.asarray(am.removal_rank(r, 'random', key))[None] < np.arange(301)[:, None])
+  magnitude = np.abs(values[np.isfinite(values)])
+  n, ordered = magnitude.size, np.sort(magnitude)
+  expected_gini = np.sum((2 * np.arange(1, n + 1) - n - 1) * ordered) / (n * ordered.sum())
+  assert float(am.gini(jnp.asarray(magnitude.reshape(-1, 1)))) == pytest.approx(expected_gini,
+                                                                              rel=1e-5)
+
+
+def test_vmap_in_parts_equals_one_vmap():
+  rng = np.random.default_rng(5)
+  maps = jnp.asarray(rng.normal(size=(7, W, F)).astype(np.float32))
+  inside = jnp.asarray(rng.random((7, W)) < 0.2)
+  one = jax.vmap(am.localisation)(maps, inside)
+  for parts in (1, 2, 3, 7, 9):
+    pieces = jax.jit(am.vmap_in_parts(am.localisation, parts))(maps, inside)
+    for key in one:
+      np.testing.assert_array_equal(pieces[key], one[key])
+    np.testing.assert_array_equal(am.vmap_in_parts(am.gini, parts)(maps), jax.vmap(am.gini)(maps))
+  with pytest.raises(ValueError, match='parts must be >= 1'):
+    am.vmap_in_parts(am.gini, 0)
