@@ -113,6 +113,7 @@ RULES: dict[str, list[_Rule]] = {
         ('methods', _methods_ok, f'a non-empty subset of {", ".join(alignment.ALIGNMENTS)}'),
         ('fill', *_one_of(alignment.FILLS)),
         ('frame_batch', *_at_least(1)), ('save_every', *_at_least(1)),
+        ('figure_workers', *_at_least(1)),
         ('figure_letters', _letters_ok, 'letters a-z'),
         ('sonify_method', *_one_of(alignment.ALIGNMENTS)),
         ('sonify_iterations', *_at_least(1)),

@@ -295,8 +295,8 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
     _savez(os.path.join(out_dir, f'layers_{n.split}.npz'), **layer_profiles.arrays(
         result.layer_letters, result.layer_phonemes, n.layers, layer_alignments,
         phoneme_classes), about=res['about'], config=config.to_json(), meta=json.dumps(meta))
-  # The figures are drawn in two processes while this one writes the rest.
-  figures_done = write_navai_figures(config, res, out_dir, workers=2)
+  # The figures are drawn in other processes while this one writes the rest.
+  figures_done = write_navai_figures(config, res, out_dir, workers=n.figure_workers)
   report = None
   if result.quality is not None:
     rows = alignment_quality.quality_table(result.quality, methods)

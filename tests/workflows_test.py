@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import PIL.Image
 import pytest
 
 from navai_jax import activation_max
@@ -105,6 +106,17 @@ def test_navai_writes_its_results_and_resumes(run):
   for key, value in dict(np.load(Path(out) / 'navai_dev.npz')).items():
     if key not in ('meta', 'config'):
       np.testing.assert_array_equal(value, saved[key], err_msg=key)
+  # Drawn by two spawned processes, the figures are the same pixels; a failed one raises.
+  drawn = Path(out) / 'drawn_by_two'
+  drawn.mkdir()
+  workflows.write_navai_figures(config, saved, str(drawn), workers=2)()
+  names = sorted(p.name for p in drawn.iterdir())
+  assert 'figure3.png' in names and len(names) >= 13
+  for name in names:
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(drawn / name)),
+                                  np.asarray(PIL.Image.open(Path(out) / name)), err_msg=name)
+  with pytest.raises(OSError):
+    workflows.write_navai_figures(config, saved, str(drawn / 'missing'), workers=2)()
 
 
 def test_layers_clusters_the_profiles_of_the_navai_pass(run, tmp_path, write_split):

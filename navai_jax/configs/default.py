@@ -44,7 +44,7 @@ PRESET_OVERRIDES = {
         'train.num_steps': 20, 'train.log_every': 2, 'train.checkpoint_every': 5,
         'train.eval_every': 0, 'train.tensorboard': False,
         'am.steps': 20,
-        'navai.frame_batch': 16, 'navai.sonify_iterations': 20,
+        'navai.frame_batch': 16, 'navai.sonify_iterations': 20, 'navai.figure_workers': 1,
         'attributions.max_utterances': 4, 'attributions.max_frames': 8,
         'attributions.max_sensitivity_samples': 4, 'attributions.frame_batch': 4,
     },
@@ -163,6 +163,8 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.timing_dir = ''
   c.navai.sonify_method = 'sensitivity_min'  # The alignment whose mean frames are sonified.
   c.navai.sonify_iterations = 200  # Griffin-Lim iterations.
+  # Processes drawing the figures while the sounds are made (1 = in the pass's own process).
+  c.navai.figure_workers = 2
   # Layers (1-12) whose outputs the same pass profiles per letter and phoneme
   # (navai_jax/layer_profiles.py); () for none.
   c.navai.layers = tuple(range(1, 13))
