@@ -23,6 +23,25 @@ def _config(root, tfds_data_dir):
   return config
 
 
+def _fail_on(culprit, load):
+  """`load()` with `culprit` damaged fails naming it; then the file is mended."""
+  good = culprit.read_bytes()
+  culprit.write_bytes(b'not audio')
+  with pytest.raises(data.DataError, match=culprit.name):
+    load()
+  culprit.write_bytes(good)
+
+
+def _preparations(monkeypatch, field):
+  """The builder config `field` of every preparation from here on, in order."""
+  prepared = []
+  real = tfds_folder.LibrispeechFolder.download_and_prepare
+  monkeypatch.setattr(tfds_folder.LibrispeechFolder, 'download_and_prepare',
+                      lambda self, **kw: prepared.append(getattr(self.builder_config, field)) or
+                      real(self, **kw))
+  return prepared
+
+
 def test_folder_config_is_named_by_the_absolute_path(tmp_path):
   a, b = tfds_folder.folder_config(tmp_path / 'My Corpus'), tfds_folder.folder_config(tmp_path)
   assert a.name.startswith('my_corpus_') and a.name != b.name
@@ -73,18 +92,10 @@ def test_an_interrupted_preparation_keeps_the_split_folders_it_finished(tmp_path
   root = tmp_path / 'corpus'
   _noise(write_split, root, 'dev', ['hello', 'world'], [1.8, 1.9], rng)
   _noise(write_split, root, 'train', ['speech', 'letter'], [1.8, 2.0], rng, speaker=7)
-  culprit = root / 'train' / '7' / '2' / '7-2-0001.flac'
-  good = culprit.read_bytes()
-  culprit.write_bytes(b'not audio')
   config = _config(root, '')
-  with pytest.raises(data.DataError, match='7-2-0001.flac'):
-    data.load_split(config, 'dev+train')
-  culprit.write_bytes(good)
-  prepared = []
-  real = tfds_folder.LibrispeechFolder.download_and_prepare
-  monkeypatch.setattr(tfds_folder.LibrispeechFolder, 'download_and_prepare',
-                      lambda self, **kw: prepared.append(self.builder_config.split) or
-                      real(self, **kw))
+  _fail_on(root / 'train' / '7' / '2' / '7-2-0001.flac', lambda: data.load_split(config,
+                                                                                 'dev+train'))
+  prepared = _preparations(monkeypatch, 'split')
   both = data.load_split(config, 'dev+train')
   assert prepared == ['train']  # dev was finished before the failure and is not redone
   assert list(both.ids) == ['1-2-0000', '1-2-0001', '7-2-0000', '7-2-0001']
@@ -102,20 +113,12 @@ def test_an_interrupted_preparation_keeps_the_shards_it_finished(tmp_path, write
   root = tmp_path / 'corpus'
   for speaker in (3, 5, 8):
     _noise(write_split, root, 'train', ['speech', 'letter'], [1.8, 1.9], rng, speaker=speaker)
-  culprit = root / 'train' / '8' / '2' / '8-2-0001.flac'
-  good = culprit.read_bytes()
-  culprit.write_bytes(b'not audio')
   config = _config(root, '')
   config.data.shard_speakers = 1
   assert tfds_folder.shards(root / 'train', 2) == [('3', '5'), ('8',)]
-  with pytest.raises(data.DataError, match='8-2-0001.flac'):
-    data.load_split(config, 'train')
-  culprit.write_bytes(good)
-  prepared = []
-  real = tfds_folder.LibrispeechFolder.download_and_prepare
-  monkeypatch.setattr(tfds_folder.LibrispeechFolder, 'download_and_prepare',
-                      lambda self, **kw: prepared.append(self.builder_config.entries) or
-                      real(self, **kw))
+  _fail_on(root / 'train' / '8' / '2' / '8-2-0001.flac', lambda: data.load_split(config,
+                                                                                 'train'))
+  prepared = _preparations(monkeypatch, 'entries')
   sharded = data.load_split(config, 'train')
   assert prepared == [('8',)]  # speakers 3 and 5 were finished before the failure
   assert len(list((root / '_tfds' / 'librispeech_folder').iterdir())) == 3
