@@ -46,6 +46,10 @@ _TRAIN_MINUTES = flags.DEFINE_float(
     'train_minutes', 13.5, 'Training time budget in minutes: the schedule is sized to it from '
     'the step time measured during warmup (at most the preset\'s num_steps, in multiples of '
     '500 steps), so that a slower machine runs a shorter schedule to its end.')
+_JOB_MINUTES = flags.DEFINE_float(
+    'job_minutes', 25.0, 'Budget of the whole job in minutes (`small` at the default stage '
+    'sizes): where the step time measured here predicts that the stages after training would '
+    'not fit beside --train_minutes, training gets less (0: --train_minutes alone).')
 _NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'train', 'Split that NAvAI averages over '
                                    '(the paper: the training split; --navai_split=dev for the '
                                    'held-out voices).')
@@ -63,6 +67,7 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
 flags.register_validator('train_minutes', lambda m: m > 0, '--train_minutes must be > 0.')
+flags.register_validator('job_minutes', lambda m: m >= 0, '--job_minutes must be >= 0.')
 flags.register_validator('navai_utterances', lambda n: n >= 0, '--navai_utterances must be >= 0.')
 flags.register_validator('attribution_frames', lambda n: n >= 1,
                          '--attribution_frames must be >= 1.')
@@ -72,6 +77,10 @@ SCHEDULE_FILE = 'schedule.json'
 # inside the warmup, where the learning rate does not depend on the schedule's length.
 MEASURE_FROM, MEASURE_TO, MEASURE_EVERY = 20, 100, 10
 SCHEDULE_QUANTUM = 500
+# The stages after training (evaluation to report) of `small` at the default stage sizes took
+# REST_MINUTES in a fresh clone whose training step took REFERENCE_STEP_SECONDS; on another
+# machine they are taken to scale with its step time (--job_minutes).
+REST_MINUTES, REFERENCE_STEP_SECONDS = 10.1, 0.180
 
 EXPERIMENTS = Path(__file__).resolve().parent
 
@@ -93,9 +102,11 @@ def preset_train_config():
   from navai_jax.configs import default  # pylint: disable=g-import-not-at-top
   return default.get_config(_PRESET.value).train
 
-def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
-  """The number of training steps that fits --train_minutes on this machine, and the seconds
-  spent finding it.
+def sized_schedule(workdir: str, train_args: list[str], spent_before: float
+                   ) -> tuple[int, float]:
+  """The number of training steps that fits --train_minutes on this machine (less where
+  --job_minutes, after the `spent_before` seconds of the stages before training, leaves less
+  room), and the seconds spent finding it.
 
   Trains the first MEASURE_TO steps (the warmup, whose learning rate does not depend on the
   schedule's length, so the run is the one a run with the final schedule makes), logging every
@@ -131,15 +142,22 @@ def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
   per_step = statistics.median((elapsed[b] - elapsed[a]) / MEASURE_EVERY
                                for a, b in zip(marks, marks[1:]))
   compiling = max(0.0, elapsed[MEASURE_TO] - MEASURE_TO * per_step)
-  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO] - compiling
+  train_minutes = _TRAIN_MINUTES.value
+  rest_minutes = REST_MINUTES * per_step / REFERENCE_STEP_SECONDS
+  if _JOB_MINUTES.value and _PRESET.value == 'small':
+    train_minutes = min(train_minutes,
+                        _JOB_MINUTES.value - spent_before / 60 - rest_minutes)
+  budget = train_minutes * 60 - elapsed[MEASURE_TO] - compiling
   fits = MEASURE_TO + int(budget / per_step)
   steps = max(SCHEDULE_QUANTUM, min(train.num_steps, fits // SCHEDULE_QUANTUM * SCHEDULE_QUANTUM))
   chosen = {'num_steps': steps, 'seconds_per_step': per_step, 'compile_seconds': compiling,
-            'train_minutes': _TRAIN_MINUTES.value, 'preset_num_steps': train.num_steps}
+            'train_minutes': train_minutes, 'job_minutes': _JOB_MINUTES.value,
+            'predicted_rest_minutes': rest_minutes, 'preset_num_steps': train.num_steps}
   path.write_text(json.dumps(chosen, indent=1) + '\n')
   print(f'\n=== Training schedule: {per_step * 1e3:.0f} ms per step here, so {steps} of the '
-        f'preset\'s {train.num_steps} steps fit {_TRAIN_MINUTES.value:g} minutes '
-        f'({"the whole schedule" if steps == train.num_steps else "a shorter schedule, run to its end"}).')
+        f'preset\'s {train.num_steps} steps fit {train_minutes:.1f} minutes '
+        f'({"the whole schedule" if steps == train.num_steps else "a shorter schedule, run to its end"}'
+        f'; the stages after training are expected to take {rest_minutes:.1f} minutes here).')
   return steps, spent
 
 
@@ -156,7 +174,7 @@ def main(argv):
   # TFDS, without the minutes of preparing the corpus into ArrayRecord files first.
   train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',
                 '--config.data.reader=direct', f'--config.seed={_SEED.value}']
-  steps, seconds['train'] = sized_schedule(workdir, train_args)
+  steps, seconds['train'] = sized_schedule(workdir, train_args, seconds['corpus'])
   # The cap only guards against a machine that slows down after the measurement.
   seconds['train'] += run_stage(2, f'Training ({steps} steps)', 'train.py', *train_args,
                                 f'--config.train.num_steps={steps}',
