@@ -65,8 +65,6 @@ METRICS = ('deletion', 'insertion', 'randomisation', 'random_logit', 'max_sensit
 BASELINES = ('zero', 'bin_mean')
 # Methods scored at the same time (`evaluate`).
 _THREADS = 2
-# Pieces the sorting metrics of a batch are cut into (`attribution_metrics.vmap_in_parts`).
-_CORES = os.cpu_count() or 1
 
 
 def check_settings(settings: ml_collections.ConfigDict) -> None:
@@ -238,16 +236,23 @@ def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples:
                                                   target, k3, samples=samples, radius=radius)
     return out
 
-  # In pieces, one per core: their rank correlations sort (`am.vmap_in_parts`).
-  return jax.jit(lambda layers, x, target, key: am.vmap_in_parts(
-      functools.partial(one, layers), _CORES)(x, target, key))
+  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0)))
 
 
-@jax.jit
-def _map_metrics(maps, inside):
-  local = am.vmap_in_parts(am.localisation, _CORES)(maps, inside)
-  return dict(sparseness=am.vmap_in_parts(am.gini, _CORES)(maps),
-              **{f'localisation/{k}': v for k, v in local.items()})
+def _sort_pieces() -> int:
+  """Pieces the sorting metrics of a batch are cut into (`am.vmap_in_parts`): one per core on
+  a CPU (at most 4, each a copy of the program to compile), one elsewhere."""
+  return min(os.cpu_count() or 1, 4) if jax.default_backend() == 'cpu' else 1
+
+
+@functools.lru_cache(maxsize=4)
+def _map_metrics_function(pieces: int):
+  """jit: (maps, inside) -> Gini and the localisation metrics of every frame."""
+  def run(maps, inside):
+    local = am.vmap_in_parts(am.localisation, pieces)(maps, inside)
+    return dict(sparseness=am.vmap_in_parts(am.gini, pieces)(maps),
+                **{f'localisation/{k}': v for k, v in local.items()})
+  return jax.jit(run)
 
 
 def make_maps(name: str, layers: network.Layers, windows: np.ndarray, targets: np.ndarray,
@@ -363,8 +368,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
           lambda w, t, k: fn(layers, w, t, jax.random.wrap_key_data(k)),
           (found.windows_NxWxF, found.targets_N, keys), s.frame_batch))
     if wants & {'localisation', 'sparseness'}:
-      for key, value in _in_chunks(_map_metrics, (maps, found.inside_NxW),
-                                   s.frame_batch).items():
+      for key, value in _in_chunks(_map_metrics_function(_sort_pieces()),
+                                   (maps, found.inside_NxW), s.frame_batch).items():
         if key.split('/')[0] in wants:
           result[key] = np.where(found.has_span_N, value, np.nan) if key.startswith(
               'localisation') else value

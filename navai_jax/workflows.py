@@ -298,15 +298,17 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   # The figures are drawn in other processes while this one writes the rest.
   figures_done = write_navai_figures(config, res, out_dir, workers=n.figure_workers)
   report = None
-  if result.quality is not None:
-    rows = alignment_quality.quality_table(result.quality, methods)
-    alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))
-    report = (f'NAvAI over the {res["about"]} ({result.timed_utterances} with true times).'
-              '\n\n' + alignment_quality.markdown_report(rows, result.quality, methods))
-    files.write_text(os.path.join(out_dir, 'quality.md'), report)
-    figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
-  write_sounds(config, res, out_dir)
-  figures_done()
+  try:
+    if result.quality is not None:
+      rows = alignment_quality.quality_table(result.quality, methods)
+      alignment_quality.write_csv(rows, os.path.join(out_dir, 'quality.csv'))
+      report = (f'NAvAI over the {res["about"]} ({result.timed_utterances} with true times).'
+                '\n\n' + alignment_quality.markdown_report(rows, result.quality, methods))
+      files.write_text(os.path.join(out_dir, 'quality.md'), report)
+      figures.quality(rows, methods, os.path.join(out_dir, 'quality.png'))
+    write_sounds(config, res, out_dir)
+  finally:
+    figures_done()
   return result, report
 
 
