@@ -59,13 +59,19 @@ def folder_config(folder: str | os.PathLike, split: str = '',
 
 
 def shards(split_dir: str | os.PathLike, per_shard: int) -> list[tuple[str, ...]]:
-  """The entries of a split folder (its speaker folders, and any stray files) in sorted
-  order, cut into groups of `per_shard`: each group is prepared by a builder of its own, so
-  an interrupted preparation keeps the groups it finished."""
+  """The speaker folders of a split folder in sorted order, cut into groups of `per_shard`:
+  each group is prepared by a builder of its own, so an interrupted preparation keeps the
+  groups it finished. Audio or transcripts lying in the split folder itself (outside the
+  layout) go with the first group, so that they are checked as the `direct` reader checks
+  them; other files there are ignored by both readers and by every shard."""
   if per_shard < 1:
     raise ValueError(f'data.shard_speakers must be >= 1, got {per_shard}.')
-  names = sorted(e.name for e in Path(split_dir).iterdir() if not e.name.startswith('.'))
-  return [tuple(names[i:i + per_shard]) for i in range(0, len(names), per_shard)]
+  entries = sorted(Path(split_dir).iterdir())
+  folders = [e.name for e in entries if e.is_dir()]
+  stray = tuple(e.name for e in entries
+                if e.is_file() and e.name.endswith(('.flac', '.trans.txt')))
+  groups = [tuple(folders[i:i + per_shard]) for i in range(0, len(folders), per_shard)] or [()]
+  return [stray + groups[0]] + groups[1:]
 
 
 class LibrispeechFolder(tfds.core.GeneratorBasedBuilder):

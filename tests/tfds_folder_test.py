@@ -116,6 +116,10 @@ def test_an_interrupted_preparation_keeps_the_shards_it_finished(tmp_path, write
   config = _config(root, '')
   config.data.shard_speakers = 1
   assert tfds_folder.shards(root / 'train', 2) == [('3', '5'), ('8',)]
+  (root / 'train' / 'README.txt').write_text('not part of the layout')
+  (root / 'train' / 'stray.flac').write_bytes(b'')
+  assert tfds_folder.shards(root / 'train', 2) == [('stray.flac', '3', '5'), ('8',)]
+  (root / 'train' / 'stray.flac').unlink()
   _fail_on(root / 'train' / '8' / '2' / '8-2-0001.flac', lambda: data.load_split(config,
                                                                                  'train'))
   prepared = _preparations(monkeypatch, 'entries')
