@@ -140,23 +140,16 @@ def main(argv):
     ours = np.asarray(jax.block_until_ready(ours_jit(*args)))
     return time.perf_counter() - start, ours
 
-  def compare(name, ours_fn, quantus_fn):
-    """`ours_fn(windows, targets, maps, inside, noise)`, jitted; `quantus_fn()`."""
+  def compare(name, ours_fn, quantus_fn, ours_values=None):
+    """`ours_fn(windows, targets, maps, inside, noise)`, jitted, timed and compared with
+    `quantus_fn()`; where given, `ours_values` are compared instead of its result."""
     ours_s, ours = timed(ours_fn)
+    ours = ours if ours_values is None else np.asarray(ours_values)
     start = time.perf_counter()
     theirs = np.asarray(quantus_fn(), np.float64)
     theirs_s = time.perf_counter() - start
     record(name, float(np.nanmax(np.abs(ours.reshape(theirs.shape) - theirs))), n / ours_s,
            n / theirs_s)
-
-  def compare_values(name, ours_values, ours_fn, quantus_fn):
-    """As `compare`, the numbers compared being `ours_values` and the time `ours_fn`'s."""
-    ours_s, _ = timed(ours_fn)
-    start = time.perf_counter()
-    theirs = np.asarray(quantus_fn(), np.float64)
-    theirs_s = time.perf_counter() - start
-    record(name, float(np.nanmax(np.abs(np.asarray(ours_values).reshape(theirs.shape)
-                                         - theirs))), n / ours_s, n / theirs_s)
 
   score = lambda x, t: am.window_probability(layers, x, t)
   step = 1 / 16
@@ -236,16 +229,17 @@ def main(argv):
   picks = rng.randint(0, vocab_size - 1, n)
   others = np.array([[c for c in range(vocab_size) if c != t][k] for t, k in zip(targets, picks)])
   spearman_q = quantus.similarity_func.correlation_spearman
-  compare_values('random logit', jax.vmap(lambda x, t, o: am.spearman(
-      sensitivity(x, t), sensitivity(x, o)))(windows, targets, others),
-                 lambda windows, targets, *_: jax.vmap(
-                     lambda x, t, k: am.random_logit(sensitivity, x, t, vocab_size, k))(
-                         windows, targets, jax.random.split(keys[3], n)),
-                 lambda: quantus.RandomLogit(
-                     similarity_func=spearman_q, num_classes=vocab_size, seed=42, abs=False,
-                     normalise=False, disable_warnings=True)(
-                         net, x_q, targets, a_batch=a_q, explain_func=our_explanation,
-                         device='cpu', batch_size=n))
+  compare('random logit',
+          lambda windows, targets, *_: jax.vmap(
+              lambda x, t, k: am.random_logit(sensitivity, x, t, vocab_size, k))(
+                  windows, targets, jax.random.split(keys[3], n)),
+          lambda: quantus.RandomLogit(
+              similarity_func=spearman_q, num_classes=vocab_size, seed=42, abs=False,
+              normalise=False, disable_warnings=True)(
+                  net, x_q, targets, a_batch=a_q, explain_func=our_explanation, device='cpu',
+                  batch_size=n),
+          ours_values=jax.vmap(lambda x, t, o: am.spearman(
+              sensitivity(x, t), sensitivity(x, o)))(windows, targets, others))
 
   # MPRT: Quantus re-initializes the port's modules from the top (each convolution and batch
   # norm a stage of its own, PyTorch's initializers) and explains with our map on the
@@ -292,7 +286,7 @@ def main(argv):
   start = time.perf_counter()
   jax.block_until_ready(forward(many))
   per_s = len(many) / (time.perf_counter() - start)
-  for name, passes in (('pixel flipping (deletion)', 17),
+  for name, passes in (('pixel flipping (deletion)', len(am.fractions(step))),
                        (f'region perturbation ({regions} {patch}x{patch} patches)', regions + 1)):
     theirs_rate = next(r[3] for r in rows if r[0] == name)
     print(f'{name}: {passes} forward passes per frame; at the {per_s:.0f} windows/s of our '
