@@ -201,9 +201,9 @@ def main(argv):
 
   sensitivity = lambda x, t: attribution.sensitivity_map(layers, x, t)
   compare('max-sensitivity',
-          lambda windows, targets, _, __, noise: jax.vmap(
-              lambda x, t, d: am.max_sensitivity_of_noise(sensitivity, x, t, d))(
-                  windows, targets, noise), quantus_max_sensitivity)
+          lambda windows, targets, maps, _, noise: jax.vmap(
+              lambda x, t, d, m: am.max_sensitivity_of_noise(sensitivity, x, t, d, map_WxF=m))(
+                  windows, targets, noise, maps), quantus_max_sensitivity)
   # Region perturbation: patches removed one per step, most relevant first. Quantus pads a
   # side that the patch does not divide on both ends, so its patches are shifted against ours
   # (which start at 0 and end with a smaller one); `--patch` 2 divides the window's 206
@@ -230,9 +230,9 @@ def main(argv):
   others = np.array([[c for c in range(vocab_size) if c != t][k] for t, k in zip(targets, picks)])
   spearman_q = quantus.similarity_func.correlation_spearman
   compare('random logit',
-          lambda windows, targets, *_: jax.vmap(
-              lambda x, t, k: am.random_logit(sensitivity, x, t, vocab_size, k))(
-                  windows, targets, jax.random.split(keys[3], n)),
+          lambda windows, targets, maps, *_: jax.vmap(
+              lambda x, t, k, m: am.random_logit(sensitivity, x, t, vocab_size, k, map_WxF=m))(
+                  windows, targets, jax.random.split(keys[3], n), maps),
           lambda: quantus.RandomLogit(
               similarity_func=spearman_q, num_classes=vocab_size, seed=42, abs=False,
               normalise=False, disable_warnings=True)(
@@ -268,11 +268,11 @@ def main(argv):
   ours_values = np.array([np.asarray(jax.vmap(am.spearman)(maps, explain_with(l, windows,
                                                                              targets)))
                           for l in seen])
-  cascade = jax.jit(jax.vmap(lambda x, t: am.cascading_randomisation(
-      attribution.sensitivity_map, layers, x, t, keys[3])))
-  jax.block_until_ready(cascade(windows, targets))
+  cascade = jax.jit(jax.vmap(lambda x, t, m: am.cascading_randomisation(
+      attribution.sensitivity_map, layers, x, t, keys[3], map_WxF=m)))
+  jax.block_until_ready(cascade(windows, targets, maps))
   start = time.perf_counter()
-  jax.block_until_ready(cascade(windows, targets))
+  jax.block_until_ready(cascade(windows, targets, maps))
   ours_s = time.perf_counter() - start
   ours_maps, theirs_maps = n * (len(layers) + 1), n * (len(stages) + 1)
   record(f'MPRT ({len(stages)} vs {len(layers)} stages)',

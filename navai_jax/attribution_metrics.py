@@ -204,12 +204,23 @@ def average_ranks(values: Array) -> Array:
   return (low + next_start[low] - 1) / 2.0
 
 
+def centred_ranks(values: Array) -> Array:
+  """`average_ranks` of the flattened `values` less their mean: what `spearman` correlates,
+  made once for a map that is correlated with many (`cascading_randomisation`)."""
+  ranks = average_ranks(values.reshape(-1))
+  return ranks - ranks.mean()
+
+
+def spearman_of_ranks(ranks_a: Array, b: Array) -> Array:
+  """`spearman(a, b)` with `ranks_a = centred_ranks(a)` given."""
+  rb = centred_ranks(b)
+  return jnp.sum(ranks_a * rb) / jnp.sqrt(jnp.sum(ranks_a * ranks_a) * jnp.sum(rb * rb))
+
+
 def spearman(a: Array, b: Array) -> Array:
   """Spearman rank correlation of two arrays (flattened), ties as average ranks; NaN where
   one array is constant."""
-  ra, rb = average_ranks(a.reshape(-1)), average_ranks(b.reshape(-1))
-  ra, rb = ra - ra.mean(), rb - rb.mean()
-  return jnp.sum(ra * rb) / jnp.sqrt(jnp.sum(ra * ra) * jnp.sum(rb * rb))
+  return spearman_of_ranks(centred_ranks(a), b)
 
 
 def randomize_from_top(layers: network.Layers, key: Array, count: Array | int
@@ -239,46 +250,53 @@ def randomize_from_top(layers: network.Layers, key: Array, count: Array | int
 
 def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Array],
                             layers: network.Layers, x_WxF: Array, target: Array,
-                            key: Array) -> Array:
+                            key: Array, map_WxF: Optional[Array] = None) -> Array:
   """Spearman correlations `[L + 1]` of the map on the trained network with the map on the
   network whose top 0, 1, ..., L layers are re-initialized (entry 0 is 1 by definition).
 
   The same `key` draws the same new weights for a layer at every stage, so stage l differs
   from stage l - 1 only in layer L - l + 1. The target stays the trained network's class.
+  `map_WxF`: the trained network's map where it is made already (as Quantus's `a_batch`);
+  its ranks are made once for all stages.
   """
-  trained = explain(layers, x_WxF, target)
+  trained = explain(layers, x_WxF, target) if map_WxF is None else map_WxF
+  ranks = centred_ranks(trained)
   randomized = jax.lax.map(
-      lambda count: spearman(trained, explain(randomize_from_top(layers, key, count), x_WxF,
-                                              target)),
+      lambda count: spearman_of_ranks(
+          ranks, explain(randomize_from_top(layers, key, count), x_WxF, target)),
       jnp.arange(1, len(layers) + 1))
   return jnp.concatenate([jnp.ones((1,), randomized.dtype), randomized])
 
 
 def random_logit(explain: Explain, x_WxF: Array, target: Array, num_classes: int,
-                 key: Array) -> Array:
+                 key: Array, map_WxF: Optional[Array] = None) -> Array:
   """Spearman correlation of the map of `target` with the map of a class drawn uniformly from
-  the `num_classes - 1` others (Sixt et al. 2020: a class-sensitive map differs)."""
+  the `num_classes - 1` others (Sixt et al. 2020: a class-sensitive map differs).
+  `map_WxF`: the map of `target` where it is made already."""
   other = jax.random.randint(key, (), 0, num_classes - 1)
   other = jnp.where(other >= target, other + 1, other)
-  return spearman(explain(x_WxF, target), explain(x_WxF, other))
+  return spearman(explain(x_WxF, target) if map_WxF is None else map_WxF,
+                  explain(x_WxF, other))
 
 
 def max_sensitivity(explain: Explain, x_WxF: Array, target: Array, key: Array, *,
-                    samples: int = 200, radius: float = 0.2, chunk: int = 8) -> Array:
+                    samples: int = 200, radius: float = 0.2, chunk: int = 8,
+                    map_WxF: Optional[Array] = None) -> Array:
   """max over `samples` draws of ||e(x + d) - e(x)||_F / ||e(x)||_F, d ~ U[-radius, radius]
-  per value (Yeh et al. 2019; Quantus's MaxSensitivity defaults: 200 samples, radius 0.2)."""
+  per value (Yeh et al. 2019; Quantus's MaxSensitivity defaults: 200 samples, radius 0.2).
+  `map_WxF`: e(x) where it is made already."""
   if samples < 1 or radius <= 0:
     raise ValueError(f'max_sensitivity needs samples >= 1 and radius > 0, got {samples}, '
                      f'{radius}')
   noise = jax.random.uniform(key, (samples,) + x_WxF.shape, x_WxF.dtype, -radius, radius)
-  return max_sensitivity_of_noise(explain, x_WxF, target, noise, chunk=chunk)
+  return max_sensitivity_of_noise(explain, x_WxF, target, noise, chunk=chunk, map_WxF=map_WxF)
 
 
 def max_sensitivity_of_noise(explain: Explain, x_WxF: Array, target: Array, noise_SxWxF: Array,
-                             *, chunk: int = 8) -> Array:
+                             *, chunk: int = 8, map_WxF: Optional[Array] = None) -> Array:
   """`max_sensitivity` with the perturbations given. The maps of the perturbed inputs are made
   `chunk` at a time (`lax.map`), so memory does not grow with the number of samples."""
-  reference = explain(x_WxF, target)
+  reference = explain(x_WxF, target) if map_WxF is None else map_WxF
 
   def change(d):
     return jnp.linalg.norm(explain(x_WxF + d, target) - reference)

@@ -217,26 +217,30 @@ def _curves_function(granularities: tuple[str, ...], modes: tuple[str, ...],
 @functools.lru_cache(maxsize=32)
 def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples: int,
                               radius: float, seed: int):
-  """jit: (layers, windows, targets, keys) -> the per-frame metrics that re-run the method."""
+  """jit: (layers, windows, targets, keys, maps) -> the per-frame metrics that re-run the
+  method (on the randomized network, for another class, on noisy inputs); `maps` are the
+  method's maps of the frames, made once for every metric."""
   explain = explain_function(name, seed)
   # One randomized network for all frames (as MPRT randomizes the model once for a batch): the
   # maps of every frame then come from one batched pass, not from weights drawn per frame.
   network_key = jax.random.fold_in(jax.random.key(seed), 1)
 
-  def one(layers, x, target, key):
+  def one(layers, x, target, key, map_):
     _, k2, k3 = jax.random.split(key, 3)
     out = {}
     if 'randomisation' in metric_names:
-      out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, network_key)
+      out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, network_key,
+                                                        map_WxF=map_)
     if 'random_logit' in metric_names:
       out['random_logit'] = am.random_logit(functools.partial(explain, layers), x, target,
-                                            vocab.SIZE, k2)
+                                            vocab.SIZE, k2, map_WxF=map_)
     if 'max_sensitivity' in metric_names:
       out['max_sensitivity'] = am.max_sensitivity(functools.partial(explain, layers), x,
-                                                  target, k3, samples=samples, radius=radius)
+                                                  target, k3, samples=samples, radius=radius,
+                                                  map_WxF=map_)
     return out
 
-  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0)))
+  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0)))
 
 
 def _sort_pieces() -> int:
@@ -365,8 +369,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
       fn = _network_metrics_function(name, network_metrics, int(s.max_sensitivity_samples),
                                      float(s.max_sensitivity_radius), int(s.seed))
       result.update(_in_chunks(
-          lambda w, t, k: fn(layers, w, t, jax.random.wrap_key_data(k)),
-          (found.windows_NxWxF, found.targets_N, keys), s.frame_batch))
+          lambda w, t, k, m: fn(layers, w, t, jax.random.wrap_key_data(k), m),
+          (found.windows_NxWxF, found.targets_N, keys, maps), s.frame_batch))
     if wants & {'localisation', 'sparseness'}:
       for key, value in _in_chunks(_map_metrics_function(_sort_pieces()),
                                    (maps, found.inside_NxW), s.frame_batch).items():
