@@ -9,7 +9,9 @@ module turns into the port's `[F, 206]` input and whose output is the logits of 
 one output position. Both sides get the same windows, targets and maps (our sensitivity of
 the softmax output), the same true-span masks (a band of columns per frame, as the letter's
 true span gives it) and, for max-sensitivity, the same noise: Quantus's perturbation function
-returns our draws, and its explanation function is our map.
+returns our draws, and its explanation function is our map. The metrics that make maps of
+their own (max-sensitivity, random logit, MPRT) take the given map as the reference on both
+sides (Quantus's `a_batch`, our `map_WxF`).
 
 | ours | Quantus 0.6 | settings |
 |---|---|---|
