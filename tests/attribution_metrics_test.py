@@ -154,27 +154,34 @@ def test_maps_decorrelate_as_the_network_is_randomized(random_layers):
     assert np.mean(np.abs(correlations[:, -1])) < most
 
 
-def test_metrics_given_the_map_equal_the_metrics_that_make_it(random_layers):
+def test_metrics_given_the_map_equal_the_metrics_that_make_it(random_layers, quick):
   """The suite hands each network metric the map it has made already (as Quantus's
   `a_batch`); the result is the one the metric gets by making the map itself."""
   layers = random_layers(4, batch_norm=True, bias=True)
   x, target, key = random_layers.input(3), jnp.asarray(2), jax.random.key(9)
   explain = lambda x, t: _logit_gradient(layers, x, t)
-  given = explain(x, target)
-  np.testing.assert_allclose(
-      am.cascading_randomisation(_logit_gradient, layers, x, target, key, map_WxF=given),
-      am.cascading_randomisation(_logit_gradient, layers, x, target, key), rtol=1e-6)
-  assert float(am.random_logit(explain, x, target, 4, key, map_WxF=given)) == pytest.approx(
-      float(am.random_logit(explain, x, target, 4, key)), rel=1e-6)
-  assert float(am.max_sensitivity(explain, x, target, key, samples=6, map_WxF=given)) == (
-      pytest.approx(float(am.max_sensitivity(explain, x, target, key, samples=6)), rel=1e-6))
-  # A map given is the one used: correlating with itself for any class gives 1.
-  assert float(am.random_logit(lambda x, t: x * x, x, target, 29, key,
-                               map_WxF=x * x)) == pytest.approx(1)
-  # Ranks made once correlate as `spearman` does.
-  other = explain(x, 0)
-  assert float(am.spearman_of_ranks(am.centred_ranks(given), other)) == pytest.approx(
-      float(am.spearman(given, other)), rel=1e-6)
+
+  def both(x):
+    given = explain(x, target)
+    return (
+        (am.cascading_randomisation(_logit_gradient, layers, x, target, key, map_WxF=given),
+         am.cascading_randomisation(_logit_gradient, layers, x, target, key)),
+        (am.random_logit(explain, x, target, 4, key, map_WxF=given),
+         am.random_logit(explain, x, target, 4, key)),
+        (am.max_sensitivity(explain, x, target, key, samples=6, map_WxF=given),
+         am.max_sensitivity(explain, x, target, key, samples=6)),
+        # Ranks made once correlate as `spearman` does.
+        (am.spearman_of_ranks(am.centred_ranks(given), explain(x, 0)),
+         am.spearman(given, explain(x, 0))),
+        # A map given is the one used: the map x² for every class against -x² given.
+        (am.random_logit(lambda x, t: x * x, x, target, 4, key, map_WxF=-x * x), -1.0),
+        (am.max_sensitivity(lambda x, t: x * 0 + 1, x, target, key, samples=2,
+                            map_WxF=jnp.full_like(x, 2.0)), 0.5),
+        (am.cascading_randomisation(lambda l, x, t: x * x, layers, x, target, key,
+                                    map_WxF=-x * x)[1:], -1.0))
+
+  for with_map, without in quick(both, x):
+    np.testing.assert_allclose(with_map, without, rtol=1e-6)
 
 
 def test_random_logit_is_one_for_a_map_that_ignores_the_class():
