@@ -1,6 +1,7 @@
 """Test session set-up and the fixtures that several test files share.
 
-Four forced CPU devices, so sharded code is tested against one device. The shared fixtures
+Four forced CPU devices, so sharded code is tested against one device; one compilation cache
+for all of the session's processes. The shared fixtures
 are builders (functions), so each test asks for the variant it needs:
 
 * `tiny_variables(seed, dtype, letter_bias)`: the `tiny` model with batch statistics and
@@ -12,14 +13,27 @@ are builders (functions), so each test asks for the variant it needs:
   training config that learns them.
 """
 
+import atexit
 import itertools
 import json
 import os
+import shutil
+import tempfile
 import types
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# One compilation cache for the session: JAX's persistent cache in a new directory, made by the
+# first process (the one that starts the xdist workers) and handed on through the environment,
+# so the workers and the scripts the tests start load a program another process compiled
+# instead of compiling it again. Removed when that process exits; a cache directory the caller
+# set is used as it is.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE_DIR = tempfile.mkdtemp(prefix='navai_jax_tests_xla_cache_')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+  atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
