@@ -233,6 +233,37 @@ def test_localisation_scores():
   assert float(scores['rank']) == pytest.approx(mask.ravel()[top].mean())
 
 
+@pytest.mark.parametrize('dtype', [np.int32, np.int64])
+def test_sorted_with_positions_is_a_stable_argsort(dtype):
+  """int32 keys take one sort of packed 64-bit words on CPU, int64 keys a sort with a payload:
+  both are NumPy's stable argsort, ties and the extreme keys included, under vmap too."""
+  rng = np.random.default_rng(4)
+  keys = rng.integers(-50, 50, (3, 500)).astype(dtype)  # many ties, both signs
+  keys[:, 0] = np.iinfo(dtype).max
+  keys[:, 1] = np.iinfo(dtype).min
+  keys[:, 2] = np.iinfo(dtype).min
+  ordered, positions = jax.jit(jax.vmap(am._sorted_with_positions))(jnp.asarray(keys))
+  assert ordered.dtype == dtype and positions.dtype == np.int32
+  expected = np.argsort(keys, axis=1, kind='stable')
+  np.testing.assert_array_equal(positions, expected)
+  np.testing.assert_array_equal(ordered, np.take_along_axis(keys, expected, axis=1))
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_average_ranks_and_spearman_equal_scipy_with_ties_signs_and_zeros(dtype):
+  rng = np.random.default_rng(6)
+  a = rng.normal(size=(40, 30)).round(1).astype(dtype)  # many ties
+  a[::3] = 0.0
+  a[::5] = -0.0  # equal to +0, as SciPy takes it
+  b = (a + rng.normal(0, 0.5, a.shape)).round(1).astype(dtype)
+  np.testing.assert_array_equal(jax.jit(am.average_ranks)(jnp.asarray(a.ravel())),
+                                scipy.stats.rankdata(a.ravel()) - 1)
+  for x, y in ((a, b), (b, a), (a, a)):
+    assert float(jax.jit(am.spearman)(jnp.asarray(x), jnp.asarray(y))) == pytest.approx(
+        scipy.stats.spearmanr(x.ravel(), y.ravel()).statistic,
+        abs=1e-6 if dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_first_in_order_equals_the_stable_ranking_with_ties_signs_and_zeros(dtype):
   """The sorted-key selection used by the curves and relevance rank takes exactly the units a
