@@ -194,9 +194,9 @@ def _sorted_with_positions(keys: Array) -> tuple[Array, Array]:
   keys keep the order of their positions (a stable argsort).
 
   On CPU, of 32-bit keys: one sort of 64-bit words, each key above its position. XLA's CPU
-  backend sorts one integer array ~6x as fast as keys with a payload (whose comparator it
-  calls per pair), so this is an argsort at the price of a plain sort. Elsewhere, and for
-  other widths, the sort with a payload.
+  backend sorts one integer array far faster than keys with a payload (whose comparator it
+  calls per pair): 1.3 against 5.5 ms for a map's 26,368 values. Elsewhere, and for other
+  widths, the sort with a payload.
   """
   positions = jnp.arange(keys.shape[0], dtype=jnp.int32)
 
