@@ -203,7 +203,7 @@ def _sorted_with_positions(keys: Array) -> tuple[Array, Array]:
   def with_payload(keys):
     return jax.lax.sort((keys, positions), num_keys=1, is_stable=True)
 
-  if keys.dtype != jnp.int32 or keys.shape[0] >= 2**32:
+  if keys.dtype != jnp.int32 or keys.shape[0] >= 2**31:  # positions are int32
     return with_payload(keys)
 
   def packed(keys):
