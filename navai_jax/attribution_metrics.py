@@ -103,9 +103,12 @@ def removal_rank(relevance_Q: Array, order: str, key: Optional[Array] = None) ->
       raise ValueError("order 'random' needs a key")
     sequence = jax.random.permutation(key, relevance_Q.shape[0])
   else:
-    sequence = jnp.argsort(-relevance_Q if order == 'morf' else relevance_Q, stable=True)
-  # The inverse permutation by a scatter: XLA's CPU sort is slow, and one is enough.
-  return jnp.zeros_like(sequence).at[sequence].set(jnp.arange(sequence.shape[0]))
+    keys = _order_keys(relevance_Q)
+    # ~k = -k - 1 reverses the order and never overflows.
+    _, sequence = _sorted_with_positions(~keys if order == 'morf' else keys)
+  # The inverse permutation by a scatter, not a second sort.
+  return jnp.zeros_like(sequence).at[sequence].set(
+      jnp.arange(sequence.shape[0], dtype=sequence.dtype))
 
 
 # The integer type of a float's bits, by width in bytes.
@@ -128,26 +131,11 @@ def first_in_order(relevance_Q: Array, order: str, counts_S: Array,
                    key: Optional[Array] = None) -> Array:
   """`[S, Q]`: row s is True for the first `counts_S[s]` units in the order of removal.
 
-  The same as `removal_rank(relevance_Q, order, key) < counts_S[:, None]`, without ranking:
-  the c-th unit's key is read from one sort of the keys, the units before it are the keys
-  below it, and of the units equal to it those of lowest index (the stable order's ties).
+  One ranking (`removal_rank`, one sort) serves all S rows, each then a comparison: 1.3 ms
+  per frame for the 17 rows of a bin curve of 26,368 bins, where a sort of the keys and a
+  search of each row's boundary (a running count of its ties) took 5.7 ms.
   """
-  check_choice('order', order, ORDERS)
-  if order == 'random':
-    return removal_rank(relevance_Q, order, key)[None] < counts_S[:, None]
-  keys = _order_keys(relevance_Q)
-  keys = ~keys if order == 'morf' else keys  # ~k = -k - 1 reverses the order, never overflows
-  ordered = jax.lax.sort(keys, is_stable=False)
-  counts_S = counts_S.astype(jnp.int32)
-
-  def row(count):
-    last = ordered[jnp.clip(count - 1, 0, keys.shape[0] - 1)]
-    before = keys < last
-    tied = keys == last
-    room = count - jnp.sum(before)
-    return (count > 0) & (before | (tied & (jnp.cumsum(tied) <= room)))
-
-  return jax.vmap(row)(counts_S)
+  return removal_rank(relevance_Q, order, key)[None] < counts_S[:, None]
 
 
 def perturbation_curve(score: Score, x_WxF: Array, target: Array, map_WxF: Array, *,
