@@ -26,7 +26,9 @@ sides (Quantus's `a_batch`, our `map_WxF`).
 
 Prints, per metric, the largest difference between the two over the frames and both sides'
 frames per second (wall time of the metric over all frames, maps given; ours jitted, its
-first call excluded; Quantus as its `__call__` runs, batch size = all frames).
+first call excluded; Quantus as its `__call__` runs, batch size = all frames). Then where
+MPRT's time per map goes (the map, its ranking, XLA's sort of the keys alone and with their
+positions as a payload), and the ceiling our forward pass sets for the perturbation curves.
 """
 
 import importlib.metadata
