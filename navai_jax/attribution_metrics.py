@@ -131,9 +131,9 @@ def first_in_order(relevance_Q: Array, order: str, counts_S: Array,
                    key: Optional[Array] = None) -> Array:
   """`[S, Q]`: row s is True for the first `counts_S[s]` units in the order of removal.
 
-  One ranking (`removal_rank`, one sort) serves all S rows, each then a comparison: 1.3 ms
-  per frame for the 17 rows of a bin curve of 26,368 bins, where a sort of the keys and a
-  search of each row's boundary (a running count of its ties) took 5.7 ms.
+  One ranking (`removal_rank`, one sort) serves all S rows, each then a comparison; a search
+  of each row's boundary (a running count of its ties per row) cost more than the ranking on
+  a bin curve's 17 rows (pixel flipping in `benchmarks/quantus_benchmark.py`).
   """
   return removal_rank(relevance_Q, order, key)[None] < counts_S[:, None]
 
@@ -182,9 +182,9 @@ def _sorted_with_positions(keys: Array) -> tuple[Array, Array]:
   keys keep the order of their positions (a stable argsort).
 
   On CPU, of 32-bit keys: one sort of 64-bit words, each key above its position. XLA's CPU
-  backend sorts one integer array far faster than keys with a payload (whose comparator it
-  calls per pair): 1.3 against 5.5 ms for a map's 26,368 values. Elsewhere, and for other
-  widths, the sort with a payload.
+  backend sorts one integer array several times as fast as keys with a payload (whose
+  comparator it calls per pair; `benchmarks/quantus_benchmark.py` prints both for a map).
+  Elsewhere, and for other widths, the sort with a payload.
   """
   positions = jnp.arange(keys.shape[0], dtype=jnp.int32)
 
