@@ -66,6 +66,10 @@ def main(argv):
   print(f'{result.frames} letter frames of {result.utterances} utterances '
         f'({split}, checkpoint step {step}); per letter under {config.navai.methods[0]}: ' +
         ' '.join(f'{c}:{int(n)}' for c, n in zip(vocab.LETTERS, result.letters.count[0])))
+  for method, left_out in zip(dict.fromkeys(config.navai.methods), result.zero_maps):
+    if left_out:
+      print(f'{int(left_out)} frames left out under {method}: their map is all zeros (a softmax '
+            'saturated beyond float32; --config.navai.methods without it keeps them).')
   if report is None:
     print(f'Alignment quality skipped: no .timing.json files for the utterances of '
           f'{config.data.source} (real LibriSpeech has no word or phoneme times; a corpus copy '

@@ -128,7 +128,8 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
   Args:
     tokens_U: arg-max token of every output position.
     positions_UxM: alignment position p in [0, 206) per output position and method; -1 where
-      the position is not a frame.
+      the position is not a frame, or where that method's map of the frame is all zeros
+      (then the frame is not scored under that method: its distance is NaN).
     reference: the normalized reference transcript.
     timing: the utterance's timing (`timing.read_timing`).
     config: the experiment config (model layers for window starts; feature hop and window).
@@ -143,7 +144,7 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
   hypothesis, char_of_U = greedy_characters(tokens_U)
   ref_of = metrics.align(hypothesis, reference)
   start_R, end_R, level_R = character_spans(reference, timing)
-  frames_u = np.flatnonzero(positions_UxM[:, 0] >= 0)
+  frames_u = np.flatnonzero(positions_UxM.max(axis=1) >= 0)
   letter_N = tokens_U[frames_u] - vocab.LETTER_IDS[0]
   ref_N = ref_of[char_of_U[frames_u]]
   scored = ref_N >= 0
@@ -153,6 +154,7 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
   specs = model.layer_specs(config.model)
   start_N = np.asarray([model.window_start(specs, int(u)) for u in frames_u], np.int64)
   time_NxM = features.frame_to_seconds(start_N[:, None] + positions_UxM[frames_u], config)
+  time_NxM = np.where(positions_UxM[frames_u] >= 0, time_NxM, np.nan)
   span_Nx2 = np.stack([start_R[ref_N], end_R[ref_N]], axis=1).reshape(-1, 2)
   return {'position': frames_u, 'letter': letter_N, 'level': level_R[ref_N], 'time_s': time_NxM,
           'span_s': span_Nx2,
@@ -181,9 +183,11 @@ def add_to_tally(tally: dict[str, np.ndarray], scores: dict[str, np.ndarray]) ->
   if scores['distance_ms'].shape[1:] != (num_methods,):
     raise ValueError(f'Scores for {scores["distance_ms"].shape[1:]} methods, tally for '
                      f'{num_methods}.')
-  bins_NxM = distance_bins(scores['distance_ms'])
+  bins_NxM = distance_bins(np.nan_to_num(scores['distance_ms']))
   for m in range(num_methods):
-    np.add.at(tally['histogram'][m], (scores['letter'], scores['level'], bins_NxM[:, m]), 1)
+    has = ~np.isnan(scores['distance_ms'][:, m])
+    np.add.at(tally['histogram'][m],
+              (scores['letter'][has], scores['level'][has], bins_NxM[has, m]), 1)
   tally['unmatched'] += scores['unmatched']
 
 

@@ -43,23 +43,43 @@ Layers = network.Layers
 OUTPUTS = ('softmax', 'logit')
 
 
-def _scores(layers: Layers, x_WxF: Array, output: str, relu=jax.nn.relu) -> Array:
+def _check_output(output: str) -> None:
   if output not in OUTPUTS:
     raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
-  logits_V = network.logits(layers, x_WxF, relu=relu)
-  return jax.nn.softmax(logits_V) if output == 'softmax' else logits_V
+
+
+def output_cotangent(logits_V: Array, target: Array, output: str) -> Array:
+  """`d y_target / d logits`: the cotangent that starts every gradient map (paper eq. 1).
+
+  For the softmax, `d y_t / d z_k = y_t (delta_tk - y_k)`. The target's own entry is written
+  `y_t * sum_{k != t} y_k`, never `y_t (1 - y_t)`: in float32 `y_t` rounds to 1.0 from a logit
+  margin of about 17 nats, and `1 - y_t` would drop the target's term from the map (SPEC §5).
+  The sum of the other classes is `exp(logsumexp_{k != t} z_k - logsumexp z)`, exact down to
+  float32's smallest normal numbers (a margin of ~80 nats; beyond ~100 the map itself is below
+  them and comes out all zeros).
+  """
+  _check_output(output)
+  onehot_V = jax.nn.one_hot(target, logits_V.shape[0], dtype=logits_V.dtype)
+  if output == 'logit':
+    return onehot_V
+  log_y_V = jax.nn.log_softmax(logits_V)
+  others = jnp.exp(jax.nn.logsumexp(jnp.where(onehot_V > 0, -jnp.inf, logits_V))
+                   - jax.nn.logsumexp(logits_V))
+  y_t = jnp.exp(log_y_V[target])
+  return jnp.where(onehot_V > 0, y_t * others, -y_t * jnp.exp(log_y_V))
 
 
 def _gradient(layers: Layers, x_WxF: Array, target: Optional[Array], output: str,
               relu=jax.nn.relu) -> Array:
   """d(R_out . y)/dx with R_out the one-hot vector of `target` (default: predicted class)."""
-  y_V, vjp = jax.vjp(lambda x: _scores(layers, x, output, relu), x_WxF)
-  target = jnp.argmax(y_V) if target is None else target
-  return vjp(jax.nn.one_hot(target, y_V.shape[0], dtype=y_V.dtype))[0]
+  _check_output(output)
+  logits_V, vjp = jax.vjp(lambda x: network.logits(layers, x, relu=relu), x_WxF)
+  target = jnp.argmax(logits_V) if target is None else target
+  return vjp(output_cotangent(logits_V, target, output))[0]
 
 
 def _predicted(layers: Layers, x_WxF: Array) -> Array:
-  return jnp.argmax(_scores(layers, x_WxF, 'logit'))
+  return jnp.argmax(network.logits(layers, x_WxF))
 
 
 def sensitivity_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
@@ -91,16 +111,9 @@ def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Ar
     The map `[W, F]`; with `layer_gradients`, `(map, gradients)` where `gradients[l - 1]` is
     `[Z_l, C_l]` for layer l, Z_l the layer's positions in the window.
   """
-  if output not in OUTPUTS:
-    raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
   logits_V = network.output(layers, pre)[0]
   target = jnp.argmax(logits_V) if target is None else target
-  onehot_V = jax.nn.one_hot(target, logits_V.shape[0], dtype=logits_V.dtype)
-  if output == 'softmax':
-    y_V = jax.nn.softmax(logits_V)
-    g = (y_V[target] * (onehot_V - y_V))[None]  # d y_target / d logits
-  else:
-    g = onehot_V[None]
+  g = output_cotangent(logits_V, target, output)[None]
   gradients = [g]
   for i in reversed(range(len(layers))):
     layer = layers[i]
@@ -203,15 +216,10 @@ def grad_cam_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *
   inputs, _ = network.forward(layers, x_WxF)
   acts_TxC = inputs[layer]
 
-  def scores(a):
-    y = network.logits(upper, a)
-    return jax.nn.softmax(y) if output == 'softmax' else y
-
-  if output not in OUTPUTS:
-    raise ValueError(f'unknown output {output!r}; valid outputs: {", ".join(OUTPUTS)}')
-  y_V, vjp = jax.vjp(scores, acts_TxC)
-  target = jnp.argmax(y_V) if target is None else target
-  grads_TxC = vjp(jax.nn.one_hot(target, y_V.shape[0], dtype=y_V.dtype))[0]
+  _check_output(output)
+  logits_V, vjp = jax.vjp(lambda a: network.logits(upper, a), acts_TxC)
+  target = jnp.argmax(logits_V) if target is None else target
+  grads_TxC = vjp(output_cotangent(logits_V, target, output))[0]
   cam_T = jax.nn.relu(acts_TxC @ jnp.mean(grads_TxC, axis=0))
   # Receptive field and jump of the layer's positions within the window.
   field, jump = 1, 1

@@ -41,7 +41,7 @@ def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
 
   def forward(variables, audio_BxA, audio_lengths_B):
     x_BxTxF, frames_B = features.log_mel(audio_BxA, audio_lengths_B, config)
-    logits_BxUxV, _ = model.apply_inference(config, variables, x_BxTxF)
+    logits_BxUxV, _ = model.apply_inference(config, variables, x_BxTxF, frames_B=frames_B)
     return logits_BxUxV, model.output_length(specs, frames_B)
 
   data_sharding = parallel.batch_sharded(mesh)

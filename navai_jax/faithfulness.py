@@ -136,7 +136,7 @@ def _frames_of_batch(config: ml_collections.FrozenConfigDict):
   """jit: (variables, audio_BxA, lengths_B) -> (x_BxTxF, frames_B, valid_BxU, tokens_BxU)."""
   def run(variables, audio_BxA, lengths_B):
     x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
-    logits, _ = model.apply_inference(config, variables, x_BxTxF)
+    logits, _ = model.apply_inference(config, variables, x_BxTxF, frames_B=frames_B)
     return (x_BxTxF, frames_B) + frames_lib.frame_mask(config, logits, frames_B)
   return jax.jit(run)
 
@@ -271,9 +271,9 @@ def make_maps(name: str, layers: network.Layers, windows: np.ndarray, targets: n
 
 @functools.lru_cache(maxsize=4)
 def _decoder(config: ml_collections.FrozenConfigDict):
-  """jit: (variables, x_PxTxF) -> arg-max tokens `[P, U]` of the SAME-padded pass."""
-  return jax.jit(lambda variables, x: jnp.argmax(model.apply_inference(config, variables, x)[0],
-                                                 -1))
+  """jit: (variables, x_PxTxF, frames) -> arg-max tokens `[P, U]` of the utterance's pass."""
+  return jax.jit(lambda variables, x, n: jnp.argmax(model.apply_inference(
+      config, variables, x, frames_B=jnp.full(x.shape[:1], n))[0], -1))
 
 
 # Utterances are padded to a multiple of this many frames for the decoder (fewer compiles).
@@ -308,7 +308,7 @@ def _utterance_deletion(config, variables, found, maps, fractions, count, seed):
     inputs = np.zeros((len(fractions), padded, x_TxF.shape[1]), np.float32)
     inputs[:, :n] = [np.where(rank.reshape(total.shape) < round(p * total.size), 0.0, x_TxF)
                      for p in fractions]
-    tokens = np.asarray(decode(variables, inputs))[:, :int(model.output_length(specs, n))]
+    tokens = np.asarray(decode(variables, inputs, n))[:, :int(model.output_length(specs, n))]
     for k, best in enumerate(tokens):
       errors[k] += metrics.edit_distance(text, vocab.decode(vocab.ctc_collapse(best)))
     letters += len(text)

@@ -155,7 +155,8 @@ def collect(config: ml_collections.ConfigDict, variables: PyTree, x_BxTxF: Array
   ids = [str(i) for i in range(len(frames_B))] if ids is None else [str(i) for i in ids]
   if len(ids) != len(frames_B):
     raise ValueError(f'got {len(ids)} utterance ids for {len(frames_B)} utterances')
-  logits, _ = model.apply_inference(config, variables, jnp.asarray(x_BxTxF))
+  logits, _ = model.apply_inference(config, variables, jnp.asarray(x_BxTxF),
+                                    frames_B=jnp.asarray(frames_B))
   valid, tokens = frame_mask(config, logits, jnp.asarray(frames_B))
   utterance_N, position_N = np.nonzero(np.asarray(valid))
   windows = gather_windows(config, jnp.asarray(x_BxTxF), utterance_N, position_N)

@@ -119,6 +119,12 @@ class Wav2Letter(nn.Module):
   Returns `(logits_BxUxV, intermediates)`; `intermediates['layer_n']` holds the conv output
   `z` ('pre') and the layer's output after batch norm and ReLU ('act'); for the output layer
   'act' is the logits.
+
+  `mask_BxT` marks the real input frames of each row of a padded batch. Every layer's outputs
+  at padded positions (the mask carried through the strides) are set to zero, in training and
+  inference alike, so the next SAME convolution reads exactly the zeros it would read at the
+  end of the utterance alone: an utterance's logits do not depend on what it is batched with
+  (SPEC §13). Batch norm's training statistics count the real positions only.
   """
   config: ml_collections.ConfigDict
 
@@ -130,8 +136,9 @@ class Wav2Letter(nn.Module):
     a = x_BxTxF
     for spec in specs:
       z = Conv1D(spec, name=f'conv_{spec.number}')(a, padding)
-      if mask_BxT is not None and spec.stride > 1:
+      if mask_BxT is not None:
         mask_BxT = mask_BxT[:, ::spec.stride]
+        z = jnp.where(mask_BxT[..., None], z, 0.0)
       if spec.batch_norm:
         bn = nn.BatchNorm(use_running_average=not train, momentum=self.config.bn_momentum,
                           epsilon=self.config.bn_epsilon, name=f'bn_{spec.number}')
@@ -139,10 +146,17 @@ class Wav2Letter(nn.Module):
         a = nn.relu(bn(z, mask=mask))
         if self.config.dropout > 0 and 1 < spec.number < specs[-1].number:
           a = nn.Dropout(self.config.dropout, deterministic=not train)(a)
+        if mask_BxT is not None:  # relu(bn(0)) is not 0: padding must stay zero.
+          a = jnp.where(mask_BxT[..., None], a, 0.0)
       else:
         a = z
       intermediates[spec.name] = {'pre': z, 'act': a}
     return a, intermediates
+
+
+def padding_mask(frames_B: Array, num_frames: int) -> Array:
+  """`[B, T]`: True at the first `frames_B` frames of each row of a padded batch."""
+  return jnp.arange(num_frames)[None] < jnp.asarray(frames_B)[:, None]
 
 
 def init_variables(config: ml_collections.ConfigDict, key: Array) -> PyTree:
@@ -153,8 +167,14 @@ def init_variables(config: ml_collections.ConfigDict, key: Array) -> PyTree:
 
 
 def apply_inference(config: ml_collections.ConfigDict, variables: PyTree, x_BxTxF: Array,
-                    padding: str = 'SAME') -> tuple[Array, dict[str, dict[str, Array]]]:
-  """Logits and intermediates with batch norm in inference mode; never mutates the model."""
+                    padding: str = 'SAME', frames_B: Optional[Array] = None
+                    ) -> tuple[Array, dict[str, dict[str, Array]]]:
+  """Logits and intermediates with batch norm in inference mode; never mutates the model.
+
+  `frames_B`: the real frames of each row of a padded batch (None: every row is whole); the
+  rows' logits are then those of each utterance alone.
+  """
+  mask = None if frames_B is None else padding_mask(frames_B, x_BxTxF.shape[1])
   return Wav2Letter(config.model).apply(
       {'params': variables['params'], 'batch_stats': variables['batch_stats']}, x_BxTxF,
-      train=False, padding=padding)
+      train=False, padding=padding, mask_BxT=mask)

@@ -70,6 +70,9 @@ class PassState(NamedTuple):
   phonemes: Moments  # count [M, Y], mean and m2 [M, Y, W, F]; Y the phoneme classes
   layer_letters: tuple[Sums, ...] = ()  # per layer: count [M, 26], total [M, 26, Z, C]
   layer_phonemes: tuple[Sums, ...] = ()  # per layer: count [M, Y], total [M, Y, Z, C]
+  # Frames left out per method because their attribution map is all zeros (a softmax so
+  # saturated that the map lies below float32's range, SPEC §5): they have no position.
+  zero_maps: Optional[Array] = None  # [M] int32
 
 
 def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
@@ -81,22 +84,24 @@ def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
       moments.empty_moments(vocab.NUM_LETTERS, frame, (num_methods,)),
       moments.empty_moments(num_phonemes, frame, (num_methods,)),
       layer_profiles.empty_state(specs, layers, num_layer_alignments, vocab.NUM_LETTERS),
-      layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes))
+      layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes),
+      jnp.zeros((num_methods,), jnp.int32))
 
 
 def combine_states(a: PassState, b: PassState) -> PassState:
   """Merge of two partial pass states: `moments.combine` of the moments (exact), the sum of
-  the layer sums."""
+  the layer sums and of the zero-map counts."""
   return PassState(moments.combine(a.letters, b.letters), moments.combine(a.phonemes, b.phonemes),
                    *(tuple(map(layer_profiles.add, x, y)) for x, y in (
-                       (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))))
+                       (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))),
+                   a.zero_maps + b.zero_maps)
 
 
 def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables: PyTree,
                                    methods: Sequence[str], x_BxTxF: Array,
                                    intermediates: dict[str, dict[str, Array]],
                                    selection: frames.Selection, layer_gradients: bool = False
-                                   ) -> tuple[Array, tuple[Array, ...]]:
+                                   ) -> tuple[Array, Array, tuple[Array, ...]]:
   """Alignment positions `[M, N]` of selected frames; each attribution map is made once.
 
   Sensitivity and LRP both start from the layer activations of the utterances' SAME-padded
@@ -104,6 +109,8 @@ def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables:
   a frame costs two backward passes and no forward pass of its own. With `layer_gradients`,
   also the gradients of the predicted letter's softmax output with respect to every layer's
   output (`[N, Z_l, C_l]` per layer), which the sensitivity's backward pass computes anyway.
+  Returns `(positions_MxN, has_map_MxN, gradients)`; `has_map` is False where a method's map
+  is all zeros (it has no maximum to align by).
   """
   layers = network.layers_from_variables(config, variables)
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,
@@ -118,9 +125,14 @@ def _alignment_positions_of_frames(config: ml_collections.ConfigDict, variables:
     options = lrp.resolve_options(rule='paper')
     relevance = jax.vmap(lambda i, p, t: lrp.relevance(layers, i, p, t, **options))(
         inputs, pre, selection.token_N)
-  return jnp.stack([alignment.alignment_positions(m, sensitivity, relevance,
-                                                  selection.token_N.shape[0])
-                    for m in methods]), gradients
+  positions = jnp.stack([alignment.alignment_positions(m, sensitivity, relevance,
+                                                       selection.token_N.shape[0])
+                         for m in methods])
+  nonzero = lambda maps: jnp.any(maps != 0, axis=(1, 2))
+  has_map = jnp.stack([
+      jnp.ones_like(selection.valid_N) if m == 'none' else
+      nonzero(sensitivity if m.startswith('sensitivity') else relevance) for m in methods])
+  return positions, has_map, gradients
 
 
 def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: PassState,
@@ -144,7 +156,8 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   """
   specs = model.layer_specs(config.model)
   x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
-  logits_BxUxV, intermediates = model.apply_inference(config, variables, x_BxTxF)
+  logits_BxUxV, intermediates = model.apply_inference(config, variables, x_BxTxF,
+                                                      frames_B=frames_B)
   valid_BxU, tokens_BxU = frames.frame_mask(config, logits_BxUxV, frames_B)
   valid_BxU &= (weights_B > 0)[:, None]
   rank_BxU = (jnp.cumsum(valid_BxU.reshape(-1)) - 1).reshape(valid_BxU.shape)
@@ -154,30 +167,34 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   def chunk(carry):
     k, state, positions_BxUxM = carry
     sel = frames.select(valid_BxU & (rank_BxU // frame_batch == k), tokens_BxU, frame_batch)
-    position_MxN, gradients = _alignment_positions_of_frames(
+    position_MxN, has_map_MxN, gradients = _alignment_positions_of_frames(
         config, variables, methods, x_BxTxF, intermediates, sel, layer_gradients=bool(layers))
+    valid_MxN = sel.valid_N & has_map_MxN
     start_N = model.window_start(specs, sel.position_N)
     aligned_MxNxWxF = jax.vmap(
         lambda p: alignment.cut_aligned(x_BxTxF, frames_B, sel.utterance_N, start_N, p, fill)
     )(position_MxN)
-    fold_methods = jax.vmap(moments.fold, in_axes=(0, 0, 0, None))
+    fold_methods = jax.vmap(moments.fold)
     letter_N = sel.token_N - vocab.LETTER_IDS[0]
     letters = fold_methods(state.letters, aligned_MxNxWxF,
-                           jnp.broadcast_to(letter_N, position_MxN.shape), sel.valid_N)
+                           jnp.broadcast_to(letter_N, position_MxN.shape), valid_MxN)
     phonemes = state.phonemes
     if phonemes.count.shape[-1]:
       phoneme_MxN = phonemes_BxT[sel.utterance_N[None], start_N[None] + position_MxN]
-      phonemes = fold_methods(phonemes, aligned_MxNxWxF, phoneme_MxN, sel.valid_N)
+      phonemes = fold_methods(phonemes, aligned_MxNxWxF, phoneme_MxN, valid_MxN)
+    zero_maps = state.zero_maps + jnp.sum(sel.valid_N & ~has_map_MxN, axis=1, dtype=jnp.int32)
     layer_letters, layer_phonemes = layer_profiles.fold(
         state.layer_letters, state.layer_phonemes, specs=specs, layers=layers,
         names=layer_alignments, intermediates=intermediates, frames_B=frames_B,
         utterance_N=sel.utterance_N, output_position_N=sel.position_N, valid_N=sel.valid_N,
         letter_N=letter_N, gradients=gradients, input_position_MxN=position_MxN,
         methods=methods, fill=fill, phonemes_BxT=phonemes_BxT)
+    position_MxN = jnp.where(has_map_MxN, position_MxN, -1)
     row_N = jnp.where(sel.valid_N, sel.utterance_N, num_rows)  # filler entries are dropped
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')
-    return k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes), positions_BxUxM
+    return (k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes, zero_maps),
+            positions_BxUxM)
 
   positions = jnp.full(valid_BxU.shape + (len(methods),), -1, jnp.int32)
   _, state, positions = jax.lax.while_loop(lambda carry: carry[0] < num_chunks, chunk,
@@ -259,10 +276,14 @@ class PassResult:
   timed_utterances: int
   layer_letters: tuple[Sums, ...] = ()  # per profiled layer, see PassState
   layer_phonemes: tuple[Sums, ...] = ()
+  zero_maps: Optional[np.ndarray] = None  # [M] frames left out per method (all-zero map)
 
   @property
   def frames(self) -> int:
-    return int(self.letters.count[0].sum()) if self.letters.count.size else 0
+    """Letter frames seen (under every method: folded or left out for an all-zero map)."""
+    if not self.letters.count.size:
+      return 0
+    return int(self.letters.count[0].sum()) + int(self.zero_maps[0])
 
 
 def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
@@ -272,6 +293,7 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
             for key, part in _named_parts(state) for field, value in part._asdict().items()}
   for key, value in (quality or {}).items():
     arrays[f'quality_{key}'] = value
+  arrays['zero_maps'] = np.asarray(state.zero_maps)
   arrays.update({k: np.int64(v) for k, v in progress.items()})
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with files.atomic(path) as tmp, open(tmp, 'wb') as f:
@@ -315,7 +337,8 @@ def _load(path: str, settings: str):
                      k.endswith('_count'))
     state = PassState(read('letters', Moments), read('phonemes', Moments),
                       tuple(read(f'layer_letters{i}', Sums) for i in range(num_layers)),
-                      tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)))
+                      tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)),
+                      saved['zero_maps'])
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress
@@ -460,7 +483,7 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     merged, quality, done = merge_processes(merged, quality, done)
   return PassResult(merged.letters, merged.phonemes, quality, done['batches'],
                     done['utterances'], done['timed_utterances'], merged.layer_letters,
-                    merged.layer_phonemes)
+                    merged.layer_phonemes, merged.zero_maps)
 
 
 def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],

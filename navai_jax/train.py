@@ -143,7 +143,8 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
                batch: Mapping[str, Array]) -> tuple[TrainState, dict[str, Array]]:
   """One optimizer step on a batch of audio (features are computed here, on the device).
 
-  Batch norm runs in training mode with a mask, so padded frames never enter its statistics.
+  Batch norm runs in training mode with a mask, so padded frames never enter its statistics,
+  and every layer zeroes its padded positions (`model.Wav2Letter`).
   Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step.
   """
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
@@ -151,7 +152,7 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   if config.augment.enabled:
     x_BxTxF = augment.augment(x_BxTxF, frames_B, augment_key, config.augment,
                               config.features.sample_rate)
-  mask_BxT = jnp.arange(x_BxTxF.shape[1])[None] < frames_B[:, None]
+  mask_BxT = model.padding_mask(frames_B, x_BxTxF.shape[1])
   output_lengths_B = model.output_length(model.layer_specs(config.model), frames_B)
 
   def loss_fn(params):

@@ -284,7 +284,8 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
                          f'{result.utterances} utterances')
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
               timed_utterances=result.timed_utterances, devices=mesh.size * processes,
-              layers=list(n.layers), layer_alignments=list(layer_alignments))
+              layers=list(n.layers), layer_alignments=list(layer_alignments),
+              zero_maps=dict(zip(methods, np.asarray(result.zero_maps).tolist())))
   del meta['process']
   if process:  # Every process holds the merged result; the first one writes it.
     return result, None

@@ -74,6 +74,48 @@ def test_sensitivity_of_a_shared_pass_equals_the_windows_own_gradient(tiny_varia
                                       output='prob')
 
 
+def test_sensitivity_of_a_saturated_softmax_equals_float64(random_layers, quick):
+  # Logit margins of 5 to 150 nats: from about 17 nats y_t rounds to 1.0 in float32, and
+  # `y_t (1 - y_t)` would drop the target's own term; the map must still be float64's. Past
+  # ~80 nats the exact map falls below float32's smallest numbers (at 150: all zeros, which the
+  # NAvAI pass counts and skips).
+  with jax.enable_x64(True):
+    layers = random_layers(7, batch_norm=True, bias=True)
+    x = random_layers.input(8)
+    logits = network.logits(layers, x)
+    target = int(jnp.argmax(logits))
+    margin = float(logits[target] - jnp.max(jnp.delete(logits, target)))
+
+    def maps(layers, x):
+      return (attribution.sensitivity_map(layers, x),
+              attribution.sensitivity_of_pass(layers, *network.forward(layers, x)))
+
+    to32 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
+    for m in (5.0, 17.0, 30.0, 45.0, 60.0, 150.0):
+      top = layers[-1].replace(bias_D=layers[-1].bias_D.at[target].add(m - margin))
+      saturated = layers[:-1] + (top,)
+      exact, exact_of_pass = quick(maps, saturated, x)
+      np.testing.assert_allclose(exact_of_pass, exact, rtol=1e-9, atol=1e-300)
+      for got in quick(maps, to32(saturated), to32(x)):
+        assert got.dtype == jnp.float32
+        if m <= 60:
+          assert float(jnp.max(jnp.abs(exact))) > 1e-35
+          assert rel_error(got.astype(jnp.float64), exact) < 1e-3, m
+        else:
+          assert not np.any(np.asarray(got)) and float(jnp.max(jnp.abs(exact))) < 1e-60
+
+
+def test_output_cotangent_is_the_softmax_jacobian_row():
+  with jax.enable_x64(True):
+    z = jnp.asarray([1.0, -2.0, 0.5, 3.0])
+    jac = jax.jacobian(jax.nn.softmax)(z)
+    for t in range(4):
+      np.testing.assert_allclose(attribution.output_cotangent(z, t, 'softmax'), jac[t],
+                                 rtol=1e-12, atol=1e-15)
+      np.testing.assert_array_equal(attribution.output_cotangent(z, t, 'logit'),
+                                    np.eye(4)[t])
+
+
 def test_integrated_gradients_on_a_homogeneous_net_is_gradient_times_input(random_layers, quick):
   """Bias-free ReLU nets are positively homogeneous: the gradient is constant along the path,
   so integrated gradients == gradient x input, summing to the logit (completeness)."""

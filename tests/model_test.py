@@ -39,3 +39,29 @@ def test_window_shapes_and_valid_equals_same(tiny_variables):
     assert inter['layer_1']['act'].shape[1] == 80
     assert w_logits.shape[1] == 1
     np.testing.assert_allclose(w_logits[0, 0], logits[0, position], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('frames', [300, 301])
+def test_utterance_alone_equals_utterance_beside_longer_ones(tiny_variables, frames):
+  # Every layer zeroes its padded positions, so the utterance's logits are its own wherever it
+  # is padded to (a bucket, a longer neighbour), at every position up to its end.
+  config, variables = tiny_variables(2, jnp.float32)
+  x = jax.random.normal(jax.random.key(3), (3, 420, 128))
+  lengths = jnp.asarray([frames, 420, 377])
+  x = jnp.where(model.padding_mask(lengths, 420)[..., None], x, 0.0)
+  batched, inter = model.apply_inference(config, variables, x, frames_B=lengths)
+  specs = model.layer_specs(config.model)
+  for row, n in enumerate(np.asarray(lengths)):
+    alone, _ = model.apply_inference(config, variables, x[row:row + 1, :n])
+    u = model.output_length(specs, int(n))
+    assert alone.shape[1] == u
+    np.testing.assert_allclose(batched[row, :u], alone[0], rtol=1e-5, atol=1e-5)
+  assert float(np.std(batched[0, :model.output_length(specs, frames)])) > 1e-2
+  # Padded positions are zero at every layer.
+  mask = np.asarray(model.padding_mask(lengths, 420))[:, ::2]
+  for name in inter:
+    assert not np.any(np.asarray(inter[name]['act'])[~mask]), name
+  # Without the mask the padding leaks into the last ~0.6 s (the defect this guards against).
+  unmasked, _ = model.apply_inference(config, variables, x[:1])
+  u = model.output_length(specs, frames)
+  assert np.abs(np.asarray(unmasked[0, :u]) - np.asarray(batched[0, :u])).max() > 1e-3

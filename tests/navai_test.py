@@ -29,21 +29,27 @@ def tiny(tiny_variables):
 PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'))
 
 
-def _aligned_by_hand(config, x_TxF, frames, start, position):
-  """The recut window of SPEC §8.3 by indexing: utterance frame start + p - 103 + t at t."""
-  source = start + position - alignment.CENTRE + np.arange(alignment.WINDOW)
+def _aligned_by_hand(config, x_TxF, frames, start, position, fill):
+  """The aligned window of SPEC §8.3 by indexing: utterance frame start + p - 103 + t at t;
+  'zeros' keeps only what lay inside the frame's own window (the paper's crop)."""
+  t = np.arange(alignment.WINDOW)
+  source = start + position - alignment.CENTRE + t
   inside = (source >= 0) & (source < frames)
+  if fill == 'zeros':
+    inside &= (source >= start) & (source < start + alignment.WINDOW)
   return np.where(inside[:, None], x_TxF[np.clip(source, 0, len(x_TxF) - 1)], 0.0)
 
 
-def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, timings):
+@pytest.mark.parametrize('fill', ['recut', 'zeros'])
+def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, timings, fill):
   config, variables = tiny
   batches = conftest.noise_batches(2)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  result = navai.run_pass(config, variables, batches, timings=timings, mesh=mesh, **PASS)
+  settings = dict(PASS, fill=fill)
+  result = navai.run_pass(config, variables, batches, timings=timings, mesh=mesh, **settings)
   # The same step run_pass compiles, batch by batch, for the positions it chose.
   step = navai.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, PASS['methods'],
-                              PASS['fill'], PASS['frame_batch'])
+                              fill, PASS['frame_batch'])
   specs = model.layer_specs(config.model)
   aligned_MxN, letter_N, direct, phoneme_frames = [[] for _ in PASS['methods']], [], [], {}
   for batch in batches:
@@ -59,7 +65,7 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, t
       letter_N.append(tokens[b, u] - vocab.LETTER_IDS[0])
       for m in range(len(PASS['methods'])):
         aligned_MxN[m].append(_aligned_by_hand(config, x[b], frames_B[b], start,
-                                               positions[b, u, m]))
+                                               positions[b, u, m], fill))
     keep = batch['weights'] > 0
     found = frames.collect(config, variables, x[keep], frames_B[keep])
     direct.append(found)
@@ -70,6 +76,7 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, t
   letter_N = np.asarray(letter_N)
   windows = np.concatenate([f.windows_NxWxF for f in direct])
   assert result.frames == len(windows) == len(letter_N) > 20
+  np.testing.assert_array_equal(result.zero_maps, 0)
   assert result.utterances == 7 and result.batches == 2
   np.testing.assert_array_equal(np.sort(letter_N), np.sort(
       np.concatenate([f.tokens_N for f in direct]) - vocab.LETTER_IDS[0]))
@@ -183,6 +190,24 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
     at_got_N = (sign * np.asarray(maps)[n, got[:, m]]).max(1)
     np.testing.assert_allclose(at_got_N, extreme_N, rtol=1e-4, atol=1e-7)
     assert (got[:, m] == time_of_extreme(maps)).mean() > 0.95
+
+
+def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny):
+  # An output layer 10^4 times larger saturates the softmax far beyond float32's range: the
+  # sensitivity maps are all zeros and have no extreme to align by (SPEC §5). LRP, which starts
+  # from the one-hot output, still has its maps.
+  config, variables = tiny
+  params = dict(variables['params'])
+  params['conv_12'] = jax.tree.map(lambda a: 1e4 * a, params['conv_12'])
+  saturated = dict(variables, params=params)
+  batches = conftest.noise_batches(1, seed=3)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  result = navai.run_pass(config, saturated, batches, mesh=mesh, **PASS)
+  frames_n = int(result.letters.count[0].sum())
+  assert frames_n > 10 and result.frames == frames_n
+  np.testing.assert_array_equal(result.zero_maps, [0, frames_n, frames_n, 0])
+  np.testing.assert_array_equal(result.letters.count[1:3], 0)
+  assert int(result.letters.count[3].sum()) == frames_n
 
 
 def test_pass_rejects_bad_input_with_clear_errors(tiny):
