@@ -6,8 +6,8 @@ Stages, each one an experiment script run in its own process (so each can also b
 rerun, alone):
 
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
-2. `train.py`           train the `small` Wav2Letter: the first 100 steps measure the step time,
-                        then a schedule sized to --train_minutes runs to its end
+2. `train.py`           train the `small` Wav2Letter: a fixed schedule of --train_steps steps
+                        (the same model on any machine; a slower one takes longer)
 3. `evaluate.py`        letter and word error rate on the held-out voices (test split)
 4. `introspect.py`      Figure 2: sensitivity and LRP of two frames predicted as 'a'
 5. `activation_max.py`  Figure 1: optimal inputs of neurons of layers 1, 2, 11 and 12
@@ -23,8 +23,8 @@ rerun, alone):
 9. `report.py`          one page with all of it: runs/small/report/index.html
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
-checkpoints and a partial NAvAI pass, and goes on where it stopped. README gives how long it
-takes and what it reaches with the defaults (6 hours of speech, the 8000-step `small` schedule).
+checkpoints and a partial NAvAI pass, and goes on where it stopped. docs/results.md gives how
+long it takes and what it reaches with the defaults (6 hours of speech, 4,500 steps of `small`).
 """
 
 import json
@@ -42,14 +42,14 @@ _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/espeak_corpus', 'Corpus fo
 _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
+_TRAIN_STEPS = flags.DEFINE_integer(
+    'train_steps', 4500, 'Training steps (`small`: ~14 minutes on the 2-core reference '
+    'machine). Fixed, so the same seed gives the same model on any machine; a slower or busier '
+    'machine takes longer (0: the preset\'s num_steps).')
 _TRAIN_MINUTES = flags.DEFINE_float(
-    'train_minutes', 13.5, 'Training time budget in minutes: the schedule is sized to it from '
-    'the step time measured during warmup (at most the preset\'s num_steps, in multiples of '
-    '500 steps), so that a slower machine runs a shorter schedule to its end.')
-_JOB_MINUTES = flags.DEFINE_float(
-    'job_minutes', 25.0, 'Budget of the whole job in minutes (`small` at the default stage '
-    'sizes): where the step time measured here predicts that the stages after training would '
-    'not fit beside --train_minutes, training gets less (0: --train_minutes alone).')
+    'train_minutes', 0.0, 'Instead of --train_steps, a schedule sized to this many minutes of '
+    'training on this machine, from the step time of its first 100 steps: a quicker, weaker '
+    'model whose steps depend on the machine (0: off).')
 _NAVAI_SPLIT = flags.DEFINE_string('navai_split', 'train', 'Split that NAvAI averages over '
                                    '(the paper: the training split; --navai_split=dev for the '
                                    'held-out voices).')
@@ -66,8 +66,8 @@ _ATTRIBUTION_FRAMES = flags.DEFINE_integer(
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
-flags.register_validator('train_minutes', lambda m: m > 0, '--train_minutes must be > 0.')
-flags.register_validator('job_minutes', lambda m: m >= 0, '--job_minutes must be >= 0.')
+flags.register_validator('train_steps', lambda n: n >= 0, '--train_steps must be >= 0.')
+flags.register_validator('train_minutes', lambda m: m >= 0, '--train_minutes must be >= 0.')
 flags.register_validator('navai_utterances', lambda n: n >= 0, '--navai_utterances must be >= 0.')
 flags.register_validator('attribution_frames', lambda n: n >= 1,
                          '--attribution_frames must be >= 1.')
@@ -77,10 +77,10 @@ SCHEDULE_FILE = 'schedule.json'
 # inside the warmup, where the learning rate does not depend on the schedule's length.
 MEASURE_FROM, MEASURE_TO, MEASURE_EVERY = 20, 100, 10
 SCHEDULE_QUANTUM = 500
-# The stages after training (evaluation to report) of `small` at the default stage sizes took
-# REST_MINUTES in a fresh clone whose training step took REFERENCE_STEP_SECONDS; on another
-# machine they are taken to scale with its step time (--job_minutes).
-REST_MINUTES, REFERENCE_STEP_SECONDS = 10.1, 0.180
+# The 2-core reference machine (docs/results.md): a `small` training step, and the stages after
+# training (evaluation to report) at the default stage sizes. Only for telling how long the
+# job is expected to take; nothing the job computes depends on them.
+REFERENCE_STEP_SECONDS, REFERENCE_REST_MINUTES = 0.180, 10.1
 
 EXPERIMENTS = Path(__file__).resolve().parent
 
@@ -102,11 +102,9 @@ def preset_train_config():
   from navai_jax.configs import default  # pylint: disable=g-import-not-at-top
   return default.get_config(_PRESET.value).train
 
-def sized_schedule(workdir: str, train_args: list[str], spent_before: float
-                   ) -> tuple[int, float]:
-  """The number of training steps that fits --train_minutes on this machine (less where
-  --job_minutes, after the `spent_before` seconds of the stages before training, leaves less
-  room), and the seconds spent finding it.
+def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
+  """The number of training steps that fits --train_minutes on this machine, and the seconds
+  spent finding it (only where --train_minutes asks for it).
 
   Trains the first MEASURE_TO steps (the warmup, whose learning rate does not depend on the
   schedule's length, so the run is the one a run with the final schedule makes), logging every
@@ -114,7 +112,7 @@ def sized_schedule(workdir: str, train_args: list[str], spent_before: float
   between MEASURE_FROM and MEASURE_TO, so that a window in which a new batch shape was
   compiled does not count; what the first steps spent beyond that step time (compiling) is
   counted again for the next process, which compiles again. The schedule is sized to the
-  remaining budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's, and kept in
+  budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's, and kept in
   WORKDIR/schedule.json, so that a rerun resumes the same schedule.
   """
   path = Path(workdir) / SCHEDULE_FILE
@@ -137,28 +135,39 @@ def sized_schedule(workdir: str, train_args: list[str], spent_before: float
   if any(m not in elapsed for m in marks):
     sys.exit(f'main.py: {workdir}/metrics.jsonl lacks the training time of steps '
              f'{MEASURE_FROM}, {MEASURE_FROM + MEASURE_EVERY}, ..., {MEASURE_TO}, which size '
-             f'the schedule; remove {workdir} (or pass '
-             f'--workdir=another) and run again.')
+             f'the schedule; remove {workdir} (or pass --workdir=another) and run again.')
   per_step = statistics.median((elapsed[b] - elapsed[a]) / MEASURE_EVERY
                                for a, b in zip(marks, marks[1:]))
   compiling = max(0.0, elapsed[MEASURE_TO] - MEASURE_TO * per_step)
-  train_minutes = _TRAIN_MINUTES.value
-  rest_minutes = REST_MINUTES * per_step / REFERENCE_STEP_SECONDS
-  if _JOB_MINUTES.value and _PRESET.value == 'small':
-    train_minutes = min(train_minutes,
-                        _JOB_MINUTES.value - spent_before / 60 - rest_minutes)
-  budget = train_minutes * 60 - elapsed[MEASURE_TO] - compiling
+  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO] - compiling
   fits = MEASURE_TO + int(budget / per_step)
   steps = max(SCHEDULE_QUANTUM, min(train.num_steps, fits // SCHEDULE_QUANTUM * SCHEDULE_QUANTUM))
   chosen = {'num_steps': steps, 'seconds_per_step': per_step, 'compile_seconds': compiling,
-            'train_minutes': train_minutes, 'job_minutes': _JOB_MINUTES.value,
-            'predicted_rest_minutes': rest_minutes, 'preset_num_steps': train.num_steps}
+            'train_minutes': _TRAIN_MINUTES.value, 'preset_num_steps': train.num_steps}
   path.write_text(json.dumps(chosen, indent=1) + '\n')
   print(f'\n=== Training schedule: {per_step * 1e3:.0f} ms per step here, so {steps} of the '
-        f'preset\'s {train.num_steps} steps fit {train_minutes:.1f} minutes '
-        f'({"the whole schedule" if steps == train.num_steps else "a shorter schedule, run to its end"}'
-        f'; the stages after training are expected to take {rest_minutes:.1f} minutes here).')
+        f'preset\'s {train.num_steps} steps fit {_TRAIN_MINUTES.value:.1f} minutes (a shorter '
+        'schedule, run to its end; its model depends on this machine\'s speed).')
   return steps, spent
+
+
+def fixed_schedule(workdir: str) -> int:
+  """--train_steps (or the preset's), refusing a workdir trained to another schedule."""
+  steps = _TRAIN_STEPS.value or preset_train_config().num_steps
+  path = Path(workdir) / SCHEDULE_FILE
+  if path.is_file() and json.loads(path.read_text())['num_steps'] != steps:
+    sys.exit(f'main.py: {workdir} was trained to a schedule of '
+             f'{json.loads(path.read_text())["num_steps"]} steps ({path}), not {steps}; pass '
+             'that --train_steps to resume it, or another --workdir.')
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({'num_steps': steps}, indent=1) + '\n')
+  if _PRESET.value == 'small':
+    train = steps * REFERENCE_STEP_SECONDS / 60
+    print(f'\n=== Training schedule: {steps} steps, fixed. On the 2-core reference machine '
+          f'that is ~{train:.0f} minutes of training and ~{train + REFERENCE_REST_MINUTES:.0f} '
+          'for the stages from here on; a slower or busier machine takes longer for the same '
+          'model.')
+  return steps
 
 
 def main(argv):
@@ -174,11 +183,12 @@ def main(argv):
   # TFDS, without the minutes of preparing the corpus into ArrayRecord files first.
   train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',
                 '--config.data.reader=direct', f'--config.seed={_SEED.value}']
-  steps, seconds['train'] = sized_schedule(workdir, train_args, seconds['corpus'])
-  # The cap only guards against a machine that slows down after the measurement.
+  if _TRAIN_MINUTES.value:
+    steps, seconds['train'] = sized_schedule(workdir, train_args)
+  else:
+    steps, seconds['train'] = fixed_schedule(workdir), 0.0
   seconds['train'] += run_stage(2, f'Training ({steps} steps)', 'train.py', *train_args,
-                                f'--config.train.num_steps={steps}',
-                                f'--config.train.max_minutes={1.25 * _TRAIN_MINUTES.value}')
+                                f'--config.train.num_steps={steps}')
   seconds['evaluate'] = run_stage(3, 'Evaluation on held-out voices', 'evaluate.py',
                                   f'--workdir={workdir}', '--split=test')
   seconds['introspect'] = run_stage(4, 'Figure 2 (sensitivity, LRP)', 'introspect.py',

@@ -182,6 +182,30 @@ def concatenate(parts: Sequence[Frames]) -> Frames:
                 np.concatenate([p.positions_N for p in parts]), sum((p.ids for p in parts), []))
 
 
+def collect_some(config: ml_collections.ConfigDict, variables: PyTree,
+                 feature_batches: Iterable[tuple[Array, Array, Sequence[str]]],
+                 count: int = 1) -> Frames:
+  """The frames of the first batches that hold at least `count` of them (all, if fewer).
+
+  A weak model predicts a letter in few utterances, so one batch may hold none: this reads on
+  until it has `count`. Raises a ValueError saying so when the model predicts no letter at all
+  in the data.
+  """
+  if count < 1:
+    raise ValueError(f'count must be >= 1, got {count}')
+  parts, utterances = [], 0
+  for x_BxTxF, frames_B, ids in feature_batches:
+    parts.append(collect(config, variables, x_BxTxF, frames_B, ids))
+    utterances += len(ids)
+    if sum(map(len, parts)) >= count:
+      break
+  if not sum(map(len, parts)):
+    raise ValueError(f'the model predicts no letter (a-z) at any position of the '
+                     f'{utterances} utterances read, so there is no frame to explain: it is too '
+                     'weak (train it longer), or the data is not speech it knows.')
+  return concatenate([p for p in parts if len(p)])
+
+
 def find_letter(config: ml_collections.ConfigDict, variables: PyTree,
                 feature_batches: Iterable[tuple[Array, Array, Sequence[str]]], letter: str,
                 count: int, *, skip: int = 0, first_per_utterance: bool = True,

@@ -136,10 +136,12 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
   page.heading('Training')
   lines = _metrics(workdir)
   schedule = _read_json(workdir / 'schedule.json')
-  if schedule:
+  if schedule and 'seconds_per_step' in schedule:
     page.text(f'Schedule sized to the machine: {schedule["num_steps"]} steps at '
               f'{1000 * schedule["seconds_per_step"]:.0f} ms per step measured in the warmup '
               f'(budget {schedule["train_minutes"]:g} minutes).')
+  elif schedule:
+    page.text(f'Fixed schedule: {schedule["num_steps"]} steps.')
   if lines:
     figures.training_curve(lines, str(out_dir / 'training_curve.png'))
     page.images(f'{REPORT_DIR}/training_curve.png')

@@ -172,3 +172,20 @@ def test_find_letter_takes_the_first_frame_of_each_utterance_in_data_order(tiny_
                        first_per_utterance=False)
   with pytest.raises(ValueError, match="'A' is not a letter"):
     frames.find_letter(config, variables, batches, 'A', 1)
+
+
+def test_collect_some_reads_on_until_it_has_frames_and_says_when_there_are_none(utterances):
+  variables, x, frames_B = utterances
+  batch = (x, frames_B, ['u0', 'u1'])
+  one = frames.collect(CONFIG, variables, *batch)
+  assert len(one) > 0
+  # A model that predicts blank everywhere has no frame at all.
+  params = dict(variables['params'])
+  params['conv_12'] = dict(params['conv_12'],
+                           bias=jnp.where(jnp.arange(vocab.SIZE) == vocab.BLANK, 1e3, 0.0))
+  silent = dict(variables, params=params)
+  assert not len(frames.collect(CONFIG, silent, *batch))
+  found = frames.collect_some(CONFIG, variables, [batch, batch, batch], count=len(one) + 1)
+  assert len(found) == 2 * len(one)  # read two batches, not the third
+  with pytest.raises(ValueError, match='predicts no letter .* of the 6 utterances read'):
+    frames.collect_some(CONFIG, silent, [batch] * 3)
