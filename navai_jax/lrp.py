@@ -222,6 +222,44 @@ def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
   return (r, tuple(per_layer)) if return_layers else r
 
 
+# A conv output is "within float32 rounding of zero" where |z_j| <= CONDITIONING_TOLERANCE *
+# sum_i |z_ij|: float32's 24 bits then leave fewer than ~11 correct bits of z_j, and eq. 3's
+# ratio z_ij / |z_j| is wrong by more than 0.1% (the float32 rounding of the activations a_i
+# alone moves z_j by about 2^-24 sum_i |z_ij|).
+CONDITIONING_TOLERANCE = 2.0 ** -13
+
+
+def ill_conditioned_share(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
+                          target: Optional[Array] = None,
+                          tolerance: float = CONDITIONING_TOLERANCE) -> Array:
+  """Per layer, the share of the paper rule's relevance flow that passes through units whose
+  conv output is within float32 rounding of zero (`CONDITIONING_TOLERANCE`).
+
+  Eq. 3 divides by `|z_j| + 1e-21`: where `z_j` is much smaller than its terms, any rounding of
+  the activations (float32 against float64, one processor against another) changes the ratio
+  a lot, and the max-abs scaling of the layers below carries that on. This is the rule's own
+  conditioning, not the arithmetic's: computing the ratio in float64 from float32 activations
+  cannot repair it. So the map is computed as the paper writes it, and this says per frame
+  how much of it rests on such units (0: none).
+
+  Returns:
+    `[L]`: entry l - 1 is, for layer l, `sum_ij |r_ij R_j| [j ill-conditioned] /
+    sum_ij |r_ij R_j|`: the flow of eq. 4 into the layer's input, in absolute values.
+  """
+  _, per_layer = relevance(layers, inputs, pre, target, return_layers=True, rule='paper')
+  shares = []
+  for i, layer in enumerate(layers):
+    kernel = jnp.abs(layer.kernel_KxCxD)
+    bias = 0.0 if layer.bias_D is None else jnp.abs(layer.bias_D)
+    magnitude = network.conv(jnp.abs(inputs[i]), kernel, layer.stride) + bias
+    ill = jnp.abs(pre[i]) <= tolerance * magnitude
+    s = jnp.abs(per_layer[i + 1]) / (jnp.abs(pre[i]) + PAPER_EPSILON)
+    flow = lambda s: jnp.sum(jnp.abs(inputs[i]) * _transposed_conv(kernel, layer.stride,
+                                                                     inputs[i], s))
+    shares.append(flow(jnp.where(ill, s, 0.0)) / jnp.maximum(flow(s), 1e-30))
+  return jnp.stack(shares)
+
+
 _STATIC = ('rule', 'form', 'normalize', 'start', 'epsilon', 'alpha', 'beta', 'chunk',
            'return_layers')
 

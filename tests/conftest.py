@@ -198,6 +198,16 @@ def tones():
       config=_tiny_train_config)
 
 
+@pytest.fixture(scope='session')
+def tones_run(tmp_path_factory, tones):
+  """An uninterrupted training run of `tones.config()` (32 steps): (workdir, final state)."""
+  from navai_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('tones_run')
+  state = train.train(tones.config(), workdir, train_batches=tones.train_batches,
+                      eval_batches=tones.eval_batches)
+  return workdir, state
+
+
 def _write_split(root, split, texts, audio=None, speaker=1, chapter=2, timings=False):
   """A LibriSpeech-layout split folder `root/split/SPEAKER/CHAPTER`: utterance i says
   `texts[i]` as tones (`audio(i, text)` for other audio), padded to 1.8 s (one receptive

@@ -40,12 +40,9 @@ def assert_trees_equal(a, b, atol=0.0):
 
 
 @pytest.fixture(scope='module')
-def reference_run(tmp_path_factory, tones):
+def reference_run(tones_run):
   """An uninterrupted run of `tones.config()`: (workdir, final state)."""
-  workdir = tmp_path_factory.mktemp('reference')
-  state = train.train(tones.config(), workdir, train_batches=tones.train_batches,
-                      eval_batches=tones.eval_batches)
-  return workdir, state
+  return tones_run
 
 
 # Loss, schedule and optimizer.
