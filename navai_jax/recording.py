@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from scipy import signal
 import soundfile as sf
+import tqdm
 
 from navai_jax import alignment
 from navai_jax import attribution
@@ -30,6 +31,11 @@ PyTree = Any
 
 AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.oga')
 SILENCE_DBFS = -60.0  # A recording whose peak stays below this is taken for silence.
+# The longest recording explained at once: its frames and their two maps stay in memory and go
+# to maps.npz (~10 letter frames a second, 3 x 105 kB each: ~2 GB for 10 minutes).
+MAX_SECONDS = 600.0
+# Frames whose maps are made at once (memory grows with it, not with the recording).
+MAP_CHUNK = 64
 
 
 def find_recordings(path: str) -> list[str]:
@@ -51,13 +57,29 @@ def read_recording(path: str, config: ml_collections.ConfigDict
   """Mono float32 audio at `config.features.sample_rate`, and notes on what was changed.
 
   Raises:
-    ValueError: the file cannot be read as audio, is silent, or is shorter than one receptive
-      window (206 feature frames, 1.67 s at 16 kHz).
+    ValueError: the file cannot be read as audio, holds a NaN or infinite sample, is silent,
+      is shorter than one receptive window (206 feature frames, 1.67 s at 16 kHz) or longer
+      than MAX_SECONDS.
   """
+  try:
+    info = sf.info(path)
+  except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+    raise ValueError(f'{path} cannot be read as audio ({e}); use WAV, FLAC or OGG.') from None
+  if info.duration > MAX_SECONDS:
+    raise ValueError(f'{path} lasts {info.duration / 60:.1f} minutes; recordings of at most '
+                     f'{MAX_SECONDS / 60:.0f} minutes are explained at once (every frame\'s '
+                     'maps are kept): cut it into parts, e.g. `sox IN.wav OUT.wav trim 0 '
+                     f'{MAX_SECONDS:.0f} : newfile : restart`, and pass their folder.')
   try:
     audio, rate = sf.read(path, dtype='float32', always_2d=True)
   except (sf.LibsndfileError, RuntimeError, TypeError) as e:
     raise ValueError(f'{path} cannot be read as audio ({e}); use WAV, FLAC or OGG.') from None
+  bad = np.argwhere(~np.isfinite(audio))
+  if len(bad):
+    sample, channel = (int(v) for v in bad[0])
+    raise ValueError(f'{path} holds {len(bad)} NaN or infinite sample(s), the first at sample '
+                     f'{sample} ({sample / rate:.3f} s, channel {channel + 1}): '
+                     f'{audio[sample, channel]}; repair the file.')
   notes = []
   if audio.shape[1] > 1:
     notes.append(f'{audio.shape[1]} channels mixed to mono')
@@ -110,16 +132,21 @@ def explain(config: ml_collections.ConfigDict, variables: PyTree, audio_A: np.nd
   out = {'transcript': transcript, 'windows': windows, 'letters': np.array(found.letters),
          'positions': found.positions_N,
          'seconds': features.frame_to_seconds(start_N + alignment.CENTRE, config)}
-  if len(windows):
-    out['sensitivity'] = np.asarray(attribution.attribute('sensitivity', config, variables,
-                                                          windows, targets))
-    out['lrp'] = np.asarray(attribution.attribute('lrp', config, variables, windows, targets,
-                                                  rule=lrp_rule))
-    out['probability'] = np.asarray(attribution.target_probability(config, variables, windows,
-                                                                   targets))
-  else:
-    empty = np.zeros((0,) + windows.shape[1:], np.float32)
-    out.update(sensitivity=empty, lrp=empty, probability=np.zeros(0, np.float32))
+  out['sensitivity'], out['lrp'], out['probability'] = (
+      np.zeros((len(windows),) + windows.shape[1:], np.float32),
+      np.zeros((len(windows),) + windows.shape[1:], np.float32), np.zeros(len(windows), np.float32))
+  chunks = range(0, len(windows), MAP_CHUNK)
+  for start in tqdm.tqdm(chunks, desc='maps', unit='chunk', disable=len(chunks) < 4):
+    # Fixed-size chunks (the last one padded) so one program serves the whole recording.
+    index = np.minimum(np.arange(start, start + MAP_CHUNK), len(windows) - 1)
+    part, t = windows[index], targets[index]
+    n = min(MAP_CHUNK, len(windows) - start)
+    out['sensitivity'][start:start + n] = np.asarray(
+        attribution.attribute('sensitivity', config, variables, part, t))[:n]
+    out['lrp'][start:start + n] = np.asarray(
+        attribution.attribute('lrp', config, variables, part, t, rule=lrp_rule))[:n]
+    out['probability'][start:start + n] = np.asarray(
+        attribution.target_probability(config, variables, part, t))[:n]
   for name in ('sensitivity', 'lrp'):
     t_N = np.asarray(alignment.time_of_max(jnp.asarray(out[name]))) if len(windows) else (
         np.zeros(0, np.int64))
