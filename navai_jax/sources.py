@@ -34,6 +34,7 @@ The index of a TFDS split is built by one pass over its records and cached besid
 """
 
 import dataclasses
+import difflib
 import hashlib
 import os
 from pathlib import Path
@@ -417,8 +418,13 @@ def _locate(config: ml_collections.ConfigDict, split: str
           raise DataError(f'TFDS dataset {arg!r} is not prepared in {builder.data_dir} (run '
                           f'`tfds build {arg}` there first).')
         return _tfds_split(builder, split, _writable(Path(builder.data_dir)), source)
-      except tfds.core.registered.DatasetNotFoundError as e:
-        raise DataError(f'No TFDS dataset {arg!r} ({e}).') from None
+      except tfds.core.registered.DatasetNotFoundError:
+        # TFDS's own message lists every dataset it knows (hundreds of lines): one line here.
+        name = arg.split('/')[0].split(':')[0]
+        close = difflib.get_close_matches(name, tfds.list_builders(with_community_datasets=False),
+                                          n=3)
+        hint = f'; did you mean {" or ".join(close)}?' if close else ''
+        raise DataError(f'No TFDS dataset {name!r}{hint}') from None
       except (KeyError, ValueError) as e:
         if isinstance(e, DataError):
           raise

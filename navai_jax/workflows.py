@@ -447,6 +447,7 @@ def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
     raise ValueError(f'config.layers.alignment={s.alignment!r} is not among the profiled layer '
                      f'alignments ({", ".join(names)}).')
   categories = phoneme_clusters.read_categories(s.categories)
+  data.load_split(config, config.navai.split)  # A split without usable audio says so first.
   if not timing.find_timings(config, config.navai.timing_dir):
     raise ValueError(f'Clustering phonemes needs phoneme times, and the utterances of '
                      f'{config.data.source} have no .timing.json files (real LibriSpeech has '

@@ -290,6 +290,12 @@ def test_tfds_source_not_prepared(tmp_path):
   config.data.tfds_data_dir = str(tmp_path)
   with pytest.raises(data.DataError, match='not prepared'):
     data.load_split(config, 'dev')
+  # An unknown name: one line with the nearest names, not TFDS's list of every dataset.
+  config.data.source = 'tfds:librispeach'
+  with pytest.raises(data.DataError) as error:
+    data.load_split(config, 'dev')
+  assert str(error.value).startswith("No TFDS dataset 'librispeach'; did you mean librispeech")
+  assert '\n' not in str(error.value)
 
 
 @pytest.mark.parametrize('reader', data.READERS)

@@ -194,6 +194,16 @@ def test_layers_without_phoneme_times_says_so(run, tmp_path, write_split):
   with pytest.raises(ValueError, match='Clustering phonemes needs phoneme times'):
     workflows.layers(config, variables, 7, str(tmp_path / 'layers'), workdir=str(root),
                      navai_dir=str(tmp_path / 'navai'))
+  # A folder without audio, or a transcript without its FLAC, is named as such, not as a
+  # lack of phoneme times.
+  (tmp_path / 'empty' / 'dev').mkdir(parents=True)
+  next((tmp_path / 'untimed').rglob('*.flac')).unlink()
+  for folder, problem in ((tmp_path / 'empty', 'No split folders with .flac and .trans.txt'),
+                          (tmp_path / 'untimed', r'line without audio; .*\.flac is missing')):
+    config.data.source = f'folder:{folder}'
+    with pytest.raises(ValueError, match=problem):
+      workflows.layers(config, variables, 7, str(tmp_path / 'layers'), workdir=str(root),
+                       navai_dir=str(tmp_path / 'navai'))
 
 
 def _saved_run(workdir, config, variables):
