@@ -283,9 +283,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
     The final train state (replicated over the mesh).
   Raises:
     ValueError: a config setting out of range, or a checkpoint that does not fit the config.
+    files.FolderInUse: another run is training into `workdir` (its lock, `files.locked`).
     FloatingPointError: the loss became NaN or infinite (nothing of that step is saved).
   """
   check_config(config)
+  if jax.process_index():  # One lock per run: the first process holds it for all hosts.
+    return _train(config, Path(workdir), train_batches, eval_batches, mesh)
+  with files.locked(workdir, f'training ({config.get("preset", "?")})'):
+    return _train(config, Path(workdir), train_batches, eval_batches, mesh)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Path,
+           train_batches: Optional[TrainBatches], eval_batches: Optional[EvalBatches],
+           mesh: Optional[Mesh]) -> TrainState:
+  """`train` inside its workdir's lock."""
   default_train, default_eval = corpus_batches(config)
   train_batches = train_batches or default_train
   eval_batches = eval_batches or default_eval

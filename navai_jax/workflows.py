@@ -253,8 +253,16 @@ def navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_d
   """
   validation.check(config)
   files.check_writable(out_dir)
+  if jax.process_index():  # The first process holds the folder's lock for all hosts.
+    return _navai(config, variables, step, out_dir, workdir=workdir, progress=progress)
+  with files.locked(out_dir, 'the NAvAI pass'):
+    return _navai(config, variables, step, out_dir, workdir=workdir, progress=progress)
+
+
+def _navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
+           workdir: str, progress: bool) -> tuple[navai_pass.PassResult, Optional[str]]:
+  """`navai` inside its output folder's lock."""
   n = config.navai
-  os.makedirs(out_dir, exist_ok=True)
   methods = tuple(dict.fromkeys(n.methods))
   timings = timing.find_timings(config, n.timing_dir)
   phoneme_classes = timing.phoneme_inventory(timings.values()) if timings else ()

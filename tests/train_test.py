@@ -23,6 +23,7 @@ import pytest
 
 from navai_jax import checkpoints
 from navai_jax import evaluate
+from navai_jax import files
 from navai_jax import parallel
 from navai_jax import train
 from navai_jax import vocab
@@ -404,3 +405,13 @@ def test_train_script_rejects_out_of_range_flags(tmp_path):
   assert done.returncode == 1
   assert 'config.train.max_minutes must be >= 0' in done.stderr
   assert 'Traceback' not in done.stderr
+
+
+def test_a_second_run_into_a_busy_workdir_refuses_and_leaves_it_alone(tones, tmp_path):
+  workdir = tmp_path / 'busy'
+  with files.locked(workdir, 'training (tiny)'):
+    with pytest.raises(files.FolderInUse, match=r'busy is in use by training \(tiny\) \(pid '
+                                                rf'{os.getpid()}, since'):
+      train.train(tones.config(), workdir, train_batches=tones.train_batches,
+                  eval_batches=tones.eval_batches)
+  assert sorted(p.name for p in workdir.iterdir()) == [files.LOCK_FILE]  # nothing written

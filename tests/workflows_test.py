@@ -21,6 +21,7 @@ from navai_jax import activation_max
 from navai_jax import attribution
 from navai_jax import checkpoints
 from navai_jax import data
+from navai_jax import files
 from navai_jax import layer_profiles
 from navai_jax import parallel
 from navai_jax import phoneme_clusters
@@ -470,3 +471,12 @@ def test_explain_audio_reads_any_rate_and_channels_and_explains_every_letter(run
   one = workflows.explain_audio(config, variables, 7, str(folder / 'me.wav'),
                                 str(tmp_path / 'one'), letters=[letter])
   assert one[0]['frames'] == found.letters.count(letter)
+
+
+def test_a_second_navai_pass_into_a_busy_folder_refuses(run, tmp_path):
+  root, config, variables = run
+  out = tmp_path / 'navai'
+  with files.locked(out, 'the NAvAI pass'):
+    with pytest.raises(files.FolderInUse, match='navai is in use by the NAvAI pass'):
+      workflows.navai(config, variables, 7, str(out), workdir=str(root))
+  assert sorted(p.name for p in out.iterdir()) == [files.LOCK_FILE]
