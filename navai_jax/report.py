@@ -147,13 +147,17 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.images(f'{REPORT_DIR}/training_curve.png')
     last = [l for l in lines if 'loss' in l][-1:]
     if last:
+      board = (f' TensorBoard: tensorboard --logdir {workdir / "tensorboard"}'
+               if (workdir / 'tensorboard').is_dir() else '')
       page.text(f'Last logged step {last[0]["step"]}: loss {last[0]["loss"]:.3f}, '
-                f'{last[0]["elapsed_seconds"] / 60:.1f} minutes of training. TensorBoard: '
-                f'tensorboard --logdir {workdir / "tensorboard"}')
+                f'{last[0]["elapsed_seconds"] / 60:.1f} minutes of training.{board}')
   else:
     page.text('No metrics.jsonl yet.')
 
   result = _read_json(workdir / 'eval.json')
+  missing = []
+  if not result:
+    missing.append(('Evaluation on held-out voices', 'experiments/evaluate.py'))
   if result:
     page.heading(f'Evaluation on held-out voices ({result["split"]} split)')
     page.text(f'LER {result["ler"]:.3f}, WER {result["wer"]:.3f} over {result["num_utterances"]} '
@@ -162,24 +166,33 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
                [[voice, f'{r["ler"]:.3f}', f'{r["wer"]:.3f}', r['num_utterances']]
                 for voice, r in sorted(result.get('per_speaker', {}).items())])
 
+  # (title, figures, table, the script that makes them)
   sections = [
-      ('Figure 1: activation maximization', ['activation_max/figure1_*.png'], None),
-      ('Figure 2: sensitivity and LRP of single frames', ['introspect/figure2_*.png'], None),
-      ('Figure 3: NAvAI', ['navai/figure3.png'], None),
-      ('Supplement A: normalized patterns of every letter', ['navai/supplement_a_*.png'], None),
-      ('t-maps (Welch t of each letter against all frames)', ['navai/tmaps_*.png'], None),
-      ('Phoneme classes', ['navai/phonemes.png', 'navai/supplement_phonemes_*.png'], None),
+      ('Figure 1: activation maximization', ['activation_max/figure1_*.png'], None,
+       'experiments/activation_max.py'),
+      ('Figure 2: sensitivity and LRP of single frames', ['introspect/figure2_*.png'], None,
+       'experiments/introspect.py'),
+      ('Figure 3: NAvAI', ['navai/figure3.png'], None, 'experiments/navai.py'),
+      ('Supplement A: normalized patterns of every letter', ['navai/supplement_a_*.png'], None,
+       'experiments/navai.py'),
+      ('t-maps (Welch t of each letter against all frames, for display)',
+       ['navai/tmaps_*.png'], None, 'experiments/navai.py'),
+      ('Phoneme classes', ['navai/phonemes.png', 'navai/supplement_phonemes_*.png'], None,
+       'experiments/navai.py on a corpus with phoneme times'),
       ('Alignment quality (distance to the true span, ms)', ['navai/quality.png'],
-       'navai/quality.md'),
+       'navai/quality.md', 'experiments/navai.py on a corpus with phoneme times'),
       ('What every layer listens for: where phonemes form',
        ['layers/clustering_by_layer.png', 'layers/dendrogram_layer*.png',
-        'layers/profiles_layer*.png', 'layers/channels_*.png'], 'layers/clustering.md'),
+        'layers/profiles_layer*.png', 'layers/channels_*.png'], 'layers/clustering.md',
+       'experiments/layers.py'),
       ('Are the maps faithful? The attribution evaluation',
-       ['attributions/attribution_*.png'], 'attributions/attributions.md'),
+       ['attributions/attribution_*.png'], 'attributions/attributions.md',
+       'experiments/evaluate_attributions.py'),
   ]
-  for title, patterns, table in sections:
+  for title, patterns, table, script in sections:
     if not any(glob.glob(str(workdir / p)) for p in patterns) and not (
         table and (workdir / table).exists()):
+      missing.append((title, script))
       continue
     page.heading(title)
     if table:
@@ -189,6 +202,10 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
   if glob.glob(str(workdir / 'navai/sound/*.wav')):
     page.heading('The patterns as sound (Griffin-Lim of the aligned mean frames)')
     page.sounds('navai/sound/*.wav')
+  if missing:
+    page.heading('Not in this run yet')
+    page.table(['section', 'made by'], [[title, f'{script} --workdir={workdir}']
+                                        for title, script in missing])
   document = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
               f'<title>{html.escape(workdir.name)} report</title><style>{STYLE}</style></head>'
               '<body>\n' + '\n'.join(page.parts) + '\n</body></html>\n')

@@ -78,6 +78,22 @@ def test_report_links_every_result_of_the_run(run_folder):
   assert (Path(path).parent / 'training_curve.png').exists()
 
 
+def test_report_of_a_run_that_only_trained_names_what_is_missing(run_folder):
+  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layers', 'attributions'):
+    path = run_folder / made
+    path.unlink() if path.is_file() else shutil.rmtree(path)
+  page = Path(report.write(run_folder)).read_text()
+  assert 'Not in this run yet' in page
+  for title, script in (('Evaluation on held-out voices', 'evaluate.py'),
+                        ('Figure 1: activation maximization', 'activation_max.py'),
+                        ('Figure 3: NAvAI', 'navai.py'), ('where phonemes form', 'layers.py'),
+                        ('The attribution evaluation', 'evaluate_attributions.py')):
+    assert re.search(f'<td>[^<]*{title}[^<]*</td><td>experiments/{script} --workdir=', page), title
+  assert 'tensorboard --logdir' not in page  # this run wrote no TensorBoard folder
+  (run_folder / 'tensorboard').mkdir()
+  assert 'tensorboard --logdir' in Path(report.write(run_folder)).read_text()
+
+
 def test_report_of_a_folder_without_a_run_says_so(tmp_path):
   with pytest.raises(ValueError, match='has no config.json: not a training run folder'):
     report.write(tmp_path)
