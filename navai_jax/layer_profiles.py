@@ -27,7 +27,8 @@ NAvAI's moments (which carry variances for the t-maps) rewrite the whole state p
 the `small` model that makes profiling all twelve layers cost a fraction of the pass.
 
 The contrastive profile of a class is its mean minus the mean over the classes that have
-frames, each class weighted equally (or by its frame count, `weighted=True`).
+frames, each class weighted equally (`baseline='classes'`), or by its frame count
+(`baseline='frames'`, the input NAvAI's normalization): `moments.normalized_patterns`.
 """
 
 from typing import Mapping, NamedTuple, Sequence
@@ -38,6 +39,7 @@ import numpy as np
 
 from navai_jax import alignment
 from navai_jax import model
+from navai_jax import moments
 from navai_jax import vocab
 
 Array = jax.Array
@@ -207,24 +209,22 @@ def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
   return tuple(new_letters), tuple(new_phonemes)
 
 
-def contrastive(m: Sums, weighted: bool = False) -> dict[str, np.ndarray]:
+def contrastive(m: Sums, baseline: str = 'classes') -> dict[str, np.ndarray]:
   """Per-class profiles of one layer's sums (class axis -1 of `count`).
 
   Returns numpy arrays: `count`; `mean` (NaN for classes without frames); `contrastive`, the
-  mean minus the mean over the classes with frames (each class weighted equally, or by its
-  count with `weighted`, which is the mean of all frames), NaN for classes without frames.
+  mean minus the `baseline` mean (`moments.normalized_patterns`: 'classes' weighs every class
+  with frames equally, 'frames' is the mean of all frames, as the input NAvAI's), NaN for
+  classes without frames.
   """
   count = np.asarray(m.count, np.float64)
   has = count > 0
   expand = lambda a: a.reshape(a.shape + (1,) * (np.ndim(m.total) - a.ndim))
   mean = np.asarray(m.total, np.float64) / expand(np.maximum(count, 1.0))
-  weights = (count if weighted else has.astype(np.float64))
-  weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1.0)
-  centre = (expand(weights) * np.where(expand(has), mean, 0.0)).sum(count.ndim - 1,
-                                                                     keepdims=True)
-  mean = np.where(expand(has), mean, np.nan)
-  return {'count': count.astype(np.int64), 'mean': mean.astype(np.float32),
-          'contrastive': (mean - centre).astype(np.float32)}
+  pattern = moments.normalized_patterns(mean, count, baseline)
+  return {'count': count.astype(np.int64),
+          'mean': np.where(expand(has), mean, np.nan).astype(np.float32),
+          'contrastive': pattern.astype(np.float32)}
 
 
 def arrays(letters: Sequence[Sums], phonemes: Sequence[Sums], layers: Sequence[int],

@@ -102,14 +102,47 @@ def welch_t(a: Moments, b: Moments) -> Array:
   return (a.mean - b.mean) / jnp.sqrt(se2)
 
 
-def summarize(m: Moments) -> dict[str, np.ndarray]:
+# What a class's mean is normalized against (paper §3.5): the mean of all frames of all
+# classes ('frames', the paper's: a frequent class weighs more), or the mean of the class means
+# ('classes': every class with frames counts once).
+BASELINES = ('frames', 'classes')
+
+
+def normalized_patterns(mean_YxD: np.ndarray, count_Y: np.ndarray,
+                        baseline: str = 'frames') -> np.ndarray:
+  """NAvAI's normalization (paper §3.5): each class's mean minus the `baseline` mean.
+
+  Args:
+    mean_YxD: per-class means (class axis -1 of `count_Y`, any trailing axes; values of
+      classes without frames are ignored); count_Y: frames per class.
+    baseline: one of BASELINES.
+  Returns:
+    float64 `[..., Y, ...]` like `mean_YxD`; NaN for classes without frames.
+  """
+  if baseline not in BASELINES:
+    raise ValueError(f'Unknown normalization baseline {baseline!r}; choose one of '
+                     f'{", ".join(BASELINES)}.')
+  count = np.asarray(count_Y, np.float64)
+  has = count > 0
+  expand = lambda a: a.reshape(a.shape + (1,) * (np.ndim(mean_YxD) - a.ndim))
+  weights = count if baseline == 'frames' else has.astype(np.float64)
+  weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1.0)
+  mean = np.where(expand(has), np.asarray(mean_YxD, np.float64), 0.0)
+  centre = (expand(weights) * mean).sum(count.ndim - 1, keepdims=True)
+  return np.where(expand(has), mean - centre, np.nan)
+
+
+def summarize(m: Moments, baseline: str = 'frames') -> dict[str, np.ndarray]:
   """NAvAI results from per-class moments with class axis -1 of `count`.
 
   Returns numpy arrays: `count`, per-class `mean`, `all_mean` (all frames of all classes),
-  `normalized` (class mean - all-class mean, paper §3.5), `tmap` (Welch t of a class's frames
-  against all frames of all classes, the class's own frames included, so it tests "does this
-  class differ from the average frame that is normalized away").
-  Classes without frames have NaN means, patterns and t-maps.
+  `normalized` (`normalized_patterns` against `baseline`; the paper's 'frames' is class mean
+  - all-class mean), `tmap` (Welch t of a class's frames against all frames of all classes,
+  the class's own frames included, so it tests "does this class differ from the average frame
+  that is normalized away"). The t-maps are for display, not significance: a frame and its
+  neighbours share 204 of their 206 columns, so frames are far from independent, and each
+  class's frames are part of the sample it is compared with. Classes without frames have NaN
+  means, patterns and t-maps.
   """
   all_m = reduce_moments(m, axis=-1)
   c = m.count.shape[-1]
@@ -122,7 +155,8 @@ def summarize(m: Moments) -> dict[str, np.ndarray]:
       'mean': np.asarray(mean),
       'all_mean': np.asarray(all_m.mean),
       'all_count': np.asarray(all_m.count).astype(np.int64),
-      'normalized': np.asarray(mean - all_c.mean),
+      'normalized': (np.asarray(mean - all_c.mean) if baseline == 'frames' else
+                     normalized_patterns(m.mean, m.count, baseline).astype(np.float32)),
       'tmap': np.asarray(welch_t(m, all_c)),
   }
 

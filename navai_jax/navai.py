@@ -504,8 +504,8 @@ def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],
       k: int(np.asarray(v).sum()) for k, v in gathered['done'].items()}
 
 
-def results(result: PassResult, methods: Sequence[str],
-            phoneme_classes: Sequence[str]) -> dict[str, np.ndarray]:
+def results(result: PassResult, methods: Sequence[str], phoneme_classes: Sequence[str],
+            baseline: str = 'frames') -> dict[str, np.ndarray]:
   """The arrays of a pass's NAvAI results (see `moments.summarize`), keyed for an `.npz` file.
 
   `letter_*` arrays are `[M, 26, ...]` and `phoneme_*` arrays `[M, Y, ...]` with M the
@@ -514,7 +514,7 @@ def results(result: PassResult, methods: Sequence[str],
   out = {'methods': np.array(methods), 'letters': np.array(list(vocab.LETTERS)),
          'phoneme_classes': np.array(phoneme_classes, dtype=str)}
   for kind, state in (('letter', result.letters), ('phoneme', result.phonemes)):
-    s = moments.summarize(Moments(*(jnp.asarray(a) for a in state)))
+    s = moments.summarize(Moments(*(jnp.asarray(a) for a in state)), baseline)
     out.update({f'{kind}_count': s['count'], f'{kind}_mean': s['mean'],
                 f'all_{kind}_mean': s['all_mean'], f'all_{kind}_count': s['all_count'],
                 f'{kind}_normalized': s['normalized'], f'{kind}_tmap': s['tmap']})

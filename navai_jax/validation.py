@@ -13,6 +13,7 @@ import ml_collections
 from navai_jax import alignment
 from navai_jax import layer_profiles
 from navai_jax import layout
+from navai_jax import moments
 from navai_jax import vocab
 
 READERS = ('tfds', 'direct')
@@ -112,6 +113,7 @@ RULES: dict[str, list[_Rule]] = {
         ('max_utterances', lambda v: v >= 0, '>= 0 (0 = all)'),
         ('methods', _methods_ok, f'a non-empty subset of {", ".join(alignment.ALIGNMENTS)}'),
         ('fill', *_one_of(alignment.FILLS)),
+        ('baseline', *_one_of(moments.BASELINES)),
         ('frame_batch', *_at_least(1)), ('save_every', *_at_least(1)),
         ('figure_workers', *_at_least(1)),
         ('figure_letters', _letters_ok, 'letters a-z'),
@@ -123,6 +125,7 @@ RULES: dict[str, list[_Rule]] = {
     ],
     'layers': [
         ('alignment', *_one_of(layer_profiles.ALIGNMENTS)),
+        ('baseline', *_one_of(moments.BASELINES)),
         ('min_frames', *_at_least(1)), ('permutations', *_at_least(0)),
         ('dendrogram_layers', _layers_ok, f'distinct layer numbers in 1..{NUM_LAYERS}'),
         ('figure_layer', lambda v: isinstance(v, int) and 1 <= v <= NUM_LAYERS,

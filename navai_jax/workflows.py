@@ -287,7 +287,7 @@ def _navai(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
                                timings=timings, state_path=os.path.join(out_dir, state_file),
                                save_every=n.save_every, settings=settings, mesh=mesh,
                                progress=progress)
-  res = navai_pass.results(result, methods, phoneme_classes)
+  res = navai_pass.results(result, methods, phoneme_classes, n.baseline)
   res['about'] = np.str_(f'{n.split} split, {result.frames} letter frames of '
                          f'{result.utterances} utterances')
   meta = dict(settings, fill=n.fill, frames=result.frames, utterances=result.utterances,
@@ -478,7 +478,7 @@ def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
       if len({categories[classes[y]] for y in keep}) < 2:
         continue
       c = layer_profiles.contrastive(layer_profiles.Sums(count_Y[keep], sums.total[a][keep]),
-                                     s.weighted)['contrastive']
+                                     s.baseline)['contrastive']
       found = phoneme_clusters.score(c.reshape(len(keep), -1),
                                      [categories[classes[y]] for y in keep],
                                      permutations=s.permutations, seed=s.seed)
@@ -521,7 +521,7 @@ def layers(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_
                              os.path.join(out_dir, f'profiles_layer{layer}.png'))
   a = names.index(s.alignment)
   letters = layer_profiles.contrastive(layer_profiles.Sums(
-      profiles[layer]['letter'].count[a], profiles[layer]['letter'].total[a]), s.weighted)
+      profiles[layer]['letter'].count[a], profiles[layer]['letter'].total[a]), s.baseline)
   for letter in s.letters:
     i = vocab.LETTERS.index(letter)
     if not letters['count'][i]:

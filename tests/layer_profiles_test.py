@@ -164,7 +164,7 @@ def test_contrastive_profiles_subtract_the_mean_over_classes():
   mean = rng.normal(size=(4, 5, 2))
   m = layer_profiles.Sums(count, mean * count[:, None, None])
   plain = layer_profiles.contrastive(m)
-  weighted = layer_profiles.contrastive(m, weighted=True)
+  weighted = layer_profiles.contrastive(m, baseline='frames')
   has = count > 0
   np.testing.assert_allclose(plain['contrastive'][has], (mean - mean[has].mean(0))[has],
                              rtol=1e-5, atol=1e-6)
@@ -172,6 +172,8 @@ def test_contrastive_profiles_subtract_the_mean_over_classes():
   np.testing.assert_allclose(weighted['contrastive'][has], (mean - by_count)[has], rtol=1e-5,
                              atol=1e-6)
   assert np.isnan(plain['contrastive'][1]).all() and np.isnan(plain['mean'][1]).all()
+  with pytest.raises(ValueError, match="Unknown normalization baseline 'letters'"):
+    layer_profiles.contrastive(m, baseline='letters')
 
 
 def test_bad_layers_and_alignments_are_named(tiny):

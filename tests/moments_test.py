@@ -55,3 +55,9 @@ def test_tmap_equals_scipy_welch_test():
     np.testing.assert_allclose(summary['tmap'][c], want, rtol=2e-3, atol=2e-4)
     np.testing.assert_allclose(summary['normalized'][c], mine.mean(0) - every.mean(0),
                                rtol=1e-4, atol=1e-5)
+  # The other baseline: the mean of the class means, each class once (written out here).
+  by_class = moments.summarize(m, baseline='classes')['normalized']
+  class_means = [x[(classes == c) & valid].mean(0) for c in range(3)]
+  for c in range(3):
+    np.testing.assert_allclose(by_class[c], class_means[c] - np.mean(class_means, 0),
+                               rtol=1e-4, atol=1e-5)

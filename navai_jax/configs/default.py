@@ -155,6 +155,9 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.max_utterances = 0  # > 0: this many evenly spaced utterances of the split.
   c.navai.methods = ('none', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
   c.navai.fill = 'zeros'  # 'zeros' (the paper's crop) or 'recut' from the utterance.
+  # Normalized pattern = letter mean - the mean of all frames ('frames', the paper's) or of the
+  # letter means ('classes', every letter once); moments.normalized_patterns.
+  c.navai.baseline = 'frames'
   c.navai.frame_batch = 64  # Frames per attribution chunk (memory against speed).
   c.navai.save_every = 20  # Batches between saves of the pass state.
   c.navai.figure_letters = ('a', 't')  # The letters of Figure 3.
@@ -176,7 +179,9 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # Where phonemes form: clustering of the layer profiles (experiments/layers.py).
   c.layers = ml_collections.ConfigDict()
   c.layers.alignment = 'none'  # The layer alignment of the dendrograms and profile figures.
-  c.layers.weighted = False  # Contrastive profiles: subtract the count-weighted class mean.
+  # Contrastive profiles = class mean - the mean of the class means ('classes') or of all
+  # frames ('frames', as navai.baseline).
+  c.layers.baseline = 'classes'
   c.layers.categories = ''  # JSON phoneme -> category file; '' = eSpeak English's.
   c.layers.min_frames = 20  # Phoneme classes with fewer frames are not clustered.
   c.layers.permutations = 1000  # Shuffles of the categories for the chance baseline.
