@@ -214,6 +214,16 @@ def _curves_function(granularities: tuple[str, ...], modes: tuple[str, ...],
   return jax.jit(run)
 
 
+def metric_keys(seed: int, num_frames: int) -> dict[str, Array]:
+  """The random keys of the suite: 'frames' `[N]` (each frame's removal order and the two
+  below), 'random_logit' and 'max_sensitivity' `[N]` (the other class, the noise draws) and
+  'network' (the one randomized network of the cascading randomisation)."""
+  frames_N = jax.random.split(jax.random.key(seed), num_frames)
+  split = jax.vmap(lambda k: jax.random.split(k, 3))(frames_N)
+  return {'frames': frames_N, 'random_logit': split[:, 1], 'max_sensitivity': split[:, 2],
+          'network': jax.random.fold_in(jax.random.key(seed), 1)}
+
+
 @functools.lru_cache(maxsize=32)
 def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples: int,
                               radius: float, seed: int):
@@ -223,10 +233,10 @@ def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples:
   explain = explain_function(name, seed)
   # One randomized network for all frames (as MPRT randomizes the model once for a batch): the
   # maps of every frame then come from one batched pass, not from weights drawn per frame.
-  network_key = jax.random.fold_in(jax.random.key(seed), 1)
+  network_key = metric_keys(seed, 1)['network']
 
   def one(layers, x, target, key, map_):
-    _, k2, k3 = jax.random.split(key, 3)
+    _, k2, k3 = jax.random.split(key, 3)  # as metric_keys
     out = {}
     if 'randomisation' in metric_names:
       out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, network_key,
@@ -330,7 +340,7 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   layers = network.layers_from_variables(config, variables)
   found = collect_frames(config, variables)
   n = len(found.targets_N)
-  keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(s.seed), n)))
+  keys = np.asarray(jax.random.key_data(metric_keys(s.seed, n)['frames']))
   baseline = (np.zeros(found.windows_NxWxF.shape[1:], np.float32) if s.baseline == 'zero' else
               np.broadcast_to(found.windows_NxWxF.mean((0, 1)), found.windows_NxWxF.shape[1:]))
   wants = set(s.metrics)
