@@ -54,7 +54,14 @@ def _navai_result(rng, methods=('none', 'lrp_max'), phonemes=('a', 't')):
     for name in ('mean', 'normalized', 'tmap'):
       res[f'{kind}_{name}'] = rng.normal(size=(m, n, 206, f))
     res[f'all_{kind}_mean'] = rng.normal(size=(m, 206, f))
-  res['letter_mean'][count == 0] = np.nan
+  return res
+
+
+def _without_frames(res):
+  """NaN means and patterns where a class has no frames, as `moments.summarize` gives them."""
+  for kind in ('letter', 'phoneme'):
+    for name in ('mean', 'normalized', 'tmap'):
+      res[f'{kind}_{name}'][res[f'{kind}_count'] == 0] = np.nan
   return res
 
 
@@ -62,15 +69,38 @@ def test_navai_figures_show_the_patterns_and_mark_empty_classes(tmp_path):
   res = _navai_result(np.random.default_rng(1))
   res['letter_count'][:, 0] = 2  # 'a' has frames under every method
   res['letter_count'][1, 19] = 0  # 't' has none under lrp_max
-  figures.figure3(CONFIG, res, str(tmp_path / 'f3.png'), ('a', 't'))
+  res = _without_frames(res)
+  res['letter_tmap'][0, 1, 5, 7] = np.nan  # a t-map with a hole is left blank
+  fig = figures.figure3(CONFIG, res, str(tmp_path / 'f3.png'), ('a', 't'))
+  # Rows: mean a, mean t, all letters, normalized a, normalized t; columns: the methods.
+  shown = [[fig.axes[2 * r + m] for m in range(2)] for r in range(5)]
+  for m in range(2):
+    for r, want in ((0, res['letter_mean'][m, 0]), (2, res['all_letter_mean'][m]),
+                    (3, res['letter_normalized'][m, 0])):
+      np.testing.assert_allclose(shown[r][m].images[0].get_array(),
+                                 figures.scale_max_abs(want).T)
+  assert shown[4][0].get_title() == f'normalized t | none'
+  assert not shown[4][1].images  # 't' has no frames under lrp_max
   fig = figures.patterns(CONFIG, res, 1, str(tmp_path / 'sa.png'))
   panel_a = fig.axes[0]
   assert panel_a.get_title() == f'a  ({res["letter_count"][1, 0]} frames)'
   np.testing.assert_allclose(panel_a.images[0].get_array(),
                              figures.scale_max_abs(res['letter_normalized'][1, 0]).T)
   assert not fig.axes[19].images and 'no frames' in fig.axes[19].texts[0].get_text()
-  figures.tmaps(CONFIG, res, 0, str(tmp_path / 'tm.png'))
-  figures.phonemes(CONFIG, res, ('a', 'zz'), str(tmp_path / 'ph.png'))
+  fig = figures.tmaps(CONFIG, res, 0, str(tmp_path / 'tm.png'))
+  # Pairs of (pattern, t-map) per letter; the t-maps on one scale, +-99th percentile of |t|.
+  tmaps = res['letter_tmap'][0]
+  limit = np.percentile(np.abs(tmaps[np.isfinite(tmaps)]), 99)
+  np.testing.assert_allclose(fig.axes[0].images[0].get_array(),
+                             figures.scale_max_abs(res['letter_normalized'][0, 0]).T)
+  t_image = fig.axes[1].images[0]
+  np.testing.assert_array_equal(t_image.get_array(), tmaps[0].T)
+  assert t_image.get_clim() == pytest.approx((-limit, limit))
+  assert not fig.axes[3].images  # 'b' has a NaN in its t-map
+  fig = figures.phonemes(CONFIG, res, ('a', 'zz'), str(tmp_path / 'ph.png'))
+  np.testing.assert_allclose(fig.axes[1].images[0].get_array(),
+                             figures.scale_max_abs(res['phoneme_normalized'][1, 0]).T)
+  assert not fig.axes[2].images and fig.axes[2].get_title() == '/zz/ (0) | none'
   for name in ('f3', 'sa', 'tm', 'ph'):
     assert matplotlib.image.imread(tmp_path / f'{name}.png').shape[0] > 100
 
