@@ -203,3 +203,30 @@ def test_bad_input_raises(setup):
     activation_max.choose_neurons(config, variables, x, 'A')
   with pytest.raises(ValueError, match='frame_WxF must have shape'):
     activation_max.choose_neurons(config, variables, x[:, :64], 'a')
+
+
+@pytest.mark.parametrize('preset', ['small', 'paper'])
+def test_the_papers_settings_are_the_defaults(setup, preset):
+  """Paper §3.2: a Xavier-uniform [206, 128] start, Adam at 0.05 for 250 steps, L1 and L2
+  penalties of 0.001 (L2 as 0.001 * sum x^2, Keras's regularizer; TensorFlow's `l2_loss` would
+  be half of it). The first step is replayed by hand: Adam's first update is the learning
+  rate times g / (|g| + 1e-8) for the gradient g of the objective."""
+  am = default.get_config(preset).am
+  assert (am.steps, am.learning_rate, am.l1, am.l2) == (250, 0.05, 0.001, 0.001)
+  assert am.tv_time == am.tv_freq == am.jitter == 0
+  config, variables = setup
+  one = default.get_config(preset).am
+  one.steps = 1
+  result = activation_max.maximize_neuron(config, variables, 2, 3, one)
+  x0 = result.initial_TxF
+  key, _ = activation_max.neuron_keys(am.seed, 2, 3)
+  np.testing.assert_array_equal(x0, activation_max.initial_input(key, 128))
+
+  def objective(x):
+    return (activation_max.neuron_activation(config, variables, x, 2, 3, am.objective_point)
+            - 0.001 * jnp.sum(jnp.abs(x)) - 0.001 * jnp.sum(x ** 2))
+
+  g = jax.grad(objective)(x0)
+  np.testing.assert_allclose(result.input_TxF, x0 + 0.05 * g / (jnp.abs(g) + 1e-8),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(result.objective_I[0], objective(x0), rtol=1e-5)
