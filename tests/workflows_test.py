@@ -23,6 +23,9 @@ from navai_jax import checkpoints
 from navai_jax import data
 from navai_jax import files
 from navai_jax import layer_profiles
+from navai_jax import model
+from navai_jax import lrp
+from navai_jax import network
 from navai_jax import parallel
 from navai_jax import phoneme_clusters
 from navai_jax import train
@@ -64,11 +67,26 @@ def test_figure2_files_hold_the_maps_of_the_found_frames(run):
   result = workflows.figure2(config, variables, 7, out, split='dev', letter='i', num_frames=2)
   assert len(result['windows']) == 2 and (Path(out) / 'figure2_i.png').exists()
   saved = np.load(Path(out) / 'figure2_i.npz')
-  targets = np.full(2, vocab.letter_id('i'))
-  np.testing.assert_allclose(saved['sensitivity'], attribution.attribute(
-      'sensitivity', config, variables, saved['windows'], targets), rtol=1e-5, atol=1e-9)
-  np.testing.assert_allclose(saved['lrp'], attribution.attribute(
-      'lrp', config, variables, saved['windows'], targets, rule='paper'), rtol=1e-5, atol=1e-7)
+  target = vocab.letter_id('i')
+  # The saved sensitivity is the gradient of the letter's softmax output: central differences
+  # in float64 where it is largest (an independent check of the maps the file holds).
+  sensitivity = saved['sensitivity'][0]
+  with jax.enable_x64(True):
+    layers = network.layers_from_variables(
+        config, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables))
+    x = jnp.asarray(saved['windows'][0], jnp.float64)
+    prob = jax.jit(lambda x: jax.nn.softmax(network.logits(layers, x))[target])
+    flat = np.argsort(-np.abs(sensitivity).ravel())[:6]
+    for t, f in zip(*np.unravel_index(flat, sensitivity.shape)):
+      step = jnp.zeros_like(x).at[t, f].set(1e-4)
+      fd = (prob(x + step) - prob(x - step)) / 2e-4
+      assert float(fd) == pytest.approx(float(sensitivity[t, f]), rel=1e-3)
+    # The saved LRP map is the paper's rule in its literal form (eqs. 3-4 written out).
+    literal = lrp.relevance(layers, *network.forward(layers, x), jnp.asarray(target),
+                            rule='paper', form='literal')
+  # Float32 against float64: a few units near zero move eq. 3's ratio (`lrp_test`'s float64
+  # test); measured here at most 1.2e-4 of the map's maximum.
+  np.testing.assert_allclose(saved['lrp'][0], literal, rtol=1e-3, atol=1e-3)
   assert json.loads(str(saved['meta']))['checkpoint_step'] == 7
   assert list(saved['ids']) == sorted(set(saved['ids']))  # the first frame of each utterance
 
@@ -79,8 +97,22 @@ def test_figure1_files_hold_the_optimized_inputs(run):
   frame, results = workflows.figure1(config, variables, 7, out, split='dev', letter='i')
   assert list(results) == [1, 2, 11, 12] and results[12][0] == vocab.letter_id('i')
   saved = np.load(Path(out) / 'figure1_i.npz')
-  again = activation_max.maximize_neuron(config, variables, 2, results[2][0], config.am)
-  np.testing.assert_allclose(saved['layer_2_input_TxF'], again.input_TxF, rtol=1e-5, atol=1e-6)
+  # The saved input raises its neuron: its objective, computed here from the model's own VALID
+  # pass and the penalties written out, is above that of the start.
+  def objective(x, channel):
+    _, inter = model.apply_inference(config, variables, jnp.asarray(x)[None], padding='VALID')
+    z = inter['layer_2']['pre'][0, :, channel]
+    p, st = variables['params']['bn_2'], variables['batch_stats']['bn_2']
+    bn = (z - st['mean'][channel]) / jnp.sqrt(st['var'][channel] + config.model.bn_epsilon) * (
+        p['scale'][channel]) + p['bias'][channel]
+    return float(bn.mean() - 0.001 * np.abs(x).sum() - 0.001 * (np.asarray(x) ** 2).sum())
+
+  channel = results[2][0]
+  assert config.am.objective_point == 'bn'
+  assert saved['layer_2_objective_I'][0] == pytest.approx(
+      objective(saved['layer_2_initial_TxF'], channel), rel=1e-4, abs=1e-5)
+  assert objective(saved['layer_2_input_TxF'], channel) > saved['layer_2_objective_I'][-1] > (
+      saved['layer_2_objective_I'][0])
   np.testing.assert_array_equal(saved['frame_WxF'], frame.windows_NxWxF[0])
   assert saved['layer_12_objective_I'].shape == (5,)
 
