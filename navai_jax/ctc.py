@@ -5,7 +5,7 @@ log-likelihood; training uses it by default (`config.train.ctc`), `optax.ctc_los
 choice and the reference the tests compare with. It exists for speed on accelerators:
 `optax.ctc_loss` is a `lax.scan` over the output positions whose gradient is a second, reverse
 scan through autodiff, so a long scan runs a few tiny kernels, one after another, per position
-and direction (README's Benchmarks give the times; `benchmarks/step_breakdown.py` measures
+and direction (benchmarks/README.md gives the times; `benchmarks/step_breakdown.py` measures
 them). Here one scan runs the forward
 (alpha) and the backward (beta) recursion together, `unroll` positions per loop iteration, and
 the gradient is read off alpha and beta at once (Graves et al. 2006, eq. 16):

@@ -269,3 +269,39 @@ def timings(tmp_path):
       {'phoneme': "'a", 'start': 0.0, 'end': 0.9}, {'phoneme': 't', 'start': 0.9, 'end': 5.0}]}
   (tmp_path / 't.timing.json').write_text(json.dumps(timing))
   return {'1-1-000': str(tmp_path / 't.timing.json')}
+
+
+# Several local processes of one script as hosts of `jax.distributed` (one device each).
+
+def _start_hosts(command, logs, count=2):
+  """`count` processes of `command + --multihost ...` on localhost, one CPU device each, their
+  output in `logs/hostI.txt`."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  logs.mkdir(parents=True, exist_ok=True)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, 'PYTHONPATH': root,
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  return [subprocess.Popen(command + ['--multihost', f'--coordinator_address=localhost:{port}',
+                                      f'--num_processes={count}', f'--process_id={i}'],
+                           cwd=root, env=env, stdout=open(logs / f'host{i}.txt', 'w'),
+                           stderr=subprocess.STDOUT) for i in range(count)]
+
+
+def _wait_for_hosts(hosts, logs):
+  """Waits for every host (10 minutes at most); each must end with exit status 0."""
+  for i, h in enumerate(hosts):
+    try:
+      h.wait(timeout=600)
+    finally:
+      h.kill()
+    assert h.returncode == 0, (logs / f'host{i}.txt').read_text()[-3000:]
+
+
+@pytest.fixture(scope='session')
+def local_hosts():
+  """`.start(command, logs)` and `.wait(hosts, logs)` for multi-process tests."""
+  return types.SimpleNamespace(start=_start_hosts, wait=_wait_for_hosts)

@@ -420,13 +420,6 @@ def test_a_second_run_into_a_busy_workdir_refuses_and_leaves_it_alone(tones, tmp
 
 # Two hosts: `experiments/train.py --multihost` as two local processes of one device each.
 
-def _free_port() -> int:
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 def _train_command(corpus, workdir, steps):
   return [sys.executable, 'experiments/train.py', f'--workdir={workdir}',
           f'--config={ROOT}/navai_jax/configs/default.py:tiny',
@@ -436,27 +429,8 @@ def _train_command(corpus, workdir, steps):
           '--config.train.log_every=1', '--config.train.eval_every=0']
 
 
-def _hosts(corpus, workdir, steps, log):
-  port = _free_port()
-  env = {**os.environ, 'PYTHONPATH': str(ROOT),
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  return [subprocess.Popen(_train_command(corpus, workdir, steps) + [
-      '--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2',
-      f'--process_id={i}'], cwd=ROOT, env=env, stdout=open(f'{log}{i}.txt', 'w'),
-      stderr=subprocess.STDOUT) for i in range(2)]
-
-
-def _finish(hosts, log):
-  for i, host in enumerate(hosts):
-    try:
-      host.wait(timeout=600)
-    finally:
-      host.kill()
-    assert host.returncode == 0, open(f'{log}{i}.txt').read()[-3000:]
-
-
-def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(tmp_path,
-                                                                           write_split):
+def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(
+    tmp_path, write_split, local_hosts):
   rng = np.random.default_rng(0)
   write_split(tmp_path / 'corpus', 'dev', ['cat sat', 'a dog', 'bee', 'hello you', 'quiet fox',
                                            'jazz'],
@@ -468,14 +442,15 @@ def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(tmp_p
                             'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
                        capture_output=True, text=True)
   assert one.returncode == 0, one.stderr[-3000:]
-  hosts = _hosts(corpus, tmp_path / 'two', 6, tmp_path / 'two')
-  _finish(hosts, tmp_path / 'two')
+  local_hosts.wait(local_hosts.start(_train_command(corpus, tmp_path / 'two', 6),
+                                     tmp_path / 'logs_two'), tmp_path / 'logs_two')
   # Killed: host 1 dies once checkpoint 3 is written; host 0 is then killed too.
-  hosts = _hosts(corpus, tmp_path / 'killed', 6, tmp_path / 'killed')
+  hosts = local_hosts.start(_train_command(corpus, tmp_path / 'killed', 6),
+                            tmp_path / 'logs_killed')
   deadline = time.monotonic() + 600
   while not (tmp_path / 'killed' / 'checkpoints' / '3').is_dir():
     assert time.monotonic() < deadline and hosts[0].poll() is None, (
-        (tmp_path / 'killed0.txt').read_text()[-3000:])
+        (tmp_path / 'logs_killed' / 'host0.txt').read_text()[-3000:])
     time.sleep(0.1)
   hosts[1].kill()
   hosts[0].kill()
@@ -483,7 +458,8 @@ def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(tmp_p
     host.wait()
   steps = checkpoints.manager(tmp_path / 'killed').all_steps()
   assert 3 in steps and 6 not in steps
-  _finish(_hosts(corpus, tmp_path / 'killed', 6, tmp_path / 'resumed'), tmp_path / 'resumed')
+  local_hosts.wait(local_hosts.start(_train_command(corpus, tmp_path / 'killed', 6),
+                                     tmp_path / 'logs_resumed'), tmp_path / 'logs_resumed')
   reference = checkpoints.load_for_inference(tmp_path / 'one')
   assert reference[2] == 6
   for run in ('two', 'killed'):

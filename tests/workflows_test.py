@@ -277,13 +277,6 @@ def test_navai_script_takes_navai_overrides_and_refuses_others(run, tmp_path):
           'config.layers.figure_layer must be a layer number in 1..12, got 13') in done.stderr
 
 
-def _free_port() -> int:
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def one_utterance_batches(run, tmp_path_factory):
   """A run whose dev pass has four batches of one utterance (two per process of two), and the
@@ -308,26 +301,6 @@ def _navai_script(tmp):
   return [sys.executable, 'experiments/navai.py', f'--workdir={tmp / "run"}']
 
 
-def _start_hosts(tmp, out_dir, logs):
-  """Two processes of `experiments/navai.py --multihost`, their output in `logs/hostI.txt`."""
-  port = _free_port()
-  logs.mkdir(exist_ok=True)
-  return [subprocess.Popen(_navai_script(tmp) + [f'--out_dir={out_dir}', '--multihost',
-                                                 f'--coordinator_address=localhost:{port}',
-                                                 '--num_processes=2', f'--process_id={i}'],
-                           cwd=ROOT, env=_ONE_DEVICE, stdout=open(logs / f'host{i}.txt', 'w'),
-                           stderr=subprocess.STDOUT) for i in range(2)]
-
-
-def _wait_for_hosts(hosts, logs):
-  for i, h in enumerate(hosts):
-    try:
-      h.wait(timeout=600)
-    finally:
-      h.kill()
-    assert h.returncode == 0, (logs / f'host{i}.txt').read_text()[-3000:]
-
-
 def _assert_same_pass(one, two):
   single = dict(np.load(one / 'navai_dev.npz'))
   merged = dict(np.load(two / 'navai_dev.npz'))
@@ -349,10 +322,10 @@ def _batches_read(out_dir, process):
   return int(np.load(out_dir / f'pass_state.process{process}of2.npz')['batches'])
 
 
-def test_two_processes_merge_to_the_single_process_pass(one_utterance_batches):
+def test_two_processes_merge_to_the_single_process_pass(one_utterance_batches, local_hosts):
   _, _, tmp = one_utterance_batches
-  hosts = _start_hosts(tmp, tmp / 'two', tmp / 'logs_two')
-  _wait_for_hosts(hosts, tmp / 'logs_two')
+  hosts = local_hosts.start(_navai_script(tmp) + [f'--out_dir={tmp / "two"}'], tmp / 'logs_two')
+  local_hosts.wait(hosts, tmp / 'logs_two')
   _assert_same_pass(tmp / 'one', tmp / 'two')
   # Each process kept its own share in its own state file, from which it resumes.
   assert [_batches_read(tmp / 'two', i) for i in range(2)] == [2, 2]
@@ -364,7 +337,8 @@ def _truncate(path):
   path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
 
 
-def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_utterance_batches):
+def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_utterance_batches,
+                                                                     local_hosts):
   root, config, tmp = one_utterance_batches
   share = [str(b['id'][0]) for b in data.batches(config, 'dev', train=False, share=(1, 2))]
   flac = [next((root / 'corpus' / 'dev').rglob(f'{u}.flac')) for u in share]
@@ -374,7 +348,7 @@ def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_uttera
     # Host 1 folds its first batch, then fails on the audio of its second one; both hosts
     # are then killed (host 0 would wait for host 1 at the merge).
     _truncate(flac[1])
-    hosts = _start_hosts(tmp, out, logs)
+    hosts = local_hosts.start(_navai_script(tmp) + [f'--out_dir={out}'], logs)
     try:
       deadline = time.monotonic() + 600
       while hosts[1].poll() is None and share[1] not in (logs / 'host1.txt').read_text():
@@ -391,7 +365,7 @@ def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_uttera
     # one whole again, and the merged pass equals the single-process one.
     flac[1].write_bytes(intact[1])
     _truncate(flac[0])
-    _wait_for_hosts(_start_hosts(tmp, out, logs), logs)
+    local_hosts.wait(local_hosts.start(_navai_script(tmp) + [f'--out_dir={out}'], logs), logs)
   finally:
     for f, b in zip(flac, intact):
       f.write_bytes(b)
