@@ -338,7 +338,8 @@ def _load(path: str, settings: str):
     state = PassState(read('letters', Moments), read('phonemes', Moments),
                       tuple(read(f'layer_letters{i}', Sums) for i in range(num_layers)),
                       tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)),
-                      saved['zero_maps'])
+                      saved['zero_maps'] if 'zero_maps' in saved.files else  # older files
+                      np.zeros(saved['letters_count'].shape[0], np.int32))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress
