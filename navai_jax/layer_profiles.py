@@ -180,7 +180,9 @@ def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
     utterance_N, output_position_N, valid_N: the frames (`frames.Selection`).
     letter_N: the predicted letter (0..25) of each frame.
     gradients: `gradients[l - 1]` `[N, Z_l, C_l]`, d y / d output of layer l.
-    input_position_MxN: NAvAI's input alignment positions of the methods `methods`.
+    input_position_MxN: NAvAI's input alignment positions of the methods `methods`; -1 for a
+      frame without one (its map is all zeros), which the alignments carried from that method
+      leave out.
     phonemes_BxT: phoneme class at every feature frame (-1: none); the class of a frame is
       the phoneme at its label frame (see `positions`).
   """
@@ -194,17 +196,21 @@ def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
                        input_position_MxN[list(methods).index(name)])
              for name in names]
     layer_position_MxN = jnp.stack([f[0] for f in found])
+    has_MxN = jnp.stack([jnp.ones_like(valid_N) if name in ('none', 'gradient_max') else
+                         input_position_MxN[list(methods).index(name)] >= 0 for name in names])
     label_MxN = input_start_N[None] + jnp.stack([f[1] for f in found])
     act_BxTxC = intermediates[specs[layer - 1].name]['act']
     lengths_B = model.output_length(tuple(specs[:layer]), frames_B)
     start_N = model.window_start(tuple(specs[layer:]), output_position_N)
     cut_MxNxZxC = jax.vmap(lambda p: aligned(act_BxTxC, lengths_B, utterance_N, start_N, p,
                                              geom, fill))(layer_position_MxN)
-    new_letters.append(fold_sums(letter_sums, cut_MxNxZxC,
-                                 jnp.broadcast_to(letter_N, layer_position_MxN.shape), valid_N))
+    # A class outside [0, Y) is not counted: so are frames without an alignment position.
+    new_letters.append(fold_sums(letter_sums, cut_MxNxZxC, jnp.where(has_MxN, letter_N, -1),
+                                 valid_N))
     if phoneme_sums.count.shape[-1]:
-      phoneme_sums = fold_sums(phoneme_sums, cut_MxNxZxC,
-                               phonemes_BxT[utterance_N[None], label_MxN], valid_N)
+      phoneme_sums = fold_sums(
+          phoneme_sums, cut_MxNxZxC,
+          jnp.where(has_MxN, phonemes_BxT[utterance_N[None], label_MxN], -1), valid_N)
     new_phonemes.append(phoneme_sums)
   return tuple(new_letters), tuple(new_phonemes)
 

@@ -183,13 +183,13 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
       phoneme_MxN = phonemes_BxT[sel.utterance_N[None], start_N[None] + position_MxN]
       phonemes = fold_methods(phonemes, aligned_MxNxWxF, phoneme_MxN, valid_MxN)
     zero_maps = state.zero_maps + jnp.sum(sel.valid_N & ~has_map_MxN, axis=1, dtype=jnp.int32)
+    position_MxN = jnp.where(has_map_MxN, position_MxN, -1)
     layer_letters, layer_phonemes = layer_profiles.fold(
         state.layer_letters, state.layer_phonemes, specs=specs, layers=layers,
         names=layer_alignments, intermediates=intermediates, frames_B=frames_B,
         utterance_N=sel.utterance_N, output_position_N=sel.position_N, valid_N=sel.valid_N,
         letter_N=letter_N, gradients=gradients, input_position_MxN=position_MxN,
         methods=methods, fill=fill, phonemes_BxT=phonemes_BxT)
-    position_MxN = jnp.where(has_map_MxN, position_MxN, -1)
     row_N = jnp.where(sel.valid_N, sel.utterance_N, num_rows)  # filler entries are dropped
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')

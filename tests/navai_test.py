@@ -202,12 +202,15 @@ def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny):
   saturated = dict(variables, params=params)
   batches = conftest.noise_batches(1, seed=3)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  result = navai.run_pass(config, saturated, batches, mesh=mesh, **PASS)
+  result = navai.run_pass(config, saturated, batches, mesh=mesh, layers=(12,),
+                          layer_alignments=('none', 'sensitivity_min', 'lrp_max'), **PASS)
   frames_n = int(result.letters.count[0].sum())
   assert frames_n > 10 and result.frames == frames_n
   np.testing.assert_array_equal(result.zero_maps, [0, frames_n, frames_n, 0])
   np.testing.assert_array_equal(result.letters.count[1:3], 0)
   assert int(result.letters.count[3].sum()) == frames_n
+  # The layer alignment carried from sensitivity_min leaves the same frames out.
+  np.testing.assert_array_equal(result.layer_letters[0].count.sum(1), [frames_n, 0, frames_n])
 
 
 def test_pass_rejects_bad_input_with_clear_errors(tiny):
