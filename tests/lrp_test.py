@@ -302,3 +302,15 @@ def test_ill_conditioned_units_are_found_where_float32_and_float64_part(random_l
   got32, share = quick(run, to32(built), to32(x))
   assert rel_error(got32, _paper_rule_float64(built, x)) > 0.1
   assert float(share[1]) > 0.5 and float(share[0]) == float(share[2]) == 0
+
+
+def test_float64_agreement_reports_per_frame(tiny_variables):
+  config, variables = tiny_variables(1, jnp.float32)
+  layers = network.layers_from_variables(config, variables)
+  windows = np.asarray(jax.random.normal(jax.random.key(4), (3, 206, 128)), np.float32)
+  found = lrp.float64_agreement(layers, windows, np.asarray([3, 7, 20]))
+  assert sorted(found) == ['correlation', 'error', 'ill_conditioned_share']
+  assert all(v.shape == (3,) for v in found.values())
+  assert np.all(found['error'] < 1e-3) and np.all(found['correlation'] > 0.9999)
+  assert np.all((found['ill_conditioned_share'] >= 0) & (found['ill_conditioned_share'] <= 1))
+
