@@ -214,14 +214,24 @@ def _curves_function(granularities: tuple[str, ...], modes: tuple[str, ...],
   return jax.jit(run)
 
 
+def _network_key(seed: int) -> Array:
+  return jax.random.fold_in(jax.random.key(seed), 1)
+
+
+def _frame_metric_keys(frame_key: Array) -> tuple[Array, Array]:
+  """(random logit's key, max-sensitivity's key) of one frame's key."""
+  _, random_logit, max_sensitivity = jax.random.split(frame_key, 3)
+  return random_logit, max_sensitivity
+
+
 def metric_keys(seed: int, num_frames: int) -> dict[str, Array]:
   """The random keys of the suite: 'frames' `[N]` (each frame's removal order and the two
   below), 'random_logit' and 'max_sensitivity' `[N]` (the other class, the noise draws) and
   'network' (the one randomized network of the cascading randomisation)."""
   frames_N = jax.random.split(jax.random.key(seed), num_frames)
-  split = jax.vmap(lambda k: jax.random.split(k, 3))(frames_N)
-  return {'frames': frames_N, 'random_logit': split[:, 1], 'max_sensitivity': split[:, 2],
-          'network': jax.random.fold_in(jax.random.key(seed), 1)}
+  random_logit, max_sensitivity = jax.vmap(_frame_metric_keys)(frames_N)
+  return {'frames': frames_N, 'random_logit': random_logit, 'max_sensitivity': max_sensitivity,
+          'network': _network_key(seed)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -233,10 +243,10 @@ def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples:
   explain = explain_function(name, seed)
   # One randomized network for all frames (as MPRT randomizes the model once for a batch): the
   # maps of every frame then come from one batched pass, not from weights drawn per frame.
-  network_key = metric_keys(seed, 1)['network']
+  network_key = _network_key(seed)
 
   def one(layers, x, target, key, map_):
-    _, k2, k3 = jax.random.split(key, 3)  # as metric_keys
+    k2, k3 = _frame_metric_keys(key)
     out = {}
     if 'randomisation' in metric_names:
       out['randomisation'] = am.cascading_randomisation(explain, layers, x, target, network_key,
