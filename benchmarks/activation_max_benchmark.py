@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from navai_jax import activation_max
-from navai_jax import model
+from navai_jax.introspection import activation_max
+from navai_jax.recognizer import model
 from navai_jax.configs import default
 import common
 

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from navai_jax import model
-from navai_jax import vocab
+from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
 
 
 def random_variables(config: ml_collections.ConfigDict, key: jax.Array, seed: int) -> Any:

@@ -23,11 +23,11 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
-from navai_jax import attribution
-from navai_jax import frames
-from navai_jax import lrp
-from navai_jax import model
-from navai_jax import network
+from navai_jax.introspection import attribution
+from navai_jax.introspection import frames
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import model
+from navai_jax.recognizer import network
 from navai_jax.configs import default
 import common
 

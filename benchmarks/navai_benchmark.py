@@ -56,16 +56,16 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from navai_jax import alignment
-from navai_jax import attribution
-from navai_jax import features
-from navai_jax import frames
-from navai_jax import lrp
-from navai_jax import model
-from navai_jax import moments
-from navai_jax import navai
-from navai_jax import network
-from navai_jax import vocab
+from navai_jax.introspection import alignment
+from navai_jax.introspection import attribution
+from navai_jax.recognizer import features
+from navai_jax.introspection import frames
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import model
+from navai_jax.introspection import moments
+from navai_jax.introspection import navai
+from navai_jax.recognizer import network
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 _PRESETS = flags.DEFINE_list('presets', ['small', 'paper'], 'Presets whose throughput to time.')

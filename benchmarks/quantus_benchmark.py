@@ -46,11 +46,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 import torch_wav2letter  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from navai_jax import attribution  # pylint: disable=g-import-not-at-top,wrong-import-position
-from navai_jax import attribution_metrics as am  # pylint: disable=wrong-import-position
-from navai_jax import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
-from navai_jax import model  # pylint: disable=g-import-not-at-top,wrong-import-position
-from navai_jax import network  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.introspection import attribution  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.faithfulness import metrics  # pylint: disable=wrong-import-position
+from navai_jax.training import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.recognizer import model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.recognizer import network  # pylint: disable=g-import-not-at-top,wrong-import-position
 from navai_jax.configs import default  # pylint: disable=wrong-import-position
 
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Config preset.')
@@ -155,10 +155,10 @@ def main(argv):
     record(name, float(np.nanmax(np.abs(ours.reshape(theirs.shape) - theirs))), n / ours_s,
            n / theirs_s)
 
-  score = lambda x, t: am.window_probability(layers, x, t)
+  score = lambda x, t: metrics.window_probability(layers, x, t)
   step = 1 / 16
   compare('pixel flipping (deletion)',
-          lambda windows, targets, maps, *_: jax.vmap(lambda x, t, m: am.perturbation_curve(
+          lambda windows, targets, maps, *_: jax.vmap(lambda x, t, m: metrics.perturbation_curve(
               score, x, t, m, mode='deletion', order='morf', granularity='bin', step=step)[1:])(
                   windows, targets, maps),
           lambda: quantus.PixelFlipping(features_in_step=w * f // 16, perturb_baseline=0.0,
@@ -167,11 +167,11 @@ def main(argv):
   # The sorting metrics run as the attribution evaluation runs them: one piece per core.
   cores = min(os.cpu_count() or 1, 4)
   compare('sparseness (Gini)',
-          lambda windows, targets, maps, *_: am.vmap_in_parts(am.gini, cores)(maps),
+          lambda windows, targets, maps, *_: metrics.vmap_in_parts(metrics.gini, cores)(maps),
           lambda: quantus.Sparseness(disable_warnings=True)(
               net, x_q, targets, a_batch=a_q, device='cpu', batch_size=n))
-  local = lambda key: (lambda _, __, maps, inside, ___: am.vmap_in_parts(
-      am.localisation, cores)(maps, inside)[key])
+  local = lambda key: (lambda _, __, maps, inside, ___: metrics.vmap_in_parts(
+      metrics.localisation, cores)(maps, inside)[key])
   compare('relevance mass accuracy', local('mass'),
           lambda: quantus.RelevanceMassAccuracy(abs=True, disable_warnings=True)(
               net, x_q, targets, a_batch=a_q, s_batch=s_q, device='cpu', batch_size=n))
@@ -206,7 +206,7 @@ def main(argv):
   sensitivity = lambda x, t: attribution.sensitivity_map(layers, x, t)
   compare('max-sensitivity',
           lambda windows, targets, maps, _, noise: jax.vmap(
-              lambda x, t, d, m: am.max_sensitivity_of_noise(sensitivity, x, t, d, map_WxF=m))(
+              lambda x, t, d, m: metrics.max_sensitivity_of_noise(sensitivity, x, t, d, map_WxF=m))(
                   windows, targets, noise, maps), quantus_max_sensitivity)
   # Region perturbation: patches removed one per step, most relevant first. Quantus pads a
   # side that the patch does not divide on both ends, so its patches are shifted against ours
@@ -218,7 +218,7 @@ def main(argv):
   regions = min(_REGIONS.value, patches)
   compare(f'region perturbation ({regions} {patch}x{patch} patches)',
           lambda windows, targets, maps, *_: jax.vmap(lambda x, t, m: (lambda c: c[0] - c[1:])(
-              am.perturbation_curve(score, x, t, m, mode='deletion', order='morf',
+              metrics.perturbation_curve(score, x, t, m, mode='deletion', order='morf',
                                     granularity='patch', patch=patch, step=1 / patches,
                                     max_steps=regions + 1)))(windows, targets, maps),
           lambda: quantus.RegionPerturbation(
@@ -235,14 +235,14 @@ def main(argv):
   spearman_q = quantus.similarity_func.correlation_spearman
   compare('random logit',
           lambda windows, targets, maps, *_: jax.vmap(
-              lambda x, t, k, m: am.random_logit(sensitivity, x, t, vocab_size, k, map_WxF=m))(
+              lambda x, t, k, m: metrics.random_logit(sensitivity, x, t, vocab_size, k, map_WxF=m))(
                   windows, targets, jax.random.split(keys[3], n), maps),
           lambda: quantus.RandomLogit(
               similarity_func=spearman_q, num_classes=vocab_size, seed=42, abs=False,
               normalise=False, disable_warnings=True)(
                   net, x_q, targets, a_batch=a_q, explain_func=our_explanation, device='cpu',
                   batch_size=n),
-          ours_values=jax.vmap(lambda x, t, o: am.spearman(
+          ours_values=jax.vmap(lambda x, t, o: metrics.spearman(
               sensitivity(x, t), sensitivity(x, o)))(windows, targets, others))
 
   # MPRT: Quantus re-initializes the port's modules from the top (each convolution and batch
@@ -269,10 +269,10 @@ def main(argv):
   theirs_s = time.perf_counter() - start
   stages = [k for k in theirs if k != 'original']
   theirs_values = np.array([theirs[k] for k in ['original'] + stages])
-  ours_values = np.array([np.asarray(jax.vmap(am.spearman)(maps, explain_with(l, windows,
+  ours_values = np.array([np.asarray(jax.vmap(metrics.spearman)(maps, explain_with(l, windows,
                                                                              targets)))
                           for l in seen])
-  cascade = jax.jit(jax.vmap(lambda x, t, m: am.cascading_randomisation(
+  cascade = jax.jit(jax.vmap(lambda x, t, m: metrics.cascading_randomisation(
       attribution.sensitivity_map, layers, x, t, keys[3], map_WxF=m)))
   jax.block_until_ready(cascade(windows, targets, maps))
   start = time.perf_counter()
@@ -294,12 +294,12 @@ def main(argv):
     jax.block_until_ready(fn(*args))
     return (time.perf_counter() - start) / n * 1e3
 
-  ranks = jax.vmap(am.centred_ranks)(maps)
-  keys_of = jax.vmap(lambda m: am._order_keys(m.reshape(-1)))  # pylint: disable=protected-access
+  ranks = jax.vmap(metrics.centred_ranks)(maps)
+  keys_of = jax.vmap(lambda m: metrics._order_keys(m.reshape(-1)))  # pylint: disable=protected-access
   parts = {
       'the map': per_map_ms(lambda x, t: explain_with(layers, x, t), windows, targets),
       'its ranking (Spearman against the trained map\'s ranks)': per_map_ms(
-          jax.vmap(am.spearman_of_ranks), ranks, maps[::-1]),
+          jax.vmap(metrics.spearman_of_ranks), ranks, maps[::-1]),
       'XLA\'s sort of its 32-bit keys alone': per_map_ms(
           lambda m: jax.vmap(jax.lax.sort)(keys_of(m)), maps),
       'XLA\'s sort of the keys with their positions': per_map_ms(
@@ -318,7 +318,7 @@ def main(argv):
     rates.append(len(many) / (time.perf_counter() - start))
   per_s = max(rates)
   print(f'Our forward pass: {per_s:.0f} windows/s, best of 5 ({min(rates):.0f}-{per_s:.0f}).')
-  for name, passes in (('pixel flipping (deletion)', len(am.fractions(step))),
+  for name, passes in (('pixel flipping (deletion)', len(metrics.fractions(step))),
                        (f'region perturbation ({regions} {patch}x{patch} patches)', regions + 1)):
     theirs_rate = next(r[3] for r in rows if r[0] == name)
     print(f'{name}: {passes} forward passes per frame; at the {per_s:.0f} windows/s of our '

@@ -7,7 +7,7 @@ On the made-up batch of `train_benchmark.py` (the preset's `data.batch_seconds` 
 `--utterance_seconds` utterances) it times, each jitted and on its own:
   ctc optax, ctc forward_backward/U
                 the CTC loss and its gradient on logits of the step's shape: `optax.ctc_loss`,
-                and `navai_jax.ctc.ctc_loss` at each unroll factor U of `--ctc_unrolls`;
+                and `navai_jax.recognizer.ctc.ctc_loss` at each unroll factor U of `--ctc_unrolls`;
   step optax, step forward_backward/U
                 the whole training step (`train.train_step`) with either CTC, U the fastest;
   step without CTC
@@ -39,11 +39,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from navai_jax import features
-from navai_jax import model
-from navai_jax import parallel
-from navai_jax import train
-from navai_jax import vocab
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
+from navai_jax.training import parallel
+from navai_jax.training import train
+from navai_jax.recognizer import vocab
 import train_benchmark
 
 # --preset, --steps, --repeats, --utterance_seconds, --batch_seconds, --compare_torch,

@@ -2,13 +2,13 @@
 
 One definition for the benchmarks that compare against PyTorch (`zennit_benchmark.py`,
 `train_benchmark.py --compare_torch`). The network is `torch.nn.Sequential` in NCW layout with
-the layer table of `navai_jax.model.layer_specs`: Conv1d, BatchNorm1d, ReLU (and Dropout where
+the layer table of `navai_jax.recognizer.model.layer_specs`: Conv1d, BatchNorm1d, ReLU (and Dropout where
 the config has it), weights copied from our variables. SAME padding is lax's: a convolution of
 kernel k and stride s reads `ceil(T / s)` outputs from `(k - 1) // 2` zeros before the input;
 a fixed `ConstantPad1d(((k - 1) // 2, k - 1 - (k - 1) // 2))` gives exactly that for every
 length (the last zero is never read when lax would not have added it).
 
-Features and augmentation follow `navai_jax.features.log_mel` and `navai_jax.augment` step for
+Features and augmentation follow `navai_jax.recognizer.features.log_mel` and `navai_jax.training.augment` step for
 step (the same filterbank, floor and per-utterance z-normalization; the same mask and noise
 distributions from torch's random numbers).
 """
@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 import torch
 
-from navai_jax import features
-from navai_jax import model
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
 
 PyTree = Any
 PADDINGS = ('SAME', 'VALID')
@@ -92,7 +92,7 @@ def wav2letter(config: ml_collections.ConfigDict, variables: Optional[PyTree] = 
 
 def log_mel(audio_BxN: torch.Tensor, lengths_B: torch.Tensor, config: ml_collections.ConfigDict
             ) -> tuple[torch.Tensor, torch.Tensor]:
-  """`navai_jax.features.log_mel` in PyTorch: `(x_BxTxF, frames_B)`, zero after each utterance."""
+  """`navai_jax.recognizer.features.log_mel` in PyTorch: `(x_BxTxF, frames_B)`, zero after each utterance."""
   c = config.features
   device = audio_BxN.device
   window = torch.hann_window(c.window, periodic=True, dtype=audio_BxN.dtype, device=device)
@@ -114,7 +114,7 @@ def log_mel(audio_BxN: torch.Tensor, lengths_B: torch.Tensor, config: ml_collect
 
 def _bands(generator: torch.Generator, num_bands: int, max_width: int, size_B: torch.Tensor,
            length: int) -> torch.Tensor:
-  """`navai_jax.augment._bands`: `[B, length]` True inside random bands of each row."""
+  """`navai_jax.training.augment._bands`: `[B, length]` True inside random bands of each row."""
   device = generator.device
   width = torch.randint(0, max_width + 1, (num_bands, len(size_B)), generator=generator,
                         device=device)
@@ -128,7 +128,7 @@ def _bands(generator: torch.Generator, num_bands: int, max_width: int, size_B: t
 
 def augment(x_BxTxF: torch.Tensor, frames_B: torch.Tensor, generator: torch.Generator,
             augment_config: ml_collections.ConfigDict) -> torch.Tensor:
-  """`navai_jax.augment.augment` in PyTorch: frequency masks, time masks, then noise.
+  """`navai_jax.training.augment.augment` in PyTorch: frequency masks, time masks, then noise.
 
   The frequency warp (`augment.warp`, off in every preset) is not ported.
   """

@@ -5,7 +5,7 @@
       --torch_compile
   python benchmarks/train_benchmark.py --preset=paper --ctc=optax   # optax.ctc_loss instead
 
-Times the step that `navai_jax.train.train` runs (features, augmentation, masked batch norm,
+Times the step that `navai_jax.training.train.train` runs (features, augmentation, masked batch norm,
 CTC, AdamW) on one made-up batch of the preset's `data.batch_seconds` of audio: utterances of
 `--utterance_seconds` of noise with random transcripts of 15 letters per second (a step's
 cost does not depend on what the audio says). The step is compiled ahead of time, so compile
@@ -61,11 +61,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from navai_jax import ctc
-from navai_jax import model
-from navai_jax import parallel
-from navai_jax import train
-from navai_jax import vocab
+from navai_jax.recognizer import ctc
+from navai_jax.recognizer import model
+from navai_jax.training import parallel
+from navai_jax.training import train
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 _PRESET = flags.DEFINE_enum('preset', 'small', list(default.PRESETS), 'Config preset.')

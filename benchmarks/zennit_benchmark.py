@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from navai_jax import checkpoints
-from navai_jax import lrp
-from navai_jax import model
+from navai_jax.training import checkpoints
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import model
 from navai_jax.configs import default
 import common
 import torch_wav2letter

@@ -11,8 +11,8 @@ tfds:NAME) the run is evaluated on another corpus, written to WORKDIR/eval_SOURC
 from absl import app
 from absl import flags
 
-from navai_jax import cli
-from navai_jax import evaluate
+from navai_jax.stages import cli
+from navai_jax.training import evaluate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory of experiments/train.py.',
                                required=True)

@@ -17,10 +17,10 @@ import os
 
 from absl import flags
 
-from navai_jax import checkpoints
-from navai_jax import cli
-from navai_jax import lrp
-from navai_jax import workflows
+from navai_jax.training import checkpoints
+from navai_jax.stages import cli
+from navai_jax.introspection import lrp
+from navai_jax.stages import workflows
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)

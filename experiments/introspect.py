@@ -15,12 +15,12 @@ from pathlib import Path
 from absl import flags
 import numpy as np
 
-from navai_jax import attribution
-from navai_jax import checkpoints
-from navai_jax import cli
-from navai_jax import lrp
-from navai_jax import vocab
-from navai_jax import workflows
+from navai_jax.introspection import attribution
+from navai_jax.training import checkpoints
+from navai_jax.stages import cli
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import vocab
+from navai_jax.stages import workflows
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)

@@ -13,13 +13,13 @@ from absl import flags
 import numpy as np
 import scipy.stats
 
-from navai_jax import checkpoints
-from navai_jax import cli
-from navai_jax import data
-from navai_jax import features
-from navai_jax import frames
-from navai_jax import lrp
-from navai_jax import network
+from navai_jax.training import checkpoints
+from navai_jax.stages import cli
+from navai_jax.speech import data
+from navai_jax.recognizer import features
+from navai_jax.introspection import frames
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import network
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir.', required=True)
 _SPLIT = flags.DEFINE_string('split', 'dev', 'Split whose frames are compared.')

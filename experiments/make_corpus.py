@@ -8,8 +8,8 @@ again with the same flags and it finishes the same corpus, identical to an unint
 
 from absl import flags
 
-from navai_jax import cli
-from navai_jax import corpus
+from navai_jax.stages import cli
+from navai_jax.speech import corpus
 
 _OUT_DIR = flags.DEFINE_string('out_dir', 'data/espeak_corpus', 'Output folder.')
 _HOURS = flags.DEFINE_float('hours', 3.0, 'Training audio, in hours.')

@@ -11,8 +11,8 @@ main job writes it as its last stage; run this again after rerunning a stage.
 
 from absl import flags
 
-from navai_jax import cli
-from navai_jax import report
+from navai_jax.stages import cli
+from navai_jax.outputs import report
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir.', required=True)
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', None, 'Corpus folder to summarize; default the '

@@ -16,8 +16,8 @@ rows of each batch, and only process 0 writes logs.
 
 from absl import app
 from absl import flags
-from navai_jax import cli
-from navai_jax import train
+from navai_jax.stages import cli
+from navai_jax.training import train
 
 _CONFIG = cli.define_config_file('navai_jax/configs/default.py:small',
                                  'Config file, with a preset after a colon.')

@@ -29,31 +29,31 @@ Shape letters (a name's suffix after `_`, e.g. `x_BxTxF`; one meaning each, ever
   Z positions of a layer's output in a receptive window (80 in layer 1 ... 1 in layer 12)
 """
 
-from navai_jax.activation_max import maximize_neuron
-from navai_jax.activation_max import maximize_neurons
-from navai_jax.activation_max import optimal_inputs_for_letter
-from navai_jax.alignment import alignment_positions
-from navai_jax.alignment import cut_aligned
-from navai_jax.attribution import attribute
-from navai_jax.checkpoints import load_for_inference
+from navai_jax.introspection.activation_max import maximize_neuron
+from navai_jax.introspection.activation_max import maximize_neurons
+from navai_jax.introspection.activation_max import optimal_inputs_for_letter
+from navai_jax.introspection.alignment import alignment_positions
+from navai_jax.introspection.alignment import cut_aligned
+from navai_jax.introspection.attribution import attribute
+from navai_jax.training.checkpoints import load_for_inference
 from navai_jax.configs.default import get_config
-from navai_jax.data import batches
-from navai_jax.evaluate import evaluate_workdir
-from navai_jax.faithfulness import evaluate as evaluate_attributions
-from navai_jax.features import log_mel
-from navai_jax.frames import collect
-from navai_jax.frames import find_letter
-from navai_jax.layer_profiles import contrastive as contrastive_profiles
-from navai_jax.lrp import lrp_batch
-from navai_jax.lrp import lrp_frames
-from navai_jax.lrp import relevance
-from navai_jax.moments import summarize
-from navai_jax.moments import welch_t
-from navai_jax.navai import results
-from navai_jax.navai import run_pass
-from navai_jax.phoneme_clusters import score as cluster_score
-from navai_jax.network import layers_from_variables
-from navai_jax.sonify import sonify as sonify_frame
+from navai_jax.speech.data import batches
+from navai_jax.training.evaluate import evaluate_workdir
+from navai_jax.faithfulness.suite import evaluate as evaluate_attributions
+from navai_jax.recognizer.features import log_mel
+from navai_jax.introspection.frames import collect
+from navai_jax.introspection.frames import find_letter
+from navai_jax.introspection.layer_profiles import contrastive as contrastive_profiles
+from navai_jax.introspection.lrp import lrp_batch
+from navai_jax.introspection.lrp import lrp_frames
+from navai_jax.introspection.lrp import relevance
+from navai_jax.introspection.moments import summarize
+from navai_jax.introspection.moments import welch_t
+from navai_jax.introspection.navai import results
+from navai_jax.introspection.navai import run_pass
+from navai_jax.introspection.phoneme_clusters import score as cluster_score
+from navai_jax.recognizer.network import layers_from_variables
+from navai_jax.outputs.sonify import sonify as sonify_frame
 
 __all__ = (
     'maximize_neuron',

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import activation_max
-from navai_jax import model
-from navai_jax import vocab
+from navai_jax.introspection import activation_max
+from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 

@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from navai_jax import alignment_quality as aq
-from navai_jax import vocab
+from navai_jax.introspection import alignment_quality as aq
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 BLANK, SPACE = vocab.BLANK, 1

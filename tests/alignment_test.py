@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import alignment
+from navai_jax.introspection import alignment
 
 
 def test_shift_moves_known_position_to_centre_with_zeros():

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import attribution
-from navai_jax import model
-from navai_jax import network
+from navai_jax.introspection import attribution
+from navai_jax.recognizer import model
+from navai_jax.recognizer import network
 
 
 def rel_error(a, b):

@@ -9,9 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from navai_jax import checkpoints
-from navai_jax import parallel
-from navai_jax import train
+from navai_jax.training import checkpoints
+from navai_jax.training import parallel
+from navai_jax.training import train
 from navai_jax.configs import default
 
 

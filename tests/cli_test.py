@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from navai_jax import checkpoints
+from navai_jax.training import checkpoints
 from navai_jax.configs import default
 
 ROOT = Path(__file__).resolve().parents[1]

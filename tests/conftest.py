@@ -41,9 +41,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import soundfile as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from navai_jax import model  # pylint: disable=g-import-not-at-top,wrong-import-position
-from navai_jax import network  # pylint: disable=g-import-not-at-top,wrong-import-position
-from navai_jax import vocab  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.recognizer import model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.recognizer import network  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.recognizer import vocab  # pylint: disable=g-import-not-at-top,wrong-import-position
 from navai_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (kernel, stride, features) of a small network whose receptive field is 10 frames of 5 bins.

@@ -9,9 +9,9 @@ import sys
 import pytest
 import soundfile as sf
 
-from navai_jax import corpus
-from navai_jax import layout
-from navai_jax import timing
+from navai_jax.speech import corpus
+from navai_jax.speech import librispeech
+from navai_jax.speech import phoneme_times
 
 TINY = dict(hours=0.004, seed=3, dev_hours=0.001, test_hours=0.001, num_train_speakers=3,
             num_dev_speakers=2, num_test_speakers=2, text_sources=('pydoc_topics',))
@@ -59,7 +59,7 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
 
   # Every utterance is long enough for one receptive field (the data pipeline refuses less).
   for flac in whole.rglob('*.flac'):
-    assert sf.info(str(flac)).frames >= layout.MIN_SAMPLES, flac
+    assert sf.info(str(flac)).frames >= librispeech.MIN_SAMPLES, flac
 
   summary = json.loads((whole / 'corpus.json').read_text())
   assert summary['seed'] == TINY['seed']
@@ -78,9 +78,9 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
         assert transcript == transcript.upper()
         spoken[split].add(transcript)
         audio_A, rate = sf.read(trans.parent / f'{utterance_id}.flac', dtype='int16')
-        assert rate == layout.SAMPLE_RATE and audio_A.ndim == 1
-        times = timing.read_timing(trans.parent / f'{utterance_id}.timing.json')
-        duration = len(audio_A) / layout.SAMPLE_RATE
+        assert rate == librispeech.SAMPLE_RATE and audio_A.ndim == 1
+        times = phoneme_times.read_timing(trans.parent / f'{utterance_id}.timing.json')
+        duration = len(audio_A) / librispeech.SAMPLE_RATE
         assert times['duration'] == pytest.approx(duration)
         assert [w['word'] for w in times['words']] == transcript.split()
         starts = [w['start'] for w in times['words']]

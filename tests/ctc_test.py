@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from navai_jax import ctc
+from navai_jax.recognizer import ctc
 
 
 def random_batch(seed: int, num_classes: int = 6):

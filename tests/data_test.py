@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import data
-from navai_jax import sources
-from navai_jax import vocab
+from navai_jax.speech import data
+from navai_jax.speech import sources
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 WORDS = ('HELLO', 'WORLD', 'SPEECH', "DON'T", 'LETTER', 'BOOKKEEPER', 'A', 'FORMANT')
@@ -179,7 +179,8 @@ def test_reader_settings_out_of_range(corpus, tmp_path):
 _WITHOUT_TENSORFLOW = """
 import sys
 sys.modules['tensorflow'] = sys.modules['tensorflow_datasets'] = None  # import -> ImportError
-from navai_jax import checkpoints, data, evaluate, train
+from navai_jax.speech import data
+from navai_jax.training import checkpoints, evaluate, train
 from navai_jax.configs import default
 config = default.get_config('tiny')
 config.data.source = 'folder:' + sys.argv[1]

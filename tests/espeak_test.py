@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from navai_jax import espeak
-from navai_jax import layout
+from navai_jax.speech import espeak
+from navai_jax.speech import librispeech
 
 
 def test_synthesize_times_words_and_phonemes():
   # "of the" and "do not" are single word events in plain eSpeak; here every word gets its own.
   text = 'do not change the value of the other items, said the old man'
   audio_A, words, phonemes = espeak.synthesize(text, 'en-gb-x-rp', 'f3', rate=175, pitch=50)
-  duration = len(audio_A) / layout.SAMPLE_RATE
+  duration = len(audio_A) / librispeech.SAMPLE_RATE
   assert audio_A.dtype == np.int16 and 3 < duration < 7  # about 175 words per minute
   assert [w['word'] for w in words] == text.replace(',', '').split()
   # Every word has a length (none was cut off by the end of the audio); the final pause is no word.

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import checkpoints
-from navai_jax import data
-from navai_jax import evaluate
-from navai_jax import features
-from navai_jax import metrics
-from navai_jax import model
-from navai_jax import parallel
-from navai_jax import train
-from navai_jax import vocab
+from navai_jax.training import checkpoints
+from navai_jax.speech import data
+from navai_jax.training import evaluate
+from navai_jax.recognizer import features
+from navai_jax.training import error_rates
+from navai_jax.recognizer import model
+from navai_jax.training import parallel
+from navai_jax.training import train
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 
@@ -137,7 +137,7 @@ def test_evaluate_workdir_writes_results(workdir):
     length = model.output_length(model.layer_specs(config.model), int(frames_B[0]))
     hyps.append(vocab.greedy_decode(np.asarray(logits[0]), length))
   refs = ['cat', 'dog sat', 'bee', 'hello', 'quiet fox']
-  want = metrics.error_rates(refs, hyps)
+  want = error_rates.error_rates(refs, hyps)
   assert result['ler'] == pytest.approx(want['ler']) and result['wer'] == pytest.approx(want['wer'])
   assert 0 < result['ler']  # an untrained model gets letters wrong: the comparison is not 0 == 0
   assert len(result['examples']) == 2

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from navai_jax import attribution
-from navai_jax import attribution_metrics as am
-from navai_jax import faithfulness
-from navai_jax import features
-from navai_jax import model
-from navai_jax import network
-from navai_jax import timing
-from navai_jax import vocab
+from navai_jax.introspection import attribution
+from navai_jax.faithfulness import metrics
+from navai_jax.faithfulness import suite
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
+from navai_jax.recognizer import network
+from navai_jax.speech import phoneme_times
+from navai_jax.recognizer import vocab
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +41,7 @@ def test_bad_settings_are_named_in_one_message(run):
   s.step = 0.0
   s.max_frames = 0
   with pytest.raises(ValueError) as error:
-    faithfulness.check_settings(s)
+    suite.check_settings(s)
   message = str(error.value)
   assert "unknown method(s) 'sensitivty'; valid: sensitivity," in message
   assert "unknown metric(s) 'faithfulnes'" in message
@@ -51,7 +51,7 @@ def test_bad_settings_are_named_in_one_message(run):
 
 def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
   root, config, _ = run
-  times = timing.read_timing(next((root / 'corpus').rglob('1-2-0000.timing.json')))
+  times = phoneme_times.read_timing(next((root / 'corpus').rglob('1-2-0000.timing.json')))
   # A greedy transcript that spells the reference 'cat sat' at positions 44-50, whose windows
   # (frames 2u - 101 ... 2u + 104) hold the whole utterance.
   tokens = np.full(160, vocab.BLANK)
@@ -60,7 +60,7 @@ def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
     tokens[44 + k] = vocab.TOKENS.index(c)
     if c != ' ':
       letters[44 + k] = k
-  masks = faithfulness._spans(config, tokens, np.array(sorted(letters)), 'cat sat', times)
+  masks = suite._spans(config, tokens, np.array(sorted(letters)), 'cat sat', times)
   assert sorted(masks) == sorted(letters)
   specs = model.layer_specs(config.model)
   for u, mask in masks.items():
@@ -77,10 +77,10 @@ def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
 
 def test_every_metric_on_a_run(run):
   _, config, variables = run
-  result = faithfulness.evaluate(config, variables)
+  result = suite.evaluate(config, variables)
   n = result['frames']
   assert n == config.attributions.max_frames and len(result['letters']) == n
-  found = faithfulness.collect_frames(config, variables)
+  found = suite.collect_frames(config, variables)
   probability = np.asarray(attribution.target_probability(config, variables,
                                                           found.windows_NxWxF, found.targets_N))
   baseline = np.asarray(attribution.target_probability(
@@ -102,16 +102,16 @@ def test_every_metric_on_a_run(run):
       assert per_frame['randomisation'].shape == (n, 13)
       # Each frame's numbers are those of the metric run on that frame alone, with its keys
       # (the suite batches frames, hands the maps it made and runs methods in threads).
-      explain = faithfulness.explain_function(method, config.attributions.seed)
-      keys = faithfulness.metric_keys(config.attributions.seed, n)
+      explain = suite.explain_function(method, config.attributions.seed)
+      keys = suite.metric_keys(config.attributions.seed, n)
       layers = network.layers_from_variables(config, variables)
       for i in (0, n - 1):
         x, t = jnp.asarray(found.windows_NxWxF[i]), jnp.asarray(found.targets_N[i])
-        alone = am.cascading_randomisation(explain, layers, x, t, keys['network'])
+        alone = metrics.cascading_randomisation(explain, layers, x, t, keys['network'])
         # Rank correlations of 26,368 values: float32 rounding of a batched pass reorders a few
         # near-ties (measured: at most 1.1e-4).
         np.testing.assert_allclose(per_frame['randomisation'][i], alone, atol=1e-3)
-        sensitivity = am.max_sensitivity(
+        sensitivity = metrics.max_sensitivity(
             functools.partial(explain, layers), x, t, keys['max_sensitivity'][i],
             samples=config.attributions.max_sensitivity_samples,
             radius=config.attributions.max_sensitivity_radius)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import features
+from navai_jax.recognizer import features
 from navai_jax.configs import default
 
 CONFIG = default.get_config('tiny')

@@ -6,9 +6,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from navai_jax import alignment_quality
-from navai_jax import features
-from navai_jax import figures
+from navai_jax.introspection import alignment_quality
+from navai_jax.recognizer import features
+from navai_jax.outputs import figures
 from navai_jax.configs import default
 
 CONFIG = default.get_config('tiny')

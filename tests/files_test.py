@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from navai_jax import files
+from navai_jax.core import files
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import frames
-from navai_jax import model
-from navai_jax import vocab
+from navai_jax.introspection import frames
+from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
 CONFIG = default.get_config('tiny')

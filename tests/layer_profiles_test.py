@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 import conftest
-from navai_jax import alignment
-from navai_jax import features
-from navai_jax import layer_profiles
-from navai_jax import model
-from navai_jax import navai
-from navai_jax import network
-from navai_jax import parallel
-from navai_jax import timing
-from navai_jax import vocab
+from navai_jax.introspection import alignment
+from navai_jax.recognizer import features
+from navai_jax.introspection import layer_profiles
+from navai_jax.recognizer import model
+from navai_jax.introspection import navai
+from navai_jax.recognizer import network
+from navai_jax.training import parallel
+from navai_jax.speech import phoneme_times
+from navai_jax.recognizer import vocab
 
 LAYERS = (1, 2, 9, 10, 12)
 
@@ -88,7 +88,7 @@ def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_ali
       start = model.window_start(specs, int(u))
       track = None
       if b == 0 and batch['id'][0] in timings:
-        track = timing.phoneme_track(timing.read_timing(timings[batch['id'][0]]), ('a', 't'),
+        track = phoneme_times.phoneme_track(phoneme_times.read_timing(timings[batch['id'][0]]), ('a', 't'),
                                      x.shape[1], config)[start:start + alignment.WINDOW]
       found.append((tokens[b, u], x[b, start:start + alignment.WINDOW], positions[b, u], track))
   tokens_N = np.array([f[0] for f in found])

@@ -5,21 +5,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import layout
+from navai_jax.speech import librispeech
 
 
 def test_folder_examples_read_every_utterance_in_transcript_order(tmp_path, write_split):
   ids = write_split(tmp_path, 'dev', ['cat', 'a dog'], speaker=7, chapter=9)
   write_split(tmp_path, 'dev', ['bee'], speaker=3, chapter=4)
-  examples = list(layout.folder_examples(tmp_path / 'dev'))
+  examples = list(librispeech.folder_examples(tmp_path / 'dev'))
   assert [e['id'] for e in examples] == ['3-4-0000'] + ids
   assert [e['text'] for e in examples] == ['BEE', 'CAT', 'A DOG']
   assert examples[1]['speaker_id'] == 7 and examples[1]['chapter_id'] == 9
   written, _ = sf.read(tmp_path / 'dev' / '7' / '9' / f'{ids[0]}.flac', dtype='int16')
   np.testing.assert_array_equal(examples[1]['speech'], written)
-  assert examples[1]['speech'].dtype == np.int16 and len(written) >= layout.MIN_SAMPLES
-  assert [d.name for d in layout.split_folders(tmp_path)] == ['dev']
-  assert layout.tfds_split_name('dev-clean') == 'dev_clean'
+  assert examples[1]['speech'].dtype == np.int16 and len(written) >= librispeech.MIN_SAMPLES
+  assert [d.name for d in librispeech.split_folders(tmp_path)] == ['dev']
+  assert librispeech.tfds_split_name('dev-clean') == 'dev_clean'
 
 
 def test_each_defect_names_its_file(tmp_path, write_split):
@@ -27,26 +27,26 @@ def test_each_defect_names_its_file(tmp_path, write_split):
   chapter = tmp_path / 'dev' / '1' / '2'
   short = chapter / '1-2-0001.flac'
   sf.write(short, np.zeros(20000, np.int16), 16000, subtype='PCM_16')
-  with pytest.raises(layout.DataError, match=f'{short}: 1.25 s is shorter than one receptive'):
-    list(layout.folder_examples(tmp_path / 'dev'))
+  with pytest.raises(librispeech.DataError, match=f'{short}: 1.25 s is shorter than one receptive'):
+    list(librispeech.folder_examples(tmp_path / 'dev'))
   sf.write(short, np.zeros(30000, np.int16), 8000, subtype='PCM_16')
-  with pytest.raises(layout.DataError, match='sample rate 8000 Hz'):
-    list(layout.folder_examples(tmp_path / 'dev'))
+  with pytest.raises(librispeech.DataError, match='sample rate 8000 Hz'):
+    list(librispeech.folder_examples(tmp_path / 'dev'))
   short.unlink()
-  with pytest.raises(layout.DataError, match=r"line 2 \('1-2-0001'\): transcript line without"):
-    list(layout.folder_examples(tmp_path / 'dev'))
-  with pytest.raises(layout.DataError, match='does not exist'):
-    layout.split_folders(tmp_path / 'nowhere')
+  with pytest.raises(librispeech.DataError, match=r"line 2 \('1-2-0001'\): transcript line without"):
+    list(librispeech.folder_examples(tmp_path / 'dev'))
+  with pytest.raises(librispeech.DataError, match='does not exist'):
+    librispeech.split_folders(tmp_path / 'nowhere')
 
 
 def test_fingerprint_follows_audio_and_transcripts_only(tmp_path, write_split):
   write_split(tmp_path, 'dev', ['cat', 'dog'], timings=True)
-  first = layout.folder_fingerprint(tmp_path)
+  first = librispeech.folder_fingerprint(tmp_path)
   (tmp_path / 'dev' / '1' / '2' / '1-2-0000.timing.json').write_text('{}')
-  assert layout.folder_fingerprint(tmp_path) == first  # timing files do not count
+  assert librispeech.folder_fingerprint(tmp_path) == first  # timing files do not count
   transcript = tmp_path / 'dev' / '1' / '2' / '1-2.trans.txt'
   transcript.write_text(transcript.read_text().replace('DOG', 'DOGS'))
-  assert layout.folder_fingerprint(tmp_path) != first
+  assert librispeech.folder_fingerprint(tmp_path) != first
 
 
 def test_unclear_transcripts_get_clear_messages_or_are_read(tmp_path, write_split):
@@ -54,16 +54,16 @@ def test_unclear_transcripts_get_clear_messages_or_are_read(tmp_path, write_spli
   transcript = tmp_path / 'dev' / '1' / '2' / '1-2.trans.txt'
   # A byte-order mark and a tab after the id are read as a text editor writes them.
   transcript.write_bytes(b'\xef\xbb\xbf1-2-0000 CAT\n1-2-0001\tDOG\n')
-  assert [e['text'] for e in layout.folder_examples(tmp_path / 'dev')] == ['CAT', 'DOG']
+  assert [e['text'] for e in librispeech.folder_examples(tmp_path / 'dev')] == ['CAT', 'DOG']
   transcript.write_bytes('1-2-0000 CAT\n1-2-0001 CAF\xc9\n'.encode('latin-1'))
-  with pytest.raises(layout.DataError, match=rf'{transcript}, line 2: not UTF-8 text '
+  with pytest.raises(librispeech.DataError, match=rf'{transcript}, line 2: not UTF-8 text '
                                              r'\(byte 0xc9 at offset 25\)'):
-    list(layout.folder_examples(tmp_path / 'dev'))
+    list(librispeech.folder_examples(tmp_path / 'dev'))
   transcript.write_text('1-2-0000 CAT\n1-2\u20130001 DOG\n')
-  with pytest.raises(layout.DataError, match=r"line 2 \('1-2–0001'\): .* has character '–' "
+  with pytest.raises(librispeech.DataError, match=r"line 2 \('1-2–0001'\): .* has character '–' "
                                              r'\(U\+2013\) at position 3'):
-    list(layout.folder_examples(tmp_path / 'dev'))
+    list(librispeech.folder_examples(tmp_path / 'dev'))
   transcript.write_text('1-2-0000 CAT\n1-2-0001 DOG\n')
   (tmp_path / 'dev' / '1' / '2' / '1-2-0001.flac').write_bytes(b'')
-  with pytest.raises(layout.DataError, match=r'1-2-0001.flac: empty file \(0 bytes\)'):
-    list(layout.folder_examples(tmp_path / 'dev'))
+  with pytest.raises(librispeech.DataError, match=r'1-2-0001.flac: empty file \(0 bytes\)'):
+    list(librispeech.folder_examples(tmp_path / 'dev'))

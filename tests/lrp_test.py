@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import features
-from navai_jax import frames
-from navai_jax import lrp
-from navai_jax import network
-from navai_jax import model
+from navai_jax.recognizer import features
+from navai_jax.introspection import frames
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import network
+from navai_jax.recognizer import model
 
 def rel_error(a, b):
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))

@@ -5,14 +5,14 @@ import itertools
 import numpy as np
 import pytest
 
-from navai_jax import metrics
+from navai_jax.training import error_rates
 
 
 def test_error_rates():
-  r = metrics.error_rates(['the cat', 'a'], ['the bat', 'a'])
+  r = error_rates.error_rates(['the cat', 'a'], ['the bat', 'a'])
   assert r['ler'] == pytest.approx(1 / 8)
   assert r['wer'] == pytest.approx(1 / 3)
-  assert metrics.edit_distance('kitten', 'sitting') == 3
+  assert error_rates.edit_distance('kitten', 'sitting') == 3
 
 
 def test_edit_table_equals_a_recursive_definition():
@@ -22,16 +22,16 @@ def test_edit_table_equals_a_recursive_definition():
     return min(distance(a[1:], b) + 1, distance(a, b[1:]) + 1,
                distance(a[1:], b[1:]) + (a[0] != b[0]))
   for a, b in itertools.product(['', 'a', 'ab', 'ba', 'abc', 'cab'], repeat=2):
-    table = metrics.edit_table(a, b)
-    assert table[-1][-1] == distance(a, b) == metrics.edit_distance(a, b)
+    table = error_rates.edit_table(a, b)
+    assert table[-1][-1] == distance(a, b) == error_rates.edit_distance(a, b)
     assert [row[0] for row in table] == list(range(len(a) + 1))
 
 
 def test_align_marks_substitutions_and_insertions():
-  np.testing.assert_array_equal(metrics.align('tha caxt', 'the cat'),
+  np.testing.assert_array_equal(error_rates.align('tha caxt', 'the cat'),
                                 [0, 1, 2, 3, 4, 5, -1, 6])
-  np.testing.assert_array_equal(metrics.align('cat', 'the cat'), [4, 5, 6])
-  np.testing.assert_array_equal(metrics.align('', 'abc'), [])
+  np.testing.assert_array_equal(error_rates.align('cat', 'the cat'), [4, 5, 6])
+  np.testing.assert_array_equal(error_rates.align('', 'abc'), [])
   # Every aligned pair is a match or substitution, in order, and the rest are insertions.
-  ref_of = metrics.align('kitten', 'sitting')
+  ref_of = error_rates.align('kitten', 'sitting')
   assert list(ref_of) == [0, 1, 2, 3, 4, 5]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import model
+from navai_jax.recognizer import model
 from navai_jax.configs import default
 
 

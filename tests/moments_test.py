@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from navai_jax import moments
+from navai_jax.introspection import moments
 
 
 def _random_frames(seed, n, num_classes, shape=(206, 5)):

@@ -9,14 +9,14 @@ import pytest
 
 import conftest
 
-from navai_jax import alignment
-from navai_jax import attribution
-from navai_jax import features
-from navai_jax import frames
-from navai_jax import model
-from navai_jax import navai
-from navai_jax import parallel
-from navai_jax import vocab
+from navai_jax.introspection import alignment
+from navai_jax.introspection import attribution
+from navai_jax.recognizer import features
+from navai_jax.introspection import frames
+from navai_jax.recognizer import model
+from navai_jax.introspection import navai
+from navai_jax.training import parallel
+from navai_jax.recognizer import vocab
 
 
 @pytest.fixture(scope='module')

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax import model
-from navai_jax import network
+from navai_jax.recognizer import model
+from navai_jax.recognizer import network
 
 
 @pytest.fixture(autouse=True)

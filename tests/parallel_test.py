@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from navai_jax import parallel
+from navai_jax.training import parallel
 
 
 def _numbered_batch(i: int) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from navai_jax import phoneme_clusters
+from navai_jax.introspection import phoneme_clusters
 
 
 def _mutual_information_by_definition(a, b):

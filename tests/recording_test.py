@@ -7,10 +7,10 @@ import pytest
 from scipy import signal
 import soundfile as sf
 
-from navai_jax import attribution
-from navai_jax import features
-from navai_jax import frames
-from navai_jax import recording
+from navai_jax.introspection import attribution
+from navai_jax.recognizer import features
+from navai_jax.introspection import frames
+from navai_jax.outputs import recording
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import report
+from navai_jax.outputs import report
 
 
 def _png(path: Path, title: str) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import features
-from navai_jax import sonify
+from navai_jax.recognizer import features
+from navai_jax.outputs import sonify
 from navai_jax.configs import default
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from navai_jax import data
-from navai_jax import layout
-from navai_jax import sources
+from navai_jax.speech import data
+from navai_jax.speech import librispeech
+from navai_jax.speech import sources
 from navai_jax.configs import default
 
 
@@ -137,7 +137,7 @@ def test_an_index_reads_no_audio_and_batches_read_only_their_rows(tmp_path, monk
   config = _config(tmp_path, 'direct')
   config.data.read_threads = 0
   reads = []
-  original = layout.read_flac
+  original = librispeech.read_flac
   monkeypatch.setattr(layout, 'read_flac', lambda path: reads.append(path.name) or original(path))
   split = data.load_split(config, 'train-clean-100+train-clean-360+train-other-500')
   assert reads == [] and len(split) == 6

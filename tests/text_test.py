@@ -2,7 +2,7 @@
 
 import pytest
 
-from navai_jax import text
+from navai_jax.speech import sentences
 
 
 @pytest.mark.parametrize('n, words', [
@@ -10,7 +10,7 @@ from navai_jax import text
     (100, 'one hundred'), (305, 'three hundred five'), (1000, 'one thousand'),
     (2024, 'two thousand twenty four'), (9999, 'nine thousand nine hundred ninety nine')])
 def test_number_to_words(n, words):
-  assert text.number_to_words(n) == words
+  assert sentences.number_to_words(n) == words
 
 
 @pytest.mark.parametrize('sentence, expected', [
@@ -28,21 +28,21 @@ def test_number_to_words(n, words):
     ('There are 12000 of them.', None),  # too large to spell
     ('See the notes etc. below.', None),  # abbreviation
     ('Too short.', None),
-    (' '.join(['word'] * (text.MAX_WORDS + 1)) + '.', None),
+    (' '.join(['word'] * (sentences.MAX_WORDS + 1)) + '.', None),
     ('Caf\u00e9 is not ASCII text.', None),
 ])
 def test_normalize_text(sentence, expected):
-  assert text.normalize_text(sentence) == expected
+  assert sentences.normalize_text(sentence) == expected
 
 
 def test_normalize_text_keeps_commas_for_pauses():
-  assert text.normalize_text('First, read it; then, 2 more.', keep_commas=True) == (
+  assert sentences.normalize_text('First, read it; then, 2 more.', keep_commas=True) == (
       'first, read it, then, two more')
 
 
 def test_load_sentences_is_clean_and_sorted():
-  sentences = text.load_sentences(('pydoc_topics',))
+  sentences = sentences.load_sentences(('pydoc_topics',))
   assert len(sentences) > 300
   assert sentences == sorted(set(sentences))
   for s in sentences:
-    assert text.normalize_text(s) == s.replace(',', '')
+    assert sentences.normalize_text(s) == s.replace(',', '')

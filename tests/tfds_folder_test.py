@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navai_jax import data
-from navai_jax import tfds_folder
+from navai_jax.speech import data
+from navai_jax.speech import tfds_folder
 from navai_jax.configs import default
 
 

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from navai_jax import timing
+from navai_jax.speech import phoneme_times
 from navai_jax.configs import default
 
 
 def test_phoneme_classes_drop_stress_and_variant_marks():
-  assert [timing.phoneme_class(p) for p in ("'a", ',O2', '@2', 'a#', 't#', 'i@3', "'i:", 'aI',
+  assert [phoneme_times.phoneme_class(p) for p in ("'a", ',O2', '@2', 'a#', 't#', 'i@3', "'i:", 'aI',
                                         '@L', 'n-', ';', "'0", ',0', '3', "'3:")] == [
       'a', 'O', '@', 'a', 't', 'i@', 'i:', 'aI', '@L', 'n', ';', '0', '0', '3', '3:']
 
@@ -25,18 +25,18 @@ def test_timings_are_found_by_utterance_id(tmp_path):
         {'phonemes': [{'phoneme': "'aI", 'start': 0.0, 'end': 0.1},
                       {'phoneme': 'i@3', 'start': 0.1, 'end': 0.2}]}))
   config.data.source = f'folder:{tmp_path}'
-  found = timing.find_timings(config)
+  found = phoneme_times.find_timings(config)
   assert found == {u: str(chapter / f'{u}.timing.json') for u in ('7-8-0001', '7-8-0002')}
-  assert timing.phoneme_inventory(found.values()) == ('aI', 'i@')
+  assert phoneme_times.phoneme_inventory(found.values()) == ('aI', 'i@')
   config.data.source = 'tfds:librispeech'
-  assert timing.find_timings(config) == {}
-  assert timing.find_timings(config, str(tmp_path)) == found
+  assert phoneme_times.find_timings(config) == {}
+  assert phoneme_times.find_timings(config, str(tmp_path)) == found
   with pytest.raises(ValueError, match='Timing folder .*nowhere does not exist'):
-    timing.find_timings(config, str(tmp_path / 'nowhere'))
+    phoneme_times.find_timings(config, str(tmp_path / 'nowhere'))
   config.data.source = f'folder:{tmp_path / "gone"}'
   with pytest.raises(ValueError, match=r"Corpus folder \(config.data.source='.*gone'\) .* does "
                                        'not exist'):
-    timing.find_timings(config)
+    phoneme_times.find_timings(config)
 
 
 def test_phoneme_track_marks_the_frames_each_phoneme_sounds_in():
@@ -44,7 +44,7 @@ def test_phoneme_track_marks_the_frames_each_phoneme_sounds_in():
   times = {'phonemes': [{'phoneme': "'a", 'start': 0.0, 'end': 0.1},
                         {'phoneme': 'x', 'start': 0.1, 'end': 0.2},  # not a class: -1
                         {'phoneme': 't#', 'start': 0.2, 'end': 0.3}]}
-  track = timing.phoneme_track(times, ('a', 't'), 60, config)
+  track = phoneme_times.phoneme_track(times, ('a', 't'), 60, config)
   centre_s = (np.arange(60) * 128 + 256) / 16000
   want = np.where(centre_s < 0.1, 0, np.where((centre_s >= 0.2) & (centre_s < 0.3), 1, -1))
   np.testing.assert_array_equal(track, want)

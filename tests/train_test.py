@@ -22,12 +22,12 @@ import numpy as np
 import optax
 import pytest
 
-from navai_jax import checkpoints
-from navai_jax import evaluate
-from navai_jax import files
-from navai_jax import parallel
-from navai_jax import train
-from navai_jax import vocab
+from navai_jax.training import checkpoints
+from navai_jax.training import evaluate
+from navai_jax.core import files
+from navai_jax.training import parallel
+from navai_jax.training import train
+from navai_jax.recognizer import vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,7 +225,7 @@ import os, signal, sys, time
 sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
 from pathlib import Path
 import conftest
-from navai_jax import train
+from navai_jax.training import train
 
 def batches(start_step, batch_multiple):
   for step, batch in enumerate(conftest._fake_train_batches(start_step, batch_multiple),

@@ -3,7 +3,7 @@ lists every problem."""
 
 import pytest
 
-from navai_jax import validation
+from navai_jax.core import rules
 from navai_jax.configs import default
 
 # One value outside the allowed range of each field that has a rule.
@@ -48,11 +48,11 @@ def _set(config, path, value):
 
 @pytest.mark.parametrize('preset', default.PRESETS)
 def test_every_preset_is_valid(preset):
-  assert validation.problems(default.get_config(preset)) == []
+  assert rules.problems(default.get_config(preset)) == []
 
 
 def test_every_rule_has_a_bad_value_here():
-  ruled = {f'{s}.{f}' if s else f for s, rules in validation.RULES.items() for f, *_ in rules}
+  ruled = {f'{s}.{f}' if s else f for s, rules in rules.RULES.items() for f, *_ in rules}
   assert ruled == set(BAD)
 
 
@@ -62,7 +62,7 @@ def test_each_bad_value_is_named(path):
   _set(config, path, BAD[path])
   with pytest.raises(ValueError, match=rf'config\.{path} must be .*, got {BAD[path]!r}'
                      .replace('(', r'\(').replace(')', r'\)')):
-    validation.check(config)
+    rules.check(config)
 
 
 def test_one_error_lists_every_problem_and_the_cross_field_rule():
@@ -70,7 +70,7 @@ def test_one_error_lists_every_problem_and_the_cross_field_rule():
   config.data.batch_seconds = -5.0
   config.model.channels = 0
   config.augment.freq_mask_width = 200
-  message = str(pytest.raises(ValueError, validation.check, config).value)
+  message = str(pytest.raises(ValueError, rules.check, config).value)
   assert message.count('must be') == 2 and message.count('; ') == 2
   assert 'config.data.batch_seconds must be > 0, got -5.0' in message
   assert 'config.model.channels must be >= 1, got 0' in message

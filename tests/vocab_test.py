@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navai_jax import vocab
+from navai_jax.recognizer import vocab
 
 
 def test_repetition_tokens():

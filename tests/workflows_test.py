@@ -17,20 +17,20 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from navai_jax import activation_max
-from navai_jax import attribution
-from navai_jax import checkpoints
-from navai_jax import data
-from navai_jax import files
-from navai_jax import layer_profiles
-from navai_jax import model
-from navai_jax import lrp
-from navai_jax import network
-from navai_jax import parallel
-from navai_jax import phoneme_clusters
-from navai_jax import train
-from navai_jax import vocab
-from navai_jax import workflows
+from navai_jax.introspection import activation_max
+from navai_jax.introspection import attribution
+from navai_jax.training import checkpoints
+from navai_jax.speech import data
+from navai_jax.core import files
+from navai_jax.introspection import layer_profiles
+from navai_jax.recognizer import model
+from navai_jax.introspection import lrp
+from navai_jax.recognizer import network
+from navai_jax.training import parallel
+from navai_jax.introspection import phoneme_clusters
+from navai_jax.training import train
+from navai_jax.recognizer import vocab
+from navai_jax.stages import workflows
 
 ROOT = Path(__file__).resolve().parents[1]
 

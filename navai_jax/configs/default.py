@@ -123,12 +123,12 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # Also write the logged scalars as TensorBoard event files into WORKDIR/tensorboard.
   c.train.tensorboard = True
   c.train.loss = 'ctc'
-  # The CTC implementation: 'forward_backward' (`navai_jax.ctc`: one scan for both recursions
+  # The CTC implementation: 'forward_backward' (`navai_jax.recognizer.ctc`: one scan for both recursions
   # and the gradient in closed form) or 'optax' (`optax.ctc_loss`, differentiated through its
   # scan). Both give the same loss and gradient.
   c.train.ctc = 'forward_backward'
   # Output positions per loop iteration of 'forward_backward' (speed only); 0 = 1 on a CPU and
-  # 16 on an accelerator (`navai_jax.ctc.default_unroll`).
+  # 16 on an accelerator (`navai_jax.recognizer.ctc.default_unroll`).
   c.train.ctc_unroll = 0
 
   c.eval = ml_collections.ConfigDict()
@@ -144,7 +144,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.am.tv_time = 0.0  # Weight of sum |x[t + 1, f] - x[t, f]|.
   c.am.tv_freq = 0.0  # Weight of sum |x[t, f + 1] - x[t, f]|.
   c.am.jitter = 0  # Each step rolls the input by a random shift in [-jitter, jitter] frames.
-  # 'bn' (before the ReLU) or 'act' (after it); see `navai_jax.activation_max`.
+  # 'bn' (before the ReLU) or 'act' (after it); see `navai_jax.introspection.activation_max`.
   c.am.objective_point = 'bn'
   c.am.seed = 0
 
@@ -168,7 +168,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # Processes drawing the figures while the sounds are made (1 = in the pass's own process).
   c.navai.figure_workers = 2
   # Layers (1-12) whose outputs the same pass profiles per letter and phoneme
-  # (navai_jax/layer_profiles.py); () for none.
+  # (navai_jax/introspection/layer_profiles.py); () for none.
   c.navai.layers = tuple(range(1, 13))
   # How the layer outputs are aligned: 'none', 'gradient_max' (the layer's own gradient), or
   # one of navai.methods carried to the layer's time axis.

@@ -1,0 +1,403 @@
+"""An offline English speech corpus synthesized with eSpeak NG, in LibriSpeech's layout.
+
+The plan (who says what) is a pure function of the seed: sentences from `text`, split into
+disjoint train, dev and test pools; speakers as (base voice, variant) pairs, where dev and test
+get variants that no training speaker uses; and per utterance a rate, pitch and noise seed.
+`espeak` speaks each one and reports the true time of every word and phoneme. The writer puts
+every file in place atomically, so an interrupted run that is started again ends with exactly
+the files of an uninterrupted one.
+
+Layout under `out_dir` (as LibriSpeech, with one folder per split; see `layout`):
+
+  SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac         16 kHz mono int16
+  SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  word and phoneme times in seconds
+  SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt        "SPEAKER-CHAPTER-UTT TRANSCRIPT"
+  SPEAKERS.txt, corpus.json
+"""
+
+import collections
+from collections.abc import Iterator, Sequence
+import dataclasses
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+
+from absl import logging
+import numpy as np
+import soundfile as sf
+import tqdm
+
+from navai_jax.speech import espeak
+from navai_jax.core import files
+from navai_jax.speech import librispeech
+from navai_jax.speech import sentences
+from navai_jax.speech import phoneme_times
+
+SPLITS = ('train', 'dev', 'test')
+
+# Voices that load with espeak_SetVoiceByName ("en-gb" does not).
+BASE_VOICES = ('en-us', 'en', 'en-gb-x-rp', 'en-029', 'en-gb-scotland', 'en-gb-x-gbclan',
+               'en-gb-x-gbcwmd', 'en-us-nyc')
+# Human-sounding variants from espeak-ng-data/voices/!v; robots, heavy echo, whisper, joke voices
+# and "fast" are left out. A variant's position here is part of its speakers' ids: append only.
+VARIANTS = (
+    'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'f1', 'f2', 'f3', 'f4', 'f5', 'Alex',
+    'Alicia', 'Andrea', 'Andy', 'Annie', 'Denis', 'Diogo', 'Gene', 'Gene2', 'Henrique', 'Hugo',
+    'Jacky', 'Lee', 'Marco', 'Mario', 'Michael', 'Mike', 'Nguyen', 'Reed', 'Storm', 'adam',
+    'anika', 'antonio', 'aunty', 'belinda', 'benjamin', 'boris', 'david', 'ed', 'edward',
+    'edward2', 'grandma', 'grandpa', 'gustave', 'iven', 'iven2', 'iven3', 'iven4', 'kaukovalta',
+    'klatt', 'klatt2', 'klatt3', 'klatt4', 'klatt5', 'klatt6', 'linda', 'marcelo', 'max',
+    'michel', 'miguel', 'mike2', 'paul', 'pedro', 'quincy', 'rob', 'robert', 'sandro', 'shelby',
+    'steph', 'steph2', 'steph3', 'travis', 'victor')
+RATE_RANGE = (140, 210)  # words per minute, inclusive
+PITCH_RANGE = (30, 70)  # eSpeak's 0-100 scale, inclusive
+
+MAX_SECONDS = 12.0
+HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
+UTTERANCES_PER_CHAPTER = 100
+
+
+def split_sentences(sentences: Sequence[str], seed: int) -> dict[str, list[str]]:
+  """Splits sentences into disjoint train, dev and test pools, each in a seeded random order."""
+  order = np.random.default_rng(seed).permutation(len(sentences))
+  num_held_out = round(HELD_OUT_FRACTION * len(sentences))
+  shuffled = [sentences[i] for i in order]
+  return {'test': shuffled[:num_held_out], 'dev': shuffled[num_held_out:2 * num_held_out],
+          'train': shuffled[2 * num_held_out:]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: who says what, deterministic for a seed.
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+  id: int
+  split: str
+  voice: str
+  variant: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+  speaker: Speaker
+  chapter: int
+  index: int
+  text: str  # as spoken: lower case, with commas
+  rate: int
+  pitch: int
+  seed: int
+
+  @property
+  def id(self) -> str:
+    return f'{self.speaker.id}-{self.chapter}-{self.index:04d}'
+
+  @property
+  def transcript(self) -> str:
+    return self.text.replace(',', '').upper()
+
+
+def speaker_id(voice: str, variant: str) -> int:
+  """A fixed id per (voice, variant): hundreds give the voice, the rest the variant."""
+  return 100 * (BASE_VOICES.index(voice) + 1) + VARIANTS.index(variant)
+
+
+def choose_speakers(seed: int, num_train: int, num_dev: int, num_test: int) -> list[Speaker]:
+  """Picks speakers; dev and test get variants that no training speaker uses."""
+  missing = set(VARIANTS) - espeak.available_variants()
+  if missing:
+    raise RuntimeError(f'eSpeak data lacks the variants {sorted(missing)}.')
+  num_held_out = num_dev + num_test
+  if num_held_out >= len(VARIANTS):
+    raise ValueError(f'At most {len(VARIANTS) - 1} dev and test speakers, got {num_held_out}.')
+  rng = np.random.default_rng(seed)
+  variants = [VARIANTS[i] for i in rng.permutation(len(VARIANTS))]
+  held_out, train_variants = variants[:num_held_out], variants[num_held_out:]
+  voices = [BASE_VOICES[i] for i in rng.permutation(len(BASE_VOICES))]
+  pairs = {'train': [], 'dev': [], 'test': []}
+  for i, variant in enumerate(held_out):
+    pairs['dev' if i < num_dev else 'test'].append((voices[i % len(voices)], variant))
+  # Cycling voices and variants together uses every voice and as many variants as possible.
+  pairs['train'] = [(voices[i % len(voices)], train_variants[i % len(train_variants)])
+                    for i in range(num_train)]
+  if len(set(pairs['train'])) < num_train:
+    raise ValueError(f'At most {math.lcm(len(voices), len(train_variants))} training speakers '
+                     f'with {num_held_out} held out, got {num_train}.')
+  return [Speaker(speaker_id(voice, variant), split, voice, variant)
+          for split in SPLITS for voice, variant in pairs[split]]
+
+
+def plan_utterances(pool: Sequence[str], speakers: Sequence[Speaker], split: str,
+                    seed: int) -> Iterator[Utterance]:
+  """Yields the endless deterministic sequence of a split's utterances.
+
+  Speakers take turns, so every prefix is balanced; sentences are used once each before any
+  repeats (in a new order).
+  """
+  if not pool:
+    raise ValueError(f'No sentences for the {split} split.')
+  split_index = SPLITS.index(split)
+  order = range(len(pool))
+  for i in itertools.count():
+    sentence_pass, j = divmod(i, len(pool))
+    if j == 0 and sentence_pass > 0:
+      logging.warning('%s: all %d sentences used; pass %d repeats them in a new order.',
+                      split, len(pool), sentence_pass + 1)
+      order = np.random.default_rng([seed, split_index, sentence_pass]).permutation(len(pool))
+    speaker = speakers[i % len(speakers)]
+    chapter_index, index = divmod(i // len(speakers), UTTERANCES_PER_CHAPTER)
+    if chapter_index >= 100:
+      raise ValueError(f'Speaker {speaker.id} would need more than 100 chapters.')
+    rng = np.random.default_rng([seed, split_index, i])
+    yield Utterance(speaker=speaker, chapter=100 * speaker.id + chapter_index, index=index,
+                    text=pool[order[j]],
+                    rate=int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1)),
+                    pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
+                    seed=int(rng.integers(2**31)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing, atomically and resumably.
+
+
+class _Writer:
+  """Writes utterances under out_dir and knows which are complete (transcript line written)."""
+
+  def __init__(self, out_dir: pathlib.Path):
+    self.out_dir = out_dir
+    self._transcripts = {}  # trans.txt path -> {utterance id: transcript}
+
+  def _chapter_dir(self, u: Utterance) -> pathlib.Path:
+    return self.out_dir / u.speaker.split / str(u.speaker.id) / str(u.chapter)
+
+  def _lines(self, u: Utterance) -> tuple[pathlib.Path, dict[str, str]]:
+    path = self._chapter_dir(u) / f'{u.speaker.id}-{u.chapter}.trans.txt'
+    if path not in self._transcripts:
+      lines = path.read_text().splitlines() if path.exists() else []
+      self._transcripts[path] = dict(line.split(' ', 1) for line in lines)
+    return path, self._transcripts[path]
+
+  def duration_if_complete(self, u: Utterance) -> float | None:
+    """Seconds of a complete utterance on disk, or None if it must be (re)made."""
+    _, lines = self._lines(u)
+    timing_path = self._chapter_dir(u) / f'{u.id}.timing.json'
+    if lines.get(u.id) != u.transcript or not timing_path.exists():
+      return None
+    if not (self._chapter_dir(u) / f'{u.id}.flac').exists():
+      return None
+    return phoneme_times.read_timing(timing_path)['duration']
+
+  def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict],
+            phonemes: list[dict]) -> None:
+    """Writes audio, then timing, then the transcript line, each atomically."""
+    folder = self._chapter_dir(u)
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_atomically(folder / f'{u.id}.flac', lambda tmp: sf.write(
+        tmp, audio_A, librispeech.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
+    duration = len(audio_A) / librispeech.SAMPLE_RATE
+
+    def ms(t: float) -> float:  # rounding must not move an end past the audio
+      return min(round(t, 3), duration)
+
+    times = {
+        'id': u.id, 'transcript': u.transcript, 'voice': u.speaker.voice,
+        'variant': u.speaker.variant, 'rate': u.rate, 'pitch': u.pitch,
+        'sample_rate': librispeech.SAMPLE_RATE, 'duration': duration,
+        'words': [dict(w, word=w['word'].upper(), start=ms(w['start']), end=ms(w['end']))
+                  for w in words],
+        'phonemes': [dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
+    }
+    files.write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
+    path, lines = self._lines(u)
+    lines[u.id] = u.transcript
+    files.write_text(path, ''.join(f'{k} {lines[k]}\n' for k in sorted(lines)))
+
+
+def _synthesize_utterance(u: Utterance) -> tuple[np.ndarray, list[dict], list[dict]]:
+  return espeak.synthesize(u.text, u.speaker.voice, u.speaker.variant, u.rate, u.pitch, u.seed)
+
+
+def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
+              lookahead: int) -> Iterator[tuple[Utterance, float | None, tuple | None]]:
+  """Yields (utterance, seconds already on disk, synthesis result) in plan order.
+
+  Synthesis runs up to `lookahead` utterances ahead in `pool`, or inline when pool is None.
+  """
+  pending = collections.deque()
+  while True:
+    while len(pending) < max(lookahead, 1):
+      u = next(plan)
+      seconds = writer.duration_if_complete(u)
+      job = None if seconds is not None or pool is None else pool.apply_async(
+          _synthesize_utterance, (u,))
+      pending.append((u, seconds, job))
+    u, seconds, job = pending.popleft()
+    if seconds is not None:
+      yield u, seconds, None
+    else:
+      yield u, None, job.get() if job is not None else _synthesize_utterance(u)
+
+
+def _check(u: Utterance, audio_A: np.ndarray, words: list[dict]) -> str | None:
+  """Returns why a synthesized utterance must be dropped, or None to keep it."""
+  if not len(audio_A):
+    return 'empty audio'
+  if len(audio_A) < librispeech.MIN_SAMPLES:
+    return (f'{len(audio_A) / librispeech.SAMPLE_RATE:.2f} s is shorter than one receptive field '
+            f'({librispeech.MIN_SAMPLES / librispeech.SAMPLE_RATE:.2f} s)')
+  if len(audio_A) > MAX_SECONDS * librispeech.SAMPLE_RATE:
+    return f'{len(audio_A) / librispeech.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
+  if [w['word'].upper() for w in words] != u.transcript.split():
+    return 'eSpeak word events do not match the transcript'
+  return None
+
+
+def _speakers_table(speakers: Sequence[Speaker]) -> str:
+  rows = [';ID  |SPLIT|VOICE           |VARIANT']
+  rows += [f'{s.id:<5}|{s.split:<5}|{s.voice:<16}|{s.variant}' for s in speakers]
+  return '\n'.join(rows) + '\n'
+
+
+def _remove_all_but(out: pathlib.Path, kept: set[str]) -> int:
+  """Removes the utterances of the split folders that are not in `kept` (an earlier run with
+  more hours left them), so the folder holds exactly the planned corpus; returns how many."""
+  removed = set()
+  for split in SPLITS:
+    for trans in sorted((out / split).glob('*/*/*.trans.txt')):
+      lines = dict(line.split(' ', 1) for line in trans.read_text().splitlines() if line)
+      removed |= set(lines) - kept
+      for suffix in ('.flac', '.timing.json'):
+        for path in trans.parent.glob('*' + suffix):
+          if path.name[:-len(suffix)] not in kept:
+            removed.add(path.name[:-len(suffix)])
+            path.unlink()
+      if set(lines) - kept:
+        rest = {k: v for k, v in lines.items() if k in kept}
+        if rest:
+          files.write_text(trans, ''.join(f'{k} {rest[k]}\n' for k in sorted(rest)))
+        else:
+          trans.unlink()
+    for folder in sorted((out / split).glob('**/'), reverse=True):
+      if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+  return len(removed)
+
+
+def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
+                dev_hours: float = 0.1, test_hours: float = 0.1, *,
+                num_train_speakers: int = 32, num_dev_speakers: int = 4,
+                num_test_speakers: int = 4, num_workers: int = 2,
+                text_sources: Sequence[str] = sentences.TEXT_SOURCES,
+                max_new_utterances: int | None = None, progress: bool = False) -> dict:
+  """Synthesizes a corpus into out_dir, resuming whatever an earlier run left there.
+
+  Each split gets utterances in plan order until its audio reaches the requested hours.
+
+  Args:
+    out_dir: output folder.
+    hours: training audio, in hours.
+    seed: seed of the sentence split, the speakers and every utterance's rate and pitch.
+    dev_hours: dev audio, in hours (0 for none).
+    test_hours: test audio, in hours (0 for none).
+    num_train_speakers: number of training (voice, variant) pairs.
+    num_dev_speakers: number of dev speakers, with variants unused in training.
+    num_test_speakers: number of test speakers, with variants unused elsewhere.
+    num_workers: synthesis processes; 1 synthesizes in this process.
+    text_sources: where sentences come from, a subset of `sentences.TEXT_SOURCES`.
+    max_new_utterances: stop after writing this many new utterances, leaving the corpus
+      unfinished as an interruption would (for tests).
+    progress: show a progress bar per split.
+
+  Returns:
+    Statistics: the corpus summary written to corpus.json, plus 'new_utterances', 'dropped',
+    'removed' (utterances of an earlier, larger corpus in the folder that are not in this one),
+    'synthesized_seconds' (audio made in this run), 'synthesis_wall_seconds' (time spent making
+    and writing it, after loading the text) and 'wall_seconds' of this run.
+  """
+  problems = [f'{name} must be {rule}, got {value}' for name, value, ok, rule in [
+      ('hours', hours, hours > 0, '> 0'), ('seed', seed, seed >= 0, '>= 0'),
+      ('dev_hours', dev_hours, dev_hours >= 0, '>= 0'),
+      ('test_hours', test_hours, test_hours >= 0, '>= 0'),
+      ('num_train_speakers', num_train_speakers, num_train_speakers >= 1, '>= 1'),
+      ('num_dev_speakers', num_dev_speakers, num_dev_speakers >= 1, '>= 1'),
+      ('num_test_speakers', num_test_speakers, num_test_speakers >= 1, '>= 1'),
+      ('num_workers', num_workers, num_workers >= 1, '>= 1')] if not ok]
+  if problems:
+    raise ValueError('Invalid corpus settings: ' + '; '.join(problems) + '.')
+  start = time.perf_counter()
+  out = files.check_writable(out_dir)
+  for leftover in out.glob('**/*.tmp'):  # from an interrupted run
+    leftover.unlink()
+
+  speakers = choose_speakers(seed, num_train_speakers, num_dev_speakers, num_test_speakers)
+  table = _speakers_table(speakers)
+  speakers_path = out / 'SPEAKERS.txt'
+  if speakers_path.exists() and speakers_path.read_text() != table:
+    raise ValueError(f'{out} holds a corpus with other speakers (another seed or speaker '
+                     'count); choose a new output folder.')
+  files.write_text(speakers_path, table)
+  pools = split_sentences(sentences.load_sentences(text_sources), seed)
+  targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
+
+  writer = _Writer(out)
+  summary = {'splits': {}}
+  stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0}
+  kept: set[str] = set()
+  synthesis_start = time.perf_counter()
+
+  def timed(result: dict) -> dict:
+    now = time.perf_counter()
+    return dict(result, synthesis_wall_seconds=now - synthesis_start, wall_seconds=now - start)
+
+  pool = (multiprocessing.get_context('spawn').Pool(num_workers) if num_workers > 1 else None)
+  try:
+    for split in SPLITS:
+      split_speakers = [s for s in speakers if s.split == split]
+      plan = plan_utterances(pools[split], split_speakers, split, seed)
+      seconds, count = 0.0, 0
+      results = _in_order(plan, writer, pool, lookahead=2 * num_workers + 2)
+      with tqdm.tqdm(total=round(targets[split]), unit='s', desc=split,
+                     disable=not progress) as bar:
+        while seconds < targets[split]:
+          if stats['new_utterances'] == max_new_utterances:
+            return timed(stats)
+          u, duration, result = next(results)
+          if result is not None:
+            audio_A, words, phonemes = result
+            if reason := _check(u, audio_A, words):
+              logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
+                                  'shown; the summary counts all).', 5, u.id, u.text, reason)
+              stats['dropped'] += 1
+              continue
+            writer.write(u, audio_A, words, phonemes)
+            duration = len(audio_A) / librispeech.SAMPLE_RATE
+            stats['new_utterances'] += 1
+            stats['synthesized_seconds'] += duration
+          seconds += duration
+          count += 1
+          kept.add(u.id)
+          bar.update(min(round(seconds), bar.total) - bar.n)
+      summary['splits'][split] = {
+          'utterances': count, 'hours': round(seconds / 3600, 4),
+          'sentences_available': len(pools[split]),
+          'speakers': [s.id for s in split_speakers]}
+  finally:
+    if pool is not None:
+      # close() lets the few utterances synthesized ahead finish; terminate() can deadlock when
+      # it kills a worker in the middle of sending its result (seen on loaded machines).
+      pool.close()
+      pool.join()
+
+  stats['removed'] = _remove_all_but(out, kept)
+  summary.update({
+      'seed': seed, 'hours': hours, 'dev_hours': dev_hours, 'test_hours': test_hours,
+      'sample_rate': librispeech.SAMPLE_RATE, 'espeak_version': espeak.espeak_version(),
+      'python_version': sys.version.split()[0], 'text_sources': list(text_sources),
+      'speakers': [dataclasses.asdict(s) for s in speakers]})
+  files.write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')
+  return timed(dict(summary, **stats))

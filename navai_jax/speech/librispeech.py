@@ -1,0 +1,188 @@
+"""A folder in LibriSpeech layout: finding its splits, reading and checking its files.
+
+`PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac` plus one `SPEAKER-CHAPTER.trans.txt` per
+chapter with lines `ID TRANSCRIPT`. Reading is strict: a missing, unreadable or
+non-16-kHz-mono audio file, a transcript line without audio or audio without a line, an empty
+or unspellable transcript, or an utterance shorter than one receptive field (206 feature
+frames, 26,752 samples) raises `DataError` naming the file. Both readers of `data` (the TFDS
+builder of `tfds_folder` and `reader='direct'`) read through `folder_examples`, and the
+synthesized corpus is written in this layout.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+import re
+from collections.abc import Iterator
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
+from navai_jax.configs import default
+
+_FEATURES = default.get_config().features  # SPEC §1; the same in every preset.
+SAMPLE_RATE = _FEATURES.sample_rate
+# Shortest utterance the pipeline accepts: one receptive field of features.
+MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, _FEATURES.window,
+                                          _FEATURES.hop)
+
+
+class DataError(ValueError):
+  """A corpus that does not hold what the pipeline needs; the message names the file."""
+
+
+def split_folders(root: Path) -> list[Path]:
+  """Subfolders of `root` holding audio or transcripts (not `_tfds` or hidden ones)."""
+  if not root.is_dir():
+    raise DataError(f'Corpus folder {root} does not exist.')
+  found = []
+  for sub in sorted(root.iterdir()):
+    if sub.is_dir() and not sub.name.startswith(('_', '.')):
+      if next(sub.rglob('*.flac'), None) or next(sub.rglob('*.trans.txt'), None):
+        found.append(sub)
+  if not found:
+    raise DataError(f'No split folders with .flac and .trans.txt files in {root} '
+                    '(expected PATH/SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac).')
+  return found
+
+
+def tfds_split_name(folder_name: str) -> str:
+  """TFDS split name of a split folder ('dev-clean' -> 'dev_clean')."""
+  return re.sub(r'\W', '_', folder_name)
+
+
+def _entry_paths(split_dir: Path, entries: Optional[Sequence[str]]) -> list[Path]:
+  """The paths of a split folder's `entries` (its speaker folders, or stray files); None: the
+  split folder itself."""
+  return [split_dir] if entries is None else [split_dir / e for e in entries]
+
+
+def _files(split_dir: Path, entries: Optional[Sequence[str]], pattern: str) -> list[Path]:
+  """Files matching `pattern` under `entries` of `split_dir` (all of it for None), sorted."""
+  found = []
+  for path in _entry_paths(split_dir, entries):
+    found += [path] if path.is_file() and path.match(pattern) else list(path.rglob(pattern))
+  return sorted(found)
+
+
+def folder_fingerprint(root: str | os.PathLike, names: Optional[Sequence[str]] = None,
+                       entries: Optional[Sequence[str]] = None) -> str:
+  """Hash of the names, sizes and change times of all .flac files and of the transcripts'
+  contents (of the split folders `names` only, when given; of the entries `entries` of the
+  one split folder in `names` only, when given).
+
+  A FLAC replaced by another of the same size still changes the hash: writing or replacing a
+  file sets its change time (`st_ctime_ns`), which no copy tool preserves. Other files (e.g.
+  the synthesized corpus's timing files) do not trigger a rebuild.
+  """
+  h = hashlib.sha1(f'min_samples={MIN_SAMPLES}'.encode())
+  root = Path(root).expanduser().resolve()
+  for split_dir in split_folders(root):
+    if names is not None and split_dir.name not in names:
+      continue
+    for path in _files(split_dir, entries, '*'):
+      if path.name.endswith(('.flac', '.trans.txt')):
+        stat = path.stat()
+        h.update(f'{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0'
+                 f'{stat.st_ctime_ns}\n'.encode())
+        if path.name.endswith('.trans.txt'):
+          h.update(path.read_bytes())
+  return h.hexdigest()
+
+
+def read_transcripts(split_dir: Path, entries: Optional[Sequence[str]] = None
+                     ) -> dict[Path, tuple[str, str, Path]]:
+  """Maps each expected .flac path to (id, transcript, transcript file), of the split folder's
+  `entries` (speaker folders) only, when given."""
+  expected = {}
+  for trans in _files(split_dir, entries, '*.trans.txt'):
+    try:  # 'utf-8-sig' reads a byte-order mark as nothing.
+      content = trans.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError as e:
+      line = trans.read_bytes()[:e.start].count(b'\n') + 1
+      raise DataError(f'{trans}, line {line}: not UTF-8 text (byte {trans.read_bytes()[e.start]:#x}'
+                      f' at offset {e.start}); save the transcripts as UTF-8.') from None
+    for line_no, line in enumerate(content.splitlines(), 1):
+      if not line.strip():
+        continue
+      utt_id, text = (re.split(r'\s', line.strip(), maxsplit=1) + [''])[:2]  # space or tab
+      where = f'{trans}, line {line_no} ({utt_id!r})'
+      if not re.fullmatch(r'\d+-\d+-\d+', utt_id):
+        wrong = [(i, c) for i, c in enumerate(utt_id) if c not in '0123456789-']
+        bad = (f'character {wrong[0][1]!r} (U+{ord(wrong[0][1]):04X}) at position {wrong[0][0]}'
+               if wrong else 'the wrong number of parts')
+        raise DataError(f'{where}: utterance ids must read SPEAKER-CHAPTER-UTTERANCE in digits; '
+                        f'this one has {bad}.')
+      try:
+        vocab.encode(text)
+      except vocab.UnspellableError as e:
+        raise DataError(f'{where}: {e}.') from None
+      audio = trans.parent / f'{utt_id}.flac'
+      if audio in expected:
+        raise DataError(f'{where}: utterance {utt_id} is listed twice.')
+      if not audio.is_file():
+        raise DataError(f'{where}: transcript line without audio; {audio} is missing.')
+      expected[audio] = (utt_id, text.strip(), trans)
+  for audio in _files(split_dir, entries, '*.flac'):
+    if audio not in expected:
+      raise DataError(f'{audio}: audio without a transcript line (expected a line '
+                      f'"{audio.stem} ..." in a .trans.txt file next to it).')
+  return expected
+
+
+def _check_format(path: Path, rate: int, channels: int, num_samples: int) -> None:
+  if rate != SAMPLE_RATE:
+    raise DataError(f'{path}: sample rate {rate} Hz; the pipeline needs {SAMPLE_RATE} Hz.')
+  if channels != 1:
+    raise DataError(f'{path}: {channels} channels; the pipeline needs mono audio.')
+  if num_samples < MIN_SAMPLES:
+    raise DataError(
+        f'{path}: {num_samples / SAMPLE_RATE:.2f} s is shorter than one receptive field '
+        f'({model.RECEPTIVE_FIELD} feature frames = {MIN_SAMPLES} samples, '
+        f'{MIN_SAMPLES / SAMPLE_RATE:.2f} s).')
+
+
+def flac_length(path: Path) -> int:
+  """Samples of a FLAC file from its header, checked as `read_flac` checks the audio."""
+  if path.stat().st_size == 0:
+    raise DataError(f'{path}: empty file (0 bytes).')
+  try:
+    info = sf.info(path)
+  except Exception as e:  # soundfile raises several types for unreadable files.
+    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
+  _check_format(path, info.samplerate, info.channels, info.frames)
+  return int(info.frames)
+
+
+def read_flac(path: Path) -> np.ndarray:
+  """16 kHz mono int16 samples of a FLAC file; DataError naming the file otherwise."""
+  if path.stat().st_size == 0:
+    raise DataError(f'{path}: empty file (0 bytes).')
+  try:
+    samples, rate = sf.read(path, dtype='int16')
+  except Exception as e:  # soundfile raises several types for unreadable files.
+    raise DataError(f'{path}: cannot read audio ({type(e).__name__}: {e}).') from None
+  _check_format(path, rate, 1 if samples.ndim == 1 else samples.shape[1], len(samples))
+  return samples
+
+
+def folder_examples(split_dir: Path, entries: Optional[Sequence[str]] = None
+                    ) -> Iterator[dict[str, Any]]:
+  """The examples of one split folder (of its `entries` only, when given), checked, in the
+  standard LibriSpeech features.
+
+  Yields dicts with 'id', 'text' (the transcript as written), 'speaker_id', 'chapter_id' and
+  'speech' (int16 samples), in the order of the sorted transcript files. This is what the TFDS
+  folder builder stores, and what `reader = 'direct'` loads without it.
+
+  Raises:
+    DataError: naming the file, for any problem `read_transcripts` or `read_flac` finds.
+  """
+  for audio, (utt_id, text, _) in read_transcripts(split_dir, entries).items():
+    speaker, chapter, _ = utt_id.split('-')
+    yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
+           'speech': read_flac(audio)}

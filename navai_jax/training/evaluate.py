@@ -1,0 +1,172 @@
+"""Greedy decoding of a whole split and its letter and word error rates (SPEC §3).
+
+The forward pass runs batch norm in inference mode with SAME padding over whole utterances,
+jitted once per batch shape and split over the devices like training batches. The data
+pipeline pads evaluation batches to its length buckets, so a split compiles a few shapes.
+Filler rows (weight 0) are dropped before scoring.
+"""
+
+import collections
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import jax
+from jax.sharding import Mesh
+import ml_collections
+import numpy as np
+
+from navai_jax.training import checkpoints
+from navai_jax.speech import data
+from navai_jax.recognizer import features
+from navai_jax.core import files
+from navai_jax.training import error_rates
+from navai_jax.recognizer import model
+from navai_jax.training import parallel
+from navai_jax.recognizer import vocab
+
+PyTree = Any
+
+
+@functools.lru_cache(maxsize=8)
+def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
+  """`forward(variables, audio_BxA, audio_lengths_B) -> (logits_BxUxV, output_lengths_B)`.
+
+  Jitted with variables replicated and the batch split over `mesh`; cached per (config, mesh)
+  so repeated evaluations during training reuse the compiled function.
+  """
+  specs = model.layer_specs(config.model)
+
+  def forward(variables, audio_BxA, audio_lengths_B):
+    x_BxTxF, frames_B = features.log_mel(audio_BxA, audio_lengths_B, config)
+    logits_BxUxV, _ = model.apply_inference(config, variables, x_BxTxF, frames_B=frames_B)
+    return logits_BxUxV, model.output_length(specs, frames_B)
+
+  data_sharding = parallel.batch_sharded(mesh)
+  return jax.jit(forward, in_shardings=(parallel.replicated(mesh), data_sharding, data_sharding),
+                 out_shardings=(data_sharding, data_sharding))
+
+
+def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
+  """Greedy CTC transcript of every row, reading only its first `output_lengths_B` positions."""
+  return [vocab.greedy_decode(logits, int(n)) for logits, n in zip(logits_BxUxV, output_lengths_B)]
+
+
+def references(labels_BxL: np.ndarray, label_paddings_BxL: np.ndarray) -> list[str]:
+  """The transcripts that the label rows spell (what training learns to write)."""
+  return [vocab.decode(labels[paddings == 0])
+          for labels, paddings in zip(labels_BxL, label_paddings_BxL)]
+
+
+def transcribe(config: ml_collections.ConfigDict, variables: PyTree,
+               batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None
+               ) -> Iterator[tuple[str, str, str]]:
+  """Yields `(id, reference, hypothesis)` for every real row (weight > 0) of `batches`."""
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  forward = jit_forward(ml_collections.FrozenConfigDict(config), mesh)
+  variables = parallel.replicate(
+      {'params': variables['params'], 'batch_stats': variables['batch_stats']}, mesh)
+  for batch in batches:
+    device_batch = parallel.shard_batch(batch, mesh)
+    logits, lengths = forward(variables, device_batch['audio'], device_batch['audio_lengths'])
+    hyps = greedy_transcripts(parallel.to_host(logits), parallel.to_host(lengths))
+    refs = references(batch['labels'], batch['label_paddings'])
+    for row in np.flatnonzero(np.asarray(batch['weights']) > 0):
+      yield str(batch['id'][row]), refs[row], hyps[row]
+
+
+def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
+             batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None,
+             num_examples: Optional[int] = None) -> dict[str, Any]:
+  """Letter and word error rates of greedy decoding over `batches`.
+
+  Args:
+    config: the experiment config.
+    variables: `{'params', 'batch_stats'}` of the model.
+    batches: batches as `data.batches(..., train=False)` yields them.
+    mesh: devices to split batches over; default all devices.
+    num_examples: reference/hypothesis pairs to keep (default `config.eval.num_examples`).
+  Returns:
+    `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
+    'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
+    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`.
+  """
+  num_examples = config.eval.num_examples if num_examples is None else num_examples
+  rows = list(transcribe(config, variables, batches, mesh=mesh))
+  if not rows:
+    raise ValueError('Nothing to evaluate: the batches hold no utterance with weight > 0.')
+  ids, refs, hyps = zip(*rows)
+  rates = error_rates.error_rates(refs, hyps)
+  examples = [{'id': i, 'reference': r, 'hypothesis': h}
+              for i, r, h in rows[:max(num_examples, 0)]]
+  by_speaker = collections.defaultdict(list)
+  for i, r, h in rows:
+    by_speaker[i.split('-')[0]].append((r, h))
+  per_speaker = {}
+  for speaker, pairs in sorted(by_speaker.items()):
+    speaker_rates = error_rates.error_rates(*zip(*pairs))
+    per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
+                            'num_utterances': len(pairs)}
+  return {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
+          'per_speaker': per_speaker, 'examples': examples}
+
+
+def _file_safe(name: str) -> str:
+  return re.sub(r'[^\w+-]', '_', name)
+
+
+def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional[int] = None,
+                     max_utterances: Optional[int] = None,
+                     data_source: Optional[str] = None) -> dict[str, Any]:
+  """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
+  (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only).
+
+  Characters of `split` (and `data_source`) other than letters, digits, '_', '+' and '-'
+  become '_' in the file name.
+
+  Args:
+    workdir: the run's workdir.
+    split: data split (see `data.batches`).
+    step: checkpoint to evaluate; None for the latest.
+    max_utterances: > 0 evaluates that many utterances spread over the split; None takes
+      `config.eval.max_utterances` of the run (0 = all).
+    data_source: another corpus ('folder:PATH' or 'tfds:NAME'); None: the run's own.
+  Returns:
+    The result dict of `evaluate` plus 'step', 'split', 'workdir' and 'source'.
+  """
+  overrides = {} if data_source is None else {'data.source': data_source}
+  config, variables, step = checkpoints.load_for_inference(workdir, step, overrides)
+  files.check_writable(workdir)
+  if max_utterances is None:
+    max_utterances = config.eval.max_utterances
+  if max_utterances < 0:
+    raise ValueError(f'max_utterances must be >= 0 (0 = all), got {max_utterances}.')
+  mesh = parallel.make_mesh()
+  batches = data.batches(config, split, train=False, batch_multiple=mesh.size,
+                         max_utterances=max_utterances)
+  result = evaluate(config, variables, batches, mesh=mesh)
+  result = {'step': step, 'split': split, 'workdir': str(workdir),
+            'source': config.data.source, **result}
+  if jax.process_index() == 0:
+    text = json.dumps(result, indent=2) + '\n'
+    names = ((f'eval_{_file_safe(split)}.json', 'eval.json') if data_source is None else
+             (f'eval_{_file_safe(data_source)}_{_file_safe(split)}.json',))
+    for name in names:
+      files.write_text(Path(workdir) / name, text)
+  return result
+
+
+def summary(result: dict[str, Any]) -> str:
+  """A few printable lines: error rates, and each example's reference and hypothesis."""
+  head = (f'{result.get("split", "")} step {result.get("step", "?")}: '
+          f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
+          f'({result["num_utterances"]} utterances)')
+  lines = [head.strip()]
+  if len(result.get('per_speaker', {})) > 1:
+    lines.append('  LER per speaker: ' + ', '.join(
+        f'{speaker} {r["ler"]:.4f}' for speaker, r in result['per_speaker'].items()))
+  for ex in result.get('examples', []):
+    lines += [f'  {ex["id"]}', f'    REF: {ex["reference"]}', f'    HYP: {ex["hypothesis"]}']
+  return '\n'.join(lines)
