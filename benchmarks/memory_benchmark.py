@@ -14,7 +14,7 @@ reader):
 
 * training: `train.train` of `--preset` for `--train_steps` steps over the whole training
   split (batches planned over every utterance, evaluation off);
-* NAvAI: `navai.run_pass` over `--navai_utterances` utterances spread over the whole training
+* NAvAI: `dataset_pass.run_pass` over `--navai_utterances` utterances spread over the whole training
   split (the same number for both corpora), random weights biased towards letters.
 """
 
@@ -54,7 +54,9 @@ def _config(corpus: str):
 
 def child(kind: str, corpus: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
-  from navai_jax import data, navai, train  # pylint: disable=g-import-not-at-top
+  from navai_jax.introspection import dataset_pass  # pylint: disable=g-import-not-at-top
+  from navai_jax.speech import data  # pylint: disable=g-import-not-at-top
+  from navai_jax.training import train  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT / 'benchmarks'))
   import common  # pylint: disable=g-import-not-at-top
   config = _config(corpus)
@@ -69,7 +71,7 @@ def child(kind: str, corpus: str) -> dict:
     out['steps'] = config.train.num_steps
   else:
     variables = common.letter_variables(config)
-    result = navai.run_pass(config, variables, data.batches(
+    result = dataset_pass.run_pass(config, variables, data.batches(
         config, 'train', train=False, batch_multiple=jax.local_device_count(),
         max_utterances=_NAVAI_UTTERANCES.value), save_every=10**9)
     out.update(frames=result.frames, utterances=result.utterances)

@@ -5,7 +5,7 @@
 
 Per preset, in a fresh subprocess each:
 
-* throughput: `navai.run_pass` (features, the shared utterance pass, frames, sensitivity, LRP,
+* throughput: `dataset_pass.run_pass` (features, the shared utterance pass, frames, sensitivity, LRP,
   the four alignments, accumulation of letter moments) over `--utterances` utterances after
   one compiling batch; frames per second = letter frames folded / seconds;
 * work per frame, counted from the layer shapes as the original pass did it: one forward and
@@ -58,6 +58,7 @@ import numpy as np
 import common
 from navai_jax.introspection import alignment
 from navai_jax.introspection import attribution
+from navai_jax.introspection import dataset_pass
 from navai_jax.recognizer import features
 from navai_jax.introspection import frames
 from navai_jax.introspection import lrp
@@ -176,15 +177,14 @@ def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
   slice_ = jax.jit(lambda x, i, u, p: frames.window_activations(config, x, i, u, p))
   inputs, pre = slice_(x, intermediates, sel.utterance_N, sel.position_N)
   sens = jax.jit(jax.vmap(functools.partial(attribution.sensitivity_of_pass, layers)))
-  options = lrp.resolve_options(rule='paper')
-  relev = jax.jit(jax.vmap(lambda i, p, t: lrp.relevance(layers, i, p, t, **options)))
+  relev = jax.jit(jax.vmap(functools.partial(lrp.relevance_paper, layers)))
   s_map, r_map = sens(inputs, pre, sel.token_N), relev(inputs, pre, sel.token_N)
   methods = alignment.ALIGNMENTS
   specs = model.layer_specs(config.model)
 
   def align(s_map, r_map, x, frames_B, sel):
-    p = jnp.stack([alignment.alignment_positions(m, s_map, r_map, frame_batch)
-                   for m in methods])
+    maps = {'sensitivity': s_map, 'lrp': r_map}
+    p = jnp.stack([alignment.alignment_positions(m, maps, frame_batch) for m in methods])
     start = model.window_start(specs, sel.position_N)
     return jax.vmap(lambda q: alignment.cut_aligned(x, frames_B, sel.utterance_N, start, q))(p)
 
@@ -216,10 +216,11 @@ def measure(preset: str, num_utterances: int, with_breakdown: bool,
   """One pass after a compiling warm-up batch; frames, seconds, peak memory, the peak conv."""
   config = default.get_config(preset)
   variables = common.letter_variables(config)
-  kw = dict(frame_batch=_FRAME_BATCH.value, save_every=10**9,
-            layers=tuple(config.navai.layers) if profile_layers else ())
+  settings = navai.Settings(frame_batch=_FRAME_BATCH.value,
+                            layers=tuple(config.navai.layers) if profile_layers else ())
+  kw = dict(settings=settings, save_every=10**9)
   start = time.perf_counter()
-  navai.run_pass(config, variables, synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value,
+  dataset_pass.run_pass(config, variables, synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value,
                                                       _SECONDS.value, seed=1), **kw)
   warmup = time.perf_counter() - start
   seconds, peaks = [], []
@@ -229,7 +230,7 @@ def measure(preset: str, num_utterances: int, with_breakdown: bool,
     if with_breakdown:
       peaks.append(dense_conv_peak(config, _FRAME_BATCH.value))
     start = time.perf_counter()
-    result = navai.run_pass(config, variables, synthetic_batches(
+    result = dataset_pass.run_pass(config, variables, synthetic_batches(
         num_utterances, _BATCH_SIZE.value, _SECONDS.value), **kw)
     seconds.append(time.perf_counter() - start)
   out = {'preset': preset, 'utterances': num_utterances, 'frames': result.frames,

@@ -42,6 +42,7 @@ import numpy as np
 from navai_jax.recognizer import features
 from navai_jax.recognizer import model
 from navai_jax.training import parallel
+from navai_jax.recognizer import ctc
 from navai_jax.training import train
 from navai_jax.recognizer import vocab
 import train_benchmark
@@ -100,15 +101,15 @@ def main(argv):
   output_lengths_B = model.output_length(model.layer_specs(config.model), frames_B)
   logits_BxUxV, _ = jax.jit(lambda x: model.Wav2Letter(config.model).apply(
       state.variables, x, train=False))(x_BxTxF)
-  ctc_args = (logits_BxUxV, train.logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
+  ctc_args = (logits_BxUxV, ctc.logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
               batch['labels'], batch['label_paddings'], batch['weights'])
   unrolls = [int(u) for u in _UNROLLS.value]
   variants = [('optax', 1)] + [('forward_backward', u) for u in unrolls]
   name_of = lambda impl, unroll: 'optax' if impl == 'optax' else f'forward_backward/{unroll}'
   for impl, unroll in variants:
-    loss = functools.partial(train.ctc_loss, implementation=impl, unroll=unroll)
-    ctc = compile_(jax.jit(jax.value_and_grad(loss)), *ctc_args)
-    seconds[f'ctc {name_of(impl, unroll)}'] = time_it(lambda: ctc(*ctc_args))
+    loss = functools.partial(ctc.batch_loss, implementation=impl, unroll=unroll)
+    loss_and_grad = compile_(jax.jit(jax.value_and_grad(loss)), *ctc_args)
+    seconds[f'ctc {name_of(impl, unroll)}'] = time_it(lambda: loss_and_grad(*ctc_args))
   best_unroll = min(unrolls, key=lambda u: seconds[f'ctc forward_backward/{u}'])
 
   for impl, unroll in [('optax', 1), ('forward_backward', best_unroll)]:
@@ -117,7 +118,7 @@ def main(argv):
                                               ml_collections.FrozenConfigDict(config))),
                     state, device_batch)
     seconds[f'step {name_of(impl, unroll)}'] = time_it(lambda: step(state, device_batch))
-  with mock.patch.object(train, 'ctc_loss', blank_loss):
+  with mock.patch.object(ctc, 'batch_loss', blank_loss):
     no_ctc = compile_(jax.jit(functools.partial(train.train_step, frozen)), state,
                       device_batch)
   seconds['step without CTC'] = time_it(lambda: no_ctc(state, device_batch))

@@ -19,7 +19,7 @@ from absl import flags
 from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.recognizer import vocab
-from navai_jax.stages import workflows
+from navai_jax.stages import figure1
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -49,10 +49,10 @@ def main(argv):
                                                              overrides)
   out_dir = Path(_OUT_DIR.value or Path(_WORKDIR.value) / 'activation_max')
   letter = _LETTER.value
-  frame, results = workflows.figure1(config, variables, step, str(out_dir), split=_SPLIT.value,
-                                     letter=letter, high_layer=_HIGH_LAYER.value,
-                                     frame_index=_FRAME_INDEX.value,
-                                     max_utterances=_MAX_UTTERANCES.value)
+  frame, results = figure1.run(config, variables, step, str(out_dir), split=_SPLIT.value,
+                               letter=letter, high_layer=_HIGH_LAYER.value,
+                               frame_index=_FRAME_INDEX.value,
+                               max_utterances=_MAX_UTTERANCES.value)
   for layer, (channel, result) in results.items():
     print(f'layer {layer:2d} channel {channel:4d}: activation {float(result.activation_I[0]):+.3f}'
           f' -> {float(result.activation_I[-1]):+.3f} over {len(result.activation_I)} steps')

@@ -23,7 +23,7 @@ from absl import flags
 
 from navai_jax.training import checkpoints
 from navai_jax.stages import cli
-from navai_jax.stages import workflows
+from navai_jax.stages import evaluate_attributions
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -39,7 +39,7 @@ def main(argv):
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
                                                              overrides)
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'attributions')
-  _, table = workflows.evaluate_attributions(config, variables, step, out_dir, progress=True)
+  _, table = evaluate_attributions.run(config, variables, step, out_dir, progress=True)
   print(table)
   print(f'Written to {out_dir}')
 

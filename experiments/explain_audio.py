@@ -20,7 +20,7 @@ from absl import flags
 from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.introspection import lrp
-from navai_jax.stages import workflows
+from navai_jax.stages import explain_audio
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -38,9 +38,9 @@ def main(argv):
   del argv
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value)
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'explain')
-  done = workflows.explain_audio(config, variables, step, _AUDIO.value, out_dir,
-                                 letters=_LETTERS.value, frames_per_letter=_FRAMES_PER_LETTER.value,
-                                 lrp_rule=_LRP_RULE.value)
+  done = explain_audio.run(config, variables, step, _AUDIO.value, out_dir,
+                           letters=_LETTERS.value, frames_per_letter=_FRAMES_PER_LETTER.value,
+                           lrp_rule=_LRP_RULE.value)
   for item in done:
     if 'error' in item:
       continue

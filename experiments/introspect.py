@@ -20,7 +20,7 @@ from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.introspection import lrp
 from navai_jax.recognizer import vocab
-from navai_jax.stages import workflows
+from navai_jax.stages import figure2
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -47,10 +47,10 @@ def main(argv):
                                                            _DATA_SOURCE())
   out_dir = Path(_OUT_DIR.value or Path(_WORKDIR.value) / 'introspect')
   letter = _LETTER.value
-  result = workflows.figure2(config, variables, step, str(out_dir), split=_SPLIT.value,
-                             letter=letter, num_frames=_NUM_FRAMES.value,
-                             utterance=_UTTERANCE.value, lrp_rule=_LRP_RULE.value,
-                             output=_OUTPUT.value, max_utterances=_MAX_UTTERANCES.value)
+  result = figure2.run(config, variables, step, str(out_dir), split=_SPLIT.value,
+                       letter=letter, num_frames=_NUM_FRAMES.value,
+                       utterance=_UTTERANCE.value, lrp_rule=_LRP_RULE.value,
+                       output=_OUTPUT.value, max_utterances=_MAX_UTTERANCES.value)
   if len(result['windows']) < _NUM_FRAMES.value:
     print(f'Only {len(result["windows"])} frames of {letter!r} found.')
   for u, n, p, s, r in zip(result['ids'], result['positions'], result['probability'],

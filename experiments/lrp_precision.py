@@ -44,7 +44,7 @@ def main(argv):
         f'{np.percentile(error, 90):.1e}, max {error.max():.1e}; over 1%: {(error > 0.01).sum()} '
         f'frames; lowest correlation {r["correlation"].min():.6f}')
   print(f'ill-conditioned share: median {np.median(share):.1e}, frames with some '
-        f'{(share > 0).sum()}; of the frames over 1%: {[f'{v:.3f}' for v in share[error > 0.01]]}; '
+        f'{(share > 0).sum()}; of the frames over 1%: {[f"{v:.3f}" for v in share[error > 0.01]]}; '
         f'Spearman (error, share) {scipy.stats.spearmanr(error, share)[0]:.2f}')
 
 

@@ -15,7 +15,7 @@ rerun, alone):
                         alignment-quality table in milliseconds (the training split, as in
                         the paper; --navai_split=dev for the held-out voices); the same pass
                         profiles the outputs of all twelve layers
-7. `layers.py`          where phonemes form: the layer profiles clustered against phonetic
+7. `layer_clusters.py`  where phonemes form: the layer profiles clustered against phonetic
                         categories, layer by layer (NMI, ARI, chance level)
 8. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
                         deletion/insertion, randomisation, robustness, localisation and
@@ -30,13 +30,15 @@ long it takes and what it reaches with the defaults (6 hours of speech, 4,500 st
 import json
 import os
 from pathlib import Path
-import statistics
 import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
+
+from navai_jax.configs import default
+from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/espeak_corpus', 'Corpus folder.')
 _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.')
@@ -72,16 +74,6 @@ flags.register_validator('navai_utterances', lambda n: n >= 0, '--navai_utteranc
 flags.register_validator('attribution_frames', lambda n: n >= 1,
                          '--attribution_frames must be >= 1.')
 
-SCHEDULE_FILE = 'schedule.json'
-# Steps measured for the step time: windows of MEASURE_EVERY steps between these two steps,
-# inside the warmup, where the learning rate does not depend on the schedule's length.
-MEASURE_FROM, MEASURE_TO, MEASURE_EVERY = 20, 100, 10
-SCHEDULE_QUANTUM = 500
-# The 2-core reference machine (docs/results.md): a `small` training step, and the stages after
-# training (evaluation to report) at the default stage sizes. Only for telling how long the
-# job is expected to take; nothing the job computes depends on them.
-REFERENCE_STEP_SECONDS, REFERENCE_REST_MINUTES = 0.180, 10.1
-
 EXPERIMENTS = Path(__file__).resolve().parent
 
 
@@ -96,77 +88,47 @@ def run_stage(number: int, title: str, script: str, *args: str) -> float:
   return time.time() - start
 
 
-def preset_train_config():
-  """The `train` section of the preset (read here; the stages run in their own processes)."""
-  sys.path.insert(0, str(EXPERIMENTS.parent))
-  from navai_jax.configs import default  # pylint: disable=g-import-not-at-top
-  return default.get_config(_PRESET.value).train
-
 def sized_schedule(workdir: str, train_args: list[str]) -> tuple[int, float]:
-  """The number of training steps that fits --train_minutes on this machine, and the seconds
-  spent finding it (only where --train_minutes asks for it).
-
-  Trains the first MEASURE_TO steps (the warmup, whose learning rate does not depend on the
-  schedule's length, so the run is the one a run with the final schedule makes), logging every
-  MEASURE_EVERY steps. The step time is the median over the windows of MEASURE_EVERY steps
-  between MEASURE_FROM and MEASURE_TO, so that a window in which a new batch shape was
-  compiled does not count; what the first steps spent beyond that step time (compiling) is
-  counted again for the next process, which compiles again. The schedule is sized to the
-  budget, rounded down to SCHEDULE_QUANTUM steps, at most the preset's, and kept in
-  WORKDIR/schedule.json, so that a rerun resumes the same schedule.
-  """
-  path = Path(workdir) / SCHEDULE_FILE
-  if path.is_file():
-    chosen = json.loads(path.read_text())
-    print(f'\n=== Training schedule: {chosen["num_steps"]} steps (chosen before, {path})')
-    return chosen['num_steps'], 0.0
-  train = preset_train_config()
-  if train.warmup_steps < MEASURE_TO or train.num_steps <= MEASURE_TO:
+  """The steps that fit --train_minutes on this machine (`schedule.sized`), and the seconds
+  spent finding them: the first MEASURE_TO steps of the run, trained here, whose learning rate
+  does not depend on the schedule's length (so the run is the one the final schedule makes)."""
+  kept = schedule.read(workdir)
+  if kept is not None:
+    print(f'\n=== Training schedule: {kept["num_steps"]} steps (chosen before, {workdir})')
+    return kept['num_steps'], 0.0
+  train = default.get_config(_PRESET.value).train
+  if train.warmup_steps < schedule.MEASURE_TO or train.num_steps <= schedule.MEASURE_TO:
     return train.num_steps, 0.0  # A preset too short to measure in (tiny): as it is.
-  spent = run_stage(2, f'Training, first {MEASURE_TO} steps (measuring the step time)',
-                    'train.py', *train_args, f'--config.train.num_steps={MEASURE_TO}',
-                    '--config.train.eval_every=0', f'--config.train.log_every={MEASURE_EVERY}')
-  elapsed = {}
-  for line in (Path(workdir) / 'metrics.jsonl').read_text().splitlines():
-    record = json.loads(line)
-    if 'loss' in record:
-      elapsed[record['step']] = record['elapsed_seconds']
-  marks = range(MEASURE_FROM, MEASURE_TO + 1, MEASURE_EVERY)
-  if any(m not in elapsed for m in marks):
-    sys.exit(f'main.py: {workdir}/metrics.jsonl lacks the training time of steps '
-             f'{MEASURE_FROM}, {MEASURE_FROM + MEASURE_EVERY}, ..., {MEASURE_TO}, which size '
-             f'the schedule; remove {workdir} (or pass --workdir=another) and run again.')
-  per_step = statistics.median((elapsed[b] - elapsed[a]) / MEASURE_EVERY
-                               for a, b in zip(marks, marks[1:]))
-  compiling = max(0.0, elapsed[MEASURE_TO] - MEASURE_TO * per_step)
-  budget = _TRAIN_MINUTES.value * 60 - elapsed[MEASURE_TO] - compiling
-  fits = MEASURE_TO + int(budget / per_step)
-  steps = max(SCHEDULE_QUANTUM, min(train.num_steps, fits // SCHEDULE_QUANTUM * SCHEDULE_QUANTUM))
-  chosen = {'num_steps': steps, 'seconds_per_step': per_step, 'compile_seconds': compiling,
-            'train_minutes': _TRAIN_MINUTES.value, 'preset_num_steps': train.num_steps}
-  path.write_text(json.dumps(chosen, indent=1) + '\n')
-  print(f'\n=== Training schedule: {per_step * 1e3:.0f} ms per step here, so {steps} of the '
-        f'preset\'s {train.num_steps} steps fit {_TRAIN_MINUTES.value:.1f} minutes (a shorter '
-        'schedule, run to its end; its model depends on this machine\'s speed).')
-  return steps, spent
+  spent = run_stage(2, f'Training, first {schedule.MEASURE_TO} steps (measuring the step time)',
+                    'train.py', *train_args, f'--config.train.num_steps={schedule.MEASURE_TO}',
+                    '--config.train.eval_every=0',
+                    f'--config.train.log_every={schedule.MEASURE_EVERY}')
+  try:
+    timing = schedule.step_time((Path(workdir) / 'metrics.jsonl').read_text().splitlines())
+  except ValueError as e:
+    sys.exit(f'main.py: {workdir}/{e}')
+  chosen = schedule.sized(*timing, _TRAIN_MINUTES.value, train.num_steps)
+  schedule.write(workdir, chosen)
+  print(f'\n=== Training schedule: {chosen["seconds_per_step"] * 1e3:.0f} ms per step here, so '
+        f'{chosen["num_steps"]} of the preset\'s {train.num_steps} steps fit '
+        f'{_TRAIN_MINUTES.value:.1f} minutes (a shorter schedule, run to its end; its model '
+        'depends on this machine\'s speed).')
+  return chosen['num_steps'], spent
 
 
 def fixed_schedule(workdir: str) -> int:
   """--train_steps (or the preset's), refusing a workdir trained to another schedule."""
-  steps = _TRAIN_STEPS.value or preset_train_config().num_steps
-  path = Path(workdir) / SCHEDULE_FILE
-  if path.is_file() and json.loads(path.read_text())['num_steps'] != steps:
-    sys.exit(f'main.py: {workdir} was trained to a schedule of '
-             f'{json.loads(path.read_text())["num_steps"]} steps ({path}), not {steps}; pass '
-             'that --train_steps to resume it, or another --workdir.')
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps({'num_steps': steps}, indent=1) + '\n')
+  steps = _TRAIN_STEPS.value or default.get_config(_PRESET.value).train.num_steps
+  try:
+    schedule.fixed(workdir, steps)
+  except ValueError as e:
+    sys.exit(f'main.py: {e}')
   if _PRESET.value == 'small':
-    train = steps * REFERENCE_STEP_SECONDS / 60
+    train = steps * schedule.REFERENCE_STEP_SECONDS / 60
     print(f'\n=== Training schedule: {steps} steps, fixed. On the 2-core reference machine '
-          f'that is ~{train:.0f} minutes of training and ~{train + REFERENCE_REST_MINUTES:.0f} '
-          'for the stages from here on; a slower or busier machine takes longer for the same '
-          'model.')
+          f'that is ~{train:.0f} minutes of training and '
+          f'~{train + schedule.REFERENCE_REST_MINUTES:.0f} for the stages from here on; a '
+          'slower or busier machine takes longer for the same model.')
   return steps
 
 
@@ -200,11 +162,11 @@ def main(argv):
                                'navai.py', f'--workdir={workdir}',
                                f'--config.navai.split={_NAVAI_SPLIT.value}',
                                f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}')
-  seconds['layers'] = run_stage(7, 'Layer profiles (where phonemes form)', 'layers.py',
-                                f'--workdir={workdir}',
-                                f'--config.navai.split={_NAVAI_SPLIT.value}',
-                                f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}',
-                                '--config.layers.permutations=200')
+  seconds['layer_clusters'] = run_stage(
+      7, 'Layer profiles (where phonemes form)', 'layer_clusters.py', f'--workdir={workdir}',
+      f'--config.navai.split={_NAVAI_SPLIT.value}',
+      f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}',
+      '--config.layer_clusters.permutations=200')
   seconds['attributions'] = run_stage(
       8, 'Attribution evaluation (faithfulness, randomisation, localisation)',
       'evaluate_attributions.py', f'--workdir={workdir}',
@@ -230,7 +192,8 @@ def main(argv):
       'Supplement A, t-maps, phonemes': os.path.join(workdir, 'navai', 'supplement_a_*.png'),
       'alignment quality (ms)': os.path.join(workdir, 'navai', 'quality.md'),
       'sounds of the patterns': os.path.join(workdir, 'navai', 'sound', '*.wav'),
-      'layer profiles, where phonemes form': os.path.join(workdir, 'layers', 'clustering.md'),
+      'layer profiles, where phonemes form': os.path.join(workdir, 'layer_clusters',
+                                                          'clustering.md'),
       'attribution evaluation (table, curves)': os.path.join(workdir, 'attributions',
                                                              'attributions.md'),
   }

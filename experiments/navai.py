@@ -40,7 +40,7 @@ import jax
 from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.recognizer import vocab
-from navai_jax.stages import workflows
+from navai_jax.stages import navai_split
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
@@ -58,7 +58,7 @@ def main(argv):
   config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
                                                              overrides)
   out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'navai')
-  result, report = workflows.navai(config, variables, step, out_dir, workdir=_WORKDIR.value,
+  result, report = navai_split.run(config, variables, step, out_dir, workdir=_WORKDIR.value,
                                    progress=True)
   if jax.process_index():
     return  # Process 0 reports and writes the merged result.

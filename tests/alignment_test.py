@@ -53,14 +53,16 @@ def test_alignment_positions_take_time_of_extremes():
   maps[1, 5, 0] = -1.0
   maps[2, 100, 3], maps[2, 3, 3] = 1.0, -1.0
   maps = jnp.asarray(maps)
-  np.testing.assert_array_equal(alignment.alignment_positions('sensitivity_max', maps), [17, 40, 100])
-  np.testing.assert_array_equal(alignment.alignment_positions('sensitivity_min', maps), [190, 5, 3])
-  np.testing.assert_array_equal(alignment.alignment_positions('lrp_max', None, maps), [17, 40, 100])
-  np.testing.assert_array_equal(alignment.alignment_positions('none', num_frames=2), [103, 103])
+  positions = lambda method, **maps_: alignment.alignment_positions(method, maps_, 3)
+  np.testing.assert_array_equal(positions('sensitivity_max', sensitivity=maps), [17, 40, 100])
+  np.testing.assert_array_equal(positions('sensitivity_min', sensitivity=maps), [190, 5, 3])
+  np.testing.assert_array_equal(positions('lrp_max', lrp=maps), [17, 40, 100])
+  np.testing.assert_array_equal(alignment.alignment_positions('none', {}, 2), [103, 103])
+  assert alignment.maps_needed(('none', 'sensitivity_min', 'lrp_max')) == {'sensitivity', 'lrp'}
   with pytest.raises(ValueError, match='Unknown alignment method'):
-    alignment.alignment_positions('lrp_min', maps)
+    positions('lrp_min', lrp=maps)
   with pytest.raises(ValueError, match='needs its attribution map'):
-    alignment.alignment_positions('lrp_max', maps)
+    positions('lrp_max', sensitivity=maps)
   with pytest.raises(ValueError, match='Unknown fill'):
     alignment.cut_aligned(maps, jnp.array([206] * 3), jnp.arange(3), jnp.zeros(3, int),
                       jnp.zeros(3, int), 'mirror')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from navai_jax.training import augment
-from navai_jax.core import rules
+from navai_jax.training import train
 from navai_jax.recognizer import features
 from navai_jax.configs import default
 
@@ -106,4 +106,4 @@ def test_augment_config_out_of_range(field, value):
   config = default.get_config('tiny')
   config.augment[field] = value
   with pytest.raises(ValueError, match=f'augment.{field}'):
-    rules.check(config)
+    train.check_config(config)

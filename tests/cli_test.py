@@ -10,12 +10,13 @@ import pytest
 from navai_jax.training import checkpoints
 from navai_jax.configs import default
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_run_turns_value_errors_into_one_line(tmp_path):
   script = tmp_path / 'fails.py'
-  script.write_text('from navai_jax import cli\n\n'
+  script.write_text('from navai_jax.stages import cli\n\n'
                     'def main(argv):\n  raise ValueError("--letter must be a-z, got 7")\n\n'
                     'cli.run(main)\n')
   done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -17,7 +17,10 @@ import atexit
 import itertools
 import json
 import os
+import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 import types
 
@@ -37,6 +40,7 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import soundfile as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -45,6 +49,11 @@ from navai_jax.recognizer import model  # pylint: disable=g-import-not-at-top,wr
 from navai_jax.recognizer import network  # pylint: disable=g-import-not-at-top,wrong-import-position
 from navai_jax.recognizer import vocab  # pylint: disable=g-import-not-at-top,wrong-import-position
 from navai_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.training import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.training import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+from navai_jax.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # (kernel, stride, features) of a small network whose receptive field is 10 frames of 5 bins.
 SMALL_NET = ((4, 2, 6), (3, 1, 6), (2, 1, 4))
@@ -201,7 +210,6 @@ def tones():
 @pytest.fixture(scope='session')
 def tones_run(tmp_path_factory, tones):
   """An uninterrupted training run of `tones.config()` (32 steps): (workdir, final state)."""
-  from navai_jax import train  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('tones_run')
   state = train.train(tones.config(), workdir, train_batches=tones.train_batches,
                       eval_batches=tones.eval_batches)
@@ -245,7 +253,7 @@ def write_split():
 
 # Noise utterances for the NAvAI pass and the layer profiles.
 
-def noise_batches(num_batches, rows=4, samples=30000, seed=0):
+def _noise_batches(num_batches, rows=4, samples=30000, seed=0):
   """Batches of noise utterances as `data.batches(..., train=False)` yields them; the last row
   of batch 1 is a filler (weight 0). Utterance ids 1-1-BR (batch B, row R)."""
   rng = np.random.default_rng(seed)
@@ -260,6 +268,12 @@ def noise_batches(num_batches, rows=4, samples=30000, seed=0):
                 'id': np.array([f'1-1-{b:02d}{r}' for r in range(rows)]),
                 'text': np.array(['x'] * rows)})
   return out
+
+
+@pytest.fixture(scope='session')
+def noise_batches():
+  """`noise_batches(num_batches, rows=4, samples=30000, seed=0)`: see `_noise_batches`."""
+  return _noise_batches
 
 
 @pytest.fixture
@@ -305,3 +319,62 @@ def _wait_for_hosts(hosts, logs):
 def local_hosts():
   """`.start(command, logs)` and `.wait(hosts, logs)` for multi-process tests."""
   return types.SimpleNamespace(start=_start_hosts, wait=_wait_for_hosts)
+
+
+# A run of the stages: the letter-biased `tiny` model on a noise corpus with true times.
+
+@pytest.fixture(scope='session')
+def stage_run(tmp_path_factory, tiny_variables, write_split):
+  """The letter-biased `tiny` model on a dev split of noise with true letter times."""
+  root = tmp_path_factory.mktemp('stages')
+  rng = np.random.default_rng(0)
+  texts = ['cat sat', 'a dog', 'bee', 'hello you']
+  write_split(root / 'corpus', 'dev', texts, timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  config, variables = tiny_variables(0, jnp.float32, letter_bias=True)
+  config.data.source = f'folder:{root / "corpus"}'
+  config.data.reader = 'direct'
+  config.am.steps = 5
+  config.navai.frame_batch = 8
+  config.navai.sonify_iterations = 3
+  config.navai.save_every = 1
+  config.navai.layers = ()  # the layer profiles' own test profiles layers 1, 5, 11, 12
+  config.layer_clusters.dendrogram_layers = (1, 11)
+  config.layer_clusters.figure_layer = 5
+  config.layer_clusters.min_frames = 2
+  config.layer_clusters.permutations = 20
+  config.layer_clusters.top_channels = 2
+  config.layer_clusters.letters = ('e',)
+  config.layer_clusters.figure_phonemes = ('a', 't')
+  return root, config, variables
+
+
+def _saved_run(workdir, config, variables):
+  """A training run folder holding `variables` as its step-3 checkpoint."""
+  checkpoints.write_config(workdir, config)
+  state = train.jit_init_state(ml_collections.FrozenConfigDict(config),
+                               parallel.make_mesh(jax.devices()[:1]))()
+  state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+  mngr = checkpoints.manager(workdir)
+  checkpoints.save(mngr, 3, state, {'elapsed_seconds': 1.0})
+  mngr.wait_until_finished()
+
+
+def _script(name, workdir, *args):
+  """`experiments/NAME.py --workdir=WORKDIR ARGS...` in a subprocess, its output captured."""
+  return subprocess.run([sys.executable, f'experiments/{name}.py', f'--workdir={workdir}',
+                         *args], cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
+                        capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope='session')
+def saved_run():
+  """`saved_run(workdir, config, variables)`: a training run folder holding `variables`."""
+  return _saved_run
+
+
+@pytest.fixture(scope='session')
+def run_script():
+  """`run_script(NAME, workdir, *args)`: experiments/NAME.py in a subprocess, output captured."""
+  return _script
+

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from navai_jax.speech import data
 from navai_jax.speech import sources
+from navai_jax.speech import tfds_records
 from navai_jax.recognizer import vocab
 from navai_jax.configs import default
 
@@ -157,7 +158,7 @@ def test_direct_reader_gives_the_tfds_split(corpus):
       np.testing.assert_array_equal(getattr(direct, field), getattr(via_tfds, field))
       assert getattr(direct, field).dtype == getattr(via_tfds, field).dtype, field
     assert isinstance(direct.records, sources.FlacFiles)
-    assert isinstance(via_tfds.records, (sources.TfdsRecords, sources._Concatenated))
+    assert isinstance(via_tfds.records, (tfds_records.TfdsRecords, tfds_records.Concatenated))
     for u in range(len(direct)):
       np.testing.assert_array_equal(direct.read(u), via_tfds.read(u))
 

@@ -10,6 +10,7 @@ import pytest
 
 from navai_jax.core import files
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,7 +56,7 @@ def test_a_locked_folder_refuses_a_second_holder_until_the_first_one_ends(tmp_pa
     pass
   # A holder that is killed frees the folder (the operating system drops its lock).
   holder = subprocess.Popen([sys.executable, '-c', (
-      'import sys, time; from navai_jax import files\n'
+      'import sys, time; from navai_jax.core import files\n'
       f'with files.locked({str(tmp_path / "run")!r}, "a killed run"):\n'
       '  print("held", flush=True); time.sleep(60)')], stdout=subprocess.PIPE, text=True,
       env={**os.environ, 'PYTHONPATH': str(ROOT)})

@@ -8,16 +8,16 @@ import ml_collections
 import numpy as np
 import pytest
 
-import conftest
 from navai_jax.introspection import alignment
-from navai_jax.recognizer import features
+from navai_jax.introspection import dataset_pass
 from navai_jax.introspection import layer_profiles
-from navai_jax.recognizer import model
 from navai_jax.introspection import navai
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
 from navai_jax.recognizer import network
-from navai_jax.training import parallel
-from navai_jax.speech import phoneme_times
 from navai_jax.recognizer import vocab
+from navai_jax.speech import phoneme_times
+from navai_jax.training import parallel
 
 LAYERS = (1, 2, 9, 10, 12)
 
@@ -63,24 +63,26 @@ def _shift_by_hand(act_ZxC, position):
 
 
 def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_alignment(
-    tiny, timings):
+    tiny, timings, noise_batches):
   config, variables = tiny
-  batches = conftest.noise_batches(2)
+  batches = noise_batches(2)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  kw = dict(methods=alignment.ALIGNMENTS, fill='zeros', frame_batch=8)
-  result = navai.run_pass(config, variables, batches, layers=LAYERS, timings=timings,
-                          phoneme_classes=('a', 't'), mesh=mesh, **kw)
-  step = navai.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, kw['methods'],
-                              kw['fill'], kw['frame_batch'])
+  settings = navai.Settings(alignment.ALIGNMENTS, fill='zeros', frame_batch=8, layers=LAYERS)
+  result = dataset_pass.run_pass(config, variables, batches, settings, timings=timings,
+                                 phoneme_classes=('a', 't'), mesh=mesh)
+  # The step without layers: its positions are the pass's NAvAI positions.
+  step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh,
+                                     navai.Settings(alignment.ALIGNMENTS, fill='zeros',
+                                                    frame_batch=8))
   specs = model.layer_specs(config.model)
   layers = network.layers_from_variables(config, variables)
-  names = layer_profiles.ALIGNMENTS
+  names = layer_profiles.LAYER_ALIGNMENTS
   found = []  # (letter, token, window, NAvAI positions, phoneme track or None)
   for batch in batches:
     x, _ = features.log_mel(jnp.asarray(batch['audio']), jnp.asarray(batch['audio_lengths']),
                             config)
     x = np.asarray(x)
-    state = navai.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
+    state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
     _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
                                 batch['weights'], np.full(x.shape[:2], -1, np.int32))
     tokens, positions = np.asarray(tokens), np.asarray(positions)
@@ -107,7 +109,7 @@ def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_ali
           label = position * jump + (field - 1) // 2
         else:
           label = alignment.CENTRE if name == 'none' else navai_positions[
-              list(kw['methods']).index(name)]
+              alignment.ALIGNMENTS.index(name)]
           position = int(np.clip(np.floor((label - (field - 1) / 2) / jump + 0.5), 0,
                                  act.shape[0] - 1))
         phonemes.append(-1 if track is None else track[label])
@@ -163,8 +165,8 @@ def test_contrastive_profiles_subtract_the_mean_over_classes():
   count = np.array([3.0, 0.0, 1.0, 6.0])
   mean = rng.normal(size=(4, 5, 2))
   m = layer_profiles.Sums(count, mean * count[:, None, None])
-  plain = layer_profiles.contrastive(m)
-  weighted = layer_profiles.contrastive(m, baseline='frames')
+  plain = layer_profiles.contrastive_profiles(m)
+  weighted = layer_profiles.contrastive_profiles(m, baseline='frames')
   has = count > 0
   np.testing.assert_allclose(plain['contrastive'][has], (mean - mean[has].mean(0))[has],
                              rtol=1e-5, atol=1e-6)
@@ -173,16 +175,16 @@ def test_contrastive_profiles_subtract_the_mean_over_classes():
                              atol=1e-6)
   assert np.isnan(plain['contrastive'][1]).all() and np.isnan(plain['mean'][1]).all()
   with pytest.raises(ValueError, match="Unknown normalization baseline 'letters'"):
-    layer_profiles.contrastive(m, baseline='letters')
+    layer_profiles.contrastive_profiles(m, baseline='letters')
 
 
-def test_bad_layers_and_alignments_are_named(tiny):
+def test_bad_layers_and_alignments_are_named(tiny, noise_batches):
   config, variables = tiny
-  batch = conftest.noise_batches(1)[0]
+  batch = noise_batches(1)[0]
+  run = lambda **kw: dataset_pass.run_pass(config, variables, [batch], navai.Settings(**kw))
   with pytest.raises(ValueError, match=r'Layer numbers must lie in 1\.\.12, got 13'):
-    navai.run_pass(config, variables, [batch], layers=(1, 13))
+    run(layers=(1, 13))
   with pytest.raises(ValueError, match='Unknown layer alignment'):
-    navai.run_pass(config, variables, [batch], layers=(1,), layer_alignments=('centre',))
+    run(layers=(1,), layer_alignments=('centre',))
   with pytest.raises(ValueError, match='lrp_max is carried from NAvAI'):
-    navai.run_pass(config, variables, [batch], methods=('none',), layers=(1,),
-                   layer_alignments=('none', 'lrp_max'))
+    run(methods=('none',), layers=(1,), layer_alignments=('none', 'lrp_max'))

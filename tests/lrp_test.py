@@ -14,6 +14,7 @@ from navai_jax.introspection import lrp
 from navai_jax.recognizer import network
 from navai_jax.recognizer import model
 
+
 def rel_error(a, b):
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 

@@ -12,6 +12,7 @@ import nbclient
 import nbformat
 import pytest
 
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
 
@@ -26,8 +27,8 @@ def test_notebook_uses_only_existing_library_names(path):
   tree = ast.parse('\n\n'.join(_code_cells(path)))
   modules = {}
   for node in ast.walk(tree):
-    if isinstance(node, ast.ImportFrom) and node.module == 'navai_jax':
-      modules.update({a.asname or a.name: importlib.import_module(f'navai_jax.{a.name}')
+    if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('navai_jax.'):
+      modules.update({a.asname or a.name: importlib.import_module(f'{node.module}.{a.name}')
                       for a in node.names})
     assert not isinstance(node, (ast.FunctionDef, ast.ClassDef)), 'the notebook defines code'
   used = [(n.value.id, n.attr) for n in ast.walk(tree)

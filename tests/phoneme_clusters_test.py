@@ -52,7 +52,7 @@ def test_profiles_built_to_match_the_categories_score_one():
   categories = [c for c in phoneme_clusters.CATEGORIES for _ in range(6)]
   prototypes = {c: rng.normal(size=200) for c in phoneme_clusters.CATEGORIES}
   profiles = np.stack([prototypes[c] + 0.2 * rng.normal(size=200) for c in categories])
-  s = phoneme_clusters.score(profiles, categories, permutations=200)
+  s = phoneme_clusters.score_clustering(profiles, categories, permutations=200)
   assert s['nmi'] == pytest.approx(1.0) and s['ari'] == pytest.approx(1.0)
   assert s['nmi_p'] == s['ari_p'] == pytest.approx(1 / 201)
   assert s['nmi_chance_95'] < 0.6 and abs(s['ari_chance']) < 0.05
@@ -65,7 +65,7 @@ def test_profiles_that_ignore_the_categories_score_chance():
   nmi, ari, chance = [], [], []
   for seed in range(10):
     profiles = np.random.default_rng(seed).normal(size=(len(categories), 100))
-    s = phoneme_clusters.score(profiles, list(rng.permutation(categories)), permutations=100,
+    s = phoneme_clusters.score_clustering(profiles, list(rng.permutation(categories)), permutations=100,
                                seed=seed)
     nmi.append(s['nmi'])
     ari.append(s['ari'])

@@ -47,11 +47,11 @@ def run_folder(tmp_path):
       'per_speaker': {'7': {'ler': 0.25, 'wer': 0.5, 'num_utterances': 8}}}))
   for name in ('activation_max/figure1_a.png', 'introspect/figure2_a.png', 'navai/figure3.png',
                'navai/supplement_a_none.png', 'navai/tmaps_none.png', 'navai/phonemes.png',
-               'navai/quality.png', 'layers/clustering_by_layer.png',
-               'layers/dendrogram_layer1.png', 'attributions/attribution_curves.png'):
+               'navai/quality.png', 'layer_clusters/clustering_by_layer.png',
+               'layer_clusters/dendrogram_layer1.png', 'attributions/attribution_curves.png'):
     _png(run / name, name)
   (run / 'navai' / 'quality.md').write_text('| method | median (ms) |\n|---|---:|\n| none | 40 |\n')
-  (run / 'layers' / 'clustering.md').write_text('| layer | none |\n|---:|---:|\n| 1 | 0.5 |\n')
+  (run / 'layer_clusters' / 'clustering.md').write_text('| layer | none |\n|---:|---:|\n| 1 | 0.5 |\n')
   (run / 'navai' / 'sound').mkdir()
   for name in ('letter_a', 'phoneme_i_3a'):
     sf.write(run / 'navai' / 'sound' / f'{name}.wav',
@@ -79,14 +79,14 @@ def test_report_links_every_result_of_the_run(run_folder):
 
 
 def test_report_of_a_run_that_only_trained_names_what_is_missing(run_folder):
-  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layers', 'attributions'):
+  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layer_clusters', 'attributions'):
     path = run_folder / made
     path.unlink() if path.is_file() else shutil.rmtree(path)
   page = Path(report.write(run_folder)).read_text()
   assert 'Not in this run yet' in page
   for title, script in (('Evaluation on held-out voices', 'evaluate.py'),
                         ('Figure 1: activation maximization', 'activation_max.py'),
-                        ('Figure 3: NAvAI', 'navai.py'), ('where phonemes form', 'layers.py'),
+                        ('Figure 3: NAvAI', 'navai.py'), ('where phonemes form', 'layer_clusters.py'),
                         ('The attribution evaluation', 'evaluate_attributions.py')):
     assert re.search(f'<td>[^<]*{title}[^<]*</td><td>experiments/{script} --workdir=', page), title
   assert 'tensorboard --logdir' not in page  # this run wrote no TensorBoard folder

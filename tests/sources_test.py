@@ -69,7 +69,7 @@ def _tfds_librispeech(folder: Path, data_dir: Path, file_format: str) -> Path:
   The folder builder writes the same features as TFDS's LibriSpeech builder, so its files,
   renamed to LibriSpeech's dataset and split names, are what `tfds build librispeech` leaves.
   """
-  from navai_jax import tfds_folder  # pylint: disable=g-import-not-at-top
+  from navai_jax.speech import tfds_folder  # pylint: disable=g-import-not-at-top
   builder = tfds_folder.LibrispeechFolder(config=tfds_folder.folder_config(folder),
                                           data_dir=str(data_dir / '_build'))
   builder.download_and_prepare(file_format=file_format)
@@ -138,7 +138,7 @@ def test_an_index_reads_no_audio_and_batches_read_only_their_rows(tmp_path, monk
   config.data.read_threads = 0
   reads = []
   original = librispeech.read_flac
-  monkeypatch.setattr(layout, 'read_flac', lambda path: reads.append(path.name) or original(path))
+  monkeypatch.setattr(librispeech, 'read_flac', lambda path: reads.append(path.name) or original(path))
   split = data.load_split(config, 'train-clean-100+train-clean-360+train-other-500')
   assert reads == [] and len(split) == 6
   whole = next(data.batches(config, split='train-clean-100+train-clean-360+train-other-500',

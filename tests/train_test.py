@@ -8,6 +8,7 @@ and batches of one shape, so one compiled step serves them all within a test pro
 import functools
 import itertools
 import json
+import pickle
 import os
 import signal
 import subprocess
@@ -22,12 +23,14 @@ import numpy as np
 import optax
 import pytest
 
+from navai_jax.recognizer import ctc
 from navai_jax.training import checkpoints
 from navai_jax.training import evaluate
 from navai_jax.core import files
 from navai_jax.training import parallel
 from navai_jax.training import train
 from navai_jax.recognizer import vocab
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,15 +52,16 @@ def reference_run(tones_run):
 
 # Loss, schedule and optimizer.
 
+
 @pytest.mark.parametrize('implementation', train.CTC_IMPLEMENTATIONS)
 def test_ctc_loss_is_per_token_and_ignores_filler_rows(implementation):
   key = jax.random.key(0)
   logits = jax.random.normal(key, (3, 20, vocab.SIZE))
-  paddings = train.logit_paddings(jnp.array([20, 15, 20]), 20)
+  paddings = ctc.logit_paddings(jnp.array([20, 15, 20]), 20)
   labels = jnp.array([[3, 4, 5], [6, 7, 0], [8, 0, 0]])
   label_paddings = jnp.array([[0., 0, 0], [0, 0, 1], [0, 1, 1]])
   per = optax.ctc_loss(logits, paddings, labels, label_paddings, blank_id=0)
-  loss = train.ctc_loss(logits, paddings, labels, label_paddings, jnp.array([1., 1, 0]),
+  loss = ctc.batch_loss(logits, paddings, labels, label_paddings, jnp.array([1., 1, 0]),
                         implementation)
   np.testing.assert_allclose(loss, (per[0] + per[1]) / 5, rtol=1e-6)
   np.testing.assert_array_equal(paddings[1], [0] * 15 + [1] * 5)
@@ -105,6 +109,7 @@ def test_config_out_of_range(tones, field, value):
 
 
 # The step on one device and sharded.
+
 
 def test_sharded_step_equals_single_device_step(tones):
   """Two steps on one device and split over four give the same state.
@@ -157,6 +162,7 @@ def test_batch_that_does_not_split_over_devices(tones):
 
 
 # The loop.
+
 
 def test_training_lowers_the_loss_and_logs(tones, reference_run):
   workdir, state = reference_run
@@ -220,27 +226,33 @@ def test_killed_run_resumes_to_the_same_parameters(tones, reference_run, tmp_pat
   """SIGKILL after the checkpoint of step 8; the rerun ends where an uninterrupted run ends."""
   _, reference_state = reference_run
   workdir = tmp_path / 'killed'
+  # The process gets the fixture's config and batches as a file (steps 0..11 are all it reads).
+  with open(tmp_path / 'tones.pkl', 'wb') as f:
+    pickle.dump({'config': tones.config(), 'eval': tones.eval_batches(1),
+                 'train': list(itertools.islice(tones.train_batches(0, 1), 12))}, f)
   script = f"""
-import os, signal, sys, time
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+import os, pickle, signal, sys, time
+sys.path[:0] = [{str(ROOT)!r}]
 from pathlib import Path
-import conftest
 from navai_jax.training import train
 
+with open(sys.argv[2], 'rb') as f:
+  tones = pickle.load(f)
+
+
 def batches(start_step, batch_multiple):
-  for step, batch in enumerate(conftest._fake_train_batches(start_step, batch_multiple),
-                               start_step):
+  for step in range(start_step, len(tones['train'])):
     if step == 11:  # Steps 9..11 are done; checkpoint 8 was started after step 8.
       while not (Path(sys.argv[1]) / 'checkpoints' / '8').is_dir():
         time.sleep(0.05)
       os.kill(os.getpid(), signal.SIGKILL)
-    yield batch
+    yield tones['train'][step]
 
-train.train(conftest._tiny_train_config(), sys.argv[1], train_batches=batches,
-            eval_batches=conftest._fake_eval_batches)
+train.train(tones['config'], sys.argv[1], train_batches=batches,
+            eval_batches=lambda batch_multiple: tones['eval'])
 """
-  done = subprocess.run([sys.executable, '-c', script, str(workdir)], env=dict(os.environ),
-                        capture_output=True, text=True, timeout=600)
+  done = subprocess.run([sys.executable, '-c', script, str(workdir), str(tmp_path / 'tones.pkl')],
+                        env=dict(os.environ), capture_output=True, text=True, timeout=600)
   assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
   assert checkpoints.manager(workdir).all_steps() == [8]
   assert max(l['step'] for l in read_metrics(workdir)) == 10
@@ -419,6 +431,7 @@ def test_a_second_run_into_a_busy_workdir_refuses_and_leaves_it_alone(tones, tmp
 
 
 # Two hosts: `experiments/train.py --multihost` as two local processes of one device each.
+
 
 def _train_command(corpus, workdir, steps):
   return [sys.executable, 'experiments/train.py', f'--workdir={workdir}',

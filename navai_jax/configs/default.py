@@ -17,7 +17,7 @@ of them.
 
 Sections: `model`, `features`, `data`, `augment`, `train`, `eval` (training and evaluation);
 `am` (activation maximization, experiments/activation_max.py), `navai` (the dataset pass,
-experiments/navai.py), `layers` (the clustering of its layer profiles, experiments/layers.py)
+experiments/navai.py), `layers` (the clustering of its layer profiles, experiments/layer_clusters.py)
 and `attributions` (the attribution-evaluation suite,
 experiments/evaluate_attributions.py), which the introspection scripts take as
 `--config.SECTION.FIELD=VALUE` on top of the trained run's own config.
@@ -175,21 +175,21 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.layer_alignments = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max',
                               'lrp_max')
 
-  # Where phonemes form: clustering of the layer profiles (experiments/layers.py).
-  c.layers = ml_collections.ConfigDict()
-  c.layers.alignment = 'none'  # The layer alignment of the dendrograms and profile figures.
+  # Where phonemes form: clustering of the layer profiles (experiments/layer_clusters.py).
+  c.layer_clusters = ml_collections.ConfigDict()
+  c.layer_clusters.alignment = 'none'  # The layer alignment of the dendrograms and profile figures.
   # Contrastive profiles = class mean - the mean of the class means ('classes') or of all
   # frames ('frames', as navai.baseline).
-  c.layers.baseline = 'classes'
-  c.layers.categories = ''  # JSON phoneme -> category file; '' = eSpeak English's.
-  c.layers.min_frames = 20  # Phoneme classes with fewer frames are not clustered.
-  c.layers.permutations = 1000  # Shuffles of the categories for the chance baseline.
-  c.layers.dendrogram_layers = (1, 5, 9, 11)
-  c.layers.figure_layer = 5  # The layer of the profile and channel figures.
-  c.layers.figure_phonemes = ('a', 'i:', 'E', 's', 'z', 't', 'k', 'm', 'n', 'l')
-  c.layers.letters = ('a', 't')  # "Which channels carry letter X".
-  c.layers.top_channels = 4
-  c.layers.seed = 0
+  c.layer_clusters.baseline = 'classes'
+  c.layer_clusters.categories = ''  # JSON phoneme -> category file; '' = eSpeak English's.
+  c.layer_clusters.min_frames = 20  # Phoneme classes with fewer frames are not clustered.
+  c.layer_clusters.permutations = 1000  # Shuffles of the categories for the chance baseline.
+  c.layer_clusters.dendrogram_layers = (1, 5, 9, 11)
+  c.layer_clusters.figure_layer = 5  # The layer of the profile and channel figures.
+  c.layer_clusters.figure_phonemes = ('a', 'i:', 'E', 's', 'z', 't', 'k', 'm', 'n', 'l')
+  c.layer_clusters.letters = ('a', 't')  # "Which channels carry letter X".
+  c.layer_clusters.top_channels = 4
+  c.layer_clusters.seed = 0
 
   # The attribution-evaluation suite (SPEC §11; experiments/evaluate_attributions.py).
   c.attributions = ml_collections.ConfigDict()

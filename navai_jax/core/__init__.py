@@ -1,0 +1,5 @@
+"""What every floor uses: safe writes and folder locks (`files`), one format for the allowed
+values of a config section and one message for what breaks them (`rules`).
+
+May import: nothing of navai_jax.
+"""

@@ -1,6 +1,6 @@
 """The attribution-evaluation suite on a trained run: every method, every metric, one table.
 
-`evaluate(config, variables)` takes the frames of `config.attributions.split` (SPEC §4; at
+`evaluate_attributions(config, variables)` takes the frames of `config.attributions.split` (SPEC §4; at
 most `max_frames` of them, evenly spaced over `max_utterances` evenly spaced utterances),
 makes each method's maps, and scores them with `attribution_metrics`:
 
@@ -19,7 +19,6 @@ Every per-frame number is kept, so the table's means come with 95% confidence in
 """
 
 import concurrent.futures
-import dataclasses
 import functools
 import os
 from typing import Any, Callable, Optional
@@ -29,16 +28,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from navai_jax.introspection import alignment_quality
 from navai_jax.introspection import attribution
+from navai_jax.core import rules
 from navai_jax.faithfulness import metrics
-from navai_jax.speech import data
-from navai_jax.recognizer import features
-from navai_jax.introspection import frames as frames_lib
+from navai_jax.faithfulness import sampling
 from navai_jax.training import error_rates
 from navai_jax.recognizer import model
 from navai_jax.recognizer import network
-from navai_jax.speech import phoneme_times
 from navai_jax.recognizer import vocab
 
 Array = jax.Array
@@ -63,35 +59,21 @@ METHODS: dict[str, Optional[tuple[str, dict[str, Any]]]] = {
 METRICS = ('deletion', 'insertion', 'randomisation', 'random_logit', 'max_sensitivity',
            'localisation', 'sparseness', 'utterance_deletion')
 BASELINES = ('zero', 'bin_mean')
-# Methods scored at the same time (`evaluate`).
+RULES = {'attributions': [
+    ('split', bool, 'a split name'),
+    ('methods', *rules.subset_of(METHODS)), ('metrics', *rules.subset_of(METRICS)),
+    ('granularities', *rules.subset_of(metrics.GRANULARITIES)),
+    ('step', lambda v: 0 < v <= 1, 'a fraction of the units in (0, 1]'),
+    ('baseline', *rules.one_of(BASELINES)),
+    ('max_frames', *rules.at_least(1)), ('max_utterances', *rules.at_least(0)),
+    ('patch', *rules.at_least(1)), ('max_sensitivity_samples', *rules.at_least(1)),
+    ('max_sensitivity_radius', *rules.POSITIVE),
+    ('utterance_fractions', lambda v: all(0 <= p < 1 for p in v), 'fractions in [0, 1)'),
+    ('utterance_count', *rules.at_least(0)), ('frame_batch', *rules.at_least(1)),
+    ('seed', *rules.at_least(0)),
+]}
+# Methods scored at the same time (`evaluate_attributions`).
 _THREADS = 2
-
-
-def check_settings(settings: ml_collections.ConfigDict) -> None:
-  """One ValueError naming every unknown method, metric, granularity or bad number."""
-  problems = []
-  for what, given, valid in (('method', settings.methods, tuple(METHODS)),
-                             ('metric', settings.metrics, METRICS),
-                             ('granularity', settings.granularities, metrics.GRANULARITIES)):
-    unknown = [g for g in given if g not in valid]
-    if unknown or not given:
-      problems.append(f'unknown {what}(s) {", ".join(map(repr, unknown)) or "(none given)"}; '
-                      f'valid: {", ".join(valid)}')
-  if not 0 < settings.step <= 1:
-    problems.append(f'step must be a fraction of the units in (0, 1], got {settings.step}')
-  if settings.baseline not in BASELINES:
-    problems.append(f'unknown baseline {settings.baseline!r}; valid: {", ".join(BASELINES)}')
-  for field, least in (('max_frames', 1), ('max_utterances', 0), ('patch', 1),
-                       ('max_sensitivity_samples', 1), ('utterance_count', 0),
-                       ('frame_batch', 1), ('seed', 0)):
-    if not settings[field] >= least:
-      problems.append(f'{field} must be >= {least}, got {settings[field]}')
-  if not settings.max_sensitivity_radius > 0:
-    problems.append(f'max_sensitivity_radius must be > 0, got {settings.max_sensitivity_radius}')
-  if any(not 0 <= p < 1 for p in settings.utterance_fractions):
-    problems.append(f'utterance_fractions must lie in [0, 1), got {settings.utterance_fractions}')
-  if problems:
-    raise ValueError('Attribution evaluation: ' + '; '.join(problems) + '.')
 
 
 def explain_function(name: str, seed: int = 0) -> Callable[[network.Layers, Array, Array], Array]:
@@ -102,84 +84,6 @@ def explain_function(name: str, seed: int = 0) -> Callable[[network.Layers, Arra
     key = jax.random.key(seed)
     return lambda layers, x, t: fn(layers, x, t, key=key, **options)
   return lambda layers, x, t: fn(layers, x, t, **options)
-
-
-@dataclasses.dataclass
-class EvalFrames:
-  """The frames evaluated: windows, targets, and where known the letter's true span."""
-  windows_NxWxF: np.ndarray
-  targets_N: np.ndarray
-  ids: list[str]
-  positions_N: np.ndarray
-  inside_NxW: np.ndarray  # window columns inside the true span of the letter
-  has_span_N: np.ndarray  # False where no true span is known (no timing, unmatched letter)
-  utterances: list[tuple[np.ndarray, int, str, list[int]]]  # (x_TxF, frames, text, frame rows)
-  timed: bool  # whether the corpus has timing files for these utterances
-
-
-def _spans(config, tokens_U, frame_positions, text, times):
-  """Window-column masks `[n, W]` of the true spans of the frames at `frame_positions`."""
-  specs = model.layer_specs(config.model)
-  positions_UxM = np.full((len(tokens_U), 1), -1)
-  positions_UxM[frame_positions, 0] = 0
-  scores = alignment_quality.score_utterance(tokens_U, positions_UxM, text, times, config)
-  masks = {}
-  for u, (start_s, end_s) in zip(scores['position'], scores['span_s']):
-    first = model.window_start(specs, int(u))
-    time_W = features.frame_to_seconds(first + np.arange(model.RECEPTIVE_FIELD), config)
-    masks[int(u)] = (time_W >= start_s) & (time_W <= end_s)
-  return masks
-
-
-@functools.lru_cache(maxsize=4)
-def _frames_of_batch(config: ml_collections.FrozenConfigDict):
-  """jit: (variables, audio_BxA, lengths_B) -> (x_BxTxF, frames_B, valid_BxU, tokens_BxU)."""
-  def run(variables, audio_BxA, lengths_B):
-    x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
-    logits, _ = model.apply_inference(config, variables, x_BxTxF, frames_B=frames_B)
-    return (x_BxTxF, frames_B) + frames_lib.frame_mask(config, logits, frames_B)
-  return jax.jit(run)
-
-
-def collect_frames(config: ml_collections.ConfigDict, variables: PyTree) -> EvalFrames:
-  """The frames of `config.attributions` (see the module docstring), with their true spans."""
-  s = config.attributions
-  timings = phoneme_times.find_timings(config, s.timing_dir)
-  rows, utterances = [], []
-  forward = _frames_of_batch(ml_collections.FrozenConfigDict(config))
-  specs = model.layer_specs(config.model)
-  for batch in data.batches(config, s.split, train=False, max_utterances=s.max_utterances):
-    x_BxTxF, frames_B, valid, tokens = forward(variables, batch['audio'], batch['audio_lengths'])
-    valid, tokens = np.asarray(valid), np.asarray(tokens)
-    for b in np.flatnonzero(batch['weights'] > 0):
-      utt_id, text = str(batch['id'][b]), str(batch['text'][b])
-      positions = np.flatnonzero(valid[b])
-      length = int(model.output_length(specs, int(frames_B[b])))
-      masks = (_spans(config, tokens[b, :length], positions, text,
-                       phoneme_times.read_timing(timings[utt_id])) if utt_id in timings else {})
-      x_TxF = np.asarray(x_BxTxF[b, :int(frames_B[b])])
-      first_row = len(rows)
-      for u in positions:
-        start = int(model.window_start(specs, int(u)))
-        rows.append((x_TxF[start:start + model.RECEPTIVE_FIELD], int(u), int(tokens[b, u]),
-                     utt_id, masks.get(int(u))))
-      utterances.append((x_TxF, int(frames_B[b]), text, list(range(first_row, len(rows)))))
-  if not rows:
-    raise ValueError(f'No letter frames in split {s.split!r}: the model predicts no letter '
-                     'whose receptive window lies inside an utterance.')
-  keep = np.unique(np.linspace(0, len(rows) - 1, min(s.max_frames, len(rows))).round()
-                   .astype(int))
-  chosen = [rows[i] for i in keep]
-  windows = np.stack([r[0] for r in chosen])
-  inside = np.stack([m if m is not None else np.zeros(model.RECEPTIVE_FIELD, bool)
-                     for *_, m in chosen])
-  renumber = {old: new for new, old in enumerate(keep)}
-  utterances = [(x, n, text, [renumber[r] for r in frame_rows if r in renumber])
-                for x, n, text, frame_rows in utterances]
-  return EvalFrames(windows, np.array([r[2] for r in chosen]), [r[3] for r in chosen],
-                    np.array([r[1] for r in chosen]), inside,
-                    np.array([r[4] is not None for r in chosen]), utterances,
-                    any(u in timings for u in set(r[3] for r in rows)))
 
 
 def _in_chunks(fn, arrays, size):
@@ -335,7 +239,7 @@ def _utterance_deletion(config, variables, found, maps, fractions, count, seed):
   return errors / max(letters, 1)
 
 
-def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
+def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree,
              progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
   """Every metric of `config.attributions.metrics` for every method of `.methods`.
 
@@ -346,9 +250,9 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   'notes' (metrics skipped and why).
   """
   s = config.attributions
-  check_settings(s)
+  rules.check_section('attributions', s, RULES)
   layers = network.layers_from_variables(config, variables)
-  found = collect_frames(config, variables)
+  found = sampling.collect_frames(config, variables)
   n = len(found.targets_N)
   keys = np.asarray(jax.random.key_data(metric_keys(s.seed, n)['frames']))
   baseline = (np.zeros(found.windows_NxWxF.shape[1:], np.float32) if s.baseline == 'zero' else
@@ -428,14 +332,3 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
           'utterances': sum(1 for u in found.utterances if u[3]),
           'deletion_utterances': min(s.utterance_count,
                                      sum(1 for u in found.utterances if u[3]))}
-
-
-def mean_and_interval(values: np.ndarray) -> tuple[float, float, int]:
-  """Mean, half-width of the 95% confidence interval (1.96 standard errors) and count of the
-  finite values."""
-  v = np.asarray(values, np.float64)
-  v = v[np.isfinite(v)]
-  if not len(v):
-    return float('nan'), float('nan'), 0
-  half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float('nan')
-  return float(v.mean()), float(half), len(v)

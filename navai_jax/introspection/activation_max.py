@@ -45,7 +45,17 @@ from navai_jax.recognizer import vocab
 Array = jax.Array
 PyTree = Any
 
-OBJECTIVE_POINTS = rules.OBJECTIVE_POINTS
+OBJECTIVE_POINTS = ('bn', 'act')
+
+RULES = {'am': [
+    ('steps', *rules.at_least(1)), ('learning_rate', *rules.POSITIVE),
+    ('l1', *rules.at_least(0)), ('l2', *rules.at_least(0)),
+    ('tv_time', *rules.at_least(0)), ('tv_freq', *rules.at_least(0)),
+    ('jitter', lambda v: 0 <= v < model.RECEPTIVE_FIELD,
+     f'in [0, {model.RECEPTIVE_FIELD}) frames'),
+    ('objective_point', *rules.one_of(OBJECTIVE_POINTS)),
+    ('seed', *rules.at_least(0)),
+]}
 
 
 class AMResult(NamedTuple):
@@ -221,7 +231,7 @@ def _maximize_many_jit(variables: PyTree, channels_N: Array, *, batch_size: int 
 def _static_args(config: ml_collections.ConfigDict, layer: int,
                  am: ml_collections.ConfigDict | None) -> dict[str, Any]:
   am = config.am if am is None else am
-  rules.check_section('am', am)
+  rules.check_section('am', am, RULES)
   specs = model.layer_specs(config.model)
   _check_layer(specs, layer)
   return dict(specs=specs, bn_epsilon=float(config.model.bn_epsilon),

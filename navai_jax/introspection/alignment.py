@@ -8,12 +8,17 @@ Every frame gets an alignment position `p` in [0, 206):
 * `lrp_max`: the time index of the largest element of the LRP relevance map (rule 'paper',
   eqs. 2-5).
 
+Each method is one entry of `DEFINITIONS`: the map it reads and the function that finds its
+position; the NAvAI pass, the layer profiles and the config's rules all read that table.
+
 The frame is then shifted so that column `p` lands on column 103 (SPEC §8.3). With
 `fill='zeros'` the columns shifted in are zeros, as in the paper ("crops the frame on one side";
 zero is the mean of a z-normalized spectrogram). With `fill='recut'` the aligned window is cut
 from the utterance itself, so the shifted-in columns hold the real neighbouring spectrogram
 where the utterance has it (zeros only where it runs out) - not in the paper.
 """
+
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,6 @@ Array = jax.Array
 
 WINDOW = model.RECEPTIVE_FIELD
 CENTRE = WINDOW // 2  # 103: the column an aligned position is moved to.
-ALIGNMENTS = ('none', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
 FILLS = ('zeros', 'recut')
 
 
@@ -46,26 +50,49 @@ def time_of_min(map_NxWxF: Array) -> Array:
   return (jnp.argmin(map_NxWxF.reshape(n, -1), axis=1) // f).astype(jnp.int32)
 
 
-def alignment_positions(method: str, sensitivity_NxWxF: Array | None = None,
-                        relevance_NxWxF: Array | None = None,
-                        num_frames: int | None = None) -> Array:
+def centre(map_NxWxF: Array) -> Array:
+  """The centre column 103 for every frame (no alignment)."""
+  return jnp.full(map_NxWxF.shape[:1], CENTRE, jnp.int32)
+
+
+class Alignment(NamedTuple):
+  """An alignment method: the attribution map it reads (None: none) and where it puts a frame."""
+  map: Optional[str]  # 'sensitivity' (paper eq. 1) or 'lrp' (eqs. 3-4, rule 'paper')
+  position: Callable[[Array], Array]  # map_NxWxF -> p_N in [0, 206)
+
+
+# Every alignment method, one entry each (paper §3.6, SPEC §8.2).
+DEFINITIONS: dict[str, Alignment] = {
+    'none': Alignment(None, centre),
+    'sensitivity_min': Alignment('sensitivity', time_of_min),
+    'sensitivity_max': Alignment('sensitivity', time_of_max),
+    'lrp_max': Alignment('lrp', time_of_max),
+}
+ALIGNMENTS = tuple(DEFINITIONS)
+
+
+def maps_needed(methods: tuple[str, ...]) -> set[str]:
+  """The attribution maps ('sensitivity', 'lrp') that the alignment `methods` read."""
+  for method in methods:
+    check_choice('alignment method', method, ALIGNMENTS)
+  return {DEFINITIONS[m].map for m in methods} - {None}
+
+
+def alignment_positions(method: str, maps: dict[str, Array], num_frames: int) -> Array:
   """Alignment position `p_N` in [0, 206) of every frame for one alignment method.
 
   Args:
     method: one of ALIGNMENTS.
-    sensitivity_NxWxF: sensitivity maps (needed by `sensitivity_min` / `sensitivity_max`).
-    relevance_NxWxF: LRP relevance maps, rule 'paper' (needed by `lrp_max`).
-    num_frames: N (needed by `none`, which returns the centre 103 for every frame).
+    maps: the attribution maps `[N, W, F]` by name ('sensitivity', 'lrp'; `maps_needed`).
+    num_frames: N.
   """
   check_choice('alignment method', method, ALIGNMENTS)
-  if method == 'none':
-    if num_frames is None:
-      raise ValueError("Alignment 'none' needs num_frames.")
-    return jnp.full((num_frames,), CENTRE, jnp.int32)
-  maps = sensitivity_NxWxF if method.startswith('sensitivity') else relevance_NxWxF
-  if maps is None:
+  definition = DEFINITIONS[method]
+  if definition.map is None:
+    return definition.position(jnp.zeros((num_frames, 1, 1)))
+  if maps.get(definition.map) is None:
     raise ValueError(f'Alignment {method!r} needs its attribution map, which was not given.')
-  return (time_of_min if method == 'sensitivity_min' else time_of_max)(maps)
+  return definition.position(maps[definition.map])
 
 
 def cut_aligned(x_BxTxF: Array, frames_B: Array, utterance_N: Array, start_N: Array,

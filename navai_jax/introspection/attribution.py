@@ -84,15 +84,17 @@ def _predicted(layers: Layers, x_WxF: Array) -> Array:
 
 def sensitivity_map(layers: Layers, x_WxF: Array, target: Optional[Array] = None, *,
                     output: str = 'softmax') -> Array:
-  """Sensitivity, paper eq. 1: the gradient of the target's softmax output (or logit)."""
-  return _gradient(layers, x_WxF, target, output)
+  """Sensitivity, paper eq. 1, of one window: `sensitivity_of_pass` after its forward pass."""
+  _check_output(output)
+  return sensitivity_of_pass(layers, *network.forward(layers, x_WxF), target, output=output)
 
 
 def sensitivity_of_pass(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
                         target: Optional[Array] = None, *, output: str = 'softmax',
                         layer_gradients: bool = False
                         ) -> Array | tuple[Array, tuple[Array, ...]]:
-  """`sensitivity_map` of one frame from the activations of its pass, without a forward pass.
+  """Sensitivity, paper eq. 1: the gradient of the target's softmax output (or logit) with
+  respect to the input, from the activations of the frame's pass.
 
   The backward pass written out: the output's gradient (softmax Jacobian row or one-hot), then
   per layer, top down, a transposed convolution (`network.conv_transpose`) and the ReLU's and

@@ -17,7 +17,7 @@ one in layers 10-12) of C_l channels. It is aligned by one of
   to the layer's time axis: the position whose receptive field is centred nearest to p.
 
 and summed, per class (letter a-z; phoneme sounding at the aligned position where the corpus
-has timings), in the same pass as NAvAI (`navai.run_pass`), so memory does not grow with the
+has timings), in the same pass as NAvAI (`navai.fold_batch`), so memory does not grow with the
 frames. Shifting fills zeros (the paper's crop) or re-cuts the layer output of the utterance
 (`fill='recut'`), as NAvAI does for inputs.
 
@@ -38,14 +38,44 @@ import jax.numpy as jnp
 import numpy as np
 
 from navai_jax.introspection import alignment
-from navai_jax.recognizer import model
+from navai_jax.introspection import frames
 from navai_jax.introspection import moments
+from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
 
 Array = jax.Array
 
-ALIGNMENTS = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max', 'lrp_max')
-FROM_INPUT = ('sensitivity_min', 'sensitivity_max', 'lrp_max')  # NAvAI's, carried to a layer
+# NAvAI's input alignments that are carried to a layer's time axis.
+FROM_INPUT = tuple(a for a in alignment.ALIGNMENTS if alignment.DEFINITIONS[a].map is not None)
+LAYER_ALIGNMENTS = ('none', 'gradient_max') + FROM_INPUT
+
+
+class Plan(NamedTuple):
+  """What a pass profiles: `layers` (1..12) under the layer `alignments`, with NAvAI's input
+  alignment methods `input_methods` (where the carried alignments come from) and `fill`."""
+  layers: tuple[int, ...]
+  alignments: tuple[str, ...]
+  input_methods: tuple[str, ...]
+  fill: str
+
+
+class Utterances(NamedTuple):
+  """A batch's SAME-padded pass: its intermediates, feature frames and phoneme track."""
+  intermediates: dict[str, dict[str, Array]]
+  frames_B: Array
+  phonemes_BxT: Array  # phoneme class at every feature frame (-1: none)
+
+
+def computable_alignments(names: Sequence[str], input_methods: Sequence[str],
+                          say: bool = False) -> tuple[str, ...]:
+  """`names` without those carried from an input alignment not among `input_methods` (with
+  `say`, printed)."""
+  kept = tuple(a for a in names if a not in FROM_INPUT or a in input_methods)
+  dropped = [a for a in names if a not in kept]
+  if say and dropped:
+    print(f'Layer alignment {", ".join(dropped)} skipped: it is carried from the input '
+          f'alignment of the same name, which navai.methods ({", ".join(input_methods)}) lacks.')
+  return kept
 
 
 class Geometry(NamedTuple):
@@ -68,7 +98,7 @@ def check_alignments(names: Sequence[str], input_methods: Sequence[str]) -> None
   """ValueError for an unknown layer alignment, or one carried from an input alignment that
   the pass does not compute (`input_methods`, NAvAI's methods)."""
   for name in names:
-    alignment.check_choice('layer alignment', name, ALIGNMENTS)
+    alignment.check_choice('layer alignment', name, LAYER_ALIGNMENTS)
   missing = [n for n in names if n in FROM_INPUT and n not in input_methods]
   if missing:
     raise ValueError(f'Layer alignment {", ".join(missing)} is carried from NAvAI\'s input '
@@ -113,7 +143,7 @@ def positions(name: str, geom: Geometry, gradient_NxZxC: Array, input_position_N
     whose phoneme labels the frame: the input position itself where the alignment comes from
     the input (and for `none`), the centre of the position's receptive field for `gradient_max`.
   """
-  alignment.check_choice('layer alignment', name, ALIGNMENTS)
+  alignment.check_choice('layer alignment', name, LAYER_ALIGNMENTS)
   if name == 'gradient_max':
     position_N = time_of_gradient_max(gradient_NxZxC)
     return position_N, input_of_position(geom, position_N)
@@ -164,58 +194,57 @@ def aligned(act_BxTxC: Array, lengths_B: Array, utterance_N: Array, window_start
                                fill, width=geom.length)
 
 
-def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], *,
-         specs: Sequence[model.LayerSpec], layers: Sequence[int], names: Sequence[str],
-         intermediates: dict[str, dict[str, Array]], frames_B: Array, utterance_N: Array,
-         output_position_N: Array, valid_N: Array, letter_N: Array, gradients: Sequence[Array],
-         input_position_MxN: Array, methods: Sequence[str], fill: str, phonemes_BxT: Array
+def fold(letters: tuple[Sums, ...], phonemes: tuple[Sums, ...], plan: Plan,
+         specs: Sequence[model.LayerSpec], utterances: Utterances, selection: frames.Selection,
+         gradients: Sequence[Array], input_position_MxN: Array
          ) -> tuple[tuple[Sums, ...], tuple[Sums, ...]]:
-  """One chunk of frames added to the letter and phoneme profiles of every layer in `layers`.
+  """One chunk of frames added to the letter and phoneme profiles of every layer of the plan.
 
   Args:
     letters, phonemes: per layer, sums over the letters and over the phoneme classes (a
       phoneme state with no classes is left as it is).
-    names: the layer alignments (subset of ALIGNMENTS).
-    intermediates, frames_B: the utterances' SAME-padded pass and their feature frames.
-    utterance_N, output_position_N, valid_N: the frames (`frames.Selection`).
-    letter_N: the predicted letter (0..25) of each frame.
+    selection: the frames; their token is the predicted letter.
     gradients: `gradients[l - 1]` `[N, Z_l, C_l]`, d y / d output of layer l.
-    input_position_MxN: NAvAI's input alignment positions of the methods `methods`; -1 for a
+    input_position_MxN: NAvAI's input alignment positions of `plan.input_methods`; -1 for a
       frame without one (its map is all zeros), which the alignments carried from that method
-      leave out.
-    phonemes_BxT: phoneme class at every feature frame (-1: none); the class of a frame is
-      the phoneme at its label frame (see `positions`).
+      leave out. The phoneme class of a frame is the phoneme at its label frame (`positions`).
   """
+  utterance_N, output_position_N, valid_N = (selection.utterance_N, selection.position_N,
+                                             selection.valid_N)
+  letter_N = selection.token_N - vocab.LETTER_IDS[0]
+  methods = list(plan.input_methods)
   input_start_N = model.window_start(tuple(specs), output_position_N)
   centre_N = jnp.full_like(output_position_N, alignment.CENTRE)
   new_letters, new_phonemes = [], []
-  for layer, letter_sums, phoneme_sums in zip(layers, letters, phonemes):
+  for layer, letter_sums, phoneme_sums in zip(plan.layers, letters, phonemes):
     geom = geometry(specs, layer)
     found = [positions(name, geom, gradients[layer - 1] if name == 'gradient_max' else None,
                        centre_N if name in ('none', 'gradient_max') else
-                       input_position_MxN[list(methods).index(name)])
-             for name in names]
+                       input_position_MxN[methods.index(name)])
+             for name in plan.alignments]
     layer_position_MxN = jnp.stack([f[0] for f in found])
     has_MxN = jnp.stack([jnp.ones_like(valid_N) if name in ('none', 'gradient_max') else
-                         input_position_MxN[list(methods).index(name)] >= 0 for name in names])
+                         input_position_MxN[methods.index(name)] >= 0
+                         for name in plan.alignments])
     label_MxN = input_start_N[None] + jnp.stack([f[1] for f in found])
-    act_BxTxC = intermediates[specs[layer - 1].name]['act']
-    lengths_B = model.output_length(tuple(specs[:layer]), frames_B)
+    act_BxTxC = utterances.intermediates[specs[layer - 1].name]['act']
+    lengths_B = model.output_length(tuple(specs[:layer]), utterances.frames_B)
     start_N = model.window_start(tuple(specs[layer:]), output_position_N)
     cut_MxNxZxC = jax.vmap(lambda p: aligned(act_BxTxC, lengths_B, utterance_N, start_N, p,
-                                             geom, fill))(layer_position_MxN)
+                                             geom, plan.fill))(layer_position_MxN)
     # A class outside [0, Y) is not counted: so are frames without an alignment position.
     new_letters.append(fold_sums(letter_sums, cut_MxNxZxC, jnp.where(has_MxN, letter_N, -1),
                                  valid_N))
     if phoneme_sums.count.shape[-1]:
       phoneme_sums = fold_sums(
           phoneme_sums, cut_MxNxZxC,
-          jnp.where(has_MxN, phonemes_BxT[utterance_N[None], label_MxN], -1), valid_N)
+          jnp.where(has_MxN, utterances.phonemes_BxT[utterance_N[None], label_MxN], -1),
+          valid_N)
     new_phonemes.append(phoneme_sums)
   return tuple(new_letters), tuple(new_phonemes)
 
 
-def contrastive(m: Sums, baseline: str = 'classes') -> dict[str, np.ndarray]:
+def contrastive_profiles(m: Sums, baseline: str = 'classes') -> dict[str, np.ndarray]:
   """Per-class profiles of one layer's sums (class axis -1 of `count`).
 
   Returns numpy arrays: `count`; `mean` (NaN for classes without frames); `contrastive`, the
@@ -231,6 +260,13 @@ def contrastive(m: Sums, baseline: str = 'classes') -> dict[str, np.ndarray]:
   return {'count': count.astype(np.int64),
           'mean': np.where(expand(has), mean, np.nan).astype(np.float32),
           'contrastive': pattern.astype(np.float32)}
+
+
+def top_channels(contrastive_YxZxC: np.ndarray, y: int, k: int) -> list[int]:
+  """The `k` channels of class `y` furthest above the baseline: largest contrastive profile,
+  averaged over the positions (NaN positions left out)."""
+  strength_C = np.nanmean(contrastive_YxZxC[y], axis=0)
+  return [int(ch) for ch in np.argsort(-strength_C)[:k]]
 
 
 def arrays(letters: Sequence[Sums], phonemes: Sequence[Sums], layers: Sequence[int],

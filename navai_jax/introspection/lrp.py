@@ -6,16 +6,18 @@ ReLU, and the last one is the output layer.
 
 Rules (`rule=`):
 
-* `paper` (the paper's eq. 3): `r_ij = z_ij / (|z_j| + 1e-21) * sgn(bn(z_j))`, where
-  `z_ij = a_i w_ij` and `z_j = sum_i z_ij (+ bias)`; `bn` is the layer's own batch norm (the
-  identity for the output layer). Starts from the one-hot vector of the target class and
-  divides the relevances by their maximum absolute value after every layer.
-* standard rules, on the network with batch norm folded into the preceding convolution
-  (`network.fold_batch_norm`), as other LRP toolboxes do: `zero` (LRP-0), `epsilon` (denominator
-  `z_j + eps * sign(z_j)` with sign(0) = +1, zennit's stabilizer), `zplus` and `alphabeta`
-  (`z_ij` split by the sign of the product `a_i w_ij`, the bias's positive part joining the
-  positive denominator and its negative part the negative one, as zennit does). They start
-  from the target logit (one-hot x score), so conservation can be checked.
+* `paper` (the paper's eq. 3, `paper_rule`): `r_ij = z_ij / (|z_j| + 1e-21) * sgn(bn(z_j))`,
+  where `z_ij = a_i w_ij` and `z_j = sum_i z_ij (+ bias)`; `bn` is the layer's own batch norm
+  (the identity for the output layer). Starts from the one-hot vector of the target class and
+  divides the relevances by their maximum absolute value after every layer
+  (`max_abs_scaling`); the whole of it for one frame is `relevance_paper`.
+* standard rules (`epsilon_rule`, `alpha_beta_rule`), on the network with batch norm folded into
+  the preceding convolution (`network.fold_batch_norm`), as other LRP toolboxes do: `zero`
+  (LRP-0), `epsilon` (denominator `z_j + eps * sign(z_j)` with sign(0) = +1, zennit's
+  stabilizer), `zplus` and `alphabeta` (`z_ij` split by the sign of the product `a_i w_ij`, the
+  bias's positive part joining the positive denominator and its negative part the negative
+  one, as zennit does). They start from the target logit (one-hot x score), so conservation
+  can be checked.
 
 Two forms of every rule (`form=`):
 
@@ -76,17 +78,30 @@ def _split(layer: Layer):
   return (jnp.maximum(k, 0), jnp.minimum(k, 0)), (jnp.maximum(b, 0), jnp.minimum(b, 0))
 
 
-def _backward_fast(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, rule: str,
-                   epsilon: float, alpha: float, beta: float) -> Array:
-  """Relevance of the layer's input from that of its output, one transposed conv per term."""
-  if rule == 'paper':
-    s = r_UxD * jnp.sign(network.batch_norm(layer, z_UxD)) / (jnp.abs(z_UxD) + epsilon)
-    return a_TxC * _transposed_conv(layer.kernel_KxCxD, layer.stride, a_TxC, s)
-  if rule in ('zero', 'epsilon'):
-    s = _divide(r_UxD, _stabilize(z_UxD, epsilon))
-    return a_TxC * _transposed_conv(layer.kernel_KxCxD, layer.stride, a_TxC, s)
-  # zplus / alphabeta: z+_ij = a+ w+ + a- w-, z-_ij = a+ w- + a- w+; the two products of each
-  # part run as one convolution over the stacked inputs [a+, a-].
+def paper_rule(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array,
+               epsilon: float = PAPER_EPSILON) -> Array:
+  """The paper's rule, eqs. 3-4, for one layer (the max-abs scaling is `max_abs_scaling`).
+
+  `R_i = sum_j z_ij / (|z_j| + eps) * sgn(bn(z_j)) * R_j` with `z_ij = a_i w_ij`, computed as
+  `a_i * sum_j w_ij s_j` with `s_j = R_j sgn(bn(z_j)) / (|z_j| + eps)`: one transposed
+  convolution. `bn` is the layer's own batch norm (the identity for the output layer).
+  """
+  s = r_UxD * jnp.sign(network.batch_norm(layer, z_UxD)) / (jnp.abs(z_UxD) + epsilon)
+  return a_TxC * _transposed_conv(layer.kernel_KxCxD, layer.stride, a_TxC, s)
+
+
+def epsilon_rule(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array,
+                 epsilon: float) -> Array:
+  """LRP-epsilon (LRP-0 at epsilon 0): `R_i = sum_j z_ij / (z_j + eps sgn(z_j)) R_j`."""
+  s = _divide(r_UxD, _stabilize(z_UxD, epsilon))
+  return a_TxC * _transposed_conv(layer.kernel_KxCxD, layer.stride, a_TxC, s)
+
+
+def alpha_beta_rule(layer: Layer, a_TxC: Array, r_UxD: Array, epsilon: float, alpha: float,
+                    beta: float) -> Array:
+  """LRP-alpha-beta (z+ at alpha 1, beta 0): positive and negative contributions apart."""
+  # z+_ij = a+ w+ + a- w-, z-_ij = a+ w- + a- w+; the two products of each part run as one
+  # convolution over the stacked inputs [a+, a-].
   (w_pos, w_neg), (b_pos, b_neg) = _split(layer)
   a_pm = jnp.concatenate([jnp.maximum(a_TxC, 0), jnp.minimum(a_TxC, 0)], axis=-1)
 
@@ -98,6 +113,16 @@ def _backward_fast(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, rule:
 
   r = alpha * part(w_pos, w_neg, b_pos)
   return r if beta == 0 else r - beta * part(w_neg, w_pos, b_neg)
+
+
+def _backward_fast(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, rule: str,
+                   epsilon: float, alpha: float, beta: float) -> Array:
+  """Relevance of the layer's input from that of its output under `rule`."""
+  if rule == 'paper':
+    return paper_rule(layer, a_TxC, z_UxD, r_UxD, epsilon)
+  if rule in ('zero', 'epsilon'):
+    return epsilon_rule(layer, a_TxC, z_UxD, r_UxD, epsilon)
+  return alpha_beta_rule(layer, a_TxC, r_UxD, epsilon, alpha, beta)
 
 
 def _backward_literal(layer: Layer, a_TxC: Array, r_UxD: Array, rule: str, epsilon: float,
@@ -113,7 +138,7 @@ def _backward_literal(layer: Layer, a_TxC: Array, r_UxD: Array, rule: str, epsil
     z_KxCxD = a_KxC[:, :, None] * kernel  # Local pre-activations z_ij.
     if rule in ('paper', 'zero', 'epsilon'):
       z_D = jnp.sum(z_KxCxD, axis=(0, 1)) + bias_D  # Global pre-activations z_j.
-      if rule == 'paper':  # Eq. 3.
+      if rule == 'paper':  # Eq. 3 as written, the reference of `paper_rule`.
         ratio = z_KxCxD / (jnp.abs(z_D) + epsilon) * jnp.sign(network.batch_norm(layer, z_D))
       else:
         ratio = _divide(z_KxCxD, _stabilize(z_D, epsilon))
@@ -132,8 +157,9 @@ def _backward_literal(layer: Layer, a_TxC: Array, r_UxD: Array, rule: str, epsil
   return jnp.zeros_like(a_TxC).at[index_UxK].add(r_UxKxC)
 
 
-def _normalize(r: Array) -> Array:
-  """Divides by the maximum absolute value (all-zero relevances stay zero)."""
+def max_abs_scaling(r: Array) -> Array:
+  """The paper's scaling after every layer (§3.4): divided by the maximum absolute value
+  (all-zero relevances stay zero)."""
   m = jnp.max(jnp.abs(r))
   return jnp.where(m > 0, r / jnp.where(m > 0, m, 1.0), r)
 
@@ -181,7 +207,7 @@ def layer_relevance(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, **op
   else:
     r = _backward_literal(layer, a_TxC, r_UxD, o['rule'], o['epsilon'], o['alpha'], o['beta'],
                           o['chunk'])
-  return _normalize(r) if o['normalize'] else r
+  return max_abs_scaling(r) if o['normalize'] else r
 
 
 def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
@@ -220,6 +246,17 @@ def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
     per_layer.append(r)
   per_layer.reverse()
   return (r, tuple(per_layer)) if return_layers else r
+
+
+_PAPER = resolve_options(rule='paper')
+
+
+def relevance_paper(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
+                    target: Optional[Array] = None) -> Array:
+  """The paper's LRP of one frame (eqs. 2-5): from the one-hot vector of `target` (eq. 2),
+  `paper_rule` (eqs. 3-4) and `max_abs_scaling` layer by layer down to the input. The same
+  as `relevance(..., rule='paper')`."""
+  return relevance(layers, inputs, pre, target, **_PAPER)
 
 
 # A conv output is "within float32 rounding of zero" where |z_j| <= CONDITIONING_TOLERANCE *

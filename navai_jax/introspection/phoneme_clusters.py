@@ -1,7 +1,7 @@
 """Where do phonemes form? Per-layer clustering of phoneme profiles against phonetic categories.
 
 For one layer and alignment, the contrastive profiles of the phoneme classes
-(`layer_profiles.contrastive`), flattened to vectors, are clustered hierarchically (average
+(`layer_profiles.contrastive_profiles`), flattened to vectors, are clustered hierarchically (average
 linkage on correlation distance, `scipy.cluster.hierarchy`) and the tree is cut into as many
 clusters as there are categories. The clustering is scored against the phonetic category of
 each phoneme (vowel, plosive, fricative, nasal, approximant) with
@@ -17,13 +17,31 @@ clusters reaches by chance.
 
 import json
 import os
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
+from navai_jax.core import rules
+from navai_jax.introspection import layer_profiles
+from navai_jax.introspection import moments
+from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
+
 CATEGORIES = ('vowel', 'plosive', 'fricative', 'nasal', 'approximant')
+
+# `config.layer_clusters`: this module's clustering and the figures of its stage.
+RULES = {'layer_clusters': [
+    ('alignment', *rules.one_of(layer_profiles.LAYER_ALIGNMENTS)),
+    ('baseline', *rules.one_of(moments.BASELINES)),
+    ('min_frames', *rules.at_least(1)), ('permutations', *rules.at_least(0)),
+    ('dendrogram_layers', *rules.layer_numbers(model.NUM_LAYERS)),
+    ('figure_layer', *rules.layer_number(model.NUM_LAYERS)),
+    ('figure_phonemes', bool, 'phoneme classes'),
+    ('letters', lambda v: bool(v) and all(vocab.is_letter_name(l) for l in v), 'letters a-z'),
+    ('top_channels', *rules.at_least(1)), ('seed', *rules.at_least(0)),
+]}
 
 # eSpeak NG's English phoneme classes (`timing.phoneme_class`) by manner of articulation.
 # Diphthongs and r-coloured vowels are vowels; the affricates tS, dZ count as fricatives (their
@@ -67,7 +85,7 @@ def check_categories(classes: Sequence[str], categories: Mapping[str, str | None
   if missing:
     raise ValueError(f'The phoneme category map leaves {len(missing)} phoneme class(es) '
                      f'unassigned: {", ".join(missing)}; give every phoneme of the corpus a '
-                     'category, or null to leave it out (--config.layers.categories=FILE.json).')
+                     'category, or null to leave it out (--config.layer_clusters.categories=FILE.json).')
 
 
 def labels_of(values: Sequence) -> np.ndarray:
@@ -127,7 +145,7 @@ def cluster(profiles_YxQ: np.ndarray, num_clusters: int) -> tuple[np.ndarray, np
   return hierarchy.fcluster(linkage, num_clusters, criterion='maxclust'), linkage
 
 
-def score(profiles_YxQ: np.ndarray, categories_Y: Sequence[str], *, permutations: int = 1000,
+def score_clustering(profiles_YxQ: np.ndarray, categories_Y: Sequence[str], *, permutations: int = 1000,
           seed: int = 0) -> dict:
   """NMI and ARI of the clustering of the profiles against their categories, with the
   permutation baseline.
@@ -164,3 +182,72 @@ def channel_order(profiles_YxLxC: np.ndarray) -> np.ndarray:
   with np.errstate(invalid='ignore', divide='ignore'):
     d = distance.pdist(channels_CxQ.astype(np.float64), 'correlation')
   return hierarchy.leaves_list(hierarchy.linkage(np.nan_to_num(d, nan=1.0), method='average'))
+
+
+class LayerClustering(NamedTuple):
+  """One layer under one alignment: the phoneme classes kept, their contrastive profiles
+  `[Y, Z, C]` and `score_clustering`'s result."""
+  classes: list[int]
+  profiles_YxZxC: np.ndarray
+  found: dict
+
+
+def cluster_layers(profiles: Mapping[int, Mapping[str, layer_profiles.Sums]],
+                   classes: Sequence[str], categories: Mapping[str, str | None],
+                   layers: Sequence[int], names: Sequence[str], *, min_frames: int,
+                   baseline: str, permutations: int, seed: int
+                   ) -> tuple[list[dict], dict[tuple[int, str], LayerClustering]]:
+  """The phoneme profiles of every layer and alignment clustered against their categories.
+
+  Per layer and alignment (`names`, the axis 0 of the sums), the contrastive profiles
+  (`layer_profiles.contrastive_profiles`, `baseline`) of the phoneme classes with at least `min_frames`
+  frames and a category are scored (`score_clustering`); a layer whose kept classes fall in fewer than
+  two categories is left out.
+
+  Returns:
+    One row per layer and alignment (layer, alignment, classes, frames and `score_clustering`'s
+    numbers), and the `LayerClustering` of each by `(layer, name)`.
+  """
+  rows, kept = [], {}
+  for layer in layers:
+    sums = profiles[layer]['phoneme']
+    for a, name in enumerate(names):
+      count_Y = sums.count[a]
+      frequent = [y for y in range(len(classes)) if count_Y[y] >= min_frames]
+      check_categories([classes[y] for y in frequent], categories)
+      keep = [y for y in frequent if categories[classes[y]] is not None]
+      if len({categories[classes[y]] for y in keep}) < 2:
+        continue
+      c = layer_profiles.contrastive_profiles(layer_profiles.Sums(count_Y[keep], sums.total[a][keep]),
+                                     baseline)['contrastive']
+      found = score_clustering(c.reshape(len(keep), -1), [categories[classes[y]] for y in keep],
+                    permutations=permutations, seed=seed)
+      kept[layer, name] = LayerClustering(keep, c, found)
+      rows.append({'layer': layer, 'alignment': name, 'classes': len(keep),
+                   'frames': int(count_Y[keep].sum()),
+                   **{k: round(v, 4) for k, v in found.items()
+                      if k not in ('clusters', 'linkage')}})
+  return rows, kept
+
+
+def markdown_report(rows: list[dict], names: Sequence[str], chosen: str, about: str,
+                    min_frames: int) -> str:
+  """The markdown of `cluster_layers`'s rows: NMI and ARI per layer and alignment, and the
+  chance level under the alignment `chosen`."""
+  by = {(r['layer'], r['alignment']): r for r in rows}
+  layers = sorted({r['layer'] for r in rows})
+  classes = max(r['classes'] for r in rows)
+  lines = [f'Phoneme profiles of every layer clustered (average linkage, correlation distance) '
+           f'into as many clusters as phonetic categories; up to {classes} phoneme classes with '
+           f'at least {min_frames} frames; NAvAI pass over the {about}. Chance: the same score '
+           f'with the categories shuffled (mean, 95th percentile), under {chosen}.', '']
+  for key, title in (('nmi', 'Normalised mutual information'), ('ari', 'Adjusted Rand index')):
+    lines += [f'{title}:', '', '| layer | ' + ' | '.join(names) + ' | chance (95th pct.) |',
+              '|---:|' + '---:|' * (len(names) + 1)]
+    for l in layers:
+      cells = [f'{by[l, n][key]:.3f}' if (l, n) in by else '' for n in names]
+      chance = (f'{by[l, chosen][f"{key}_chance"]:.3f} ({by[l, chosen][f"{key}_chance_95"]:.3f})'
+                if (l, chosen) in by else '')
+      lines.append(f'| {l} | ' + ' | '.join(cells) + f' | {chance} |')
+    lines.append('')
+  return '\n'.join(lines)

@@ -12,7 +12,7 @@ with `matplotlib.figure.Figure`, so no display or pyplot backend is involved.
   `patterns`, `tmaps`, `phonemes`;
 * the alignment-quality plot: `quality`;
 * the attribution evaluation: `attribution_curves`, `attribution_randomisation`;
-* the layer profiles: `cluster_scores`, `dendrogram`, `layer_profiles`, `letter_channels`;
+* the layer profiles: in `layer_figures`;
 * the training curve of the run report: `training_curve`.
 """
 
@@ -30,7 +30,7 @@ from navai_jax.recognizer import features
 from navai_jax.core import files
 from navai_jax.recognizer import vocab
 
-def _save(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int) -> None:
+def save(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int) -> None:
   """The figure as the image format of `path`'s suffix, written atomically."""
   files.write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi,
                                                        format=os.path.splitext(path)[1][1:]))
@@ -121,7 +121,7 @@ def overlay_grid(config: ml_collections.ConfigDict, windows_NxTxF: np.ndarray,
   if maps:
     fig.colorbar(image, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label='scaled value')
   if path:
-    _save(fig, path, 120)
+    save(fig, path, 120)
   return fig
 
 
@@ -142,7 +142,7 @@ def map_grid(config: ml_collections.ConfigDict, maps: Sequence[Sequence[np.ndarr
       axes[i, j].set_axis_off()
   fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label='scaled value')
   if path:
-    _save(fig, path, 120)
+    save(fig, path, 120)
   return fig
 
 
@@ -159,7 +159,7 @@ def figure1(config: ml_collections.ConfigDict, results: dict, letter: str, outpu
     image = show_map(ax, np.asarray(result.input_TxF), config, f'layer {layer}, {what}')
   fig.colorbar(image, ax=fig.axes, shrink=0.6, label='scaled value')
   fig.suptitle(f"Optimal inputs of the neurons most active on a frame predicted as '{letter}'")
-  _save(fig, path, 120)
+  save(fig, path, 120)
   return fig
 
 
@@ -180,7 +180,7 @@ def _panel(ax, map_TxF: Optional[np.ndarray], config: ml_collections.ConfigDict,
   ax.axvline(alignment.CENTRE, color='0.4', lw=0.5, ls=':')
 
 
-def _figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2):
+def new_figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2):
   fig = matplotlib.figure.Figure(figsize=(width * cols, height * rows), layout='constrained')
   return fig, fig.subplots(rows, cols, squeeze=False)
 
@@ -200,12 +200,12 @@ def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path:
           + [('mean, all letters', lambda m: res['all_letter_mean'][m])]
           + [(f'normalized {c}', lambda m, i=i: res['letter_normalized'][m, i])
              for c, i in zip(letters, index)])
-  fig, axes = _figure(len(rows), len(methods))
+  fig, axes = new_figure(len(rows), len(methods))
   for r, (name, get) in enumerate(rows):
     for m, method in enumerate(methods):
       _panel(axes[r, m], get(m), config, f'{name} | {method}')
   fig.suptitle(f'NAvAI{_about(res)}')
-  _save(fig, path, 110)
+  save(fig, path, 110)
   return fig
 
 
@@ -215,7 +215,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
   """Supplement A: the normalized pattern of every class (letters a-z) under one method."""
   names = [str(c) for c in res['letters' if kind == 'letter' else 'phoneme_classes']]
   classes = names if classes is None else list(classes)
-  fig, axes = _figure(-(-len(classes) // cols), cols)
+  fig, axes = new_figure(-(-len(classes) // cols), cols)
   for k, name in enumerate(classes):
     ax = axes.flat[k]
     if name not in names:
@@ -228,7 +228,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
   for ax in axes.flat[len(classes):]:
     ax.set_axis_off()
   fig.suptitle(f'normalized {kind} patterns, alignment {res["methods"][method]}{_about(res)}')
-  _save(fig, path, 100)
+  save(fig, path, 100)
   return fig
 
 
@@ -242,7 +242,7 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
   tmaps = res[f'{kind}_tmap'][method]
   finite = np.abs(tmaps[np.isfinite(tmaps)])
   limit = float(np.percentile(finite, 99)) if finite.size else 1.0
-  fig, axes = _figure(-(-len(names) // pairs_per_row), 2 * pairs_per_row)
+  fig, axes = new_figure(-(-len(names) // pairs_per_row), 2 * pairs_per_row)
   image = None
   for k, name in enumerate(names):
     left, right = axes.flat[2 * k], axes.flat[2 * k + 1]
@@ -263,7 +263,7 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.5, label='t')
   fig.suptitle(f'{kind} patterns and t-maps against all {kind} frames, alignment '
                f'{res["methods"][method]}{_about(res)}')
-  _save(fig, path, 90)
+  save(fig, path, 90)
   return fig
 
 
@@ -272,14 +272,14 @@ def phonemes(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
   """Normalized patterns of phoneme classes (rows) under every alignment method (columns)."""
   names = [str(c) for c in res['phoneme_classes']]
   methods = [str(m) for m in res['methods']]
-  fig, axes = _figure(len(phonemes), len(methods))
+  fig, axes = new_figure(len(phonemes), len(methods))
   for r, name in enumerate(phonemes):
     i = names.index(name) if name in names else None
     for m, method in enumerate(methods):
       count = 0 if i is None else int(res['phoneme_count'][m, i])
       _panel(axes[r, m], res['phoneme_normalized'][m, i] if count else None, config,
              f'/{name}/ ({count}) | {method}')
-  _save(fig, path, 100)
+  save(fig, path, 100)
   return fig
 
 
@@ -301,7 +301,7 @@ def quality(rows: list[dict], methods: Sequence[str], path: str) -> matplotlib.f
   for ax in axes:
     ax.set_xticks(x, methods, rotation=20)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 150)
+  save(fig, path, 150)
   return fig
 
 
@@ -323,7 +323,7 @@ def attribution_curves(result: dict, path: str) -> matplotlib.figure.Figure:
   axes[0].set_ylabel('probability of the predicted letter')
   axes[-1].legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 120)
+  save(fig, path, 120)
   return fig
 
 
@@ -341,112 +341,7 @@ def attribution_randomisation(result: dict, path: str) -> matplotlib.figure.Figu
   ax.set_ylabel('Spearman to the trained map')
   ax.legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 120)
-  return fig
-
-
-CATEGORY_COLOURS = {'vowel': 'tab:red', 'plosive': 'tab:blue', 'fricative': 'tab:green',
-                    'nasal': 'tab:purple', 'approximant': 'tab:orange'}
-
-
-def _category_colour(category: str) -> str:
-  return CATEGORY_COLOURS.get(category, 'black')
-
-
-def cluster_scores(rows: list[dict], alignments: Sequence[str], path: str
-                   ) -> matplotlib.figure.Figure:
-  """NMI and ARI of the phoneme clustering against layer, one line per alignment; the grey
-  band spans the permutation baseline (mean to 95th percentile, widest over alignments)."""
-  fig = matplotlib.figure.Figure(figsize=(9, 3.4), layout='constrained')
-  axes = fig.subplots(1, 2)
-  layers = sorted({r['layer'] for r in rows})
-  for ax, key, name in ((axes[0], 'nmi', 'normalised mutual information'),
-                        (axes[1], 'ari', 'adjusted Rand index')):
-    low = [min(r[f'{key}_chance'] for r in rows if r['layer'] == l) for l in layers]
-    high = [max(r[f'{key}_chance_95'] for r in rows if r['layer'] == l) for l in layers]
-    ax.fill_between(layers, low, high, color='0.85', label='chance (mean to 95th pct.)')
-    for a in alignments:
-      mine = sorted((r['layer'], r[key]) for r in rows if r['alignment'] == a)
-      if mine:
-        ax.plot(*zip(*mine), marker='o', ms=3, label=a)
-    ax.set_xticks(layers)
-    ax.set_xlabel('layer')
-    ax.set_ylabel(name)
-  axes[1].legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
-  fig.suptitle('Do phoneme profiles cluster by phonetic category?', fontsize='medium')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 130)
-  return fig
-
-
-def dendrogram(linkage: np.ndarray, classes: Sequence[str], categories: Sequence[str],
-               title: str, path: str) -> matplotlib.figure.Figure:
-  """The average-linkage tree of the phoneme profiles; leaf labels coloured by category."""
-  from scipy.cluster import hierarchy  # pylint: disable=g-import-not-at-top
-  fig = matplotlib.figure.Figure(figsize=(max(6.0, 0.22 * len(classes)), 3.8),
-                                 layout='constrained')
-  ax = fig.subplots()
-  hierarchy.dendrogram(linkage, labels=list(classes), ax=ax, color_threshold=0,
-                       above_threshold_color='0.3', leaf_font_size=8)
-  colour = dict(zip(classes, categories))
-  for label in ax.get_xticklabels():
-    label.set_color(_category_colour(colour[label.get_text()]))
-  ax.set_ylabel('correlation distance')
-  handles = [matplotlib.lines.Line2D([], [], color=c, lw=3, label=k)
-             for k, c in CATEGORY_COLOURS.items() if k in set(categories)]
-  ax.legend(handles=handles, fontsize='x-small', loc='upper right')
-  ax.set_title(title, fontsize='medium')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 130)
-  return fig
-
-
-def layer_profiles(profiles_YxLxC: np.ndarray, classes: Sequence[str], order_C: np.ndarray,
-                   title: str, path: str, cols: int = 5) -> matplotlib.figure.Figure:
-  """Contrastive profiles of some classes at one layer: channels (ordered by `order_C`) against
-  the layer's positions, red above the mean over classes and blue below, one colour scale."""
-  rows = -(-len(classes) // cols)
-  fig, axes = _figure(rows, cols, 2.2, 2.4)
-  limit = np.nanmax(np.abs(profiles_YxLxC)) or 1.0
-  for ax in axes.flat[len(classes):]:
-    ax.set_visible(False)
-  image = None
-  for ax, name, profile_LxC in zip(axes.flat, classes, profiles_YxLxC):
-    image = ax.imshow(np.asarray(profile_LxC)[:, order_C].T, origin='lower', aspect='auto',
-                      interpolation='nearest', cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
-    ax.set_title(name, fontsize='medium')
-    ax.set_xlabel('position')
-    ax.set_ylabel('channel (clustered)')
-    ax.set_yticks([])
-  if image is not None:
-    fig.colorbar(image, ax=axes, shrink=0.6, label='activation - mean over classes')
-  fig.suptitle(title, fontsize='medium')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 110)
-  return fig
-
-
-def letter_channels(config: ml_collections.ConfigDict, letter: str, layer: int,
-                    channels: Sequence[int], profile_LxC: np.ndarray, others_YxLxC: np.ndarray,
-                    inputs_NxTxF: np.ndarray, path: str) -> matplotlib.figure.Figure:
-  """Which channels carry a letter: per channel (a row), its contrastive profile for the
-  letter against the layer's positions (the other letters in grey) and its activation
-  maximisation input."""
-  fig, axes = _figure(len(channels), 2, 3.4, 2.0)
-  for r, channel in enumerate(channels):
-    ax = axes[r, 0]
-    for other in others_YxLxC:
-      ax.plot(other[:, channel], color='0.8', lw=0.6)
-    ax.plot(profile_LxC[:, channel], color='tab:red', lw=1.5)
-    ax.axhline(0, color='0.4', lw=0.5)
-    ax.set_title(f'layer {layer}, channel {channel}: profile of {letter!r}', fontsize='small')
-    ax.set_xlabel('position')
-    show_spectrogram(axes[r, 1], inputs_NxTxF[r], config, f'AM input, channel {channel}')
-    axes[r, 1].title.set_fontsize('small')
-  fig.suptitle(f'The channels of layer {layer} most above the mean for letter {letter!r}',
-               fontsize='medium')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 110)
+  save(fig, path, 120)
   return fig
 
 
@@ -468,5 +363,5 @@ def training_curve(lines: list[dict], path: str) -> matplotlib.figure.Figure:
     ax2.set_ylabel(f'{split} LER', color='tab:red')
     ax2.set_ylim(0, max(1.0, max(v for _, v in evals)))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _save(fig, path, 120)
+  save(fig, path, 120)
   return fig

@@ -32,6 +32,9 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from navai_jax.recognizer import vocab
 
 Array = jax.Array
 
@@ -163,3 +166,38 @@ def ctc_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
   if unroll < 1:
     raise ValueError(f'unroll must be >= 1, got {unroll}.')
   return _ctc(logits_BxUxV, logit_paddings_BxU, labels_BxL, label_paddings_BxL, blank_id, unroll)
+
+
+def logit_paddings(output_lengths_B: Array, num_positions: int) -> Array:
+  """`[B, U]` 1.0 at output positions beyond each utterance's output length."""
+  return (jnp.arange(num_positions)[None] >= output_lengths_B[:, None]).astype(jnp.float32)
+
+
+def batch_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
+             label_paddings_BxL: Array, weights_B: Array, implementation: str = 'forward_backward',
+             unroll: int = 0) -> Array:
+  """Weighted CTC loss per label token of a batch: CTC per utterance, summed over the real rows
+  (weight > 0) and divided by their total number of label tokens, so that the gradient scale
+  does not depend on how many or how long the utterances of a bucket are.
+
+  Args:
+    logits_BxUxV: unnormalized scores; the CTC applies the log-softmax.
+    logit_paddings_BxU: 1.0 at output positions beyond an utterance.
+    labels_BxL: token ids (`vocab.encode`), padded.
+    label_paddings_BxL: 1.0 where `labels_BxL` is padding.
+    weights_B: 1 for real utterances, 0 for filler rows.
+    implementation: 'forward_backward' (`ctc_loss`) or 'optax'
+      (`optax.ctc_loss`); the same loss and gradient (`config.train.ctc`).
+    unroll: `ctc_loss`'s positions per loop iteration (`config.train.ctc_unroll`); 0 =
+      `default_unroll()`.
+  Returns:
+    `sum_b w_b ctc_b / sum_b w_b |labels_b|`.
+  """
+  if implementation == 'optax':
+    per_utterance_B = optax.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
+                                     label_paddings_BxL, blank_id=vocab.BLANK)
+  else:
+    per_utterance_B = ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
+                               label_paddings_BxL, blank_id=vocab.BLANK, unroll=unroll or None)
+  tokens_B = jnp.sum(1.0 - label_paddings_BxL, axis=1)
+  return jnp.sum(weights_B * per_utterance_B) / jnp.maximum(jnp.sum(weights_B * tokens_B), 1.0)

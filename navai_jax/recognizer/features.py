@@ -13,7 +13,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from navai_jax.core import rules
+
 Array = jax.Array
+
+# SPEC §1, the same in every preset: corpora are read at SAMPLE_RATE, and the shortest
+# utterance a corpus may hold is one receptive field of WINDOW-sample frames every HOP samples.
+SAMPLE_RATE = 16000
+WINDOW = 512
+HOP = 128
+
+RULES = {'features': [
+    ('sample_rate', lambda v: v == SAMPLE_RATE,
+     f'{SAMPLE_RATE} (SPEC §1; corpora are read at that rate)'),
+    ('window', *rules.at_least(1)), ('hop', *rules.at_least(1)), ('num_mels', *rules.at_least(1)),
+    ('top_db', *rules.POSITIVE),
+]}
 
 
 def hz_to_mel(f):

@@ -17,12 +17,23 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from navai_jax.core import rules
 from navai_jax.recognizer import vocab
 
 Array = jax.Array
 PyTree = Any
 
 RECEPTIVE_FIELD = 206
+NUM_LAYERS = 12  # SPEC §2: layer 1, eight middle layers, the wide layer, the 1x1 layer, output.
+
+RULES = {'model': [
+    ('channels', *rules.at_least(1)), ('wide_channels', *rules.at_least(1)),
+    ('num_middle_layers', lambda v: v == 8,
+     "8 (the paper's layer structure, whose receptive field of 206 frames the "
+     'introspection assumes)'),
+    ('bn_momentum', *rules.FRACTION), ('bn_epsilon', *rules.POSITIVE),
+    ('dropout', *rules.FRACTION),
+]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from navai_jax.core import rules
 from navai_jax.speech import librispeech
 from navai_jax.speech import sources
 
@@ -45,6 +46,21 @@ utterance_by_id = sources.utterance_by_id
 LENGTH_QUANTUM = 2048
 # Training steps yielded by one endless `batches(train=True)` iterator at most (about 10^12).
 _ENDLESS = 2**40
+
+
+def _source_ok(source) -> bool:
+  kind, _, arg = str(source).partition(':')
+  return kind in ('folder', 'tfds') and bool(arg.strip())
+
+
+RULES = {'data': [
+    ('source', _source_ok, "'folder:PATH' or 'tfds:NAME'"),
+    ('train_split', bool, 'a split name'), ('eval_split', bool, 'a split name'),
+    ('reader', *rules.one_of(sources.READERS)),
+    ('batch_seconds', *rules.POSITIVE), ('max_seconds', *rules.POSITIVE),
+    ('num_buckets', *rules.at_least(1)), ('read_threads', *rules.at_least(0)),
+    ('shard_speakers', *rules.at_least(1)),
+]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,13 +22,10 @@ import soundfile as sf
 from navai_jax.recognizer import features
 from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
-from navai_jax.configs import default
 
-_FEATURES = default.get_config().features  # SPEC §1; the same in every preset.
-SAMPLE_RATE = _FEATURES.sample_rate
+SAMPLE_RATE = features.SAMPLE_RATE
 # Shortest utterance the pipeline accepts: one receptive field of features.
-MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, _FEATURES.window,
-                                          _FEATURES.hop)
+MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, features.WINDOW, features.HOP)
 
 
 class DataError(ValueError):

@@ -12,9 +12,25 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from navai_jax.core import rules
 from navai_jax.recognizer import features
 
 Array = jax.Array
+
+RULES = {'augment': [
+    ('warp', *rules.FRACTION), ('noise_std', *rules.at_least(0)),
+    ('freq_masks', *rules.at_least(0)), ('freq_mask_width', *rules.at_least(0)),
+    ('time_masks', *rules.at_least(0)), ('time_mask_width', *rules.at_least(0)),
+]}
+
+
+def mask_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """A frequency mask wider than the mel bins, the one rule across two sections."""
+  width, mels = config.augment.freq_mask_width, config.features.num_mels
+  if isinstance(width, (int, float)) and isinstance(mels, int) and width > mels:
+    return [f'config.augment.freq_mask_width={width} exceeds the {mels} mel bins '
+            '(config.features.num_mels)']
+  return []
 
 
 def _bands(key: Array, num_bands: int, max_width: int, size_B: Array, length: int) -> Array:

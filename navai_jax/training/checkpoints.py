@@ -21,7 +21,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from navai_jax.core import files
+from navai_jax.recognizer import features
 from navai_jax.recognizer import model
+from navai_jax.speech import data
 from navai_jax.core import rules
 from navai_jax.configs import default
 
@@ -52,7 +54,8 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
   except json.JSONDecodeError as e:
     raise ValueError(f'{path} is not valid JSON: {e}') from None
   config = default.get_config(stored.get('preset', 'small'))
-  config.update(stored)
+  # Sections the presets no longer have (renamed or removed) are not read.
+  config.update({k: v for k, v in stored.items() if k in config})
   return config
 
 
@@ -62,7 +65,7 @@ SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.checkpoint_every', 'train.eval_every', 'train.tensorboard', 'data.reader',
                   'data.tfds_data_dir', 'data.read_threads', 'data.shard_speakers',
                   'eval.', 'am.', 'navai.',
-                  'layers.', 'attributions.')
+                  'layer_clusters.', 'attributions.')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict[str, Any]:
@@ -212,7 +215,7 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
 
 
 # The config sections an introspection may change on a trained run; the others describe it.
-INFERENCE_SECTIONS = ('am', 'navai', 'layers', 'attributions')
+INFERENCE_SECTIONS = ('am', 'navai', 'layer_clusters', 'attributions')
 # Fields of other sections that an introspection may change too: which data it reads.
 INFERENCE_FIELDS = ('data.source', 'data.reader', 'data.tfds_data_dir')
 
@@ -254,7 +257,7 @@ def load_for_inference(workdir: str | Path, step: Optional[int] = None,
     ValueError: `step` is not a checkpoint there, or the checkpoint does not fit config.json.
   """
   config = apply_overrides(read_config(workdir), overrides or {})
-  rules.check(config)
+  rules.check(config, model.RULES, features.RULES, data.RULES)
   # The pytree handler restores a part of the saved state (the optimizer state is skipped).
   mngr = ocp.CheckpointManager(
       Path(workdir).absolute() / CHECKPOINT_DIR, options=ocp.CheckpointManagerOptions(create=False),

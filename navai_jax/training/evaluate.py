@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from navai_jax.core import rules
 from navai_jax.training import checkpoints
 from navai_jax.speech import data
 from navai_jax.recognizer import features
@@ -28,6 +29,11 @@ from navai_jax.training import parallel
 from navai_jax.recognizer import vocab
 
 PyTree = Any
+
+RULES = {'eval': [
+    ('max_utterances', lambda v: v >= 0, '>= 0 (0 = all)'),
+    ('num_examples', *rules.at_least(0)),
+]}
 
 
 @functools.lru_cache(maxsize=8)

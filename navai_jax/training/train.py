@@ -5,16 +5,14 @@ checkpoint, the data iterator restarts at that step, and all randomness of step 
 augmentation) comes from `fold_in(key(config.seed), s)`. A run that is killed and rerun
 therefore ends with the parameters of an uninterrupted run.
 
-The loss is CTC per utterance, summed over the real rows of the batch (weight > 0) and
-divided by their total number of label tokens: a per-token loss, so that the gradient scale
-does not depend on how many or how long the utterances of a bucket are.
+The loss is `ctc.batch_loss`: CTC per label token over the real rows of a batch. The loop is a
+`Trainer`: one training step after another (`do_step`), and after each what falls due (`book`:
+log, evaluate, save); the run's log is `run_log`.
 """
 
 import functools
 import itertools
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
@@ -37,8 +35,8 @@ from navai_jax.recognizer import features
 from navai_jax.core import files
 from navai_jax.recognizer import model
 from navai_jax.training import parallel
+from navai_jax.training import run_log
 from navai_jax.core import rules
-from navai_jax.recognizer import vocab
 
 Array = jax.Array
 PyTree = Any
@@ -48,8 +46,27 @@ TrainBatches = Callable[[int, int], Iterator[Batch]]
 # `eval_batches(batch_multiple)`: one pass over the evaluation split.
 EvalBatches = Callable[[int], Iterable[Batch]]
 
-METRICS_FILE = 'metrics.jsonl'
-CTC_IMPLEMENTATIONS = rules.CTC_IMPLEMENTATIONS
+METRICS_FILE = run_log.METRICS_FILE
+TENSORBOARD_DIR = run_log.TENSORBOARD_DIR
+CTC_IMPLEMENTATIONS = ('forward_backward', 'optax')
+
+RULES = {
+    '': [('seed', *rules.at_least(0))],
+    'train': [
+        ('learning_rate', *rules.POSITIVE), ('warmup_steps', *rules.at_least(0)),
+        ('weight_decay', *rules.at_least(0)),
+        ('grad_clip', lambda v: v >= 0, '>= 0 (0 = no clipping)'),
+        ('num_steps', *rules.at_least(1)),
+        ('max_minutes', lambda v: v >= 0, '>= 0 (0 = no limit)'),
+        ('log_every', *rules.at_least(1)), ('checkpoint_every', *rules.at_least(1)),
+        ('eval_every', lambda v: v >= 0, '>= 0 (0 = never)'),
+        ('loss', lambda v: v == 'ctc', "'ctc' (the only loss)"),
+        ('ctc', *rules.one_of(CTC_IMPLEMENTATIONS)),
+        ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
+    ],
+}
+# The rules of every section that training reads.
+RULE_TABLES = (RULES, model.RULES, features.RULES, data.RULES, augment.RULES, evaluate.RULES)
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -65,9 +82,14 @@ class TrainState(flax.struct.PyTreeNode):
     return {'params': self.params, 'batch_stats': self.batch_stats}
 
 
+def cross_section_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """The rules across two sections (`augment.mask_problems`)."""
+  return augment.mask_problems(config)
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError listing every setting out of range (`rules.check`)."""
-  rules.check(config)
+  """Raises ValueError listing every setting of the sections training reads out of range."""
+  rules.raise_problems(rules.problems(config, *RULE_TABLES) + cross_section_problems(config))
 
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -105,40 +127,6 @@ def step_key(config: ml_collections.ConfigDict, step: Array) -> Array:
   return jax.random.fold_in(jax.random.key(config.seed), step)
 
 
-def logit_paddings(output_lengths_B: Array, num_positions: int) -> Array:
-  """`[B, U]` 1.0 at output positions beyond each utterance's output length."""
-  return (jnp.arange(num_positions)[None] >= output_lengths_B[:, None]).astype(jnp.float32)
-
-
-def ctc_loss(logits_BxUxV: Array, logit_paddings_BxU: Array, labels_BxL: Array,
-             label_paddings_BxL: Array, weights_B: Array, implementation: str = 'forward_backward',
-             unroll: int = 0) -> Array:
-  """Weighted CTC loss per label token (see the module docstring).
-
-  Args:
-    logits_BxUxV: unnormalized scores; the CTC applies the log-softmax.
-    logit_paddings_BxU: 1.0 at output positions beyond an utterance.
-    labels_BxL: token ids (`vocab.encode`), padded.
-    label_paddings_BxL: 1.0 where `labels_BxL` is padding.
-    weights_B: 1 for real utterances, 0 for filler rows.
-    implementation: 'forward_backward' (`navai_jax.recognizer.ctc.ctc_loss`) or 'optax'
-      (`optax.ctc_loss`); the same loss and gradient (`config.train.ctc`).
-    unroll: `navai_jax.recognizer.ctc.ctc_loss`'s positions per loop iteration (`config.train.ctc_unroll`);
-      0 = `ctc.default_unroll()`.
-  Returns:
-    `sum_b w_b ctc_b / sum_b w_b |labels_b|`.
-  """
-  if implementation == 'optax':
-    per_utterance_B = optax.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
-                                     label_paddings_BxL, blank_id=vocab.BLANK)
-  else:
-    per_utterance_B = ctc.ctc_loss(logits_BxUxV, logit_paddings_BxU, labels_BxL,
-                                   label_paddings_BxL, blank_id=vocab.BLANK,
-                                   unroll=unroll or None)
-  tokens_B = jnp.sum(1.0 - label_paddings_BxL, axis=1)
-  return jnp.sum(weights_B * per_utterance_B) / jnp.maximum(jnp.sum(weights_B * tokens_B), 1.0)
-
-
 def train_step(config: ml_collections.ConfigDict, state: TrainState,
                batch: Mapping[str, Array]) -> tuple[TrainState, dict[str, Array]]:
   """One optimizer step on a batch of audio (features are computed here, on the device).
@@ -159,9 +147,10 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
     (logits_BxUxV, _), updates = model.Wav2Letter(config.model).apply(
         {'params': params, 'batch_stats': state.batch_stats}, x_BxTxF, train=True,
         mask_BxT=mask_BxT, mutable=['batch_stats'], rngs={'dropout': dropout_key})
-    loss = ctc_loss(logits_BxUxV, logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
-                    batch['labels'], batch['label_paddings'], batch['weights'],
-                    config.train.ctc, config.train.ctc_unroll)
+    loss = ctc.batch_loss(logits_BxUxV,
+                          ctc.logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
+                          batch['labels'], batch['label_paddings'], batch['weights'],
+                          config.train.ctc, config.train.ctc_unroll)
     return loss, updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -206,58 +195,6 @@ def corpus_batches(config: ml_collections.ConfigDict) -> tuple[TrainBatches, Eva
   return train_batches, eval_batches
 
 
-def _keep_metrics_until(path: Path, step: int, train_config: ml_collections.ConfigDict) -> None:
-  """Keeps the lines that an uninterrupted run has written by the end of `step`.
-
-  Drops what a run wrote after its last checkpoint (`step`) before it died, and the lines that
-  an early stop (`max_minutes`) wrote at `step` off the regular `log_every` / `eval_every`
-  steps: a resumed run writes the regular lines itself, so its file equals an uninterrupted
-  run's.
-  """
-  if not path.is_file():
-    return
-  t = train_config
-  kept = []
-  for line in path.read_text().splitlines():
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError:  # The last line of a run killed while writing it.
-      continue
-    at = record['step']
-    every = t.eval_every if 'ler' in record else t.log_every
-    early = at == step < t.num_steps and (not every or at % every)
-    if at <= step and not early:
-      kept.append(line + '\n')
-  files.write_text(path, ''.join(kept))
-
-
-TENSORBOARD_DIR = 'tensorboard'
-
-
-def tensorboard_writer(workdir: Path):
-  """flax's TensorBoard writer on `WORKDIR/tensorboard`; None (said once) where TensorFlow,
-  which writes the event files, cannot be imported."""
-  # TensorFlow only writes the event files here; its oneDNN kernels are never used, and their
-  # start-up notice is the only line it would print.
-  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
-  try:
-    from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    tqdm.tqdm.write(f'No TensorBoard event files ({e}); metrics.jsonl has every number.')
-    return None
-  return tensorboard.SummaryWriter(str(workdir / TENSORBOARD_DIR), auto_flush=False)
-
-
-def write_scalars(writer, record: dict[str, Any]) -> None:
-  """One metrics.jsonl record as TensorBoard scalars: `train/NAME`, or `SPLIT/NAME` for an
-  evaluation."""
-  group = record.get('split', 'train')
-  for name, value in record.items():
-    if name not in ('step', 'split') and isinstance(value, (int, float)):
-      writer.scalar(f'{group}/{name}', value, record['step'])
-  writer.flush()
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
           train_batches: Optional[TrainBatches] = None,
           eval_batches: Optional[EvalBatches] = None,
@@ -293,162 +230,176 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
     return _train(config, Path(workdir), train_batches, eval_batches, mesh)
 
 
+class Trainer:
+  """One training run in progress: its state, what is dispatched and not yet read back, the
+  window of steps since the last logged one, and what falls due after each step (log,
+  evaluate, save). nanodo's `Trainer` in the shape of this project's step."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path, mesh: Mesh,
+               eval_batches: EvalBatches):
+    self.config, self.t, self.mesh, self.eval_batches = config, config.train, mesh, eval_batches
+    self.is_main = jax.process_index() == 0
+    frozen = ml_collections.FrozenConfigDict(config)
+    files.check_writable(workdir)
+    self.mngr = checkpoints.manager(workdir)
+    replicated = parallel.replicated(mesh)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+        jax.eval_shape(functools.partial(init_state, frozen)))
+    start, state, meta = checkpoints.restore_latest_good(self.mngr, abstract, config)
+    if start is not None:
+      checkpoints.check_resume(workdir, config)
+    if self.is_main:
+      checkpoints.write_config(workdir, config)
+    # The window since the last logged step: its losses, audio seconds and seconds; a resumed
+    # run carries it over, so the next logged loss averages the same steps.
+    self.losses = list(meta.get('window_losses', []))
+    self.audio_seconds = meta.get('window_audio_seconds', 0.0)
+    self.window_seconds = meta.get('window_seconds', 0.0)
+    self.elapsed = meta.get('elapsed_seconds', 0.0)  # training time, evaluation excluded
+    if start is None:
+      state = jit_init_state(frozen, mesh)()
+    elif self.is_main:
+      tqdm.tqdm.write(f'Resuming {workdir} from step {start} '
+                      f'({self.elapsed / 60:.1f} min of training).')
+    self.state = state
+    self.step = int(state.step)
+    self.booked = self.step  # the last step whose logging, evaluation and saving are done
+    self.log = run_log.RunLog(workdir, self.step, self.t, enabled=self.is_main)
+    self.step_fn = jit_train_step(frozen, mesh)
+    # Metrics of dispatched steps not yet read back. A step's loss is read once the next step
+    # is queued, so the devices always have work while the host waits; all are read (and
+    # checked) before anything is logged, evaluated or saved.
+    self.pending: list[tuple[int, Any]] = []
+    self.last_metrics: dict[str, float] = {}
+    self.bar = tqdm.tqdm(total=self.t.num_steps, initial=self.step, disable=not self.is_main,
+                         unit='step', dynamic_ncols=True)
+    self.tick = time.perf_counter()
+
+  def out_of_time(self) -> bool:
+    return 0 < self.t.max_minutes * 60 <= self.elapsed
+
+  def done(self) -> bool:
+    return self.step >= self.t.num_steps or self.out_of_time()
+
+  def do_step(self, batch: Batch, device_batch: PyTree) -> None:
+    """Dispatches one training step, counts its time and audio, and books it."""
+    self.state, step_metrics = self.step_fn(self.state, device_batch)
+    self.step += 1
+    self.pending.append((self.step, step_metrics))
+    self.read_back(keep=1)
+    now = time.perf_counter()
+    seconds, self.tick = now - self.tick, now
+    self.elapsed += seconds
+    self.window_seconds += seconds
+    real = np.asarray(batch['weights']) > 0
+    self.audio_seconds += (np.sum(batch['audio_lengths'][real])
+                           / self.config.features.sample_rate)
+    self.bar.update(1)
+    self.book()
+    checkpoints.check_saved(self.mngr)
+
+  def read_back(self, keep: int) -> None:
+    """Reads the metrics of all but `keep` pending steps; a non-finite loss stops the run."""
+    while len(self.pending) > keep:
+      number, metrics = self.pending.pop(0)
+      self.last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not math.isfinite(self.last_metrics['loss']):
+        self.mngr.wait_until_finished()
+        raise FloatingPointError(
+            f'Loss is {self.last_metrics["loss"]} at step {number}; stopped without saving it '
+            f'(latest checkpoint: step {self.mngr.latest_step()}). Try a smaller '
+            'config.train.learning_rate.')
+      self.losses.append(self.last_metrics['loss'])
+
+  def book(self) -> None:
+    """What falls due after the current step: log, evaluate, save."""
+    t, step = self.t, self.step
+    last = step == t.num_steps or self.out_of_time()
+    log_now = step % t.log_every == 0 or last
+    evaluate_now = t.eval_every and (step % t.eval_every == 0 or last)
+    save_now = step % t.checkpoint_every == 0 or last
+    if log_now or evaluate_now or save_now:
+      self.read_back(keep=0)
+    if log_now:
+      record = {'step': step, 'loss': float(np.mean(self.losses)),
+                'learning_rate': self.last_metrics['learning_rate'],
+                'grad_norm': self.last_metrics['grad_norm'],
+                'audio_seconds_per_second': self.audio_seconds / max(self.window_seconds, 1e-9),
+                'elapsed_seconds': self.elapsed}
+      self.log.write(record)
+      self.bar.set_postfix(loss=f'{record["loss"]:.3f}',
+                           audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
+      self.losses, self.audio_seconds, self.window_seconds = [], 0.0, 0.0
+    if evaluate_now:
+      self.evaluate()
+      self.tick = time.perf_counter()  # evaluation is not training time
+    if save_now:
+      self.save()
+    self.booked = step
+
+  def evaluate(self) -> None:
+    result = evaluate.evaluate(self.config, self.state.variables,
+                               self.eval_batches(self.mesh.size), mesh=self.mesh, num_examples=0)
+    del result['examples']
+    split = self.config.data.eval_split
+    self.log.write({'step': self.step, 'split': split, **result,
+                    'elapsed_seconds': self.elapsed})
+    self.bar.write(f'step {self.step}: {split} LER {result["ler"]:.4f} '
+                   f'WER {result["wer"]:.4f} ({result["num_utterances"]} utterances)')
+
+  def save(self) -> None:
+    checkpoints.save(self.mngr, self.step, self.state, {
+        'elapsed_seconds': self.elapsed, 'window_losses': list(self.losses),
+        'window_audio_seconds': self.audio_seconds, 'window_seconds': self.window_seconds})
+
+  def save_interrupted(self) -> None:
+    """After Ctrl-C: the last step's booking and a checkpoint, where the state is that of the
+    last counted step (the interrupt can fall between a step and its count)."""
+    if int(self.state.step) == self.step:
+      if self.booked != self.step:
+        self.book()
+      if self.mngr.latest_step() != self.step:
+        self.read_back(keep=0)
+        self.save()
+    self.mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self.bar.close()
+    self.log.close()
+    self.mngr.wait_until_finished()
+    self.mngr.close()
+
+
 def _train(config: ml_collections.ConfigDict, workdir: Path,
            train_batches: Optional[TrainBatches], eval_batches: Optional[EvalBatches],
            mesh: Optional[Mesh]) -> TrainState:
   """`train` inside its workdir's lock."""
   default_train, default_eval = corpus_batches(config)
-  train_batches = train_batches or default_train
-  eval_batches = eval_batches or default_eval
-  t = config.train
-  workdir = Path(workdir)
-  is_main = jax.process_index() == 0
   mesh = parallel.make_mesh() if mesh is None else mesh
-  replicated = parallel.replicated(mesh)
-  frozen = ml_collections.FrozenConfigDict(config)
-
-  files.check_writable(workdir)
-  mngr = checkpoints.manager(workdir)
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                          jax.eval_shape(functools.partial(init_state, frozen)))
-  start, state, meta = checkpoints.restore_latest_good(mngr, abstract, config)
-  if start is not None:
-    checkpoints.check_resume(workdir, config)
-  if is_main:
-    checkpoints.write_config(workdir, config)
-  losses, audio_seconds, window_seconds = [], 0.0, 0.0
-  if start is None:
-    state = jit_init_state(frozen, mesh)()
-    elapsed = 0.0
-    if is_main:  # Lines of a run that died before its first checkpoint.
-      _keep_metrics_until(workdir / METRICS_FILE, 0, t)
-  else:
-    elapsed = meta['elapsed_seconds']
-    # The steps since the last logged one, so the next logged loss averages the same steps.
-    losses = list(meta.get('window_losses', []))
-    audio_seconds = meta.get('window_audio_seconds', 0.0)
-    window_seconds = meta.get('window_seconds', 0.0)
-    if is_main:
-      tqdm.tqdm.write(f'Resuming {workdir} from step {start} ({elapsed / 60:.1f} min of training).')
-      _keep_metrics_until(workdir / METRICS_FILE, start, t)
-
-  board = tensorboard_writer(workdir) if is_main and t.tensorboard else None
-
-  def log(record: dict[str, Any]) -> None:
-    if is_main:
-      with open(workdir / METRICS_FILE, 'a') as f:
-        f.write(json.dumps(record) + '\n')
-      if board is not None:
-        write_scalars(board, record)
-
-  def run_evaluation(step: int) -> None:
-    result = evaluate.evaluate(config, state.variables, eval_batches(mesh.size), mesh=mesh,
-                               num_examples=0)
-    del result['examples']
-    log({'step': step, 'split': config.data.eval_split, **result, 'elapsed_seconds': elapsed})
-    bar.write(f'step {step}: {config.data.eval_split} LER {result["ler"]:.4f} '
-              f'WER {result["wer"]:.4f} ({result["num_utterances"]} utterances)')
-
-  out_of_time = lambda: 0 < t.max_minutes * 60 <= elapsed
-  step = int(state.step)
-  step_fn = jit_train_step(frozen, mesh)
+  trainer = Trainer(config, Path(workdir), mesh, eval_batches or default_eval)
   # A background thread makes each batch and copies it to the devices while they compute.
-  prefetched = parallel.prefetch(train_batches(step, mesh.size), mesh)
-  # The first batch loads the corpus, before the clock starts.
-  batches = itertools.chain([next(prefetched, None)], prefetched)
-  bar = tqdm.tqdm(total=t.num_steps, initial=step, disable=not is_main, unit='step',
-                  dynamic_ncols=True)
-  # Metrics of dispatched steps not yet read back. A step's loss is read once the next step is
-  # queued, so the devices always have work while the host waits; all are read (and checked)
-  # before anything is logged, evaluated or saved.
-  pending: list[tuple[int, Any]] = []
-  last_metrics: dict[str, float] = {}
-
-  def read_back(keep: int) -> None:
-    nonlocal last_metrics
-    while len(pending) > keep:
-      number, metrics = pending.pop(0)
-      last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not math.isfinite(last_metrics['loss']):
-        mngr.wait_until_finished()
-        raise FloatingPointError(
-            f'Loss is {last_metrics["loss"]} at step {number}; stopped without saving it '
-            f'(latest checkpoint: step {mngr.latest_step()}). Try a smaller '
-            'config.train.learning_rate.')
-      losses.append(last_metrics['loss'])
-
-  def save(step: int) -> None:
-    checkpoints.save(mngr, step, state, {
-        'elapsed_seconds': elapsed, 'window_losses': list(losses),
-        'window_audio_seconds': audio_seconds, 'window_seconds': window_seconds})
-
-  def book(step: int) -> None:
-    """What the loop does after step `step`: log, evaluate, save, as they fall due."""
-    nonlocal losses, audio_seconds, window_seconds, tick
-    last = step == t.num_steps or out_of_time()
-    evaluate_now = t.eval_every and (step % t.eval_every == 0 or last)
-    save_now = step % t.checkpoint_every == 0 or last
-    if step % t.log_every == 0 or last or evaluate_now or save_now:
-      read_back(keep=0)
-    if step % t.log_every == 0 or last:
-      record = {'step': step, 'loss': float(np.mean(losses)),
-                'learning_rate': last_metrics['learning_rate'],
-                'grad_norm': last_metrics['grad_norm'],
-                'audio_seconds_per_second': audio_seconds / max(window_seconds, 1e-9),
-                'elapsed_seconds': elapsed}
-      log(record)
-      bar.set_postfix(loss=f'{record["loss"]:.3f}',
-                      audio_s_per_s=f'{record["audio_seconds_per_second"]:.0f}')
-      losses, audio_seconds, window_seconds = [], 0.0, 0.0
-    if evaluate_now:
-      run_evaluation(step)
-      tick = time.perf_counter()
-    if save_now:
-      save(step)
-
-  booked = step  # the last step whose logging, evaluation and saving are done
-  tick = time.perf_counter()
+  prefetched = parallel.prefetch((train_batches or default_train)(trainer.step, mesh.size), mesh)
   try:
-    while step < t.num_steps and not out_of_time():
+    # The first batch loads the corpus, before the clock starts.
+    batches = itertools.chain([next(prefetched, None)], prefetched)
+    trainer.tick = time.perf_counter()
+    while not trainer.done():
       item = next(batches, None)
       if item is None:
-        raise ValueError(f'The training batches ran out after step {step}; they must be endless.')
-      batch, device_batch = item
-      state, step_metrics = step_fn(state, device_batch)
-      step += 1
-      pending.append((step, step_metrics))
-      read_back(keep=1)
-      now = time.perf_counter()
-      seconds, tick = now - tick, now
-      elapsed += seconds
-      real = np.asarray(batch['weights']) > 0
-      audio_seconds += np.sum(batch['audio_lengths'][real]) / config.features.sample_rate
-      window_seconds += seconds
-      bar.update(1)
-      book(step)
-      booked = step
-      checkpoints.check_saved(mngr)
-    if out_of_time():
-      bar.write(f'Training time {elapsed / 60:.1f} min reached config.train.max_minutes='
-                f'{t.max_minutes} at step {step}.')
+        raise ValueError(f'The training batches ran out after step {trainer.step}; they must '
+                         'be endless.')
+      trainer.do_step(*item)
+    if trainer.out_of_time():
+      trainer.bar.write(f'Training time {trainer.elapsed / 60:.1f} min reached '
+                        f'config.train.max_minutes={config.train.max_minutes} at step '
+                        f'{trainer.step}.')
   except KeyboardInterrupt:
-    # Ctrl-C: finish the last step's logging and save it, where the state is that of the last
-    # counted step (the interrupt can fall between a step and its count); then say how to go on.
-    if int(state.step) == step:
-      if booked != step:
-        book(step)
-      if mngr.latest_step() != step:
-        read_back(keep=0)
-        save(step)
-    mngr.wait_until_finished()
-    raise KeyboardInterrupt(f'Interrupted at step {step}; the latest checkpoint is step '
-                            f'{mngr.latest_step()}. Run the same command again to resume.'
-                            ) from None
+    trainer.save_interrupted()
+    raise KeyboardInterrupt(f'Interrupted at step {trainer.step}; the latest checkpoint is step '
+                            f'{trainer.mngr.latest_step()}. Run the same command again to '
+                            'resume.') from None
   finally:
     prefetched.close()
-    bar.close()
-    if board is not None:
-      board.close()
-    mngr.wait_until_finished()
-    mngr.close()
-  return state
+    trainer.close()
+  return trainer.state

@@ -11,6 +11,8 @@ import scipy.stats
 
 from navai_jax.introspection import attribution
 from navai_jax.faithfulness import metrics
+from navai_jax.core import rules
+from navai_jax.faithfulness import sampling
 from navai_jax.faithfulness import suite
 from navai_jax.recognizer import features
 from navai_jax.recognizer import model
@@ -41,12 +43,14 @@ def test_bad_settings_are_named_in_one_message(run):
   s.step = 0.0
   s.max_frames = 0
   with pytest.raises(ValueError) as error:
-    suite.check_settings(s)
+    rules.check_section('attributions', s, suite.RULES)
   message = str(error.value)
-  assert "unknown method(s) 'sensitivty'; valid: sensitivity," in message
-  assert "unknown metric(s) 'faithfulnes'" in message
-  assert 'step must be a fraction of the units in (0, 1], got 0.0' in message
-  assert 'max_frames must be >= 1, got 0' in message
+  assert ("config.attributions.methods must be a non-empty subset of sensitivity, "
+          "sensitivity_logit,") in message and "got ('sensitivty', 'lrp_paper')" in message
+  assert "config.attributions.metrics must be a non-empty subset of deletion," in message
+  assert ('config.attributions.step must be a fraction of the units in (0, 1], got 0.0'
+          in message)
+  assert 'config.attributions.max_frames must be >= 1, got 0' in message
 
 
 def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
@@ -60,7 +64,7 @@ def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
     tokens[44 + k] = vocab.TOKENS.index(c)
     if c != ' ':
       letters[44 + k] = k
-  masks = suite._spans(config, tokens, np.array(sorted(letters)), 'cat sat', times)
+  masks = sampling._spans(config, tokens, np.array(sorted(letters)), 'cat sat', times)
   assert sorted(masks) == sorted(letters)
   specs = model.layer_specs(config.model)
   for u, mask in masks.items():
@@ -77,10 +81,10 @@ def test_a_frame_gets_the_true_span_of_the_letter_it_spells(run):
 
 def test_every_metric_on_a_run(run):
   _, config, variables = run
-  result = suite.evaluate(config, variables)
+  result = suite.evaluate_attributions(config, variables)
   n = result['frames']
   assert n == config.attributions.max_frames and len(result['letters']) == n
-  found = suite.collect_frames(config, variables)
+  found = sampling.collect_frames(config, variables)
   probability = np.asarray(attribution.target_probability(config, variables,
                                                           found.windows_NxWxF, found.targets_N))
   baseline = np.asarray(attribution.target_probability(

@@ -1,10 +1,14 @@
-"""Config validation: every preset passes, every rule rejects a value outside it, and one error
-lists every problem."""
+"""Config rules: every preset passes, every rule rejects a value outside it, and one error lists
+every problem, whichever module's section it is in."""
 
 import pytest
 
-from navai_jax.core import rules
 from navai_jax.configs import default
+from navai_jax.core import rules
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
+from navai_jax.stages import common
+from navai_jax.training import train
 
 # One value outside the allowed range of each field that has a rule.
 BAD = {
@@ -31,10 +35,18 @@ BAD = {
     'navai.save_every': 0,
     'navai.figure_letters': ('a', 'T'), 'navai.sonify_method': 'lrp_min',
     'navai.sonify_iterations': 0, 'navai.layers': (0, 13), 'navai.layer_alignments': ('centre',),
-    'layers.alignment': 'centre', 'layers.baseline': 'weighted', 'layers.min_frames': 0,
-    'layers.permutations': -1, 'layers.dendrogram_layers': (13,), 'layers.figure_layer': 0,
-    'layers.figure_phonemes': (), 'layers.letters': ('A',), 'layers.top_channels': 0,
-    'layers.seed': -1,
+    'layer_clusters.alignment': 'centre', 'layer_clusters.baseline': 'weighted',
+    'layer_clusters.min_frames': 0, 'layer_clusters.permutations': -1,
+    'layer_clusters.dendrogram_layers': (13,), 'layer_clusters.figure_layer': 0,
+    'layer_clusters.figure_phonemes': (), 'layer_clusters.letters': ('A',),
+    'layer_clusters.top_channels': 0, 'layer_clusters.seed': -1,
+    'attributions.split': '', 'attributions.methods': ('sensitivty',),
+    'attributions.metrics': (), 'attributions.granularities': ('pixel',),
+    'attributions.step': 0.0, 'attributions.baseline': 'mean', 'attributions.max_frames': 0,
+    'attributions.max_utterances': -1, 'attributions.patch': 0,
+    'attributions.max_sensitivity_samples': 0, 'attributions.max_sensitivity_radius': 0.0,
+    'attributions.utterance_fractions': (0.5, 1.0), 'attributions.utterance_count': -1,
+    'attributions.frame_batch': 0, 'attributions.seed': -1,
 }
 
 
@@ -48,11 +60,12 @@ def _set(config, path, value):
 
 @pytest.mark.parametrize('preset', default.PRESETS)
 def test_every_preset_is_valid(preset):
-  assert rules.problems(default.get_config(preset)) == []
+  assert rules.problems(default.get_config(preset), *common.RULE_TABLES) == []
 
 
 def test_every_rule_has_a_bad_value_here():
-  ruled = {f'{s}.{f}' if s else f for s, rules in rules.RULES.items() for f, *_ in rules}
+  ruled = {f'{s}.{f}' if s else f for table in common.RULE_TABLES
+           for s, section in table.items() for f, *_ in section}
   assert ruled == set(BAD)
 
 
@@ -62,7 +75,7 @@ def test_each_bad_value_is_named(path):
   _set(config, path, BAD[path])
   with pytest.raises(ValueError, match=rf'config\.{path} must be .*, got {BAD[path]!r}'
                      .replace('(', r'\(').replace(')', r'\)')):
-    rules.check(config)
+    common.check_config(config)
 
 
 def test_one_error_lists_every_problem_and_the_cross_field_rule():
@@ -70,8 +83,29 @@ def test_one_error_lists_every_problem_and_the_cross_field_rule():
   config.data.batch_seconds = -5.0
   config.model.channels = 0
   config.augment.freq_mask_width = 200
-  message = str(pytest.raises(ValueError, rules.check, config).value)
+  message = str(pytest.raises(ValueError, common.check_config, config).value)
   assert message.count('must be') == 2 and message.count('; ') == 2
   assert 'config.data.batch_seconds must be > 0, got -5.0' in message
   assert 'config.model.channels must be >= 1, got 0' in message
   assert 'freq_mask_width=200 exceeds the 128 mel bins' in message
+
+
+def test_training_checks_the_sections_it_reads_with_the_same_message():
+  config = default.get_config('tiny')
+  config.train.num_steps = 0
+  config.navai.fill = 'mirror'  # not read by training
+  with pytest.raises(ValueError, match=r'^Invalid config: config\.train\.num_steps must be >= 1, '
+                     r'got 0\.$'):
+    train.check_config(config)
+
+
+def test_the_features_every_preset_uses_are_the_ones_corpora_are_checked_against():
+  for preset in default.PRESETS:
+    f = default.get_config(preset).features
+    assert (f.sample_rate, f.window, f.hop) == (features.SAMPLE_RATE, features.WINDOW,
+                                                features.HOP)
+
+
+def test_the_model_has_the_layers_its_rules_allow():
+  for preset in default.PRESETS:
+    assert len(model.layer_specs(default.get_config(preset).model)) == model.NUM_LAYERS

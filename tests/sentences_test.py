@@ -41,8 +41,8 @@ def test_normalize_text_keeps_commas_for_pauses():
 
 
 def test_load_sentences_is_clean_and_sorted():
-  sentences = sentences.load_sentences(('pydoc_topics',))
-  assert len(sentences) > 300
-  assert sentences == sorted(set(sentences))
-  for s in sentences:
+  loaded = sentences.load_sentences(('pydoc_topics',))
+  assert len(loaded) > 300
+  assert loaded == sorted(set(loaded))
+  for s in loaded:
     assert sentences.normalize_text(s) == s.replace(',', '')

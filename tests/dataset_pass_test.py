@@ -1,22 +1,23 @@
 """The NAvAI pass: equals direct averages of the aligned frames under every method; sharded and
 resumed equals one device uninterrupted; positions are the extremes of the attribution maps."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-import conftest
-
 from navai_jax.introspection import alignment
 from navai_jax.introspection import attribution
-from navai_jax.recognizer import features
+from navai_jax.introspection import dataset_pass
 from navai_jax.introspection import frames
-from navai_jax.recognizer import model
 from navai_jax.introspection import navai
-from navai_jax.training import parallel
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
+from navai_jax.training import parallel
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +27,8 @@ def tiny(tiny_variables):
 
 
 # Every pass below uses these settings, so each device count compiles the pass step once.
-PASS = dict(methods=alignment.ALIGNMENTS, fill='recut', frame_batch=8, phoneme_classes=('a', 't'))
+SETTINGS = navai.Settings(alignment.ALIGNMENTS, fill='recut', frame_batch=8)
+PASS = dict(settings=SETTINGS, phoneme_classes=('a', 't'))
 
 
 def _aligned_by_hand(config, x_TxF, frames, start, position, fill):
@@ -41,29 +43,30 @@ def _aligned_by_hand(config, x_TxF, frames, start, position, fill):
 
 
 @pytest.mark.parametrize('fill', ['recut', 'zeros'])
-def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, timings, fill):
+def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
+    tiny, timings, noise_batches, fill):
   config, variables = tiny
-  batches = conftest.noise_batches(2)
+  batches = noise_batches(2)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  settings = dict(PASS, fill=fill)
-  result = navai.run_pass(config, variables, batches, timings=timings, mesh=mesh, **settings)
+  settings = dataclasses.replace(SETTINGS, fill=fill)
+  result = dataset_pass.run_pass(config, variables, batches, timings=timings, mesh=mesh,
+                                 **dict(PASS, settings=settings))
   # The same step run_pass compiles, batch by batch, for the positions it chose.
-  step = navai.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, PASS['methods'],
-                              fill, PASS['frame_batch'])
+  step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, settings)
   specs = model.layer_specs(config.model)
-  aligned_MxN, letter_N, direct, phoneme_frames = [[] for _ in PASS['methods']], [], [], {}
+  aligned_MxN, letter_N, direct, phoneme_frames = [[] for _ in SETTINGS.methods], [], [], {}
   for batch in batches:
     x, frames_B = features.log_mel(jnp.asarray(batch['audio']),
                                    jnp.asarray(batch['audio_lengths']), config)
     x, frames_B = np.asarray(x), np.asarray(frames_B)
-    state = navai.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
+    state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
     _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
                                 batch['weights'], np.full(x.shape[:2], -1, np.int32))
     tokens, positions = np.asarray(tokens), np.asarray(positions)
     for b, u in zip(*np.nonzero(positions[..., 0] >= 0)):
       start = model.window_start(specs, int(u))
       letter_N.append(tokens[b, u] - vocab.LETTER_IDS[0])
-      for m in range(len(PASS['methods'])):
+      for m in range(len(SETTINGS.methods)):
         aligned_MxN[m].append(_aligned_by_hand(config, x[b], frames_B[b], start,
                                                positions[b, u, m], fill))
     keep = batch['weights'] > 0
@@ -80,7 +83,7 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(tiny, t
   assert result.utterances == 7 and result.batches == 2
   np.testing.assert_array_equal(np.sort(letter_N), np.sort(
       np.concatenate([f.tokens_N for f in direct]) - vocab.LETTER_IDS[0]))
-  for m in range(len(PASS['methods'])):
+  for m in range(len(SETTINGS.methods)):
     aligned_NxWxF = np.stack(aligned_MxN[m])
     if m == 0:  # 'none' keeps every frame where it is: the aligned frames are the windows.
       np.testing.assert_allclose(aligned_NxWxF.sum(0), windows.sum(0), rtol=1e-4, atol=1e-3)
@@ -105,25 +108,28 @@ def _interrupted(batches, after):
     yield batch
 
 
-def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, tmp_path):
+def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, tmp_path,
+                                                                noise_batches):
   config, variables = tiny
-  batches = conftest.noise_batches(3, seed=1)
-  kw = dict(PASS, save_every=2, timings=timings, layers=(1, 9, 12))  # with layer profiles
-  single = navai.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
+  batches = noise_batches(3, seed=1)
+  layers = (1, 9, 12)  # with layer profiles
+  kw = dict(PASS, settings=dataclasses.replace(SETTINGS, layers=layers), save_every=2,
+            timings=timings)
+  single = dataset_pass.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
                           **kw)
   mesh = parallel.make_mesh(jax.devices()[:4])
   assert mesh.size == 4
-  uninterrupted = navai.run_pass(config, variables, batches, mesh=mesh, **kw)
+  uninterrupted = dataset_pass.run_pass(config, variables, batches, mesh=mesh, **kw)
   path = str(tmp_path / 'state.npz')
   with pytest.raises(KeyboardInterrupt):
-    navai.run_pass(config, variables, _interrupted(batches, 2), mesh=mesh, state_path=path,
+    dataset_pass.run_pass(config, variables, _interrupted(batches, 2), mesh=mesh, state_path=path,
                    **kw)
   with np.load(path) as saved:
     assert int(saved['batches']) == 2
-  resumed = navai.run_pass(config, variables, batches, mesh=mesh, state_path=path, **kw)
+  resumed = dataset_pass.run_pass(config, variables, batches, mesh=mesh, state_path=path, **kw)
   assert resumed.batches == 3 and resumed.utterances == uninterrupted.utterances == 11
   parts = lambda r: jax.tree.leaves((r.letters, r.phonemes, r.layer_letters, r.layer_phonemes))
-  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(kw['layers'])  # moments, sums
+  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(layers)  # moments, sums
   for got, want in zip(parts(resumed), parts(uninterrupted)):
     np.testing.assert_array_equal(got, want)
   for key in ('histogram', 'unmatched'):
@@ -137,35 +143,36 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
 
 
 def test_a_saved_pass_of_other_weights_or_settings_is_not_resumed(tiny, tiny_variables, timings,
-                                                                  tmp_path, capsys):
+                                                                  tmp_path, capsys,
+                                                                  noise_batches):
   """The retrained-model case: a state saved with other weights (same checkpoint step, same
   flags) must not stand in for the new model's pass; nor one of another fill."""
   config, variables = tiny
   _, retrained = tiny_variables(3, jnp.float32, letter_bias=True)
-  batches = conftest.noise_batches(2, seed=2)
+  batches = noise_batches(2, seed=2)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  kw = dict(PASS, timings=timings, mesh=mesh, settings={'checkpoint_step': 20})
+  kw = dict(PASS, timings=timings, mesh=mesh, resume_key={'checkpoint_step': 20})
   path = str(tmp_path / 'state.npz')
-  navai.run_pass(config, variables, batches, state_path=path, **kw)
+  dataset_pass.run_pass(config, variables, batches, state_path=path, **kw)
   for other, changes in ((dict(variables=retrained), 'weights'),
-                         (dict(variables=retrained, fill='zeros'), 'fill')):
+                         (dict(variables=retrained,
+                               settings=dataclasses.replace(SETTINGS, fill='zeros')), 'fill')):
     args = {**kw, 'variables': variables, **other}
-    fresh = navai.run_pass(config, batches=batches, **args)
-    reused = navai.run_pass(config, batches=batches, state_path=path, **args)
+    fresh = dataset_pass.run_pass(config, batches=batches, **args)
+    reused = dataset_pass.run_pass(config, batches=batches, state_path=path, **args)
     assert f'other {changes}' in capsys.readouterr().out and reused.batches == 2
     for got, want in zip(reused.letters + reused.phonemes, fresh.letters + fresh.phonemes):
       np.testing.assert_array_equal(got, want)
-  original = navai.run_pass(config, variables, batches, **kw)
+  original = dataset_pass.run_pass(config, variables, batches, **kw)
   assert not np.array_equal(original.letters.count, fresh.letters.count)  # really other weights
 
 
-def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
+def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny, noise_batches):
   config, variables = tiny
-  batch = conftest.noise_batches(1, seed=1)[0]
+  batch = noise_batches(1, seed=1)[0]
   mesh = parallel.make_mesh(jax.devices()[:1])
-  step = navai.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, PASS['methods'],
-                              PASS['fill'], PASS['frame_batch'])
-  state = navai.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
+  step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, SETTINGS)
+  state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
   num_frames = int(features.num_frames(batch['audio'].shape[1], config.features.window,
                                       config.features.hop))
   _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
@@ -192,7 +199,7 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny):
     assert (got[:, m] == time_of_extreme(maps)).mean() > 0.95
 
 
-def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny):
+def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny, noise_batches):
   # An output layer 10^4 times larger saturates the softmax far beyond float32's range: the
   # sensitivity maps are all zeros and have no extreme to align by (SPEC §5). LRP, which starts
   # from the one-hot output, still has its maps.
@@ -200,10 +207,12 @@ def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny):
   params = dict(variables['params'])
   params['conv_12'] = jax.tree.map(lambda a: 1e4 * a, params['conv_12'])
   saturated = dict(variables, params=params)
-  batches = conftest.noise_batches(1, seed=3)
+  batches = noise_batches(1, seed=3)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  result = navai.run_pass(config, saturated, batches, mesh=mesh, layers=(12,),
-                          layer_alignments=('none', 'sensitivity_min', 'lrp_max'), **PASS)
+  settings = dataclasses.replace(SETTINGS, layers=(12,),
+                                 layer_alignments=('none', 'sensitivity_min', 'lrp_max'))
+  result = dataset_pass.run_pass(config, saturated, batches, mesh=mesh,
+                                 **dict(PASS, settings=settings))
   frames_n = int(result.letters.count[0].sum())
   assert frames_n > 10 and result.frames == frames_n
   np.testing.assert_array_equal(result.zero_maps, [0, frames_n, frames_n, 0])
@@ -213,13 +222,13 @@ def test_frames_whose_map_is_all_zeros_are_counted_and_left_out(tiny):
   np.testing.assert_array_equal(result.layer_letters[0].count.sum(1), [frames_n, 0, frames_n])
 
 
-def test_pass_rejects_bad_input_with_clear_errors(tiny):
+def test_pass_rejects_bad_input_with_clear_errors(tiny, noise_batches):
   config, variables = tiny
-  batch = conftest.noise_batches(1)[0]
+  batch = noise_batches(1)[0]
   with pytest.raises(ValueError, match='Unknown alignment method'):
-    navai.run_pass(config, variables, [batch], methods=('lrp_min',))
+    dataset_pass.run_pass(config, variables, [batch], navai.Settings(methods=('lrp_min',)))
   with pytest.raises(ValueError, match='Unknown fill'):
-    navai.run_pass(config, variables, [batch], fill='mirror')
+    dataset_pass.run_pass(config, variables, [batch], navai.Settings(fill='mirror'))
   with pytest.raises(ValueError, match='lacks id, text'):
-    navai.run_pass(config, variables, [{k: batch[k] for k in ('audio', 'audio_lengths',
-                                                              'weights')}])
+    dataset_pass.run_pass(config, variables, [{k: batch[k] for k in ('audio', 'audio_lengths',
+                                                                     'weights')}])

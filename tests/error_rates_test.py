@@ -1,0 +1,37 @@
+"""Edit distances, error rates and the Levenshtein alignment, against hand-counted answers."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from navai_jax.training import error_rates
+
+
+def test_error_rates():
+  r = error_rates.error_rates(['the cat', 'a'], ['the bat', 'a'])
+  assert r['ler'] == pytest.approx(1 / 8)
+  assert r['wer'] == pytest.approx(1 / 3)
+  assert error_rates.edit_distance('kitten', 'sitting') == 3
+
+
+def test_edit_table_equals_a_recursive_definition():
+  def distance(a, b):
+    if not a or not b:
+      return len(a) + len(b)
+    return min(distance(a[1:], b) + 1, distance(a, b[1:]) + 1,
+               distance(a[1:], b[1:]) + (a[0] != b[0]))
+  for a, b in itertools.product(['', 'a', 'ab', 'ba', 'abc', 'cab'], repeat=2):
+    table = error_rates.edit_table(a, b)
+    assert table[-1][-1] == distance(a, b) == error_rates.edit_distance(a, b)
+    assert [row[0] for row in table] == list(range(len(a) + 1))
+
+
+def test_align_marks_substitutions_and_insertions():
+  np.testing.assert_array_equal(error_rates.align('tha caxt', 'the cat'),
+                                [0, 1, 2, 3, 4, 5, -1, 6])
+  np.testing.assert_array_equal(error_rates.align('cat', 'the cat'), [4, 5, 6])
+  np.testing.assert_array_equal(error_rates.align('', 'abc'), [])
+  # Every aligned pair is a match or substitution, in order, and the rest are insertions.
+  ref_of = error_rates.align('kitten', 'sitting')
+  assert list(ref_of) == [0, 1, 2, 3, 4, 5]

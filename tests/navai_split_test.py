@@ -1,0 +1,211 @@
+"""NAvAI over a split end to end: the files hold what the pass computed, a rerun resumes, two
+hosts merge to one, the script takes navai overrides and refuses others, a busy folder refuses."""
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import ml_collections
+import numpy as np
+import PIL.Image
+import pytest
+
+from navai_jax.speech import data
+from navai_jax.core import files
+from navai_jax.recognizer import vocab
+from navai_jax.stages import navai_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_navai_writes_its_results_and_resumes(stage_run):
+  root, config, variables = stage_run
+  out = str(root / 'navai')
+  result, report = navai_split.run(config, variables, 7, out, workdir=str(root))
+  saved = dict(np.load(Path(out) / 'navai_dev.npz'))
+  np.testing.assert_array_equal(saved['letter_count'], result.letters.count.astype(np.int64))
+  assert result.frames > 20 and result.utterances == 4 and result.timed_utterances == 4
+  assert report.startswith(f'NAvAI over the dev split, {result.frames} letter frames of 4 '
+                           'utterances (4 with true times).\n\n| method | frames |')
+  assert str(saved['about']) == f'dev split, {result.frames} letter frames of 4 utterances'
+  assert (Path(out) / 'quality.csv').exists()
+  sounds = sorted(os.listdir(Path(out) / 'sound'))
+  heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][2]) if n]
+  assert [s for s in sounds if s.startswith('letter_')] == heard
+  for name in ('figure3', 'supplement_a_lrp_max', 'tmaps_none', 'phonemes'):
+    assert (Path(out) / f'{name}.png').exists(), name
+  # A rerun finds the finished pass and writes the same arrays.
+  again, _ = navai_split.run(config, variables, 7, out, workdir=str(root))
+  assert again.batches == result.batches
+  for key, value in dict(np.load(Path(out) / 'navai_dev.npz')).items():
+    if key not in ('meta', 'config'):
+      np.testing.assert_array_equal(value, saved[key], err_msg=key)
+  # Drawn by two spawned processes, the figures are the same pixels; a failed one raises. The
+  # last figure (phonemes.png, waited for after all others) cannot be written: a folder of
+  # that name is in its place.
+  drawn = Path(out) / 'drawn_by_two'
+  (drawn / 'phonemes.png').mkdir(parents=True)
+  with pytest.raises(OSError):
+    navai_split.write_figures(config, saved, str(drawn), workers=2)()
+  names = sorted(p.name for p in drawn.iterdir() if p.is_file())
+  assert 'figure3.png' in names and len(names) >= 12
+  assert sorted(names + ['phonemes.png']) == sorted(p for p in os.listdir(out)
+                                                    if p.endswith('.png')
+                                                    and not p.startswith('quality'))
+  for name in names:
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(drawn / name)),
+                                  np.asarray(PIL.Image.open(Path(out) / name)), err_msg=name)
+
+
+def test_navai_script_takes_navai_overrides_and_refuses_others(stage_run, tmp_path, saved_run,
+                                                              run_script):
+  root, config, variables = stage_run
+  workdir = tmp_path / 'run'
+  saved_run(workdir, config, variables)
+  done = run_script('navai', workdir, "--config.navai.methods=('none', 'sensitivity_max')",
+                 '--config.navai.max_utterances=2')
+  assert done.returncode == 0, done.stderr[-3000:]
+  saved = np.load(workdir / 'navai' / 'navai_dev.npz')
+  assert list(saved['methods']) == ['none', 'sensitivity_max']
+  assert json.loads(str(saved['meta']))['utterances'] == 2
+  done = run_script('navai', workdir, '--config.model.channels=4')
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert "--config.model.channels: a trained run's 'model' settings" in done.stderr
+  done = run_script('layer_clusters', workdir, '--config.layer_clusters.figure_layer=13',
+                 "--config.navai.layers=(1, 0)")
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert ('config.navai.layers must be distinct layer numbers in 1..12 (() for none), got (1, 0); '
+          'config.layer_clusters.figure_layer must be a layer number in 1..12, got 13') in done.stderr
+
+
+@pytest.fixture(scope='module')
+def one_utterance_batches(stage_run, tmp_path_factory, saved_run):
+  """A run whose dev pass has four batches of one utterance (two per process of two), and the
+  single-process pass over it (`one/`)."""
+  root, config, variables = stage_run
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.batch_seconds = 2.0
+  tmp = tmp_path_factory.mktemp('hosts')
+  saved_run(tmp / 'run', config, variables)
+  one = subprocess.run(_navai_script(tmp) + [f'--out_dir={tmp / "one"}'], cwd=ROOT,
+                       env=_ONE_DEVICE, capture_output=True, text=True, timeout=600)
+  assert one.returncode == 0, one.stderr[-3000:]
+  return root, config, tmp
+
+_ONE_DEVICE = {**os.environ, 'PYTHONPATH': str(ROOT),
+               'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+
+
+def _navai_script(tmp):
+  return [sys.executable, 'experiments/navai.py', f'--workdir={tmp / "run"}']
+
+
+def _assert_same_pass(one, two):
+  single = dict(np.load(one / 'navai_dev.npz'))
+  merged = dict(np.load(two / 'navai_dev.npz'))
+  assert single['letter_count'].sum() > 20
+  for key, value in single.items():
+    if key in ('meta', 'config'):
+      continue
+    if value.dtype.kind in 'iuUS':
+      np.testing.assert_array_equal(merged[key], value, err_msg=key)
+    else:
+      np.testing.assert_allclose(merged[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+  meta_one, meta_two = (json.loads(str(d['meta'])) for d in (single, merged))
+  assert meta_two['frames'] == meta_one['frames'] and meta_two['processes'] == 2
+  assert meta_two['utterances'] == meta_one['utterances'] == 4
+  assert (two / 'quality.md').read_text() == (one / 'quality.md').read_text()
+
+
+def _batches_read(out_dir, process):
+  return int(np.load(out_dir / f'pass_state.process{process}of2.npz')['batches'])
+
+
+def test_two_processes_merge_to_the_single_process_pass(one_utterance_batches, local_hosts):
+  _, _, tmp = one_utterance_batches
+  hosts = local_hosts.start(_navai_script(tmp) + [f'--out_dir={tmp / "two"}'], tmp / 'logs_two')
+  local_hosts.wait(hosts, tmp / 'logs_two')
+  _assert_same_pass(tmp / 'one', tmp / 'two')
+  # Each process kept its own share in its own state file, from which it resumes.
+  assert [_batches_read(tmp / 'two', i) for i in range(2)] == [2, 2]
+
+
+def _truncate(path):
+  """Cuts a FLAC file to half its bytes: its header (and so the index) stays as it was, and
+  reading its audio raises a DataError naming it."""
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_utterance_batches,
+                                                                     local_hosts):
+  root, config, tmp = one_utterance_batches
+  share = [str(b['id'][0]) for b in data.batches(config, 'dev', train=False, share=(1, 2))]
+  flac = [next((root / 'corpus' / 'dev').rglob(f'{u}.flac')) for u in share]
+  intact = [f.read_bytes() for f in flac]
+  out, logs = tmp / 'killed', tmp / 'logs_killed'
+  try:
+    # Host 1 folds its first batch, then fails on the audio of its second one; both hosts
+    # are then killed (host 0 would wait for host 1 at the merge).
+    _truncate(flac[1])
+    hosts = local_hosts.start(_navai_script(tmp) + [f'--out_dir={out}'], logs)
+    try:
+      deadline = time.monotonic() + 600
+      while hosts[1].poll() is None and share[1] not in (logs / 'host1.txt').read_text():
+        assert time.monotonic() < deadline, (logs / 'host1.txt').read_text()[-3000:]
+        time.sleep(0.2)
+    finally:
+      for h in hosts:
+        h.send_signal(signal.SIGKILL)
+        h.wait()
+    assert f'{share[1]}.flac: cannot read audio' in (logs / 'host1.txt').read_text()
+    assert _batches_read(out, 1) == 1
+    assert not (out / 'navai_dev.npz').exists()
+    # The rerun reads only what is left: host 1's folded batch is now unreadable, its second
+    # one whole again, and the merged pass equals the single-process one.
+    flac[1].write_bytes(intact[1])
+    _truncate(flac[0])
+    local_hosts.wait(local_hosts.start(_navai_script(tmp) + [f'--out_dir={out}'], logs), logs)
+  finally:
+    for f, b in zip(flac, intact):
+      f.write_bytes(b)
+  assert [_batches_read(out, i) for i in range(2)] == [2, 2]
+  _assert_same_pass(tmp / 'one', out)
+
+
+def test_scripts_on_a_trained_run_read_another_corpus_with_data_source(
+    stage_run, tmp_path, write_split, saved_run, run_script):
+  root, config, variables = stage_run
+  workdir = tmp_path / 'run'
+  saved_run(workdir, config, variables)
+  rng = np.random.default_rng(5)
+  other = tmp_path / 'other'
+  write_split(other, 'dev', ['go on', 'hi'], speaker=9, timings=True,
+              audio=lambda i, text: (0.1 * rng.normal(size=32000)).astype(np.float32))
+  done = run_script('evaluate', workdir, '--split=dev', f'--data_source=folder:{other}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  written = list(workdir.glob('eval_folder_*_dev.json'))
+  assert len(written) == 1 and not (workdir / 'eval.json').exists()  # the run's own is kept
+  result = json.loads(written[0].read_text())
+  assert result['num_utterances'] == 2 and result['source'] == f'folder:{other}'
+  done = run_script('navai', workdir, f'--data_source=folder:{other}',
+                 f'--out_dir={tmp_path / "navai"}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  meta = json.loads(str(np.load(tmp_path / 'navai' / 'navai_dev.npz')['meta']))
+  assert meta['utterances'] == 2
+  done = run_script('introspect', workdir, '--data_source=hf:librispeech')
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert "config.data.source must be 'folder:PATH' or 'tfds:NAME', got 'hf:librispeech'" in (
+      done.stderr)
+
+
+def test_a_second_navai_pass_into_a_busy_folder_refuses(stage_run, tmp_path):
+  root, config, variables = stage_run
+  out = tmp_path / 'navai'
+  with files.locked(out, 'the NAvAI pass'):
+    with pytest.raises(files.FolderInUse, match='navai is in use by the NAvAI pass'):
+      navai_split.run(config, variables, 7, str(out), workdir=str(root))
+  assert sorted(p.name for p in out.iterdir()) == [files.LOCK_FILE]
