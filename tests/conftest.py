@@ -1,7 +1,9 @@
 """Test session set-up and the fixtures that several test files share.
 
-Four forced CPU devices, so sharded code is tested against one device; one compilation cache
-for all of the session's processes. The shared fixtures
+Four forced CPU devices, so sharded code is tested against one device; programs compiled
+without LLVM's expensive optimizations, in this process and every one it starts (a fifth of
+the suite's time; each test compares computations compiled alike, or float64 with a
+tolerance); one compilation cache for all of the session's processes. The shared fixtures
 are builders (functions), so each test asks for the variant it needs:
 
 * `tiny_variables(seed, dtype, letter_bias)`: the `tiny` model with batch statistics and
@@ -24,7 +26,15 @@ import sys
 import tempfile
 import types
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+# XLA flags of every process of the session: `xla_flags(devices)`.
+QUICK_FLAGS = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
+
+
+def xla_flags(devices: int) -> str:
+  return f'--xla_force_host_platform_device_count={devices} {QUICK_FLAGS}'
+
+
+os.environ.setdefault('XLA_FLAGS', xla_flags(4))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # One compilation cache for the session: JAX's persistent cache in a new directory, made by the
@@ -298,7 +308,7 @@ def _start_hosts(command, logs, count=2):
   logs.mkdir(parents=True, exist_ok=True)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = {**os.environ, 'PYTHONPATH': root,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+         'XLA_FLAGS': xla_flags(1)}
   return [subprocess.Popen(command + ['--multihost', f'--coordinator_address=localhost:{port}',
                                       f'--num_processes={count}', f'--process_id={i}'],
                            cwd=root, env=env, stdout=open(logs / f'host{i}.txt', 'w'),
@@ -338,6 +348,8 @@ def stage_run(tmp_path_factory, tiny_variables, write_split):
   config.navai.frame_batch = 8
   config.navai.sonify_iterations = 3
   config.navai.save_every = 1
+  config.navai.figure_workers = 1  # drawn in the pass's process; navai_split_test spawns two
+  config.attributions.max_frames = 8
   config.navai.layers = ()  # the layer profiles' own test profiles layers 1, 5, 11, 12
   config.layer_clusters.dendrogram_layers = (1, 11)
   config.layer_clusters.figure_layer = 5
@@ -378,3 +390,9 @@ def run_script():
   """`run_script(NAME, workdir, *args)`: experiments/NAME.py in a subprocess, output captured."""
   return _script
 
+
+@pytest.fixture(scope='session')
+def script_env():
+  """`script_env(devices)`: the environment of a script a test starts, with `devices` CPU
+  devices and the session's other XLA flags."""
+  return lambda devices: {**os.environ, 'PYTHONPATH': str(ROOT), 'XLA_FLAGS': xla_flags(devices)}

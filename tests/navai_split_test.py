@@ -83,7 +83,7 @@ def test_navai_script_takes_navai_overrides_and_refuses_others(stage_run, tmp_pa
 
 
 @pytest.fixture(scope='module')
-def one_utterance_batches(stage_run, tmp_path_factory, saved_run):
+def one_utterance_batches(stage_run, tmp_path_factory, saved_run, script_env):
   """A run whose dev pass has four batches of one utterance (two per process of two), and the
   single-process pass over it (`one/`)."""
   root, config, variables = stage_run
@@ -91,13 +91,11 @@ def one_utterance_batches(stage_run, tmp_path_factory, saved_run):
   config.data.batch_seconds = 2.0
   tmp = tmp_path_factory.mktemp('hosts')
   saved_run(tmp / 'run', config, variables)
+  # One device, so that batches of one utterance are not padded to four rows.
   one = subprocess.run(_navai_script(tmp) + [f'--out_dir={tmp / "one"}'], cwd=ROOT,
-                       env=_ONE_DEVICE, capture_output=True, text=True, timeout=600)
+                       env=script_env(1), capture_output=True, text=True, timeout=600)
   assert one.returncode == 0, one.stderr[-3000:]
   return root, config, tmp
-
-_ONE_DEVICE = {**os.environ, 'PYTHONPATH': str(ROOT),
-               'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
 
 
 def _navai_script(tmp):
@@ -125,23 +123,16 @@ def _batches_read(out_dir, process):
   return int(np.load(out_dir / f'pass_state.process{process}of2.npz')['batches'])
 
 
-def test_two_processes_merge_to_the_single_process_pass(one_utterance_batches, local_hosts):
-  _, _, tmp = one_utterance_batches
-  hosts = local_hosts.start(_navai_script(tmp) + [f'--out_dir={tmp / "two"}'], tmp / 'logs_two')
-  local_hosts.wait(hosts, tmp / 'logs_two')
-  _assert_same_pass(tmp / 'one', tmp / 'two')
-  # Each process kept its own share in its own state file, from which it resumes.
-  assert [_batches_read(tmp / 'two', i) for i in range(2)] == [2, 2]
-
-
 def _truncate(path):
   """Cuts a FLAC file to half its bytes: its header (and so the index) stays as it was, and
   reading its audio raises a DataError naming it."""
   path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
 
 
-def test_a_killed_host_resumes_its_own_share_without_reading_it_again(one_utterance_batches,
-                                                                     local_hosts):
+def test_two_hosts_merge_to_one_and_a_killed_host_resumes_its_own_share(one_utterance_batches,
+                                                                        local_hosts):
+  """Two processes, one killed and both rerun, end with the single-process pass; each kept its
+  own share in its own state file, from which it resumed without reading it again."""
   root, config, tmp = one_utterance_batches
   share = [str(b['id'][0]) for b in data.batches(config, 'dev', train=False, share=(1, 2))]
   flac = [next((root / 'corpus' / 'dev').rglob(f'{u}.flac')) for u in share]

@@ -40,11 +40,11 @@ def test_notebook_uses_only_existing_library_names(path):
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom_on_tiny(path, tmp_path, monkeypatch):
+def test_notebook_runs_top_to_bottom_on_tiny(path, tmp_path, monkeypatch, script_env):
   monkeypatch.setenv('NAVAI_WORKDIR', str(tmp_path / 'no_run_here'))
   monkeypatch.setenv('NAVAI_NOTEBOOK_DIR', str(tmp_path))
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
-  monkeypatch.delenv('XLA_FLAGS', raising=False)  # one CPU device, as a user's kernel has
+  monkeypatch.setenv('XLA_FLAGS', script_env(1)['XLA_FLAGS'])  # one device, as a user's kernel
   monkeypatch.setenv('PYTHONPATH', str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
   notebook = nbformat.read(path, as_version=4)
   nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',

@@ -4,6 +4,7 @@ probability and end at the baseline's; the network metrics are those of each fra
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -31,7 +32,10 @@ def run(tmp_path_factory, tiny_variables, write_split):
   config.data.source = f'folder:{root / "corpus"}'
   config.data.reader = 'direct'
   config.attributions.methods = ('sensitivity', 'lrp_paper', 'random')
-  config.attributions.granularities = ('bin', 'column')  # patches: attribution_metrics_test
+  config.attributions.granularities = ('bin', 'column')  # patches: metrics_test
+  # Fewer frames and noise draws than the defaults: every assertion is per frame.
+  config.attributions.max_frames = 8
+  config.attributions.max_sensitivity_samples = 20
   return root, config, variables
 
 
@@ -109,16 +113,20 @@ def test_every_metric_on_a_run(run):
       explain = suite.explain_function(method, config.attributions.seed)
       keys = suite.metric_keys(config.attributions.seed, n)
       layers = network.layers_from_variables(config, variables)
+      # One frame at a time, each metric compiled whole (op by op it takes three times longer).
+      randomisation = jax.jit(lambda x, t, key: metrics.cascading_randomisation(
+          explain, layers, x, t, key))
+      max_sensitivity = jax.jit(lambda x, t, key: metrics.max_sensitivity(
+          functools.partial(explain, layers), x, t, key,
+          samples=config.attributions.max_sensitivity_samples,
+          radius=config.attributions.max_sensitivity_radius))
       for i in (0, n - 1):
         x, t = jnp.asarray(found.windows_NxWxF[i]), jnp.asarray(found.targets_N[i])
-        alone = metrics.cascading_randomisation(explain, layers, x, t, keys['network'])
+        alone = randomisation(x, t, keys['network'])
         # Rank correlations of 26,368 values: float32 rounding of a batched pass reorders a few
         # near-ties (measured: at most 1.1e-4).
         np.testing.assert_allclose(per_frame['randomisation'][i], alone, atol=1e-3)
-        sensitivity = metrics.max_sensitivity(
-            functools.partial(explain, layers), x, t, keys['max_sensitivity'][i],
-            samples=config.attributions.max_sensitivity_samples,
-            radius=config.attributions.max_sensitivity_radius)
+        sensitivity = max_sensitivity(x, t, keys['max_sensitivity'][i])
         np.testing.assert_allclose(per_frame['max_sensitivity'][i], sensitivity, rtol=1e-4)
         assert per_frame['max_sensitivity'][i] > 0  # noise moves every map of this network
         # Random logit: SciPy's Spearman correlation with the map of one other class.
