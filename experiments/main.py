@@ -38,6 +38,7 @@ from absl import app
 from absl import flags
 
 from navai_jax.configs import default
+from navai_jax.speech import asterisk
 from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/espeak_corpus', 'Corpus folder.')
@@ -66,6 +67,9 @@ _ATTRIBUTION_FRAMES = flags.DEFINE_integer(
     '200 and the utterance-level deletion 4 utterances (experiments/evaluate_attributions.py '
     'runs the full settings).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of corpus and training.')
+_HUMAN_DIR = flags.DEFINE_string(
+    'human_dir', 'data/asterisk', 'Where the human-voice split (Asterisk prompts, for '
+    'evaluation only) is written, where Debian\'s asterisk-core-sounds-en(-g722) are installed.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
 flags.register_validator('train_steps', lambda n: n >= 0, '--train_steps must be >= 0.')
@@ -153,6 +157,16 @@ def main(argv):
                                 f'--config.train.num_steps={steps}')
   seconds['evaluate'] = run_stage(3, 'Evaluation on held-out voices', 'evaluate.py',
                                   f'--workdir={workdir}', '--split=test')
+  if Path(asterisk.SOUNDS_DIR).is_dir() and Path(asterisk.TRANSCRIPTS).is_file():
+    seconds['human'] = run_stage(3, 'A human voice (Asterisk prompts, never trained on)',
+                                 'make_human_set.py', f'--out_dir={_HUMAN_DIR.value}')
+    seconds['human'] += run_stage(3, 'Evaluation on the human voice', 'evaluate.py',
+                                  f'--workdir={workdir}', f'--split={asterisk.SPLIT}',
+                                  f'--data_source=folder:{_HUMAN_DIR.value}')
+  else:
+    print(f'\n=== No human voice: {asterisk.SOUNDS_DIR} or {asterisk.TRANSCRIPTS} is missing '
+          f'(Debian packages {", ".join(asterisk.DEBIAN_PACKAGES)}; ./run.sh installs them where '
+          'it runs as root).')
   seconds['introspect'] = run_stage(4, 'Figure 2 (sensitivity, LRP)', 'introspect.py',
                                     f'--workdir={workdir}', '--split=dev', '--letter=a')
   seconds['activation_max'] = run_stage(5, 'Figure 1 (activation maximization)',

@@ -165,6 +165,16 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.table(['voice', 'LER', 'WER', 'utterances'],
                [[voice, f'{r["ler"]:.3f}', f'{r["wer"]:.3f}', r['num_utterances']]
                 for voice, r in sorted(result.get('per_speaker', {}).items())])
+  human = sorted(workdir.glob('eval_*_human.json'))
+  if human:
+    result = _read_json(human[-1])
+    page.heading('A human voice (Asterisk prompts, never trained on)')
+    page.text(f'LER {result["ler"]:.3f}, WER {result["wer"]:.3f} over {result["num_utterances"]} '
+              f'prompts of one professional US-English speaker ({result.get("source", "")}), '
+              f'checkpoint step {result["step"]}.')
+    page.table(['reference', 'decoded'],
+               [[html.escape(e.get('reference', '')), html.escape(e.get('hypothesis', ''))]
+                for e in result.get('examples', [])[:5]])
 
   # (title, figures, table, the script that makes them)
   sections = [
