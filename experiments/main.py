@@ -8,7 +8,9 @@ rerun, alone):
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
 2. `train.py`           train the `small` Wav2Letter: a fixed schedule of --train_steps steps
                         (the same model on any machine; a slower one takes longer)
-3. `evaluate.py`        letter and word error rate on the held-out voices (test split)
+3. `evaluate.py`        letter and word error rate on the held-out voices (test split), and
+                        where Debian's Asterisk prompts are installed, on a human voice
+                        (`make_human_set.py`; never trained on)
 4. `introspect.py`      Figure 2: sensitivity and LRP of two frames predicted as 'a'
 5. `activation_max.py`  Figure 1: optimal inputs of neurons of layers 1, 2, 11 and 12
 6. `navai.py`           Figure 3, Supplement A, t-maps, phoneme classes, sounds, and the
@@ -200,6 +202,8 @@ def main(argv):
                                                              'index.html'),
       'corpus (FLAC, transcripts, word/phoneme timings)': corpus,
       'run (config.json, checkpoints/, metrics.jsonl, eval.json)': workdir,
+      'the human voice (LER, WER, decoded examples)': os.path.join(
+          workdir, 'eval_folder_*_human.json'),
       'Figure 2': os.path.join(workdir, 'introspect', 'figure2_a.png'),
       'Figure 1': os.path.join(workdir, 'activation_max', 'figure1_a.png'),
       'Figure 3': os.path.join(workdir, 'navai', 'figure3.png'),
