@@ -4,7 +4,7 @@ The paper judged sensitivity and LRP by how plausible their maps look, and NAvAI
 by the extremes of those maps. These metrics say how far a map describes what the network
 uses. Each is a pure function of one frame (a `[206, F]` window), its map and a scoring
 function; `jax.vmap` runs it over a batch of frames and `jax.jit` compiles it
-(`evaluate_attributions` in `workflows` does both).
+(`suite.evaluate_attributions` does both).
 
 `score(x_WxF, target) -> scalar` is the network's softmax probability of the target class at
 the frame (`window_probability`); `explain(x_WxF, target) -> map_WxF` is an attribution

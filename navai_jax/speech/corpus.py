@@ -7,7 +7,7 @@ get variants that no training speaker uses; and per utterance a rate, pitch and 
 every file in place atomically, so an interrupted run that is started again ends with exactly
 the files of an uninterrupted one.
 
-Layout under `out_dir` (as LibriSpeech, with one folder per split; see `layout`):
+Layout under `out_dir` (as LibriSpeech, with one folder per split; see `librispeech`):
 
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac         16 kHz mono int16
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  word and phoneme times in seconds

@@ -2,7 +2,7 @@
 
 Sources (`config.data.source`):
 
-* ``folder:PATH``: any folder in LibriSpeech layout (`layout`): our synthesized corpus (split
+* ``folder:PATH``: any folder in LibriSpeech layout (`librispeech`): our synthesized corpus (split
   folders `train`, `dev`, `test`) or a LibriSpeech copy (point PATH at its `LibriSpeech`
   folder, with any of its seven split folders; 'train', 'dev', 'test' fall back to
   `train-clean-100`, `dev-clean`, `test-clean` when there is no folder of the short name).
@@ -24,7 +24,7 @@ Readers (`config.data.reader`):
   TFRecord format (TFDS's default, so most prepared LibriSpeech copies) is read at random too,
   from the record offsets of one scan of its files (`tfds_records.TfRecordSource`).
 * 'direct': a `folder:` source's FLAC files are read one by one as they are asked for, with
-  the same checks (`layout`) and without preparing anything or importing TensorFlow.
+  the same checks (`librispeech`) and without preparing anything or importing TensorFlow.
 
 Memory. A `Split` holds an index only: per utterance its id, speaker, chapter, length, labels
 (one byte per token) and where its audio is; about 100 bytes per utterance (LibriSpeech's

@@ -1,4 +1,4 @@
-"""A folder in LibriSpeech layout (`layout`) as a tensorflow-datasets builder.
+"""A folder in LibriSpeech layout (`librispeech`) as a tensorflow-datasets builder.
 
 `sources.load_split` reaches every `folder:PATH` source through `prepared_folder_builder` (with
 `config.data.reader = 'tfds'`, the default). This module is the only one of the library that
