@@ -81,7 +81,7 @@ def character_spans(reference: str, timing: dict) -> tuple[np.ndarray, np.ndarra
 
   Args:
     reference: the normalized transcript (lower case, single spaces).
-    timing: an utterance's `.timing.json` (`timing.read_timing`), whose 'words' must be the
+    timing: an utterance's `.timing.json` (`phoneme_times.read_timing`), whose 'words' must be the
       reference's words in order.
   Returns:
     `(start_R, end_R, level_R)`: level 0 = letter, 1 = word; spaces get NaN spans and level -1.
@@ -131,7 +131,7 @@ def score_utterance(tokens_U: np.ndarray, positions_UxM: np.ndarray, reference: 
       the position is not a frame, or where that method's map of the frame is all zeros
       (then the frame is not scored under that method: its distance is NaN).
     reference: the normalized reference transcript.
-    timing: the utterance's timing (`timing.read_timing`).
+    timing: the utterance's timing (`phoneme_times.read_timing`).
     config: the experiment config (model layers for window starts; feature hop and window).
   Returns:
     'position' [N] (the output position of each scored frame), 'letter' [N] (0..25, the

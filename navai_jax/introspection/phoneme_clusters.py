@@ -43,7 +43,7 @@ RULES = {'layer_clusters': [
     ('top_channels', *rules.at_least(1)), ('seed', *rules.at_least(0)),
 ]}
 
-# eSpeak NG's English phoneme classes (`timing.phoneme_class`) by manner of articulation.
+# eSpeak NG's English phoneme classes (`phoneme_times.phoneme_class`) by manner of articulation.
 # Diphthongs and r-coloured vowels are vowels; the affricates tS, dZ count as fricatives (their
 # release is a fricative); the syllabic @L counts as an approximant (a syllabic /l/); the glottal
 # stop ? and the dental t[ are plosives. None leaves a class out of the clustering: eSpeak's ';'

@@ -1,6 +1,6 @@
 """An offline English speech corpus synthesized with eSpeak NG, in LibriSpeech's layout.
 
-The plan (who says what) is a pure function of the seed: sentences from `text`, split into
+The plan (who says what) is a pure function of the seed: sentences from `sentences`, split into
 disjoint train, dev and test pools; speakers as (base voice, variant) pairs, where dev and test
 get variants that no training speaker uses; and per utterance a rate, pitch and noise seed.
 `espeak` speaks each one and reports the true time of every word and phoneme. The writer puts
