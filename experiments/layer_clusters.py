@@ -11,8 +11,8 @@ the layer); it writes them to WORKDIR/navai/layers_SPLIT.npz. This script reads 
 runs the pass first where it is missing or was made with other settings; it resumes like
 navai.py), then per layer and alignment clusters the phoneme classes' contrastive profiles and
 scores the clusters against the phonetic categories (NMI, ARI, permutation baseline). Settings:
-the `navai` and `layers` config sections, as `--config.layer_clusters.FIELD=VALUE`. Written into
-`--out_dir` (default WORKDIR/layers): clustering.md (the table), clustering.csv, clustering.json,
+the `navai` and `layer_clusters` config sections, as `--config.layer_clusters.FIELD=VALUE`. Written into
+`--out_dir` (default WORKDIR/layer_clusters): clustering.md (the table), clustering.csv, clustering.json,
 clustering_by_layer.png, dendrogram_layerN.png, profiles_layerN.png, channels_X_layerN.png.
 """
 
@@ -26,7 +26,7 @@ from navai_jax.stages import layer_clusters
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
                                required=True)
-_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/layers.')
+_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/layer_clusters.')
 _NAVAI_DIR = flags.DEFINE_string('navai_dir', None, 'Where the NAvAI pass writes; default '
                                  'WORKDIR/navai.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
