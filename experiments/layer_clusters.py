@@ -1,8 +1,9 @@
 """What every layer listens for: layer profiles (NAPs) and where phonemes form.
 
   python experiments/layer_clusters.py --workdir=runs/small
-  python experiments/layer_clusters.py --workdir=runs/small --config.layer_clusters.alignment=gradient_max \
-      --config.layer_clusters.figure_layer=9 --config.layer_clusters.letters="('e', 's')"
+  python experiments/layer_clusters.py --workdir=runs/small \
+      --config.layer_clusters.alignment=gradient_max --config.layer_clusters.figure_layer=9 \
+      --config.layer_clusters.letters="('e', 's')"
 
 The NAvAI pass (experiments/navai.py) folds, besides the aligned inputs, the aligned outputs of
 every layer in `navai.layers`, per letter and phoneme class, under each of `navai.layer_alignments`
@@ -11,9 +12,10 @@ the layer); it writes them to WORKDIR/navai/layers_SPLIT.npz. This script reads 
 runs the pass first where it is missing or was made with other settings; it resumes like
 navai.py), then per layer and alignment clusters the phoneme classes' contrastive profiles and
 scores the clusters against the phonetic categories (NMI, ARI, permutation baseline). Settings:
-the `navai` and `layer_clusters` config sections, as `--config.layer_clusters.FIELD=VALUE`. Written into
-`--out_dir` (default WORKDIR/layer_clusters): clustering.md (the table), clustering.csv, clustering.json,
-clustering_by_layer.png, dendrogram_layerN.png, profiles_layerN.png, channels_X_layerN.png.
+the `navai` and `layer_clusters` config sections, as `--config.layer_clusters.FIELD=VALUE`.
+Written into `--out_dir` (default WORKDIR/layer_clusters): clustering.md (the table),
+clustering.csv, clustering.json, clustering_by_layer.png, dendrogram_layerN.png,
+profiles_layerN.png, channels_X_layerN.png.
 """
 
 import os
