@@ -1,8 +1,8 @@
 """The attribution-evaluation suite on a trained run: every method, every metric, one table.
 
-`evaluate_attributions(config, variables)` takes the frames of `config.attributions.split` (SPEC §4; at
-most `max_frames` of them, evenly spaced over `max_utterances` evenly spaced utterances),
-makes each method's maps, and scores them with `metrics`:
+`evaluate_attributions(config, variables)` takes the frames of `config.attributions.split`
+(SPEC §4; at most `max_frames` of them, evenly spaced over `max_utterances` evenly spaced
+utterances, `sampling`), makes each method's maps, and scores them with `metrics`:
 
 * deletion and insertion curves (MoRF, LeRF; units: bins, time columns, patches), their AUC
   and AOPC; the random order once, as the reference every method is held against;

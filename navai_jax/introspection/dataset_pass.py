@@ -227,7 +227,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
       (an iterable is read from its start and those batches skipped).
     settings: what is computed for every frame (`navai.Settings`: alignment methods, fill,
       frame batch, profiled layers and their alignments).
-    phoneme_classes: phoneme classes to accumulate (see `phoneme_times.phoneme_inventory`); () for none.
+    phoneme_classes: phoneme classes to accumulate (`phoneme_times.phoneme_inventory`); () for
+      none.
     timings: utterance id -> `.timing.json` path (`phoneme_times.find_timings`); enables phoneme
       classes and the alignment quality of `alignment_quality`.
     state_path: where the pass saves its state every `save_every` batches and at the end, and

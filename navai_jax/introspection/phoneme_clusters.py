@@ -85,7 +85,8 @@ def check_categories(classes: Sequence[str], categories: Mapping[str, str | None
   if missing:
     raise ValueError(f'The phoneme category map leaves {len(missing)} phoneme class(es) '
                      f'unassigned: {", ".join(missing)}; give every phoneme of the corpus a '
-                     'category, or null to leave it out (--config.layer_clusters.categories=FILE.json).')
+                     'category, or null to leave it out '
+                     '(--config.layer_clusters.categories=FILE.json).')
 
 
 def labels_of(values: Sequence) -> np.ndarray:
@@ -145,8 +146,8 @@ def cluster(profiles_YxQ: np.ndarray, num_clusters: int) -> tuple[np.ndarray, np
   return hierarchy.fcluster(linkage, num_clusters, criterion='maxclust'), linkage
 
 
-def score_clustering(profiles_YxQ: np.ndarray, categories_Y: Sequence[str], *, permutations: int = 1000,
-          seed: int = 0) -> dict:
+def score_clustering(profiles_YxQ: np.ndarray, categories_Y: Sequence[str], *,
+                     permutations: int = 1000, seed: int = 0) -> dict:
   """NMI and ARI of the clustering of the profiles against their categories, with the
   permutation baseline.
 
@@ -200,8 +201,8 @@ def cluster_layers(profiles: Mapping[int, Mapping[str, layer_profiles.Sums]],
   """The phoneme profiles of every layer and alignment clustered against their categories.
 
   Per layer and alignment (`names`, the axis 0 of the sums), the contrastive profiles
-  (`layer_profiles.contrastive_profiles`, `baseline`) of the phoneme classes with at least `min_frames`
-  frames and a category are scored (`score_clustering`); a layer whose kept classes fall in fewer than
+  (`layer_profiles.contrastive_profiles`, `baseline`) of the phoneme classes with at least
+  `min_frames` frames and a category are scored (`score_clustering`); a layer whose kept classes fall in fewer than
   two categories is left out.
 
   Returns:
@@ -218,8 +219,8 @@ def cluster_layers(profiles: Mapping[int, Mapping[str, layer_profiles.Sums]],
       keep = [y for y in frequent if categories[classes[y]] is not None]
       if len({categories[classes[y]] for y in keep}) < 2:
         continue
-      c = layer_profiles.contrastive_profiles(layer_profiles.Sums(count_Y[keep], sums.total[a][keep]),
-                                     baseline)['contrastive']
+      c = layer_profiles.contrastive_profiles(
+          layer_profiles.Sums(count_Y[keep], sums.total[a][keep]), baseline)['contrastive']
       found = score_clustering(c.reshape(len(keep), -1), [categories[classes[y]] for y in keep],
                     permutations=permutations, seed=seed)
       kept[layer, name] = LayerClustering(keep, c, found)
