@@ -27,7 +27,10 @@ _TRANSCRIPTS = flags.DEFINE_string('transcripts', asterisk.TRANSCRIPTS,
 def main(argv):
   del argv
   summary = asterisk.make_split(_OUT_DIR.value, _SOUNDS_DIR.value, _TRANSCRIPTS.value)
-  print(json.dumps(summary))
+  if summary['without_transcript']:
+    print(f'{len(summary["without_transcript"])} prompt(s) without a transcript line, not used: '
+          f'{", ".join(summary["without_transcript"])}')
+  print(json.dumps({k: v for k, v in summary.items() if k != 'without_transcript'}))
   print(f'Split {asterisk.SPLIT!r} in {_OUT_DIR.value}')
 
 

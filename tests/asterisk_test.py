@@ -52,7 +52,7 @@ def test_make_split_writes_one_speakers_librispeech_split(tmp_path):
   for name, seconds in (('auth-thankyou', 2.0), ('conf-adminmenu', 4.0), ('beep', 2.0),
                         ('dictate/both_help', 5.0), ('confbridge-binaural-off', 2.5),
                         ('agent-newlocation', 3.0), ('short', 0.5),
-                        ('long-text-short-audio', 0.5)):
+                        ('long-text-short-audio', 0.5), ('digits/7', 1.0)):
     _g722(sounds / f'{name}.g722', tone(seconds) + rng.integers(-50, 50, int(16000 * seconds)))
   with gzip.open(tmp_path / 'core-sounds-en.txt.gz', 'wt') as f:
     f.write(TRANSCRIPTS)
@@ -68,6 +68,7 @@ def test_make_split_writes_one_speakers_librispeech_split(tmp_path):
                                  'too short for its transcript': 1}
   # 'Hi.' (0.5 s) padded with silence to one receptive field, its tone in the middle.
   assert summary['padded_with_silence'] == 2
+  assert summary['without_transcript'] == ['digits/7']
   minimum = librispeech.MIN_SAMPLES / 16000
   assert summary['seconds'] == pytest.approx(2.0 + 4.0 + 5.0 + 2.5 + 3.0 + minimum, abs=0.1)
   split = tmp_path / 'human' / 'human'

@@ -99,7 +99,8 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
                transcripts: str | os.PathLike = TRANSCRIPTS) -> dict:
   """Writes the spoken prompts as `OUT_DIR/human/9001/1/9001-1-NNNN.flac` and their
   `9001-1.trans.txt`, and `OUT_DIR/human/prompts.json` (utterance id -> prompt name); returns
-  the counts of what was kept, padded and left out, and why.
+  the counts of what was kept, padded and left out, and why, and the names of the prompts
+  whose audio has no transcript line (not used).
 
   Raises:
     DataError: no sounds folder or no transcripts file there.
@@ -138,8 +139,13 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
     kept[utt_id] = name
     lines.append(f'{utt_id} {text.upper()}\n')
   files.write_text(chapter / f'{SPEAKER}-{CHAPTER}.trans.txt', ''.join(lines))
+  # Prompts of the sounds folder that the transcripts do not list, by name.
+  untranscribed = sorted(str(p.relative_to(sounds_dir).with_suffix(''))
+                         for p in sounds_dir.rglob('*.g722')
+                         if str(p.relative_to(sounds_dir).with_suffix('')) not in prompts)
   files.write_text(out_dir / SPLIT / 'prompts.json', json.dumps(kept, indent=1))
   seconds = sum(sf.info(str(chapter / f'{u}.flac')).frames for u in kept) / features.SAMPLE_RATE
   return {'utterances': len(kept), 'seconds': round(seconds, 1), 'prompts': len(prompts),
-          'padded_with_silence': int(padded), 'left_out': left_out}
+          'padded_with_silence': int(padded), 'left_out': left_out,
+          'without_transcript': untranscribed}
 
