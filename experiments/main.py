@@ -81,6 +81,7 @@ flags.register_validator('attribution_frames', lambda n: n >= 1,
                          '--attribution_frames must be >= 1.')
 
 EXPERIMENTS = Path(__file__).resolve().parent
+HUMAN_EXPLAINED = 'human_explained'  # explain_audio on the human prompts, in the run folder
 
 
 def run_stage(number: int, title: str, script: str, *args: str) -> float:
@@ -165,6 +166,11 @@ def main(argv):
     seconds['human'] += run_stage(3, 'Evaluation on the human voice', 'evaluate.py',
                                   f'--workdir={workdir}', f'--split={asterisk.SPLIT}',
                                   f'--data_source=folder:{_HUMAN_DIR.value}')
+    seconds['human'] += run_stage(
+        3, f'The human voice explained ({asterisk.NUM_EXAMPLES} prompts)', 'explain_audio.py',
+        f'--workdir={workdir}', f'--audio={os.path.join(_HUMAN_DIR.value, asterisk.EXAMPLES)}',
+        f'--out_dir={os.path.join(workdir, HUMAN_EXPLAINED)}', '--letters=a,e,t',
+        '--frames_per_letter=2')
   else:
     print(f'\n=== No human voice: {asterisk.SOUNDS_DIR} or {asterisk.TRANSCRIPTS} is missing '
           f'(Debian packages {", ".join(asterisk.DEBIAN_PACKAGES)}; ./run.sh installs them where '

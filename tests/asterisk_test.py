@@ -85,6 +85,9 @@ def test_make_split_writes_one_speakers_librispeech_split(tmp_path):
   assert len(hi) == librispeech.MIN_SAMPLES
   quiet = (librispeech.MIN_SAMPLES - 8000) // 2
   assert not hi[:quiet].any() and not hi[-quiet:].any() and hi[quiet:-quiet].any()
+  # The three prompts with the most words, named by prompt, to explain as recordings.
+  assert sorted(p.name for p in (tmp_path / 'human' / 'examples').iterdir()) == [
+      'agent-newlocation.flac', 'conf-adminmenu.flac', 'dictate_both_help.flac']
   for audio in transcripts:
     info = sf.info(str(audio))
     assert info.samplerate == 16000 and info.channels == 1

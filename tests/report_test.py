@@ -53,6 +53,13 @@ def run_folder(tmp_path):
   (run / 'navai' / 'quality.md').write_text('| method | median (ms) |\n|---|---:|\n| none | 40 |\n')
   (run / 'layer_clusters' / 'clustering.md').write_text('| layer | none |\n|---:|---:|\n| 1 | 0.5 |\n')
   (run / 'navai' / 'sound').mkdir()
+  (run / 'eval_folder_data_asterisk_human.json').write_text(json.dumps({
+      'step': 30, 'split': 'human', 'ler': 0.7, 'wer': 1.05, 'num_utterances': 552,
+      'source': 'folder:data/asterisk',
+      'examples': [{'id': '9001-1-0000', 'reference': 'activated', 'hypothesis': 'abten'}]}))
+  (run / 'human_explained' / 'auth-thankyou').mkdir(parents=True)
+  (run / 'human_explained' / 'auth-thankyou' / 'transcript.txt').write_text('thank you\n')
+  _png(run / 'human_explained' / 'auth-thankyou' / 'maps_a.png', 'maps_a')
   for name in ('letter_a', 'phoneme_i_3a'):
     sf.write(run / 'navai' / 'sound' / f'{name}.wav',
              0.1 * np.sin(np.arange(8000) / 5).astype(np.float32), 16000)
@@ -65,10 +72,13 @@ def test_report_links_every_result_of_the_run(run_folder):
   for title in ('Corpus', 'Training', 'Evaluation on held-out voices (test split)',
                 'Figure 1', 'Figure 2', 'Figure 3', 'Supplement A', 't-maps', 'Phoneme classes',
                 'Alignment quality', 'where phonemes form', 'attribution evaluation',
-                'The patterns as sound'):
+                'The patterns as sound', 'A human voice (Asterisk prompts, never trained on)'):
     assert title in page, title
+  assert 'LER 0.700, WER 1.050 over 552' in page and '<td>abten</td>' in page
+  assert 'heard as: &quot;thank you&quot;' in page or 'heard as: "thank you"' in page
   linked = re.findall(r'(?:src|href)="([^"]+)"', page)
-  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 11  # link and image each
+  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 12  # link and image each
+  assert any(l.endswith('human_explained/auth-thankyou/maps_a.png') for l in linked)
   assert len([l for l in linked if l.endswith('.wav')]) == 2
   for link in linked:
     assert (Path(path).parent / link).resolve().exists(), link
@@ -138,7 +148,7 @@ def test_report_loads_in_headless_chromium(run_folder):
   found = re.search(r'<pre id="result">([^<]*)</pre>', done.stdout)
   assert found, done.stderr[-2000:]
   loaded = json.loads(found.group(1))
-  assert len(loaded['images']) == 11 and len(loaded['audio']) == 2
+  assert len(loaded['images']) == 12 and len(loaded['audio']) == 2
   assert all(ok for _, ok in loaded['images'] + loaded['audio']), loaded
   errors = [l for l in done.stderr.splitlines() if ':CONSOLE' in l and '/report/' in l]
   assert not errors, errors

@@ -175,6 +175,9 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.table(['reference', 'decoded'],
                [[html.escape(e.get('reference', '')), html.escape(e.get('hypothesis', ''))]
                 for e in result.get('examples', [])[:5]])
+  for explained in sorted((workdir / 'human_explained').glob('*/transcript.txt')):
+    page.text(f'{explained.parent.name}, heard as: "{explained.read_text().strip()}"')
+    page.images(str(explained.parent.relative_to(workdir) / 'maps_*.png'))
 
   # (title, figures, table, the script that makes them)
   sections = [

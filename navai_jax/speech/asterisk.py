@@ -33,6 +33,8 @@ TRANSCRIPTS = '/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz'
 DEBIAN_PACKAGES = ('asterisk-core-sounds-en-g722', 'asterisk-core-sounds-en')
 SPLIT = 'human'
 SPEAKER, CHAPTER = 9001, 1  # The one speaker's ids in LibriSpeech layout.
+EXAMPLES = 'examples'  # OUT_DIR/examples: three prompts as recordings to explain
+NUM_EXAMPLES = 3
 G722_BITRATE = 64000
 
 _KEYS = {'*': ' star ', '#': ' pound '}
@@ -98,7 +100,8 @@ def _fits(text: str, num_samples: int, specs: tuple[model.LayerSpec, ...]) -> bo
 def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUNDS_DIR,
                transcripts: str | os.PathLike = TRANSCRIPTS) -> dict:
   """Writes the spoken prompts as `OUT_DIR/human/9001/1/9001-1-NNNN.flac` and their
-  `9001-1.trans.txt`, and `OUT_DIR/human/prompts.json` (utterance id -> prompt name); returns
+  `9001-1.trans.txt`, `OUT_DIR/human/prompts.json` (utterance id -> prompt name), and the
+  NUM_EXAMPLES prompts with the most words as `OUT_DIR/examples/NAME.flac`; returns
   the counts of what was kept, padded and left out, and why, and the names of the prompts
   whose audio has no transcript line (not used).
 
@@ -144,6 +147,15 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
                          for p in sounds_dir.rglob('*.g722')
                          if str(p.relative_to(sounds_dir).with_suffix('')) not in prompts)
   files.write_text(out_dir / SPLIT / 'prompts.json', json.dumps(kept, indent=1))
+  # The prompts with the most words, as recordings of one's own (`experiments/explain_audio.py`).
+  examples = out_dir / EXAMPLES
+  examples.mkdir(exist_ok=True)
+  for old in examples.glob('*.flac'):
+    old.unlink()
+  spoken = {u: spoken_text(prompts[name]) for u, name in kept.items()}
+  for utt_id in sorted(kept, key=lambda u: (-len(spoken[u].split()), u))[:NUM_EXAMPLES]:
+    name = re.sub(r'[^A-Za-z0-9_-]', '_', kept[utt_id])
+    (examples / f'{name}.flac').write_bytes((chapter / f'{utt_id}.flac').read_bytes())
   seconds = sum(sf.info(str(chapter / f'{u}.flac')).frames for u in kept) / features.SAMPLE_RATE
   return {'utterances': len(kept), 'seconds': round(seconds, 1), 'prompts': len(prompts),
           'padded_with_silence': int(padded), 'left_out': left_out,
