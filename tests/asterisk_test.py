@@ -23,6 +23,7 @@ confbridge-binaural-off: 3D audio disabled
 agent-newlocation: Please enter a new extension, followed by pound.
 missing-file: This prompt has no audio.
 short: Hi.
+empty: Nothing here.
 long-text-short-audio: Seventeen thousand Seventeen thousand Seventeen thousand Seventeen thousand Seventeen thousand Seventeen thousand Seventeen thousand Seventeen thousand.
 """
 
@@ -54,6 +55,7 @@ def test_make_split_writes_one_speakers_librispeech_split(tmp_path):
                         ('agent-newlocation', 3.0), ('short', 0.5),
                         ('long-text-short-audio', 0.5), ('digits/7', 1.0)):
     _g722(sounds / f'{name}.g722', tone(seconds) + rng.integers(-50, 50, int(16000 * seconds)))
+  (sounds / 'empty.g722').write_bytes(b'')  # a file that holds no audio
   with gzip.open(tmp_path / 'core-sounds-en.txt.gz', 'wt') as f:
     f.write(TRANSCRIPTS)
   # G.722 decodes to about the samples encoded (a lossy codec; a 440 Hz tone stays one).
@@ -63,8 +65,8 @@ def test_make_split_writes_one_speakers_librispeech_split(tmp_path):
   assert peak * 16000 / len(decoded) == pytest.approx(440, abs=1)
 
   summary = asterisk.make_split(tmp_path / 'human', sounds, tmp_path / 'core-sounds-en.txt.gz')
-  assert summary['prompts'] == 9 and summary['utterances'] == 6
-  assert summary['left_out'] == {'not speech': 1, 'no audio file': 1,
+  assert summary['prompts'] == 10 and summary['utterances'] == 6
+  assert summary['left_out'] == {'not speech': 1, 'no audio file': 1, 'empty audio': 1,
                                  'too short for its transcript': 1}
   # 'Hi.' (0.5 s) padded with silence to one receptive field, its tone in the middle.
   assert summary['padded_with_silence'] == 2

@@ -118,8 +118,9 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
   chapter.mkdir(parents=True, exist_ok=True)
   for old in [*chapter.glob('*.flac'), *chapter.glob('*.trans.txt')]:  # a split made before
     old.unlink()
-  kept, lines = {}, []
-  left_out = {'not speech': 0, 'no audio file': 0, 'too short for its transcript': 0}
+  kept, spoken, lines = {}, {}, []
+  left_out = {'not speech': 0, 'no audio file': 0, 'empty audio': 0,
+              'too short for its transcript': 0}
   padded = 0
   for name in sorted(prompts):
     text = spoken_text(prompts[name])
@@ -131,6 +132,9 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
       left_out['no audio file'] += 1
       continue
     audio = decode_g722(path)
+    if not len(audio):
+      left_out['empty audio'] += 1
+      continue
     padded += len(audio) < librispeech.MIN_SAMPLES
     audio = pad_to_receptive_field(audio)
     if not _fits(text, len(audio), specs):
@@ -139,7 +143,7 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
     utt_id = f'{SPEAKER}-{CHAPTER}-{len(kept):04d}'
     files.write_atomically(chapter / f'{utt_id}.flac', lambda tmp, a=audio: sf.write(
         tmp, a, features.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
-    kept[utt_id] = name
+    kept[utt_id], spoken[utt_id] = name, text
     lines.append(f'{utt_id} {text.upper()}\n')
   files.write_text(chapter / f'{SPEAKER}-{CHAPTER}.trans.txt', ''.join(lines))
   # Prompts of the sounds folder that the transcripts do not list, by name.
@@ -152,7 +156,6 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
   examples.mkdir(exist_ok=True)
   for old in examples.glob('*.flac'):
     old.unlink()
-  spoken = {u: spoken_text(prompts[name]) for u, name in kept.items()}
   for utt_id in sorted(kept, key=lambda u: (-len(spoken[u].split()), u))[:NUM_EXAMPLES]:
     name = re.sub(r'[^A-Za-z0-9_-]', '_', kept[utt_id])
     (examples / f'{name}.flac').write_bytes((chapter / f'{utt_id}.flac').read_bytes())
