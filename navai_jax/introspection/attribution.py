@@ -318,6 +318,11 @@ def target_probability(config: ml_collections.ConfigDict, variables: PyTree,
                        windows_NxWxF: Array, targets_N: Array) -> Array:
   """Softmax probability `[N]` of each window's target class."""
   frames.check_windows(config, windows_NxWxF, batched=True)
-  layers = network.layers_from_variables(config, variables)
-  logits_NxV = jax.vmap(lambda w: network.logits(layers, w))(jnp.asarray(windows_NxWxF))
-  return jnp.take_along_axis(jax.nn.softmax(logits_NxV), jnp.asarray(targets_N)[:, None], 1)[:, 0]
+  return _target_probability(network.layers_from_variables(config, variables),
+                             jnp.asarray(windows_NxWxF), jnp.asarray(targets_N))
+
+
+@jax.jit
+def _target_probability(layers: Layers, windows_NxWxF: Array, targets_N: Array) -> Array:
+  logits_NxV = jax.vmap(lambda w: network.logits(layers, w))(windows_NxWxF)
+  return jnp.take_along_axis(jax.nn.softmax(logits_NxV), targets_N[:, None], 1)[:, 0]

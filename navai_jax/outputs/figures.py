@@ -180,9 +180,41 @@ def _panel(ax, map_TxF: Optional[np.ndarray], config: ml_collections.ConfigDict,
   ax.axvline(alignment.CENTRE, color='0.4', lw=0.5, ls=':')
 
 
-def new_figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2):
-  fig = matplotlib.figure.Figure(figsize=(width * cols, height * rows), layout='constrained')
-  return fig, fig.subplots(rows, cols, squeeze=False)
+# Room around every panel of a grid, in inches: tick labels and the axis label to the left and
+# below, a title above; then a figure title and a colour bar. Grids of many alike panels are laid
+# out with these fixed margins instead of constrained layout, which measures every text of every
+# panel (`benchmarks/figures_benchmark.py`: a 56-panel t-map figure in a fraction of the time).
+_LEFT, _BELOW, _ABOVE, _RIGHT = 0.62, 0.5, 0.3, 0.12
+_TITLE, _COLORBAR = 0.35, 1.0
+
+
+def new_figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2, *,
+               title: bool = False, colorbar: bool = False):
+  """A figure of `rows` x `cols` panels of `width` x `height` inches each, with room for a
+  figure title and a colour bar at the right (`grid_colorbar`) when asked; (figure, axes)."""
+  fig_width = width * cols + (_COLORBAR if colorbar else 0.0)
+  fig_height = height * rows + (_TITLE if title else 0.0)
+  fig = matplotlib.figure.Figure(figsize=(fig_width, fig_height))
+  axes_width, axes_height = width - _LEFT - _RIGHT, height - _BELOW - _ABOVE
+  axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=dict(
+      left=_LEFT / fig_width, right=(width * cols - _RIGHT) / fig_width,
+      bottom=_BELOW / fig_height, top=(height * rows - _ABOVE) / fig_height,
+      wspace=(_LEFT + _RIGHT) / axes_width, hspace=(_BELOW + _ABOVE) / axes_height))
+  return fig, axes
+
+
+def grid_colorbar(fig: matplotlib.figure.Figure, image, label: str) -> None:
+  """The colour bar of a `new_figure(..., colorbar=True)` grid, in the room at its right."""
+  width, height = fig.get_size_inches()
+  bar_height = min(0.6 * height, 4.0)
+  cax = fig.add_axes(((width - 0.8) / width, (height - bar_height) / 2 / height,
+                      0.15 / width, bar_height / height))
+  fig.colorbar(image, cax=cax, label=label)
+
+
+def grid_title(fig: matplotlib.figure.Figure, text: str, **kwargs) -> None:
+  """The title of a `new_figure(..., title=True)` grid, in the room above its panels."""
+  fig.suptitle(text, y=1 - 0.12 / fig.get_size_inches()[1], va='top', **kwargs)
 
 
 def _about(res: dict[str, np.ndarray]) -> str:
@@ -200,11 +232,11 @@ def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path:
           + [('mean, all letters', lambda m: res['all_letter_mean'][m])]
           + [(f'normalized {c}', lambda m, i=i: res['letter_normalized'][m, i])
              for c, i in zip(letters, index)])
-  fig, axes = new_figure(len(rows), len(methods))
+  fig, axes = new_figure(len(rows), len(methods), title=True)
   for r, (name, get) in enumerate(rows):
     for m, method in enumerate(methods):
       _panel(axes[r, m], get(m), config, f'{name} | {method}')
-  fig.suptitle(f'NAvAI{_about(res)}')
+  grid_title(fig, f'NAvAI{_about(res)}')
   save(fig, path, 110)
   return fig
 
@@ -215,7 +247,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
   """Supplement A: the normalized pattern of every class (letters a-z) under one method."""
   names = [str(c) for c in res['letters' if kind == 'letter' else 'phoneme_classes']]
   classes = names if classes is None else list(classes)
-  fig, axes = new_figure(-(-len(classes) // cols), cols)
+  fig, axes = new_figure(-(-len(classes) // cols), cols, title=True)
   for k, name in enumerate(classes):
     ax = axes.flat[k]
     if name not in names:
@@ -227,7 +259,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
            f'{name}  ({count} frames)')
   for ax in axes.flat[len(classes):]:
     ax.set_axis_off()
-  fig.suptitle(f'normalized {kind} patterns, alignment {res["methods"][method]}{_about(res)}')
+  grid_title(fig, f'normalized {kind} patterns, alignment {res["methods"][method]}{_about(res)}')
   save(fig, path, 100)
   return fig
 
@@ -242,7 +274,8 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
   tmaps = res[f'{kind}_tmap'][method]
   finite = np.abs(tmaps[np.isfinite(tmaps)])
   limit = float(np.percentile(finite, 99)) if finite.size else 1.0
-  fig, axes = new_figure(-(-len(names) // pairs_per_row), 2 * pairs_per_row)
+  fig, axes = new_figure(-(-len(names) // pairs_per_row), 2 * pairs_per_row, title=True,
+                         colorbar=True)
   image = None
   for k, name in enumerate(names):
     left, right = axes.flat[2 * k], axes.flat[2 * k + 1]
@@ -260,8 +293,8 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
   for ax in axes.flat[2 * len(names):]:
     ax.set_axis_off()
   if image is not None:
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.5, label='t')
-  fig.suptitle(f'{kind} patterns and t-maps against all {kind} frames, alignment '
+    grid_colorbar(fig, image, 't')
+  grid_title(fig, f'{kind} patterns and t-maps against all {kind} frames, alignment '
                f'{res["methods"][method]}{_about(res)}')
   save(fig, path, 90)
   return fig

@@ -72,7 +72,7 @@ def layer_profiles(profiles_YxLxC: np.ndarray, classes: Sequence[str], order_C: 
   """Contrastive profiles of some classes at one layer: channels (ordered by `order_C`) against
   the layer's positions, red above the mean over classes and blue below, one colour scale."""
   rows = -(-len(classes) // cols)
-  fig, axes = figures.new_figure(rows, cols, 2.2, 2.4)
+  fig, axes = figures.new_figure(rows, cols, 2.2, 2.4, title=True, colorbar=True)
   limit = np.nanmax(np.abs(profiles_YxLxC)) or 1.0
   for ax in axes.flat[len(classes):]:
     ax.set_visible(False)
@@ -85,8 +85,8 @@ def layer_profiles(profiles_YxLxC: np.ndarray, classes: Sequence[str], order_C: 
     ax.set_ylabel('channel (clustered)')
     ax.set_yticks([])
   if image is not None:
-    fig.colorbar(image, ax=axes, shrink=0.6, label='activation - mean over classes')
-  fig.suptitle(title, fontsize='medium')
+    figures.grid_colorbar(fig, image, 'activation - mean over classes')
+  figures.grid_title(fig, title, fontsize='medium')
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figures.save(fig, path, 110)
   return fig
@@ -98,7 +98,7 @@ def letter_channels(config: ml_collections.ConfigDict, letter: str, layer: int,
   """Which channels carry a letter: per channel (a row), its contrastive profile for the
   letter against the layer's positions (the other letters in grey) and its activation
   maximisation input."""
-  fig, axes = figures.new_figure(len(channels), 2, 3.4, 2.0)
+  fig, axes = figures.new_figure(len(channels), 2, 3.4, 2.0, title=True)
   for r, channel in enumerate(channels):
     ax = axes[r, 0]
     for other in others_YxLxC:
@@ -109,8 +109,8 @@ def letter_channels(config: ml_collections.ConfigDict, letter: str, layer: int,
     ax.set_xlabel('position')
     figures.show_spectrogram(axes[r, 1], inputs_NxTxF[r], config, f'AM input, channel {channel}')
     axes[r, 1].title.set_fontsize('small')
-  fig.suptitle(f'The channels of layer {layer} most above the mean for letter {letter!r}',
-               fontsize='medium')
+  figures.grid_title(fig, f'The channels of layer {layer} most above the mean for letter '
+                     f'{letter!r}', fontsize='medium')
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figures.save(fig, path, 110)
   return fig
