@@ -6,6 +6,7 @@ Stages, each one an experiment script run in its own process (so each can also b
 rerun, alone):
 
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
+                        with eSpeak NG, flite and Piper; Pico's voices held out for testing
 2. `train.py`           train the `small` Wav2Letter: a fixed schedule of --train_steps steps
                         (the same model on any machine; a slower one takes longer)
 3. `evaluate.py`        letter and word error rate on the held-out voices (test split), and
@@ -43,8 +44,12 @@ from navai_jax.configs import default
 from navai_jax.speech import asterisk
 from navai_jax.training import schedule
 
-_CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/espeak_corpus', 'Corpus folder.')
+_CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/corpus', 'Corpus folder.')
 _HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.')
+_ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
+                             'Speech engines of the corpus (navai_jax/speech/voices.py).')
+_HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
+                                      'Engines heard only in dev and test.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -147,7 +152,9 @@ def main(argv):
   seconds = {}
   seconds['corpus'] = run_stage(1, 'Offline speech corpus', 'make_corpus.py',
                                 f'--out_dir={corpus}', f'--hours={_HOURS.value}',
-                                f'--seed={_SEED.value}')
+                                f'--seed={_SEED.value}',
+                                f'--engines={",".join(_ENGINES.value)}',
+                                f'--held_out_engines={",".join(_HELD_OUT_ENGINES.value)}')
   # The FLAC files are read as they are (`data.reader=direct`): the same utterances as through
   # TFDS, without the minutes of preparing the corpus into ArrayRecord files first.
   train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',

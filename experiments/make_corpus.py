@@ -1,6 +1,10 @@
-"""Synthesizes the offline English speech corpus with eSpeak NG, in LibriSpeech's layout.
+"""Synthesizes the offline English speech corpus from several engines, in LibriSpeech's layout.
 
-  python experiments/make_corpus.py --out_dir=data/espeak_corpus --hours=3
+  python experiments/make_corpus.py --out_dir=data/corpus --hours=3 \
+      --engines=espeak,flite,piper,pico --held_out_engines=pico
+
+Engines and voices: navai_jax/speech/voices.py. An engine that cannot run here (flite needs
+Debian's `flite`) is named in one line and left out.
 
 It prints how many audio-seconds it synthesized per second. Interrupt it at any time: run it
 again with the same flags and it finishes the same corpus, identical to an uninterrupted run.
@@ -11,7 +15,7 @@ from absl import flags
 from navai_jax.stages import cli
 from navai_jax.speech import corpus
 
-_OUT_DIR = flags.DEFINE_string('out_dir', 'data/espeak_corpus', 'Output folder.')
+_OUT_DIR = flags.DEFINE_string('out_dir', 'data/corpus', 'Output folder.')
 _HOURS = flags.DEFINE_float('hours', 3.0, 'Training audio, in hours.')
 _DEV_HOURS = flags.DEFINE_float('dev_hours', 0.1, 'Dev audio, in hours.')
 _TEST_HOURS = flags.DEFINE_float('test_hours', 0.1, 'Test audio, in hours.')
@@ -20,6 +24,8 @@ _TRAIN_SPEAKERS = flags.DEFINE_integer('train_speakers', 32, 'Training (voice, v
 _DEV_SPEAKERS = flags.DEFINE_integer('dev_speakers', 4, 'Held-out dev speakers.')
 _TEST_SPEAKERS = flags.DEFINE_integer('test_speakers', 4, 'Held-out test speakers.')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Synthesis processes.')
+_ENGINES = flags.DEFINE_list('engines', list(corpus.ENGINES), 'Speech engines.')
+_HELD_OUT = flags.DEFINE_list('held_out_engines', ['pico'], 'Engines heard only in dev and test.')
 
 flags.register_validator('hours', lambda h: h > 0, '--hours must be > 0.')
 flags.register_validator('seed', lambda s: s >= 0, '--seed must be >= 0.')
@@ -35,14 +41,16 @@ def main(argv):
       _OUT_DIR.value, hours=_HOURS.value, seed=_SEED.value, dev_hours=_DEV_HOURS.value,
       test_hours=_TEST_HOURS.value, num_train_speakers=_TRAIN_SPEAKERS.value,
       num_dev_speakers=_DEV_SPEAKERS.value, num_test_speakers=_TEST_SPEAKERS.value,
-      num_workers=_WORKERS.value, progress=True)
+      num_workers=_WORKERS.value, engines=_ENGINES.value,
+      held_out_engines=_HELD_OUT.value, progress=True)
   for split, summary in stats['splits'].items():
     print(f"{split}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
           f"{len(summary['speakers'])} speakers, {summary['sentences_available']} sentences")
   speed = stats['synthesized_seconds'] / stats['synthesis_wall_seconds']
   print(f"Synthesized {stats['synthesized_seconds']:.0f} s of audio in "
         f"{stats['synthesis_wall_seconds']:.1f} s: {speed:.0f} audio-seconds per second "
-        f"({stats['new_utterances']} new utterances, {stats['dropped']} dropped; "
+        f"({stats['new_utterances']} new utterances, {stats['dropped']} dropped "
+        f"{stats['dropped_by_engine']}; "
         f"{stats['wall_seconds']:.0f} s in all, with loading the text).")
   print(f'Corpus in {_OUT_DIR.value}')
 

@@ -1,28 +1,36 @@
-"""The synthesized corpus: held-out speakers, LibriSpeech layout, an interrupted run equals an
-uninterrupted one, bad settings."""
+"""The synthesized corpus: held-out speakers, LibriSpeech layout, every engine's utterances with
+their engine and ARPAbet times (Pico's marked untimed), an interrupted run equals an
+uninterrupted one, another set of engines is refused, a missing engine is named, bad settings."""
 
 import json
 import pathlib
 import subprocess
 import sys
+import types
 
 import pytest
 import soundfile as sf
 
 from navai_jax.speech import corpus
 from navai_jax.speech import librispeech
+from navai_jax.speech import flite
 from navai_jax.speech import phoneme_times
+from navai_jax.speech import phonemes
+from navai_jax.speech import voices
 
-TINY = dict(hours=0.004, seed=3, dev_hours=0.001, test_hours=0.001, num_train_speakers=3,
-            num_dev_speakers=2, num_test_speakers=2, text_sources=('pydoc_topics',))
+# Every engine that runs here; Pico held out (its voices speak in dev and test only).
+ENGINES = tuple(e for e in corpus.ENGINES if not voices.missing_engines([e]))
+TINY = dict(hours=0.006, seed=3, dev_hours=0.005, test_hours=0.005, num_train_speakers=3,
+            num_dev_speakers=2, num_test_speakers=2, text_sources=('pydoc_topics',),
+            engines=ENGINES)
 
 
 def test_choose_speakers_holds_out_variants():
-  speakers = corpus.choose_speakers(0, num_train=32, num_dev=4, num_test=4)
+  speakers = voices.choose_speakers(0, num_train=32, num_dev=4, num_test=4)
   by_split = {split: [s for s in speakers if s.split == split] for split in corpus.SPLITS}
   assert [len(by_split[s]) for s in corpus.SPLITS] == [32, 4, 4]
   assert len({s.id for s in speakers}) == len(speakers)
-  assert len({s.voice for s in by_split['train']}) == len(corpus.BASE_VOICES)
+  assert len({s.voice for s in by_split['train']}) == len(voices.BASE_VOICES)
   train_variants = {s.variant for s in by_split['train']}
   assert not train_variants & {s.variant for s in by_split['dev'] + by_split['test']}
 
@@ -62,8 +70,9 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
     assert sf.info(str(flac)).frames >= librispeech.MIN_SAMPLES, flac
 
   summary = json.loads((whole / 'corpus.json').read_text())
-  assert summary['seed'] == TINY['seed']
-  spoken = {}
+  assert summary['seed'] == TINY['seed'] and list(summary['engines']) == list(ENGINES)
+  assert summary['engines']['pico']['held_out']
+  spoken, engines = {}, {}
   for split in corpus.SPLITS:
     assert summary['splits'][split]['hours'] >= TINY[f'{split}_hours' if split != 'train'
                                                    else 'hours']
@@ -82,12 +91,24 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
         times = phoneme_times.read_timing(trans.parent / f'{utterance_id}.timing.json')
         duration = len(audio_A) / librispeech.SAMPLE_RATE
         assert times['duration'] == pytest.approx(duration)
+        engines[times['engine']] = engines.get(times['engine'], 0) + 1
+        if times['engine'] == 'pico':
+          assert not times['timed'] and times['words'] is None and times['phonemes'] is None
+          continue
+        assert times['timed'] and {p['phoneme'] for p in times['phonemes']} <= set(
+            phonemes.ARPABET)
         assert [w['word'] for w in times['words']] == transcript.split()
         starts = [w['start'] for w in times['words']]
         assert starts == sorted(starts)
         assert all(0 <= w['start'] <= w['end'] <= duration for w in times['words'])
   assert not spoken['train'] & spoken['dev'] and not spoken['train'] & spoken['test']
   assert not spoken['dev'] & spoken['test']
+  assert set(engines) == set(ENGINES)  # every engine spoke
+  # Pico's utterances have no times: they are not among the timed utterances.
+  untimed = {p.name for p in whole.rglob('12*.timing.json')}
+  timed = {pathlib.Path(p).name for p in phoneme_times.find_timings(
+      types.SimpleNamespace(data=types.SimpleNamespace(source=f'folder:{whole}'))).values()}
+  assert untimed and not untimed & timed
 
   table = (whole / 'SPEAKERS.txt').read_text().splitlines()
   rows = [line.split('|') for line in table if not line.startswith(';')]
@@ -96,9 +117,20 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
     assert {split_of[int(p.name)] for p in (whole / split).iterdir()} == {split}
 
 
-def test_make_corpus_rejects_bad_settings(tmp_path):
+def test_make_corpus_rejects_bad_settings_other_engines_and_names_a_missing_one(
+    tmp_path, monkeypatch, capsys):
   with pytest.raises(ValueError, match='hours must be > 0'):
     corpus.make_corpus(tmp_path, hours=0)
+  settings = dict(TINY, hours=0.001, dev_hours=0, test_hours=0, num_workers=1)
+  corpus.make_corpus(tmp_path / 'espeak', **dict(settings, engines=('espeak',)))
+  with pytest.raises(ValueError, match='another seed, speaker count or set of engines'):
+    corpus.make_corpus(tmp_path / 'espeak', **dict(settings, engines=('espeak', 'pico')))
+  monkeypatch.setattr(flite, 'available', lambda: False)
+  corpus.make_corpus(tmp_path / 'no_flite', **dict(settings, engines=('espeak', 'flite')))
+  assert ("Speech engine flite is missing (needs the 'flite' program (Debian package flite)): "
+          'its voices kal, kal16, awb, rms, slt are left out of the corpus.'
+          ) in capsys.readouterr().out
+  assert 'flite' not in (tmp_path / 'no_flite' / 'SPEAKERS.txt').read_text()
 
 
 def test_script_reports_bad_flag():

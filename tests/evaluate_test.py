@@ -17,6 +17,7 @@ import soundfile as sf
 from navai_jax.training import checkpoints
 from navai_jax.speech import data
 from navai_jax.training import evaluate
+from navai_jax.speech import voices
 from navai_jax.recognizer import features
 from navai_jax.training import error_rates
 from navai_jax.recognizer import model
@@ -87,6 +88,25 @@ def test_per_speaker_error_rates_split_by_the_id_prefix(tones):
       '9': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
             'num_utterances': 1}}
   assert 'LER per speaker: 7 0.8333, 9 0.9000' in evaluate.summary(result)
+  # With the corpus's engines: the rates of each engine's utterances together.
+  result = evaluate.evaluate(config, _constant_model(config, 'a'), [batch], num_examples=0,
+                             engines={'7': 'flite', '9': 'pico'})
+  assert result['per_engine'] == {
+      'flite': {'ler': pytest.approx(5 / 6, abs=1e-12), 'wer': 1.0, 'num_utterances': 2},
+      'pico': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
+               'num_utterances': 1}}
+  assert 'LER per engine: flite 0.8333, pico 0.9000' in evaluate.summary(result)
+
+
+def test_engines_of_speakers_read_from_the_corpus_table(tmp_path):
+  (tmp_path / 'SPEAKERS.txt').write_text(';ID  |SPLIT|ENGINE|VOICE           |VARIANT\n'
+                                         '139  |train|espeak|en-us           |boris\n'
+                                         '1200 |test |pico  |en-US           |\n')
+  assert voices.engines_of_speakers(tmp_path) == {'139': 'espeak', '1200': 'pico'}
+  (tmp_path / 'SPEAKERS.txt').write_text(';ID  |SPLIT|VOICE           |VARIANT\n'
+                                         '139  |train|en-us           |boris\n')
+  assert voices.engines_of_speakers(tmp_path) == {}  # a corpus made before engines
+  assert voices.engines_of_speakers(tmp_path / 'nothing') == {}
 
 
 def test_sharded_forward_equals_one_device(tones):

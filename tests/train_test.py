@@ -371,7 +371,7 @@ def test_resuming_with_other_settings_lists_them_and_keeps_config_json(reference
   with pytest.raises(ValueError) as error:
     train.train(config, workdir, train_batches=tones.train_batches)
   message = str(error.value)
-  for change in ("data.source: 'folder:data/espeak_corpus' in config.json, 'folder:OTHER' now",
+  for change in ("data.source: 'folder:data/corpus' in config.json, 'folder:OTHER' now",
                  'seed: 0 in config.json, 7 now', 'train.learning_rate: 0.01 in config.json, 0.5'):
     assert change in message
   assert (workdir / checkpoints.CONFIG_FILE).read_text() == before

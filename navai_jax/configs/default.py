@@ -77,7 +77,7 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   # 'folder:PATH' for any folder in LibriSpeech layout (our synthesized corpus or a local
   # LibriSpeech copy), or 'tfds:librispeech' for the standard TFDS dataset.
-  c.data.source = 'folder:data/espeak_corpus'
+  c.data.source = 'folder:data/corpus'
   c.data.train_split = 'train'
   c.data.eval_split = 'dev'
   # '' = PATH/_tfds for 'folder:' sources, the TFDS default (~/tensorflow_datasets) for 'tfds:'.
@@ -160,7 +160,8 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.frame_batch = 64  # Frames per attribution chunk (memory against speed).
   c.navai.save_every = 20  # Batches between saves of the pass state.
   c.navai.figure_letters = ('a', 't')  # The letters of Figure 3.
-  c.navai.phonemes = ('a', 'aI', 'i:', '@', 'E', 'p', 't', 'k', 'b', 'd', 'g')  # phonemes.png
+  # ARPAbet phonemes (navai_jax/speech/phonemes.py) of phonemes.png and the sounds.
+  c.navai.phonemes = ('ae', 'ay', 'iy', 'ah', 'eh', 'p', 't', 'k', 'b', 'd', 'g')
   # Folder with the corpus .timing.json files; '' = the data source's folder.
   c.navai.timing_dir = ''
   c.navai.sonify_method = 'sensitivity_min'  # The alignment whose mean frames are sonified.
@@ -181,12 +182,13 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # Contrastive profiles = class mean - the mean of the class means ('classes') or of all
   # frames ('frames', as navai.baseline).
   c.layer_clusters.baseline = 'classes'
-  c.layer_clusters.categories = ''  # JSON phoneme -> category file; '' = eSpeak English's.
+  # JSON phoneme -> category file; '' = ARPAbet's (and eSpeak English's, for older corpora).
+  c.layer_clusters.categories = ''
   c.layer_clusters.min_frames = 20  # Phoneme classes with fewer frames are not clustered.
   c.layer_clusters.permutations = 1000  # Shuffles of the categories for the chance baseline.
   c.layer_clusters.dendrogram_layers = (1, 5, 9, 11)
   c.layer_clusters.figure_layer = 5  # The layer of the profile and channel figures.
-  c.layer_clusters.figure_phonemes = ('a', 'i:', 'E', 's', 'z', 't', 'k', 'm', 'n', 'l')
+  c.layer_clusters.figure_phonemes = ('ae', 'iy', 'eh', 's', 'z', 't', 'k', 'm', 'n', 'l')
   c.layer_clusters.letters = ('a', 't')  # "Which channels carry letter X".
   c.layer_clusters.top_channels = 4
   c.layer_clusters.seed = 0

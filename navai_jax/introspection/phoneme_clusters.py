@@ -28,6 +28,7 @@ from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import moments
 from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
+from navai_jax.speech import phonemes
 
 CATEGORIES = ('vowel', 'plosive', 'fricative', 'nasal', 'approximant')
 
@@ -62,9 +63,10 @@ ESPEAK_ENGLISH = {
 
 def read_categories(path: str) -> dict[str, str | None]:
   """A phoneme -> category map from a JSON object file (null: leave the phoneme out of the
-  clustering); '' gives `ESPEAK_ENGLISH`."""
+  clustering); '' gives ARPAbet's (`phonemes.CATEGORIES`, the corpus's inventory) and
+  `ESPEAK_ENGLISH` (corpora made before it)."""
   if not path:
-    return dict(ESPEAK_ENGLISH)
+    return {**ESPEAK_ENGLISH, **phonemes.CATEGORIES}
   if not os.path.isfile(path):
     raise ValueError(f'Phoneme category file {path} does not exist.')
   try:

@@ -203,6 +203,21 @@ def new_figure(rows: int, cols: int, width: float = 2.6, height: float = 2.2, *,
   return fig, axes
 
 
+def label_outer(axes: np.ndarray) -> None:
+  """Axis labels and tick labels of a grid of alike panels only at its outer edges: y on the
+  first column, x where no shown panel is below (they all share the axes' units and ranges)."""
+  rows, cols = axes.shape
+  for r in range(rows):
+    for c in range(cols):
+      ax = axes[r, c]
+      if c > 0:
+        ax.set_ylabel('')
+        ax.tick_params(labelleft=False)
+      if r + 1 < rows and axes[r + 1, c].axison and axes[r + 1, c].get_visible():
+        ax.set_xlabel('')
+        ax.tick_params(labelbottom=False)
+
+
 def grid_colorbar(fig: matplotlib.figure.Figure, image, label: str) -> None:
   """The colour bar of a `new_figure(..., colorbar=True)` grid, in the room at its right."""
   width, height = fig.get_size_inches()
@@ -237,6 +252,7 @@ def figure3(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], path:
     for m, method in enumerate(methods):
       _panel(axes[r, m], get(m), config, f'{name} | {method}')
   grid_title(fig, f'NAvAI{_about(res)}')
+  label_outer(axes)
   save(fig, path, 110)
   return fig
 
@@ -260,6 +276,7 @@ def patterns(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], meth
   for ax in axes.flat[len(classes):]:
     ax.set_axis_off()
   grid_title(fig, f'normalized {kind} patterns, alignment {res["methods"][method]}{_about(res)}')
+  label_outer(axes)
   save(fig, path, 100)
   return fig
 
@@ -296,6 +313,7 @@ def tmaps(config: ml_collections.ConfigDict, res: dict[str, np.ndarray], method:
     grid_colorbar(fig, image, 't')
   grid_title(fig, f'{kind} patterns and t-maps against all {kind} frames, alignment '
                f'{res["methods"][method]}{_about(res)}')
+  label_outer(axes)
   save(fig, path, 90)
   return fig
 
@@ -312,6 +330,7 @@ def phonemes(config: ml_collections.ConfigDict, res: dict[str, np.ndarray],
       count = 0 if i is None else int(res['phoneme_count'][m, i])
       _panel(axes[r, m], res['phoneme_normalized'][m, i] if count else None, config,
              f'/{name}/ ({count}) | {method}')
+  label_outer(axes)
   save(fig, path, 100)
   return fig
 

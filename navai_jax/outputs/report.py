@@ -130,6 +130,11 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.table(['split', 'utterances', 'hours', 'voices'],
                [[name, s.get('utterances', ''), s.get('hours', ''), len(s.get('speakers', []))]
                 for name, s in corpus['splits'].items()])
+    if corpus.get('engines'):
+      page.table(['engine', 'version', 'licence', 'held out of training'],
+                 [[name, e.get('version', ''), e.get('licence', ''),
+                   'yes' if e.get('held_out') else 'no']
+                  for name, e in corpus['engines'].items()])
   else:
     page.text(f'No corpus.json in {corpus_dir or source} (a corpus not made by make_corpus.py).')
 
@@ -165,6 +170,10 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.table(['voice', 'LER', 'WER', 'utterances'],
                [[voice, f'{r["ler"]:.3f}', f'{r["wer"]:.3f}', r['num_utterances']]
                 for voice, r in sorted(result.get('per_speaker', {}).items())])
+    if result.get('per_engine'):
+      page.table(['engine', 'LER', 'WER', 'utterances'],
+                 [[engine, f'{r["ler"]:.3f}', f'{r["wer"]:.3f}', r['num_utterances']]
+                  for engine, r in result['per_engine'].items()])
   human = sorted(workdir.glob('eval_*_human.json'))
   if human:
     result = _read_json(human[-1])

@@ -1,16 +1,18 @@
-"""An offline English speech corpus synthesized with eSpeak NG, in LibriSpeech's layout.
+"""An offline English speech corpus from several speech engines, in LibriSpeech's layout.
 
-The plan (who says what) is a pure function of the seed: sentences from `sentences`, split into
-disjoint train, dev and test pools; speakers as (base voice, variant) pairs, where dev and test
-get variants that no training speaker uses; and per utterance a rate, pitch and noise seed.
-`espeak` speaks each one and reports the true time of every word and phoneme. The writer puts
-every file in place atomically, so an interrupted run that is started again ends with exactly
-the files of an uninterrupted one.
+The plan (who says what) is a pure function of the seed and the engines: sentences from
+`sentences`, split into disjoint train, dev and test pools; speakers from `voices` (dev and test
+hear no training speaker, and a held-out engine none of its voices in training); per utterance
+a rate, pitch and noise seed. The engines take turns, and each engine's speakers within its
+turns, so every engine says an equal share of every split. Each engine reports the true time of
+every word and phoneme (phonemes in ARPAbet, `phonemes`), except Pico, whose utterances are
+marked untimed. The writer puts every file in place atomically, so an interrupted run that is
+started again ends with exactly the files of an uninterrupted one.
 
 Layout under `out_dir` (as LibriSpeech, with one folder per split; see `librispeech`):
 
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac         16 kHz mono int16
-  SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  word and phoneme times in seconds
+  SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  engine, voice, word and phoneme times
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt        "SPEAKER-CHAPTER-UTT TRANSCRIPT"
   SPEAKERS.txt, corpus.json
 """
@@ -20,7 +22,6 @@ from collections.abc import Iterator, Sequence
 import dataclasses
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import pathlib
@@ -32,31 +33,14 @@ import numpy as np
 import soundfile as sf
 import tqdm
 
-from navai_jax.speech import espeak
 from navai_jax.core import files
 from navai_jax.speech import librispeech
 from navai_jax.speech import sentences
 from navai_jax.speech import phoneme_times
+from navai_jax.speech import voices
 
-SPLITS = ('train', 'dev', 'test')
-
-# Voices that load with espeak_SetVoiceByName ("en-gb" does not).
-BASE_VOICES = ('en-us', 'en', 'en-gb-x-rp', 'en-029', 'en-gb-scotland', 'en-gb-x-gbclan',
-               'en-gb-x-gbcwmd', 'en-us-nyc')
-# Human-sounding variants from espeak-ng-data/voices/!v; robots, heavy echo, whisper, joke voices
-# and "fast" are left out. A variant's position here is part of its speakers' ids: append only.
-VARIANTS = (
-    'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'f1', 'f2', 'f3', 'f4', 'f5', 'Alex',
-    'Alicia', 'Andrea', 'Andy', 'Annie', 'Denis', 'Diogo', 'Gene', 'Gene2', 'Henrique', 'Hugo',
-    'Jacky', 'Lee', 'Marco', 'Mario', 'Michael', 'Mike', 'Nguyen', 'Reed', 'Storm', 'adam',
-    'anika', 'antonio', 'aunty', 'belinda', 'benjamin', 'boris', 'david', 'ed', 'edward',
-    'edward2', 'grandma', 'grandpa', 'gustave', 'iven', 'iven2', 'iven3', 'iven4', 'kaukovalta',
-    'klatt', 'klatt2', 'klatt3', 'klatt4', 'klatt5', 'klatt6', 'linda', 'marcelo', 'max',
-    'michel', 'miguel', 'mike2', 'paul', 'pedro', 'quincy', 'rob', 'robert', 'sandro', 'shelby',
-    'steph', 'steph2', 'steph3', 'travis', 'victor')
-RATE_RANGE = (140, 210)  # words per minute, inclusive
-PITCH_RANGE = (30, 70)  # eSpeak's 0-100 scale, inclusive
-
+SPLITS = voices.SPLITS
+ENGINES = tuple(voices.ENGINES)
 MAX_SECONDS = 12.0
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
 UTTERANCES_PER_CHAPTER = 100
@@ -76,16 +60,8 @@ def split_sentences(sentences: Sequence[str], seed: int) -> dict[str, list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
-class Speaker:
-  id: int
-  split: str
-  voice: str
-  variant: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Utterance:
-  speaker: Speaker
+  speaker: voices.Speaker
   chapter: int
   index: int
   text: str  # as spoken: lower case, with commas
@@ -102,45 +78,18 @@ class Utterance:
     return self.text.replace(',', '').upper()
 
 
-def speaker_id(voice: str, variant: str) -> int:
-  """A fixed id per (voice, variant): hundreds give the voice, the rest the variant."""
-  return 100 * (BASE_VOICES.index(voice) + 1) + VARIANTS.index(variant)
-
-
-def choose_speakers(seed: int, num_train: int, num_dev: int, num_test: int) -> list[Speaker]:
-  """Picks speakers; dev and test get variants that no training speaker uses."""
-  missing = set(VARIANTS) - espeak.available_variants()
-  if missing:
-    raise RuntimeError(f'eSpeak data lacks the variants {sorted(missing)}.')
-  num_held_out = num_dev + num_test
-  if num_held_out >= len(VARIANTS):
-    raise ValueError(f'At most {len(VARIANTS) - 1} dev and test speakers, got {num_held_out}.')
-  rng = np.random.default_rng(seed)
-  variants = [VARIANTS[i] for i in rng.permutation(len(VARIANTS))]
-  held_out, train_variants = variants[:num_held_out], variants[num_held_out:]
-  voices = [BASE_VOICES[i] for i in rng.permutation(len(BASE_VOICES))]
-  pairs = {'train': [], 'dev': [], 'test': []}
-  for i, variant in enumerate(held_out):
-    pairs['dev' if i < num_dev else 'test'].append((voices[i % len(voices)], variant))
-  # Cycling voices and variants together uses every voice and as many variants as possible.
-  pairs['train'] = [(voices[i % len(voices)], train_variants[i % len(train_variants)])
-                    for i in range(num_train)]
-  if len(set(pairs['train'])) < num_train:
-    raise ValueError(f'At most {math.lcm(len(voices), len(train_variants))} training speakers '
-                     f'with {num_held_out} held out, got {num_train}.')
-  return [Speaker(speaker_id(voice, variant), split, voice, variant)
-          for split in SPLITS for voice, variant in pairs[split]]
-
-
-def plan_utterances(pool: Sequence[str], speakers: Sequence[Speaker], split: str,
+def plan_utterances(pool: Sequence[str], speakers: Sequence[voices.Speaker], split: str,
                     seed: int) -> Iterator[Utterance]:
   """Yields the endless deterministic sequence of a split's utterances.
 
-  Speakers take turns, so every prefix is balanced; sentences are used once each before any
-  repeats (in a new order).
+  Engines take turns, and each engine's speakers within its turns, so every prefix is balanced
+  (with one engine: the speakers take turns); sentences are used once each before any repeats
+  (in a new order).
   """
   if not pool:
     raise ValueError(f'No sentences for the {split} split.')
+  by_engine = [[s for s in speakers if s.engine == e] for e in voices.ENGINES]
+  by_engine = [group for group in by_engine if group]
   split_index = SPLITS.index(split)
   order = range(len(pool))
   for i in itertools.count():
@@ -149,15 +98,17 @@ def plan_utterances(pool: Sequence[str], speakers: Sequence[Speaker], split: str
       logging.warning('%s: all %d sentences used; pass %d repeats them in a new order.',
                       split, len(pool), sentence_pass + 1)
       order = np.random.default_rng([seed, split_index, sentence_pass]).permutation(len(pool))
-    speaker = speakers[i % len(speakers)]
-    chapter_index, index = divmod(i // len(speakers), UTTERANCES_PER_CHAPTER)
+    turn, engine = divmod(i, len(by_engine))
+    group = by_engine[engine]
+    speaker = group[turn % len(group)]
+    chapter_index, index = divmod(turn // len(group), UTTERANCES_PER_CHAPTER)
     if chapter_index >= 100:
       raise ValueError(f'Speaker {speaker.id} would need more than 100 chapters.')
     rng = np.random.default_rng([seed, split_index, i])
     yield Utterance(speaker=speaker, chapter=100 * speaker.id + chapter_index, index=index,
                     text=pool[order[j]],
-                    rate=int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1)),
-                    pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
+                    rate=int(rng.integers(voices.RATE_RANGE[0], voices.RATE_RANGE[1] + 1)),
+                    pitch=int(rng.integers(voices.PITCH_RANGE[0], voices.PITCH_RANGE[1] + 1)),
                     seed=int(rng.integers(2**31)))
 
 
@@ -192,8 +143,8 @@ class _Writer:
       return None
     return phoneme_times.read_timing(timing_path)['duration']
 
-  def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict],
-            phonemes: list[dict]) -> None:
+  def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict] | None,
+            phonemes: list[dict] | None) -> None:
     """Writes audio, then timing, then the transcript line, each atomically."""
     folder = self._chapter_dir(u)
     folder.mkdir(parents=True, exist_ok=True)
@@ -205,12 +156,15 @@ class _Writer:
       return min(round(t, 3), duration)
 
     times = {
-        'id': u.id, 'transcript': u.transcript, 'voice': u.speaker.voice,
-        'variant': u.speaker.variant, 'rate': u.rate, 'pitch': u.pitch,
-        'sample_rate': librispeech.SAMPLE_RATE, 'duration': duration,
-        'words': [dict(w, word=w['word'].upper(), start=ms(w['start']), end=ms(w['end']))
-                  for w in words],
-        'phonemes': [dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
+        'id': u.id, 'transcript': u.transcript, 'engine': u.speaker.engine,
+        'voice': u.speaker.voice, 'variant': u.speaker.variant, 'rate': u.rate,
+        'pitch': u.pitch, 'sample_rate': librispeech.SAMPLE_RATE, 'duration': duration,
+        'inventory': 'arpabet', 'timed': words is not None,
+        'words': None if words is None else [
+            dict(w, word=w['word'].upper(), start=ms(w['start']), end=ms(w['end']))
+            for w in words],
+        'phonemes': None if phonemes is None else [
+            dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
     }
     files.write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
     path, lines = self._lines(u)
@@ -218,8 +172,13 @@ class _Writer:
     files.write_text(path, ''.join(f'{k} {lines[k]}\n' for k in sorted(lines)))
 
 
-def _synthesize_utterance(u: Utterance) -> tuple[np.ndarray, list[dict], list[dict]]:
-  return espeak.synthesize(u.text, u.speaker.voice, u.speaker.variant, u.rate, u.pitch, u.seed)
+def _synthesize_utterance(u: Utterance) -> tuple[np.ndarray, list[dict] | None,
+                                                 list[dict] | None] | str:
+  """The engine's (audio, words, phonemes), or why it failed for this sentence."""
+  try:
+    return voices.speak(u.speaker, u.text, u.rate, u.pitch, u.seed)
+  except (RuntimeError, ValueError, OSError) as e:
+    return f'{u.speaker.engine} failed: {e}'
 
 
 def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
@@ -243,8 +202,11 @@ def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
       yield u, None, job.get() if job is not None else _synthesize_utterance(u)
 
 
-def _check(u: Utterance, audio_A: np.ndarray, words: list[dict]) -> str | None:
+def _check(u: Utterance, result) -> str | None:
   """Returns why a synthesized utterance must be dropped, or None to keep it."""
+  if isinstance(result, str):
+    return result
+  audio_A, words, _ = result
   if not len(audio_A):
     return 'empty audio'
   if len(audio_A) < librispeech.MIN_SAMPLES:
@@ -252,14 +214,14 @@ def _check(u: Utterance, audio_A: np.ndarray, words: list[dict]) -> str | None:
             f'({librispeech.MIN_SAMPLES / librispeech.SAMPLE_RATE:.2f} s)')
   if len(audio_A) > MAX_SECONDS * librispeech.SAMPLE_RATE:
     return f'{len(audio_A) / librispeech.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
-  if [w['word'].upper() for w in words] != u.transcript.split():
-    return 'eSpeak word events do not match the transcript'
+  if words is not None and [w['word'].upper() for w in words] != u.transcript.split():
+    return f'{u.speaker.engine} words do not match the transcript'
   return None
 
 
-def _speakers_table(speakers: Sequence[Speaker]) -> str:
-  rows = [';ID  |SPLIT|VOICE           |VARIANT']
-  rows += [f'{s.id:<5}|{s.split:<5}|{s.voice:<16}|{s.variant}' for s in speakers]
+def _speakers_table(speakers: Sequence[voices.Speaker]) -> str:
+  rows = [';ID  |SPLIT|ENGINE|VOICE           |VARIANT']
+  rows += [f'{s.id:<5}|{s.split:<5}|{s.engine:<6}|{s.voice:<16}|{s.variant}' for s in speakers]
   return '\n'.join(rows) + '\n'
 
 
@@ -292,6 +254,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 dev_hours: float = 0.1, test_hours: float = 0.1, *,
                 num_train_speakers: int = 32, num_dev_speakers: int = 4,
                 num_test_speakers: int = 4, num_workers: int = 2,
+                engines: Sequence[str] = ENGINES, held_out_engines: Sequence[str] = ('pico',),
                 text_sources: Sequence[str] = sentences.TEXT_SOURCES,
                 max_new_utterances: int | None = None, progress: bool = False) -> dict:
   """Synthesizes a corpus into out_dir, resuming whatever an earlier run left there.
@@ -304,17 +267,21 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     seed: seed of the sentence split, the speakers and every utterance's rate and pitch.
     dev_hours: dev audio, in hours (0 for none).
     test_hours: test audio, in hours (0 for none).
-    num_train_speakers: number of training (voice, variant) pairs.
-    num_dev_speakers: number of dev speakers, with variants unused in training.
-    num_test_speakers: number of test speakers, with variants unused elsewhere.
+    num_train_speakers: number of training eSpeak (voice, variant) pairs.
+    num_dev_speakers: number of eSpeak dev speakers, with variants unused in training.
+    num_test_speakers: number of eSpeak test speakers, with variants unused elsewhere.
     num_workers: synthesis processes; 1 synthesizes in this process.
+    engines: the speech engines (`voices.ENGINES`); one that cannot run here is left out with
+      one line naming it and its voices.
+    held_out_engines: engines heard only in dev and test.
     text_sources: where sentences come from, a subset of `sentences.TEXT_SOURCES`.
     max_new_utterances: stop after writing this many new utterances, leaving the corpus
       unfinished as an interruption would (for tests).
     progress: show a progress bar per split.
 
   Returns:
-    Statistics: the corpus summary written to corpus.json, plus 'new_utterances', 'dropped',
+    Statistics: the corpus summary written to corpus.json, plus 'new_utterances', 'dropped'
+    (and 'dropped_by_engine'),
     'removed' (utterances of an earlier, larger corpus in the folder that are not in this one),
     'synthesized_seconds' (audio made in this run), 'synthesis_wall_seconds' (time spent making
     and writing it, after loading the text) and 'wall_seconds' of this run.
@@ -334,19 +301,30 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   for leftover in out.glob('**/*.tmp'):  # from an interrupted run
     leftover.unlink()
 
-  speakers = choose_speakers(seed, num_train_speakers, num_dev_speakers, num_test_speakers)
+  missing = voices.missing_engines(engines)
+  for engine, need in missing.items():
+    print(f'Speech engine {engine} is missing (needs {need}): its voices '
+          f'{", ".join(voices.ENGINES[engine].VOICES)} are left out of the corpus.')
+  engines = [e for e in voices.ENGINES if e in engines and e not in missing]
+  if not engines:
+    raise ValueError('No speech engine can run here; see the lines above.')
+  speakers = voices.choose_speakers(seed, num_train_speakers, num_dev_speakers,
+                                    num_test_speakers, engines, held_out_engines)
+  if not any(s.split == 'train' for s in speakers):
+    raise ValueError(f'No training speakers: every engine of {engines} is held out.')
   table = _speakers_table(speakers)
   speakers_path = out / 'SPEAKERS.txt'
   if speakers_path.exists() and speakers_path.read_text() != table:
-    raise ValueError(f'{out} holds a corpus with other speakers (another seed or speaker '
-                     'count); choose a new output folder.')
+    raise ValueError(f'{out} holds a corpus with other speakers (another seed, speaker count '
+                     'or set of engines); choose a new output folder.')
   files.write_text(speakers_path, table)
   pools = split_sentences(sentences.load_sentences(text_sources), seed)
   targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
 
   writer = _Writer(out)
   summary = {'splits': {}}
-  stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0}
+  stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0,
+           'dropped_by_engine': dict.fromkeys(engines, 0)}
   kept: set[str] = set()
   synthesis_start = time.perf_counter()
 
@@ -368,12 +346,13 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             return timed(stats)
           u, duration, result = next(results)
           if result is not None:
-            audio_A, words, phonemes = result
-            if reason := _check(u, audio_A, words):
+            if reason := _check(u, result):
               logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
                                   'shown; the summary counts all).', 5, u.id, u.text, reason)
               stats['dropped'] += 1
+              stats['dropped_by_engine'][u.speaker.engine] += 1
               continue
+            audio_A, words, phonemes = result
             writer.write(u, audio_A, words, phonemes)
             duration = len(audio_A) / librispeech.SAMPLE_RATE
             stats['new_utterances'] += 1
@@ -396,7 +375,9 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   stats['removed'] = _remove_all_but(out, kept)
   summary.update({
       'seed': seed, 'hours': hours, 'dev_hours': dev_hours, 'test_hours': test_hours,
-      'sample_rate': librispeech.SAMPLE_RATE, 'espeak_version': espeak.espeak_version(),
+      'sample_rate': librispeech.SAMPLE_RATE, 'engines': {
+          e: {'version': voices.ENGINES[e].version(), 'licence': voices.LICENCES[e],
+              'held_out': e in held_out_engines} for e in engines},
       'python_version': sys.version.split()[0], 'text_sources': list(text_sources),
       'speakers': [dataclasses.asdict(s) for s in speakers]})
   files.write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')

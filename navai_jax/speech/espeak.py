@@ -20,6 +20,10 @@ import scipy.signal
 from navai_jax.speech import librispeech
 
 
+# Voices that load with espeak_SetVoiceByName ("en-gb" does not).
+VOICES = ('en-us', 'en', 'en-gb-x-rp', 'en-029', 'en-gb-scotland', 'en-gb-x-gbclan',
+          'en-gb-x-gbcwmd', 'en-us-nyc')
+
 _ESPEAK_SAMPLE_RATE = 22050
 _AUDIO_OUTPUT_SYNCHRONOUS = 2  # synthesis runs inside espeak_Synth, no background thread
 _INITIALIZE_PHONEME_EVENTS = 1
@@ -94,10 +98,14 @@ def _fresh_espeak(capture: _Capture) -> ctypes.CDLL:
   return lib
 
 
-def espeak_version() -> str:
+def version() -> str:
   lib = _fresh_espeak(_Capture())
   lib.espeak_Info.restype = ctypes.c_char_p
   return lib.espeak_Info(None).decode()
+
+
+def available() -> bool:
+  return True  # the library and its data are in the espeakng-loader wheel
 
 
 @functools.cache

@@ -1,7 +1,9 @@
 """The corpus's true times: reading `.timing.json` files, phoneme classes, phoneme tracks.
 
 A synthesized utterance `SPEAKER-CHAPTER-UTT.flac` has a `SPEAKER-CHAPTER-UTT.timing.json`
-beside it with the start and end (seconds) of every word and phoneme (`espeak.synthesize`).
+beside it with its engine and voice and the start and end (seconds) of every word and phoneme,
+the phonemes in ARPAbet (`phonemes`; corpora made before that hold eSpeak mnemonics, which
+`phoneme_class` reads as well).
 Real LibriSpeech has none; everything here is then simply empty.
 """
 
@@ -28,8 +30,9 @@ def find_timings(config: ml_collections.ConfigDict, timing_dir: str = '') -> dic
   """Timing file of every utterance, by utterance id.
 
   Searches `timing_dir`, or by default the folder of a `folder:` data source (a copy of the
-  corpus without its `.timing.json` files can point here at the original). Empty for other
-  sources (e.g. real LibriSpeech through TFDS), which have no timings.
+  corpus without its `.timing.json` files can point here at the original). Utterances of an
+  engine without times (Pico; `"timed": false`) are left out. Empty for other sources (e.g.
+  real LibriSpeech through TFDS), which have no timings.
   """
   kind, _, root = config.data.source.partition(':')
   if not timing_dir and kind != 'folder':
@@ -38,7 +41,8 @@ def find_timings(config: ml_collections.ConfigDict, timing_dir: str = '') -> dic
   if not folder.is_dir():
     what = 'Timing folder' if timing_dir else f'Corpus folder (config.data.source={root!r})'
     raise ValueError(f'{what} {folder} does not exist.')
-  return {p.name[:-len(SUFFIX)]: str(p) for p in sorted(folder.rglob('*' + SUFFIX))}
+  return {p.name[:-len(SUFFIX)]: str(p) for p in sorted(folder.rglob('*' + SUFFIX))
+          if read_timing(p).get('timed', True)}
 
 
 def phoneme_class(mnemonic: str) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from navai_jax.core import rules
 from navai_jax.training import checkpoints
 from navai_jax.speech import data
+from navai_jax.speech import voices
 from navai_jax.recognizer import features
 from navai_jax.core import files
 from navai_jax.training import error_rates
@@ -85,7 +86,8 @@ def transcribe(config: ml_collections.ConfigDict, variables: PyTree,
 
 def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
              batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None,
-             num_examples: Optional[int] = None) -> dict[str, Any]:
+             num_examples: Optional[int] = None,
+             engines: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
   """Letter and word error rates of greedy decoding over `batches`.
 
   Args:
@@ -94,10 +96,12 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     batches: batches as `data.batches(..., train=False)` yields them.
     mesh: devices to split batches over; default all devices.
     num_examples: reference/hypothesis pairs to keep (default `config.eval.num_examples`).
+    engines: {speaker id: speech engine} of a synthesized corpus (`voices.engines_of_speakers`).
   Returns:
     `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
     'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
-    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`.
+    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, and with `engines`
+    ({speaker: engine}) 'per_engine' each engine to its own.
   """
   num_examples = config.eval.num_examples if num_examples is None else num_examples
   rows = list(transcribe(config, variables, batches, mesh=mesh))
@@ -115,8 +119,16 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     speaker_rates = error_rates.error_rates(*zip(*pairs))
     per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
                             'num_utterances': len(pairs)}
-  return {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
-          'per_speaker': per_speaker, 'examples': examples}
+  result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
+            'per_speaker': per_speaker, 'examples': examples}
+  if engines:
+    by_engine = collections.defaultdict(list)
+    for i, r, h in rows:
+      by_engine[engines.get(i.split('-')[0], 'unknown')].append((r, h))
+    result['per_engine'] = {
+        engine: dict(error_rates.error_rates(*zip(*pairs)), num_utterances=len(pairs))
+        for engine, pairs in sorted(by_engine.items())}
+  return result
 
 
 def _file_safe(name: str) -> str:
@@ -152,7 +164,9 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   mesh = parallel.make_mesh()
   batches = data.batches(config, split, train=False, batch_multiple=mesh.size,
                          max_utterances=max_utterances)
-  result = evaluate(config, variables, batches, mesh=mesh)
+  kind, _, root = config.data.source.partition(':')
+  engines = voices.engines_of_speakers(root) if kind == 'folder' else {}
+  result = evaluate(config, variables, batches, mesh=mesh, engines=engines)
   result = {'step': step, 'split': split, 'workdir': str(workdir),
             'source': config.data.source, **result}
   if jax.process_index() == 0:
@@ -170,6 +184,9 @@ def summary(result: dict[str, Any]) -> str:
           f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
           f'({result["num_utterances"]} utterances)')
   lines = [head.strip()]
+  if len(result.get('per_engine', {})) > 1:
+    lines.append('  LER per engine: ' + ', '.join(
+        f'{engine} {r["ler"]:.4f}' for engine, r in result['per_engine'].items()))
   if len(result.get('per_speaker', {})) > 1:
     lines.append('  LER per speaker: ' + ', '.join(
         f'{speaker} {r["ler"]:.4f}' for speaker, r in result['per_speaker'].items()))

@@ -1,0 +1,124 @@
+"""The speech engines: one phoneme inventory, true times inside the audio, the same arguments give
+the same audio, the knobs move what they claim, held-out speakers and engines."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from navai_jax.speech import espeak
+from navai_jax.speech import flite
+from navai_jax.speech import phoneme_times
+from navai_jax.speech import phonemes
+from navai_jax.speech import pico
+from navai_jax.speech import piper_tts
+from navai_jax.speech import voices
+
+TEXT = "the apple, and it's the end of the day"
+WORDS = ['the', 'apple', 'and', "it's", 'the', 'end', 'of', 'the', 'day']
+
+
+def _check_times(audio_A, words, spoken):
+  duration = len(audio_A) / 16000
+  assert [w['word'] for w in words] == WORDS
+  for w in words:
+    assert 0 <= w['start'] < w['end'] <= duration + 1e-9
+  starts = [p['start'] for p in spoken]
+  assert starts == sorted(starts)
+  assert all(p['phoneme'] in phonemes.ARPABET for p in spoken)
+  # Every phoneme lies in one word, and every word holds at least one.
+  inside = [sum(w['start'] <= p['start'] < w['end'] + 1e-9 for w in words) for p in spoken]
+  assert all(n >= 1 for n in inside)
+  assert all(any(w['start'] <= p['start'] < w['end'] + 1e-9 for p in spoken) for w in words)
+
+
+def test_ipa_groups_into_arpabet_with_marks_joined():
+  symbols = ['ð', 'ɪ', 'ʲ', ' ', 'ˈ', 'æ', 'p', 'ə', 'l', ',', ' ', 'b', 'ɹ', 'ˈ', 'a', 'ʊ',
+             'n', ' ', 'f', 'ˈ', 'ɑ', 'ː', 'k', 's', ' ', 't', 'ʃ', 'ɚ']
+  assert phonemes.from_ipa(symbols) == [
+      ('dh', [0]), ('ih', [1, 2]), ('ae', [4, 5]), ('p', [6]), ('ah', [7]), ('l', [8]),
+      ('b', [11]), ('r', [12]), ('aw', [13, 14, 15]), ('n', [16]), ('f', [18]),
+      ('aa', [19, 20, 21]), ('k', [22]), ('s', [23]), ('ch', [25, 26]), ('er', [27])]
+  with pytest.raises(ValueError, match="IPA symbol 'ɮ' has no ARPAbet class"):
+    phonemes.from_ipa(['ɮ'])
+
+
+def test_every_espeak_class_of_the_tables_maps_into_arpabet():
+  assert len(phonemes.ARPABET) == 39 and set(phonemes.CATEGORIES) == set(phonemes.ARPABET)
+  assert set(phonemes.ESPEAK.values()) - {None} <= set(phonemes.ARPABET)
+  assert set(phonemes.IPA.values()) <= set(phonemes.ARPABET)
+  assert phonemes.from_espeak(phoneme_times.phoneme_class("'aI")) == 'ay'
+  assert phonemes.from_espeak(phoneme_times.phoneme_class('@2')) == 'ah'
+  with pytest.raises(ValueError, match="eSpeak phoneme 'Q' has no ARPAbet class"):
+    phonemes.from_espeak('Q')
+  assert phonemes.from_flite('ax') == 'ah' and phonemes.from_flite('pau') is None
+
+
+def test_espeak_speaks_arpabet_in_the_corpus():
+  speaker = voices.Speaker(100, 'train', 'en-us', 'm1')
+  audio_A, words, spoken = voices.speak(speaker, TEXT, 175, 50, 3)
+  _check_times(audio_A, words, spoken)
+  assert spoken[0]['phoneme'] == 'dh' and spoken[0]['symbol'] == 'D'
+  assert espeak.available()
+
+
+@pytest.mark.skipif(shutil.which('flite') is None,
+                    reason="Debian's flite is not installed (./test.sh installs it as root)")
+def test_flite_times_words_and_its_knobs():
+  assert flite.available()
+  audio_A, words, spoken = flite.synthesize(TEXT, 'slt')
+  _check_times(audio_A, words, spoken)
+  assert [p['symbol'] for p in spoken[:3]] == ['dh', 'iy', 'ae']  # "the" before a vowel
+  again, _, _ = flite.synthesize(TEXT, 'slt')
+  np.testing.assert_array_equal(again, audio_A)
+  slower, _, _ = flite.synthesize(TEXT, 'slt', stretch=1.3)
+  assert len(slower) > 1.2 * len(audio_A)
+  # kal speaks at 8 kHz: resampled to 16 kHz; its mean pitch moves.
+  low, _, _ = flite.synthesize(TEXT, 'kal', pitch=90)
+  high, _, _ = flite.synthesize(TEXT, 'kal', pitch=150)
+  assert not np.array_equal(low[:len(high)], high[:len(low)])
+  with pytest.raises(ValueError, match="Unknown flite voice 'bob'"):
+    flite.synthesize(TEXT, 'bob')
+
+
+def test_piper_is_seeded_and_timed():
+  audio_A, words, spoken = piper_tts.synthesize(TEXT, seed=5)
+  _check_times(audio_A, words, spoken)
+  again, _, _ = piper_tts.synthesize(TEXT, seed=5)
+  np.testing.assert_array_equal(again, audio_A)  # the noise is the seed's, not onnxruntime's
+  other, _, _ = piper_tts.synthesize(TEXT, seed=6)
+  assert len(other) != len(audio_A) or not np.array_equal(other, audio_A)
+  slower, _, _ = piper_tts.synthesize(TEXT, length_scale=1.3, seed=5)
+  assert len(slower) > 1.15 * len(audio_A)
+  # The last phoneme ends near the end of the speech (Piper adds a short silence).
+  assert len(audio_A) / 16000 - spoken[-1]['end'] < 0.5
+
+
+def test_pico_speaks_without_times():
+  audio_A = pico.synthesize(TEXT, 'en-US')
+  assert audio_A.dtype == np.int16 and len(audio_A) > 16000
+  np.testing.assert_array_equal(pico.synthesize(TEXT, 'en-US'), audio_A)
+  faster = pico.synthesize(TEXT, 'en-US', speed=1.3)
+  assert len(faster) < 0.9 * len(audio_A)
+  _, words, spoken = voices.speak(voices.Speaker(1200, 'test', 'en-US', '', 'pico'), TEXT, 175,
+                                  50, 0)
+  assert words is None and spoken is None
+
+
+def test_held_out_speakers_and_engines():
+  engines = ('espeak', 'flite', 'piper', 'pico')
+  speakers = voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('pico',))
+  assert len({s.id for s in speakers}) == len(speakers)
+  train = {(s.engine, s.voice, s.variant) for s in speakers if s.split == 'train'}
+  held_out = {(s.engine, s.voice, s.variant) for s in speakers if s.split != 'train'}
+  assert not train & held_out
+  assert {s.engine for s in speakers if s.split == 'train'} == {'espeak', 'flite', 'piper'}
+  assert {s.voice for s in speakers if s.engine == 'pico'} == {'en-US', 'en-GB'}
+  assert {s.engine for s in speakers if s.split == 'test'} == {'espeak', 'flite', 'pico'}
+  # Piper held out instead: its one voice is a test speaker.
+  speakers = voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('piper',))
+  assert [s.split for s in speakers if s.engine == 'piper'] == ['test']
+  with pytest.raises(ValueError, match="Unknown speech engine"):
+    voices.missing_engines(['espeak', 'festival'])
+  with pytest.raises(ValueError, match='eSpeak cannot be held out'):
+    voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('espeak',))
