@@ -27,7 +27,7 @@ rerun, alone):
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
 checkpoints and a partial NAvAI pass, and goes on where it stopped. docs/results.md gives how
-long it takes and what it reaches with the defaults (6 hours of speech, 4,500 steps of `small`).
+long it takes and what it reaches with the defaults (4 hours of speech, 4,500 steps of `small`).
 """
 
 import json
@@ -45,7 +45,7 @@ from navai_jax.speech import asterisk
 from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/corpus', 'Corpus folder.')
-_HOURS = flags.DEFINE_float('hours', 6.0, 'Hours of synthesized training speech.')
+_HOURS = flags.DEFINE_float('hours', 4.0, 'Hours of synthesized training speech (a third per trained engine).')
 _ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
                              'Speech engines of the corpus (navai_jax/speech/voices.py).')
 _HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
