@@ -45,7 +45,8 @@ from navai_jax.speech import asterisk
 from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/corpus', 'Corpus folder.')
-_HOURS = flags.DEFINE_float('hours', 4.0, 'Hours of synthesized training speech (a third per trained engine).')
+_HOURS = flags.DEFINE_float('hours', 4.0, 'Hours of synthesized training speech (a third per '
+                            'trained engine).')
 _ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
                              'Speech engines of the corpus (navai_jax/speech/voices.py).')
 _HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
