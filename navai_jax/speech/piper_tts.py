@@ -115,15 +115,15 @@ def synthesize(text: str, voice: str = 'joe', length_scale: float = 1.0,
     return audio_A, [], []
   span = lambda i: (min(starts[first_id[i + 1]], duration),  # symbol i (after `^`)
                     min(starts[first_id[i + 2]], duration))
+  groups = inventory.from_ipa(symbols)
   phoneme_times = []
-  for phoneme, indices in inventory.from_ipa(symbols):
+  for phoneme, indices in groups:
     start, end = span(indices[0])[0], span(indices[-1])[1]
     phoneme_times.append({'phoneme': phoneme, 'symbol': ''.join(symbols[i] for i in indices),
                           'start': float(start), 'end': float(end)})
   # Words: the phonemes between spaces, where Piper spaced every word; eSpeak joins some pairs
   # ("of the"), and then each word is phonemized alone and its phoneme count taken (the counts
   # must add up to the sentence's).
-  groups = inventory.from_ipa(symbols)
   spaces = np.cumsum([s == ' ' for s in symbols])
   counts = np.bincount([spaces[idx[0]] for _, idx in groups]).tolist() if groups else []
   counts = [c for c in counts if c]

@@ -17,6 +17,7 @@ and 0-100 pitch) sets every engine's own knobs (`synthesize`).
 
 import dataclasses
 import math
+import pathlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -153,7 +154,6 @@ def speak(speaker: Speaker, text: str, rate: int, pitch: int, seed: int
 def engines_of_speakers(folder: str) -> dict[str, str]:
   """{speaker id: engine} from a corpus folder's SPEAKERS.txt ({} where it has none or no
   engine column, as real LibriSpeech or a corpus of eSpeak alone made before engines)."""
-  import pathlib  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(folder) / 'SPEAKERS.txt'
   if not path.is_file():
     return {}
