@@ -346,6 +346,8 @@ def stage_run(tmp_path_factory, tiny_variables, write_split):
   config.data.reader = 'direct'
   config.am.steps = 5
   config.navai.frame_batch = 8
+  # Two alignments, one of each kind (every alignment's numbers: dataset_pass_test).
+  config.navai.methods = ('none', 'sensitivity_min')
   config.navai.sonify_iterations = 3
   config.navai.save_every = 1
   config.navai.figure_workers = 1  # drawn in the pass's process; navai_split_test spawns two
