@@ -37,6 +37,10 @@ def test_layers_clusters_the_profiles_of_the_navai_pass(stage_run, tmp_path, wri
                              navai_dir=str(tmp_path / 'navai'))
   saved = np.load(tmp_path / 'navai' / 'layers_dev.npz')
   assert list(saved['layers']) == [1, 5, 11, 12]
+  # The pass ran for its arrays: no figures, no sounds (the navai stage draws them).
+  assert (tmp_path / 'navai' / 'navai_dev.npz').exists()
+  assert not list((tmp_path / 'navai').glob('*.png'))
+  assert not (tmp_path / 'navai' / 'sound').exists()
   names = list(saved['alignments'])
   # The pass's alignments carried to the layers, and the gradient's (`layer_profiles_test`).
   assert names == ['none', 'gradient_max', 'sensitivity_min']

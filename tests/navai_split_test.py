@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 import signal
-import subprocess
 import sys
 import time
 
@@ -83,9 +82,9 @@ def test_navai_settings_refuse_other_overrides_and_bad_layers(stage_run, tmp_pat
 
 
 @pytest.fixture(scope='module')
-def one_utterance_batches(stage_run, tmp_path_factory, saved_run, script_env):
+def one_utterance_batches(stage_run, tmp_path_factory, saved_run):
   """A run whose dev pass has four batches of one utterance (two per process of two), and the
-  single-process pass over it (`one/`)."""
+  pass over it in this process (`one/`)."""
   root, config, variables = stage_run
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.batch_seconds = 2.0
@@ -93,10 +92,8 @@ def one_utterance_batches(stage_run, tmp_path_factory, saved_run, script_env):
   config.navai.sonify_method = 'lrp_max'
   tmp = tmp_path_factory.mktemp('hosts')
   saved_run(tmp / 'run', config, variables)
-  # One device, so that batches of one utterance are not padded to four rows.
-  one = subprocess.run(_navai_script(tmp) + [f'--out_dir={tmp / "one"}'], cwd=ROOT,
-                       env=script_env(1), capture_output=True, text=True, timeout=600)
-  assert one.returncode == 0, one.stderr[-3000:]
+  # Here, on four devices: the four utterances in one batch, the same sums.
+  navai_split.run(config, variables, 3, str(tmp / 'one'), workdir=str(tmp / 'run'))
   return root, config, tmp
 
 

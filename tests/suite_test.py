@@ -31,7 +31,7 @@ def run(tmp_path_factory, tiny_variables, write_split):
   config, variables = tiny_variables(0, jnp.float32, letter_bias=True)
   config.data.source = f'folder:{root / "corpus"}'
   config.data.reader = 'direct'
-  config.attributions.methods = ('sensitivity', 'lrp_paper', 'random')
+  config.attributions.methods = ('lrp_paper', 'random')  # a map's method and the reference
   config.attributions.granularities = ('bin', 'column')  # patches: metrics_test
   # Fewer frames and noise draws than the defaults: every assertion is per frame.
   config.attributions.max_frames = 8
@@ -144,4 +144,4 @@ def test_every_metric_on_a_run(run):
   assert len(set(first.values())) == 1
   # This untrained network's letters align to no spoken letter: localisation is skipped, said.
   assert any('localisation skipped' in note for note in result['notes'])
-  assert 'localisation/mass' not in result['per_frame']['sensitivity']
+  assert 'localisation/mass' not in result['per_frame']['lrp_paper']

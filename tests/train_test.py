@@ -23,6 +23,7 @@ import numpy as np
 import optax
 import pytest
 
+from navai_jax.configs import default
 from navai_jax.recognizer import ctc
 from navai_jax.training import checkpoints
 from navai_jax.training import evaluate
@@ -443,17 +444,19 @@ def _train_command(corpus, workdir, steps):
 
 
 def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(
-    tmp_path, write_split, local_hosts, script_env):
+    tmp_path, write_split, local_hosts):
   rng = np.random.default_rng(0)
   write_split(tmp_path / 'corpus', 'dev', ['cat sat', 'a dog', 'bee', 'hello you', 'quiet fox',
                                            'jazz'],
               audio=lambda i, _: (0.1 * rng.normal(size=32000)).astype(np.float32))
   corpus = tmp_path / 'corpus'
-  # One process of two devices: the same global batch and mesh size as two hosts of one.
-  one = subprocess.run(_train_command(corpus, tmp_path / 'one', 6), cwd=ROOT, timeout=600,
-                       env=script_env(2),
-                       capture_output=True, text=True)
-  assert one.returncode == 0, one.stderr[-3000:]
+  # Here, on two devices: the same global batch and mesh size as two hosts of one, and the
+  # config the command's flags make.
+  config = default.get_config('tiny')
+  config.data.update(source=f'folder:{corpus}', reader='direct', train_split='dev',
+                     batch_seconds=8)
+  config.train.update(num_steps=6, checkpoint_every=3, log_every=1, eval_every=0)
+  train.train(config, tmp_path / 'one', mesh=parallel.make_mesh(jax.devices()[:2]))
   # Two hosts, killed: host 1 dies once checkpoint 3 is written; host 0 is then killed too.
   # Rerun, they end where the one process ends, with its metrics.
   hosts = local_hosts.start(_train_command(corpus, tmp_path / 'killed', 6),

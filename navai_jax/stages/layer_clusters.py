@@ -26,7 +26,8 @@ PyTree = Any
 def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step: int,
                      workdir: str, navai_dir: str, names: tuple[str, ...], progress: bool):
   """The `layers_SPLIT.npz` of this checkpoint, split and settings, made by the NAvAI pass
-  (`navai_split.run`, run here if it is missing or was made otherwise); returns it loaded."""
+  (`navai_split.run`, run here without its figures and sounds if it is missing or was made
+  otherwise); returns it loaded."""
   n = config.navai
   path = os.path.join(navai_dir, f'layers_{n.split}.npz')
   wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
@@ -39,7 +40,8 @@ def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step:
       if all(meta.get(k) == v for k, v in wanted.items()):
         return dict(saved), meta
     print(f'{path} was made by a pass of other settings; running the NAvAI pass again.')
-  navai_split.run(config, variables, step, navai_dir, workdir=workdir, progress=progress)
+  navai_split.run(config, variables, step, navai_dir, workdir=workdir, progress=progress,
+                  drawn=False)
   if jax.process_index():
     return None, None
   with np.load(path) as saved:

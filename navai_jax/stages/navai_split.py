@@ -30,7 +30,7 @@ PyTree = Any
 
 
 def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
-        workdir: str, progress: bool = False
+        workdir: str, progress: bool = False, drawn: bool = True
         ) -> tuple[dataset_pass.PassResult, Optional[str]]:
   """NAvAI over `config.navai.split` with the settings of `config.navai`, resumable.
 
@@ -38,16 +38,20 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
   it), `navai_SPLIT.npz` (see `navai.result_arrays`, with `mel_hz`, the config and metadata), the
   figures of `write_figures`, `quality.{csv,md,png}` where the corpus has timings, the
   sounds of `write_sounds`, and with `navai.layers` the layer profiles of the same pass,
-  `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata).
+  `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata). With `drawn=False`
+  no figures and no sounds (for a caller that needs only the arrays; a rerun with `drawn=True`
+  finds the finished pass and draws them).
 
   Returns:
     The pass result, and the markdown alignment-quality report (None without timings).
   """
   common.start(config, out_dir)
   if jax.process_index():  # The first process holds the folder's lock for all hosts.
-    return _run(config, variables, step, out_dir, workdir=workdir, progress=progress)
+    return _run(config, variables, step, out_dir, workdir=workdir, progress=progress,
+                drawn=drawn)
   with files.locked(out_dir, 'the NAvAI pass'):
-    return _run(config, variables, step, out_dir, workdir=workdir, progress=progress)
+    return _run(config, variables, step, out_dir, workdir=workdir, progress=progress,
+                drawn=drawn)
 
 
 def resume_key(config: ml_collections.ConfigDict, step: int, workdir: str) -> dict[str, Any]:
@@ -59,7 +63,8 @@ def resume_key(config: ml_collections.ConfigDict, step: int, workdir: str) -> di
 
 
 def _run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir: str, *,
-         workdir: str, progress: bool) -> tuple[dataset_pass.PassResult, Optional[str]]:
+         workdir: str, progress: bool, drawn: bool
+         ) -> tuple[dataset_pass.PassResult, Optional[str]]:
   """`run` inside its output folder's lock."""
   n = config.navai
   settings = navai.Settings.of(n, say=True)
@@ -99,7 +104,8 @@ def _run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_di
         result.layer_letters, result.layer_phonemes, n.layers, settings.layer_alignments,
         phoneme_classes), about=res['about'], config=config.to_json(), meta=json.dumps(meta))
   # The figures are drawn in other processes while this one writes the rest.
-  figures_done = write_figures(config, res, out_dir, workers=n.figure_workers)
+  figures_done = (write_figures(config, res, out_dir, workers=n.figure_workers) if drawn
+                  else lambda: None)
   report = None
   try:
     if result.quality is not None:
@@ -109,8 +115,10 @@ def _run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_di
                 '\n\n' + alignment_quality.markdown_report(rows, result.quality,
                                                            settings.methods))
       files.write_text(os.path.join(out_dir, 'quality.md'), report)
-      figures.quality(rows, settings.methods, os.path.join(out_dir, 'quality.png'))
-    write_sounds(config, res, out_dir)
+      if drawn:
+        figures.quality(rows, settings.methods, os.path.join(out_dir, 'quality.png'))
+    if drawn:
+      write_sounds(config, res, out_dir)
   finally:
     figures_done()
   return result, report
