@@ -1,4 +1,5 @@
-"""Augmentation: masks of bounded width, noise with its std, the VTLP warp formula, keyed."""
+"""Augmentation: masks of bounded width, noise with its std, the VTLP warp formula, keyed; of
+the sound: speed by the interpolation formula, rooms by direct convolution, noise at its SNR."""
 
 import jax
 import jax.numpy as jnp
@@ -101,9 +102,91 @@ def test_augment_is_a_function_of_the_key():
 
 
 @pytest.mark.parametrize('field, value', [('freq_mask_width', 200), ('time_masks', -1),
-                                          ('noise_std', -0.1), ('warp', 1.0), ('warp', -0.1)])
+                                          ('noise_std', -0.1), ('warp', 1.0), ('warp', -0.1),
+                                          ('speeds', (0.9, 3.0)), ('reverb', 1.5),
+                                          ('noise_snr_db', (30, 10)), ('rooms', 0)])
 def test_augment_config_out_of_range(field, value):
   config = default.get_config('tiny')
   config.augment[field] = value
   with pytest.raises(ValueError, match=f'augment.{field}'):
     train.check_config(config)
+
+
+def _sound(lengths, samples=4000, seed=0):
+  rng = np.random.default_rng(seed)
+  audio = rng.normal(0, 0.3, (len(lengths), samples)).astype(np.float32)
+  audio[np.arange(samples)[None] >= np.asarray(lengths)[:, None]] = 0.0
+  return audio, np.asarray(lengths, np.int32)
+
+
+def test_speed_perturbation_is_linear_interpolation_at_the_new_rate():
+  audio, lengths = _sound([4000, 2500, 1001])
+  with jax.enable_x64():
+    out, new = augment.speed_perturbation(jnp.asarray(audio, jnp.float64), jnp.asarray(lengths),
+                                          jax.random.key(3), (0.9, 1.0, 1.1))
+  out, new = np.asarray(out), np.asarray(new)
+  assert out.shape == (3, int(np.ceil(4000 / 0.9)))
+  for row in range(3):
+    # The factor of this row, from its new length; the samples by NumPy's interpolation.
+    speed = [r for r in (0.9, 1.0, 1.1) if int((lengths[row] - 1) / r) + 1 == new[row]][0]
+    n = np.arange(new[row])
+    np.testing.assert_allclose(out[row, :new[row]],
+                               np.interp(n * speed, np.arange(4000), audio[row]), atol=1e-12)
+    np.testing.assert_array_equal(out[row, new[row]:], 0.0)
+  same, kept = augment.speed_perturbation(jnp.asarray(audio), jnp.asarray(lengths),
+                                          jax.random.key(3), (1.0,))
+  np.testing.assert_array_equal(same, audio)
+  np.testing.assert_array_equal(kept, lengths)
+
+
+def test_rooms_start_at_their_direct_sound_with_unit_energy():
+  rirs = augment.room_impulse_responses(3, 0, 16000)
+  assert rirs.shape == (3, 8000)
+  np.testing.assert_array_equal(np.argmax(np.abs(rirs), axis=1), 0)
+  np.testing.assert_allclose(np.sum(rirs.astype(np.float64)**2, axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(augment.room_impulse_responses.__wrapped__(3, 0, 16000), rirs)
+  assert np.any(augment.room_impulse_responses(3, 1, 16000) != rirs)
+
+
+def test_reverberation_is_the_convolution_cut_to_the_utterance():
+  audio, lengths = _sound([4000, 2500])
+  rirs = np.random.default_rng(1).normal(size=(2, 300))
+  with jax.enable_x64():
+    key = jax.random.key(0)
+    out = np.asarray(augment.reverberation(jnp.asarray(audio, jnp.float64),
+                                           jnp.asarray(lengths), key, 1.0, jnp.asarray(rirs)))
+  for row in range(2):
+    n = lengths[row]
+    direct = [np.convolve(audio[row, :n], r)[:n] for r in rirs]
+    assert min(np.max(np.abs(out[row, :n] - d)) for d in direct) < 1e-9
+    np.testing.assert_array_equal(out[row, n:], 0.0)
+  dry = augment.reverberation(jnp.asarray(audio), jnp.asarray(lengths), key, 0.0,
+                              jnp.asarray(rirs))
+  np.testing.assert_array_equal(dry, audio)
+
+
+def test_noise_at_snr_has_its_power_and_spares_padding():
+  audio, lengths = _sound([40000, 30000], samples=40000)
+  out = np.asarray(augment.noise_at_snr(jnp.asarray(audio), jnp.asarray(lengths),
+                                        jax.random.key(2), (20.0, 20.0)), np.float64)
+  for row, n in enumerate(lengths):
+    noise = out[row, :n] - audio[row, :n]
+    snr = 10 * np.log10(np.mean(audio[row, :n].astype(np.float64)**2) / np.mean(noise**2))
+    assert snr == pytest.approx(20.0, abs=0.1)  # 30,000 draws: the power within 1%
+    np.testing.assert_array_equal(out[row, n:], 0.0)
+
+
+def test_sound_augmentation_off_leaves_the_audio_and_on_is_keyed():
+  config = default.get_config('tiny')
+  audio, lengths = _sound([4000, 2500])
+  args = (jnp.asarray(audio), jnp.asarray(lengths))
+  same = augment.waveform(*args, jax.random.key(1), config.augment, 16000, 0)
+  np.testing.assert_array_equal(same[0], audio)
+  config.augment.update(speeds=(0.9, 1.1), reverb=0.5, rooms=2, noise_snr_db=(10.0, 30.0))
+  a = augment.waveform(*args, jax.random.key(1), config.augment, 16000, 0)
+  b = augment.waveform(*args, jax.random.key(1), config.augment, 16000, 0)
+  c = augment.waveform(*args, jax.random.key(2), config.augment, 16000, 0)
+  np.testing.assert_array_equal(a[0], b[0])
+  assert np.any(np.asarray(a[0]) != np.asarray(c[0]))
+  for row in range(2):
+    np.testing.assert_array_equal(np.asarray(a[0])[row, int(a[1][row]):], 0.0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from navai_jax.core import rules
 from navai_jax.speech import data
 from navai_jax.speech import sources
 from navai_jax.speech import tfds_records
@@ -273,6 +274,38 @@ def test_train_drops_long_utterances(corpus):
   epoch = itertools.islice(data.batches(config, 'train', train=True), 30)
   seen = {i for b in epoch for i in b['id'][b['weights'] == 1]}
   assert sorted(seen) == short
+
+
+def test_train_engines_keep_the_speakers_of_those_engines(corpus):
+  root = corpus[0]
+  config = folder_config(root, train_engines=('flite',))
+  with pytest.raises(data.DataError, match=r"train_engines=\('flite',\) needs a corpus folder "
+                                           "whose SPEAKERS.txt names each speaker's engine"):
+    next(data.batches(config, 'train', train=True))
+  (root / 'SPEAKERS.txt').write_text(';ID  |SPLIT|ENGINE|VOICE|VARIANT\n'
+                                     '19 | train | espeak | en-us | 0\n'
+                                     '26 | train | flite | slt | 0\n'
+                                     '103 | train | piper | joe | 0\n')
+  try:
+    epoch = itertools.islice(data.batches(config, 'train', train=True), 20)
+    seen = {i for b in epoch for i in b['id'][b['weights'] == 1]}
+    split = data.load_split(config, 'train')
+    assert sorted(seen) == sorted(i for i in split.ids if i.startswith('26-'))
+    config.data.train_engines = ('flite', 'piper')
+    epoch = itertools.islice(data.batches(config, 'train', train=True), 20)
+    assert {i.split('-')[0] for b in epoch for i in b['id'][b['weights'] == 1]} == {'26', '103'}
+    # Evaluation reads every speaker.
+    assert len({i for b in data.batches(config, 'dev', train=False) for i in b['id']}) == 3
+    config.data.train_engines = ('pico',)
+    with pytest.raises(data.DataError, match=r"No speaker of folder:.* split 'train' is voiced "
+                                             r'by pico \(config.data.train_engines\)'):
+      next(data.batches(config, 'train', train=True))
+  finally:
+    (root / 'SPEAKERS.txt').unlink()
+  config.data.train_engines = ('festival',)
+  with pytest.raises(ValueError, match=r'config.data.train_engines must be \(\) or engines '
+                                       'among espeak, flite, piper, pico'):
+    rules.check(config, data.RULES)
 
 
 def test_batches_reject_bad_arguments(corpus):

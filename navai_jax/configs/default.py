@@ -94,11 +94,18 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.data.num_buckets = 8
   # Batches grain reads at once, ahead of the step that needs them (0 = read in the caller).
   c.data.read_threads = 4
+  # The engines whose speakers training hears (() = every speaker of the training split; a
+  # corpus folder's SPEAKERS.txt names each speaker's engine): ablations on one corpus.
+  c.data.train_engines = ()
 
-  # Augmentation applied to features during training (frequency warp, SpecAugment-style masks,
-  # noise).
+  # Augmentation during training: of the sound (speed, rooms, noise; measured in
+  # docs/results.md) and of the features (frequency warp, SpecAugment-style masks, noise).
   c.augment = ml_collections.ConfigDict()
   c.augment.enabled = True
+  c.augment.speeds = ()  # Speed perturbation: factors drawn per utterance, e.g. (0.9, 1.0, 1.1).
+  c.augment.reverb = 0.0  # Share of utterances played in a simulated room (pyroomacoustics).
+  c.augment.rooms = 16  # Rooms (impulse responses) drawn from the run's seed.
+  c.augment.noise_snr_db = ()  # White noise at an SNR drawn from (lowest, highest) dB.
   # Vocal tract length perturbation: warp factors uniform in [1 - warp, 1 + warp]; 0 = off
   # (off: warps of 0.1 and 0.2 raised the held-out voices' LER on the synthetic corpus).
   c.augment.warp = 0.0

@@ -36,6 +36,7 @@ def at_least(n: float) -> tuple[Test, str]:
 
 POSITIVE = ((lambda v: v > 0), '> 0')
 FRACTION = ((lambda v: 0 <= v < 1), 'in [0, 1)')
+PROBABILITY = ((lambda v: 0 <= v <= 1), 'in [0, 1]')
 
 
 def layer_numbers(num_layers: int, allow_none: bool = False) -> tuple[Test, str]:

@@ -33,6 +33,7 @@ import numpy as np
 from navai_jax.core import rules
 from navai_jax.speech import librispeech
 from navai_jax.speech import sources
+from navai_jax.speech import voices
 
 DataError = librispeech.DataError
 Split = sources.Split
@@ -60,7 +61,33 @@ RULES = {'data': [
     ('batch_seconds', *rules.POSITIVE), ('max_seconds', *rules.POSITIVE),
     ('num_buckets', *rules.at_least(1)), ('read_threads', *rules.at_least(0)),
     ('shard_speakers', *rules.at_least(1)),
+    ('train_engines', lambda v: all(e in voices.ENGINES for e in v),
+     f'() or engines among {", ".join(voices.ENGINES)}'),
 ]}
+
+
+def engine_rows(config: ml_collections.ConfigDict, data: Split, use: np.ndarray
+                ) -> np.ndarray:
+  """The rows of `use` whose speaker is voiced by one of `config.data.train_engines` (all of
+  `use` for ()), as the corpus folder's SPEAKERS.txt names each speaker's engine.
+
+  Raises:
+    DataError: the source names no engines (TFDS, real LibriSpeech, a corpus made before
+      engines), or none of the split's speakers is voiced by those engines.
+  """
+  wanted = tuple(config.data.get('train_engines', ()))
+  if not wanted:
+    return use
+  kind, _, folder = str(config.data.source).partition(':')
+  engines = voices.engines_of_speakers(folder) if kind == 'folder' else {}
+  if not engines:
+    raise DataError(f'config.data.train_engines={wanted} needs a corpus folder whose '
+                    f'SPEAKERS.txt names each speaker\'s engine; {config.data.source} has none.')
+  keep = np.array([engines.get(str(s)) in wanted for s in data.speaker_ids[use]], bool)
+  if not keep.any():
+    raise DataError(f'No speaker of {data.name} is voiced by {", ".join(wanted)} '
+                    '(config.data.train_engines).')
+  return use[keep]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +238,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
   if 0 < max_utterances < len(data):
     use = np.unique(np.linspace(0, len(data) - 1, max_utterances).round().astype(np.int64))
   if train:
+    use = engine_rows(config, data, use)
     limit = config.data.max_seconds * librispeech.SAMPLE_RATE
     too_long = data.lengths[use] > limit
     if too_long.any():

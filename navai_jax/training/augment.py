@@ -1,16 +1,24 @@
-"""Feature augmentation for training: vocal tract length perturbation, SpecAugment-style
-masks and additive Gaussian noise.
+"""Augmentation for training: of the sound (speed perturbation, room reverberation, additive
+noise at a signal-to-noise ratio) and of the features (vocal tract length perturbation,
+SpecAugment-style masks, Gaussian noise).
 
-Runs inside the jitted train step on z-normalized log-mel features `x_BxTxF` whose frames
-beyond each utterance's `frames_B` are zero. Masked values become 0, the mean of a
-z-normalized spectrogram; the frequency warp mixes bins within a frame, and time masks and
-noise touch only an utterance's own frames, so the padding stays exactly zero and the
-batch-norm mask keeps its meaning.
+Both run inside the jitted train step. The sound's (`waveform`) act on the padded audio before
+the features are computed and keep every sample after an utterance's new length zero. The
+features' (`augment`) act on z-normalized log-mel features `x_BxTxF` whose frames beyond each
+utterance's `frames_B` are zero. Masked values become 0, the mean of a z-normalized
+spectrogram; the frequency warp mixes bins within a frame, and time masks and noise touch only
+an utterance's own frames, so the padding stays exactly zero and the batch-norm mask keeps its
+meaning.
 """
+
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import pyroomacoustics
 
 from navai_jax.core import rules
 from navai_jax.recognizer import features
@@ -21,6 +29,10 @@ RULES = {'augment': [
     ('warp', *rules.FRACTION), ('noise_std', *rules.at_least(0)),
     ('freq_masks', *rules.at_least(0)), ('freq_mask_width', *rules.at_least(0)),
     ('time_masks', *rules.at_least(0)), ('time_mask_width', *rules.at_least(0)),
+    ('speeds', lambda v: all(0.5 <= r <= 2 for r in v), '() or factors in [0.5, 2]'),
+    ('reverb', *rules.PROBABILITY), ('rooms', *rules.at_least(1)),
+    ('noise_snr_db', lambda v: len(v) == 0 or (len(v) == 2 and v[0] <= v[1]),
+     '() or (lowest, highest) in dB'),
 ]}
 
 
@@ -141,3 +153,121 @@ def augment(x_BxTxF: Array, frames_B: Array, key: Array,
   x_BxTxF = frequency_masks(x_BxTxF, freq_key, c.freq_masks, c.freq_mask_width)
   x_BxTxF = time_masks(x_BxTxF, frames_B, time_key, c.time_masks, c.time_mask_width)
   return gaussian_noise(x_BxTxF, frames_B, noise_key, c.noise_std)
+
+
+# Sound.
+
+def speed_perturbation(audio_BxA: Array, lengths_B: Array, key: Array,
+                       speeds: tuple[float, ...]) -> tuple[Array, Array]:
+  """Plays each utterance at a speed drawn uniformly from `speeds` (Ko et al. 2015: tempo and
+  pitch change together, 0.9 = slower and lower).
+
+  Output sample n is the input at n * speed, interpolated linearly between its two neighbours
+  (a mild low-pass; a speed-up folds the top ~10% of the band back, which the mel features
+  barely weigh). The audio is padded to `ceil(A / min(speeds))` samples so the slowest fits.
+
+  Returns:
+    audio `[B, ceil(A / min(speeds))]`, zero after each utterance's new length, and the new
+    lengths `floor((length - 1) / speed) + 1`.
+  """
+  if not speeds:
+    return audio_BxA, lengths_B
+  batch, num_samples = audio_BxA.shape
+  out_samples = math.ceil(num_samples / min(speeds))
+  dtype = audio_BxA.dtype  # Positions in float32 are within 0.02 samples of 16 s of audio.
+  speed_B = jnp.asarray(speeds, dtype)[jax.random.randint(key, (batch,), 0, len(speeds))]
+  source_BxA = jnp.arange(out_samples, dtype=dtype)[None] * speed_B[:, None]
+  lower_BxA = jnp.floor(source_BxA)
+  frac_BxA = source_BxA - lower_BxA
+  lower_BxA = lower_BxA.astype(jnp.int32)
+  take = lambda i: jnp.take_along_axis(audio_BxA, jnp.clip(i, 0, num_samples - 1), axis=1)
+  out_BxA = take(lower_BxA) * (1 - frac_BxA) + take(lower_BxA + 1) * frac_BxA
+  new_lengths_B = (jnp.floor((lengths_B - 1) / speed_B) + 1).astype(lengths_B.dtype)
+  valid_BxA = jnp.arange(out_samples)[None] < new_lengths_B[:, None]
+  return jnp.where(valid_BxA, out_BxA, 0.0).astype(audio_BxA.dtype), new_lengths_B
+
+
+# Rooms of the reverberation: shoebox rooms of these sizes (m) and reverberation times (s).
+ROOM_SIZE_M = ((3.0, 3.0, 2.4), (10.0, 8.0, 3.5))
+RT60_S = (0.15, 0.6)
+RIR_SECONDS = 0.5  # Each impulse response is cut to this long after its direct sound.
+
+
+@functools.lru_cache(maxsize=4)
+def room_impulse_responses(count: int, seed: int, sample_rate: int) -> np.ndarray:
+  """`[count, RIR_SECONDS * sample_rate]` impulse responses of random shoebox rooms.
+
+  Each from pyroomacoustics' image source method, for a room, source and microphone drawn from
+  `seed` (room size in `ROOM_SIZE_M`, reverberation time in `RT60_S`, both at least 0.5 m from
+  the walls), starting at its direct sound (so speech keeps its timing) and scaled to unit
+  energy (so reverberation does not change an utterance's loudness on average).
+  """
+  rng = np.random.default_rng(seed)
+  taps = int(RIR_SECONDS * sample_rate)
+  out = np.zeros((count, taps), np.float32)
+  for i in range(count):
+    size = rng.uniform(*ROOM_SIZE_M)
+    absorption, order = pyroomacoustics.inverse_sabine(rng.uniform(*RT60_S), size)
+    room = pyroomacoustics.ShoeBox(size, fs=sample_rate, max_order=order,
+                                   materials=pyroomacoustics.Material(absorption))
+    room.add_source(rng.uniform(0.5, size - 0.5))
+    room.add_microphone(rng.uniform(0.5, size - 0.5))
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], np.float64)
+    rir = rir[np.argmax(np.abs(rir)):][:taps]
+    out[i, :len(rir)] = rir / np.sqrt(np.sum(rir**2))
+  return out
+
+
+def reverberation(audio_BxA: Array, lengths_B: Array, key: Array, share: float,
+                  rirs_RxK: Array) -> Array:
+  """Convolves a `share` of the utterances (each drawn with that probability) with one of the
+  impulse responses `rirs_RxK`, chosen uniformly; the tail past an utterance's length is cut,
+  so lengths stay as they are."""
+  if share == 0:
+    return audio_BxA
+  batch, num_samples = audio_BxA.shape
+  pick_key, which_key = jax.random.split(key)
+  chosen_BxK = rirs_RxK[jax.random.randint(which_key, (batch,), 0, rirs_RxK.shape[0])]
+  size = 1 << (num_samples + rirs_RxK.shape[1] - 1 - 1).bit_length()
+  wet_BxA = jnp.fft.irfft(jnp.fft.rfft(audio_BxA, size) * jnp.fft.rfft(chosen_BxK, size),
+                          size)[:, :num_samples]
+  valid_BxA = jnp.arange(num_samples)[None] < lengths_B[:, None]
+  wet_BxA = jnp.where(valid_BxA, wet_BxA, 0.0).astype(audio_BxA.dtype)
+  use_B = jax.random.bernoulli(pick_key, share, (batch,))
+  return jnp.where(use_B[:, None], wet_BxA, audio_BxA)
+
+
+def noise_at_snr(audio_BxA: Array, lengths_B: Array, key: Array,
+                 snr_db: tuple[float, ...]) -> Array:
+  """Adds white Gaussian noise to each utterance's own samples at a signal-to-noise ratio drawn
+  uniformly from `snr_db` = (lowest, highest) dB (the signal's power: its mean square)."""
+  if not snr_db:
+    return audio_BxA
+  batch, num_samples = audio_BxA.shape
+  snr_key, noise_key = jax.random.split(key)
+  valid_BxA = jnp.arange(num_samples)[None] < lengths_B[:, None]
+  power_B = jnp.sum(jnp.where(valid_BxA, audio_BxA, 0.0)**2, axis=1) / jnp.maximum(lengths_B, 1)
+  snr_B = jax.random.uniform(snr_key, (batch,), minval=snr_db[0], maxval=snr_db[1])
+  scale_B = jnp.sqrt(power_B / 10**(snr_B / 10))
+  noise_BxA = jax.random.normal(noise_key, audio_BxA.shape, audio_BxA.dtype) * scale_B[:, None]
+  return jnp.where(valid_BxA, audio_BxA + noise_BxA, audio_BxA)
+
+
+def waveform(audio_BxA: Array, lengths_B: Array, key: Array,
+             augment_config: ml_collections.ConfigDict, sample_rate: int, seed: int
+             ) -> tuple[Array, Array]:
+  """Speed perturbation, then reverberation, then noise, as `config.augment` sets them
+  (`speeds`, `reverb` with `rooms` impulse responses drawn from `seed`, `noise_snr_db`).
+
+  Returns the audio (longer when a speed is below 1) and the utterances' new lengths.
+  """
+  c = augment_config
+  speeds = tuple(c.get('speeds', ()))
+  share, snr_db = c.get('reverb', 0.0), tuple(c.get('noise_snr_db', ()))
+  speed_key, room_key, noise_key = jax.random.split(jax.random.fold_in(key, 2), 3)
+  audio_BxA, lengths_B = speed_perturbation(audio_BxA, lengths_B, speed_key, speeds)
+  if share:
+    rirs_RxK = jnp.asarray(room_impulse_responses(c.rooms, seed, sample_rate))
+    audio_BxA = reverberation(audio_BxA, lengths_B, room_key, share, rirs_RxK)
+  return noise_at_snr(audio_BxA, lengths_B, noise_key, snr_db), lengths_B

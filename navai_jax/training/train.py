@@ -136,7 +136,11 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step.
   """
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
-  x_BxTxF, frames_B = features.log_mel(batch['audio'], batch['audio_lengths'], config)
+  audio_BxA, lengths_B = batch['audio'], batch['audio_lengths']
+  if config.augment.enabled:
+    audio_BxA, lengths_B = augment.waveform(audio_BxA, lengths_B, augment_key, config.augment,
+                                            config.features.sample_rate, config.seed)
+  x_BxTxF, frames_B = features.log_mel(audio_BxA, lengths_B, config)
   if config.augment.enabled:
     x_BxTxF = augment.augment(x_BxTxF, frames_B, augment_key, config.augment,
                               config.features.sample_rate)
