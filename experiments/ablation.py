@@ -1,0 +1,93 @@
+"""What each engine and each augmentation adds: one short training run per row, all on one
+corpus, each read on the held-out test voices and on the human voice.
+
+  python experiments/ablation.py --corpus=data/corpus --human=data/asterisk \
+      --workdir=runs/ablation --steps=1500
+
+Rows (`--rows`, default all): `espeak` (its speakers only: `config.data.train_engines`),
+`espeak+flite`, `all` (every training speaker of the corpus, the main job's data), and `all`
+with one augmentation of the sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances
+reverberated), `+noise` (white noise at 10-30 dB SNR). Every row trains the `small` preset for
+`--steps` steps from the same seed with the same schedule; a row's folder is WORKDIR/ROW, and
+rerunning the command resumes what is unfinished. Writes WORKDIR/ablation.md (LER/WER on the
+test split, per engine, and on the human voice) and prints it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+
+from navai_jax.core import files
+
+ROWS = {
+    'espeak': ["--config.data.train_engines=('espeak',)"],
+    'espeak+flite': ["--config.data.train_engines=('espeak', 'flite')"],
+    'all': [],
+    'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
+    'all+rooms': ['--config.augment.reverb=0.5'],
+    'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],
+}
+
+_CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
+_HUMAN = flags.DEFINE_string('human', 'data/asterisk', 'The human voice (make_human_set.py); '
+                             "'' for none.")
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/ablation', 'One training run per row below it.')
+_STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps of every row.', lower_bound=1)
+_ROWS = flags.DEFINE_list('rows', list(ROWS), f'Rows among {", ".join(ROWS)}.')
+_PRESET = flags.DEFINE_string('preset', 'small', 'Model preset of every row.')
+
+EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _script(name: str, *args: str) -> None:
+  print(f'\n=== {name} {" ".join(args)}', flush=True)
+  if subprocess.run([sys.executable, os.path.join(EXPERIMENTS, name), *args]).returncode:
+    sys.exit(f'ablation.py: {name} failed; rerun the same command to resume.')
+
+
+def _rates(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def main(argv):
+  del argv
+  unknown = [r for r in _ROWS.value if r not in ROWS]
+  if unknown:
+    sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}.')
+  config = f'--config={os.path.dirname(EXPERIMENTS)}/navai_jax/configs/default.py:{_PRESET.value}'
+  lines = ['| training | test LER | test WER | LER per test engine | human LER | human WER |',
+           '|---|---|---|---|---|---|']
+  for row in _ROWS.value:
+    workdir = os.path.join(_WORKDIR.value, row)
+    _script('train.py', config, f'--workdir={workdir}',
+            f'--config.data.source=folder:{_CORPUS.value}', '--config.data.reader=direct',
+            f'--config.train.num_steps={_STEPS.value}',
+            '--config.train.eval_every=0', *ROWS[row])
+    if not os.path.exists(os.path.join(workdir, 'eval_test.json')):
+      _script('evaluate.py', f'--workdir={workdir}', '--split=test')
+    test = _rates(os.path.join(workdir, 'eval_test.json'))
+    engines = ', '.join(f'{e} {r["ler"]:.3f}' for e, r in test.get('per_engine', {}).items())
+    human = ('', '')
+    if _HUMAN.value:
+      found = lambda: [f for f in os.listdir(workdir)
+                       if f.startswith('eval_folder_') and f.endswith('_human.json')]
+      if not found():
+        _script('evaluate.py', f'--workdir={workdir}', '--split=human',
+                f'--data_source=folder:{_HUMAN.value}')
+      rates = _rates(os.path.join(workdir, found()[0]))
+      human = (f'{rates["ler"]:.3f}', f'{rates["wer"]:.3f}')
+    lines.append(f'| {row} | {test["ler"]:.3f} | {test["wer"]:.3f} | {engines} | {human[0]} | '
+                 f'{human[1]} |')
+  table = (f'Ablation: `{_PRESET.value}`, {_STEPS.value} steps per row, corpus '
+           f'{_CORPUS.value}.\n\n' + '\n'.join(lines) + '\n')
+  files.write_text(os.path.join(_WORKDIR.value, 'ablation.md'), table)
+  print('\n' + table)
+
+
+if __name__ == '__main__':
+  app.run(main)
