@@ -210,6 +210,26 @@ def layer_relevance(layer: Layer, a_TxC: Array, z_UxD: Array, r_UxD: Array, **op
   return max_abs_scaling(r) if o['normalize'] else r
 
 
+def start_relevance(layers: Layers, pre: tuple[Array, ...], target: Optional[Array],
+                    o: dict[str, Any]) -> tuple[Layers, tuple[Array, ...], Array]:
+  """The network and conv outputs the rule of `o` (`resolve_options`) reads (batch norm folded
+  for the standard rules), and the relevance `[1, V]` LRP starts from: the one-hot vector of
+  `target` (None: the arg-max class), times the logit for `start='logit'`."""
+  if o['rule'] != 'paper':
+    pre = tuple(network.batch_norm(layer, z) for layer, z in zip(layers, pre))
+    layers = network.fold_batch_norm(layers)
+  logits_UxV = network.output(layers, pre)
+  if logits_UxV.shape[0] != 1:
+    raise ValueError(f'LRP explains one output position; this pass has {logits_UxV.shape[0]} '
+                     '(the window must be exactly the receptive field)')
+  logits_V = logits_UxV[0]
+  target = jnp.argmax(logits_V) if target is None else target
+  r = jax.nn.one_hot(target, logits_V.shape[0], dtype=logits_V.dtype)
+  if o['start'] == 'logit':
+    r = r * logits_V
+  return layers, pre, r[None]
+
+
 def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
               target: Optional[Array] = None, *, return_layers: bool = False, **options
               ) -> Array | tuple[Array, tuple[Array, ...]]:
@@ -227,19 +247,7 @@ def relevance(layers: Layers, inputs: tuple[Array, ...], pre: tuple[Array, ...],
     whose entry l is the relevance of `inputs[l]` and whose last entry is the output's.
   """
   o = resolve_options(**options)
-  if o['rule'] != 'paper':
-    pre = tuple(network.batch_norm(layer, z) for layer, z in zip(layers, pre))
-    layers = network.fold_batch_norm(layers)
-  logits_UxV = network.output(layers, pre)
-  if logits_UxV.shape[0] != 1:
-    raise ValueError(f'LRP explains one output position; this pass has {logits_UxV.shape[0]} '
-                     '(the window must be exactly the receptive field)')
-  logits_V = logits_UxV[0]
-  target = jnp.argmax(logits_V) if target is None else target
-  r = jax.nn.one_hot(target, logits_V.shape[0], dtype=logits_V.dtype)
-  if o['start'] == 'logit':
-    r = r * logits_V
-  r = r[None]
+  layers, pre, r = start_relevance(layers, pre, target, o)
   per_layer = [r]
   for layer, a, z in reversed(list(zip(layers, inputs, pre))):
     r = layer_relevance(layer, a, z, r, **o)
