@@ -29,7 +29,9 @@ Per preset, in a fresh subprocess each:
 
 Layer profiles: the same throughput with every layer profiled in the pass (`navai.layers`, all
 twelve, the five layer alignments; what the main job runs), and its ratio to the plain pass
-(`--profile_layers=false` skips it).
+(`--profile_layers=false` skips it). Concept importance: the same with every channel's LRP
+share folded at `--concept_layers` (default 4, 8, 11; empty skips it), and its ratio.
+
 
 Memory: passes over N = `--memory_utterances` and 4N utterances of `--memory_preset`; the
 accumulator's size does not depend on the number of frames, so the two peaks should differ
@@ -79,6 +81,8 @@ _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Timed passes, each after a measurem
 _MEMORY_PRESET = flags.DEFINE_string('memory_preset', 'small',
                                      "Preset of the N-versus-4N memory runs ('' = none).")
 _MEMORY_UTTERANCES = flags.DEFINE_integer('memory_utterances', 8, 'N of the memory runs.')
+_CONCEPT_LAYERS = flags.DEFINE_list('concept_layers', ['4', '8', '11'], 'Also time the pass '
+                                    'with the channel shares of these layers (concepts).')
 _PROFILE_LAYERS = flags.DEFINE_bool('profile_layers', True, 'Also time the pass that profiles '
                                      'all twelve layers.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one measurement, '
@@ -212,12 +216,13 @@ def breakdown(config, variables, frame_batch: int) -> dict[str, float]:
 
 
 def measure(preset: str, num_utterances: int, with_breakdown: bool,
-            profile_layers: bool = False) -> dict:
+            profile_layers: bool = False, concept_layers: tuple[int, ...] = ()) -> dict:
   """One pass after a compiling warm-up batch; frames, seconds, peak memory, the peak conv."""
   config = default.get_config(preset)
   variables = common.letter_variables(config)
   settings = navai.Settings(frame_batch=_FRAME_BATCH.value,
-                            layers=tuple(config.navai.layers) if profile_layers else ())
+                            layers=tuple(config.navai.layers) if profile_layers else (),
+                            concept_layers=concept_layers)
   kw = dict(settings=settings, save_every=10**9)
   start = time.perf_counter()
   dataset_pass.run_pass(config, variables, synthetic_batches(_BATCH_SIZE.value, _BATCH_SIZE.value,
@@ -249,10 +254,11 @@ def measure(preset: str, num_utterances: int, with_breakdown: bool,
 
 
 def in_subprocess(preset: str, num_utterances: int, with_breakdown: bool = False,
-                  profile_layers: bool = False) -> dict:
+                  profile_layers: bool = False, concept_layers: tuple[int, ...] = ()) -> dict:
   flags_ = [f'--{name}={flags.FLAGS[name].serialize().split("=", 1)[1]}'
             for name in ('seconds', 'batch_size', 'frame_batch', 'rounds')]
-  child = f'--child={preset}:{num_utterances}:{int(with_breakdown)}:{int(profile_layers)}'
+  child = (f'--child={preset}:{num_utterances}:{int(with_breakdown)}:{int(profile_layers)}:'
+           + '/'.join(map(str, concept_layers)))
   out = subprocess.run([sys.executable, __file__, child] + flags_, check=True,
                        capture_output=True, text=True).stdout
   return json.loads(out.strip().splitlines()[-1])
@@ -261,9 +267,10 @@ def in_subprocess(preset: str, num_utterances: int, with_breakdown: bool = False
 def main(argv):
   del argv
   if _CHILD.value:
-    preset, num, with_breakdown, profile_layers = _CHILD.value.split(':')
+    preset, num, with_breakdown, profile_layers, concept_layers = _CHILD.value.split(':')
     print(json.dumps(measure(preset, int(num), bool(int(with_breakdown)),
-                             bool(int(profile_layers)))))
+                             bool(int(profile_layers)),
+                             tuple(int(l) for l in concept_layers.split('/') if l))))
     return
   print('command:', ' '.join(sys.argv))
   print(f'machine: {os.cpu_count()} CPU cores, load average before the run '
@@ -300,6 +307,13 @@ def main(argv):
             f'{p["frames_per_second"] / r["frames_per_second"]:.2f} x the plain pass '
             f'(warm-up batch incl. compile {p["warmup_seconds"]:.1f} s, peak RSS '
             f'{p["peak_rss_mb"]:.0f} MB)')
+    if _CONCEPT_LAYERS.value:
+      layers = tuple(int(l) for l in _CONCEPT_LAYERS.value)
+      c = in_subprocess(preset, _UTTERANCES.value, concept_layers=layers)
+      print(f'  with concept importance at layers {", ".join(map(str, layers))} (every '
+            f'channel): {c["frames_per_second"]:.1f} frames/s = '
+            f'{c["frames_per_second"] / r["frames_per_second"]:.2f} x the plain pass '
+            f'(warm-up batch incl. compile {c["warmup_seconds"]:.1f} s)')
   if _MEMORY_PRESET.value:
     n = _MEMORY_UTTERANCES.value
     small, large = (in_subprocess(_MEMORY_PRESET.value, k) for k in (n, 4 * n))

@@ -110,3 +110,21 @@ def test_frames_at_once_equal_each_frame_alone(random_layers):
                                            rule='epsilon')
     for a, b in zip((maps[n], full[n], per_channel[n]), alone):
       np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_shares_fold_per_class_and_importance_ranks_and_counts_channels():
+  sums = concepts.Shares(jnp.zeros(2), jnp.zeros((2, 3)))
+  relevance = jnp.array([[3.0, 1.0, -1.0], [0.0, 0.0, 0.0], [1.0, 1.0, -2.0], [5.0, 0, 0]])
+  shares = concepts.channel_shares(relevance)
+  np.testing.assert_allclose(shares[0], [0.6, 0.2, -0.2])
+  np.testing.assert_array_equal(shares[1], 0.0)  # no relevance: no share
+  sums = concepts.fold_shares(sums, shares, jnp.array([0, 0, 0, -1]), jnp.array([1, 1, 0, 1],
+                                                                               bool))
+  np.testing.assert_array_equal(sums.count, [2, 0])  # a left-out frame, a frame of no class
+  found = concepts.importance(sums)
+  np.testing.assert_allclose(found['share'][0], [0.3, 0.1, -0.1])
+  assert found['ranking'][0].tolist() == [0, 1, 2]
+  np.testing.assert_allclose(found['effective_channels'], [1 / (0.6**2 + 0.2**2 + 0.2**2), 0])
+  table = concepts.markdown(concepts.arrays([sums], [sums], (4,), 'ab', ('iy', 'ae')), top=2)
+  assert '| letter a | 2 | 0 (0.300), 1 (0.100) | 2.3 |' in table
+  assert '| phoneme iy | 2 |' in table and '| letter b |' not in table

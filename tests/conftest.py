@@ -353,6 +353,7 @@ def stage_run(tmp_path_factory, tiny_variables, write_split):
   config.navai.figure_workers = 1  # drawn in the pass's process; navai_split_test spawns two
   config.attributions.max_frames = 8
   config.navai.layers = ()  # the layer profiles' own test profiles layers 1, 5, 11, 12
+  config.navai.concept_layers = (6,)
   config.layer_clusters.dendrogram_layers = (1, 11)
   config.layer_clusters.figure_layer = 5
   config.layer_clusters.min_frames = 2

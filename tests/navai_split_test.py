@@ -34,6 +34,11 @@ def test_navai_writes_its_results_and_resumes(stage_run):
                            'utterances (4 with true times).\n\n| method | frames |')
   assert str(saved['about']) == f'dev split, {result.frames} letter frames of 4 utterances'
   assert (Path(out) / 'quality.csv').exists()
+  concept = np.load(Path(out) / 'concepts_dev.npz')
+  np.testing.assert_array_equal(concept['layer6_letter_count'], saved['letter_count'][0])
+  shown = [c for c, n in zip(vocab.LETTERS, saved['letter_count'][0]) if n]
+  table = (Path(out) / 'concepts.md').read_text()
+  assert '## Layer 6' in table and all(f'| letter {c} |' in table for c in shown)
   sounds = sorted(os.listdir(Path(out) / 'sound'))
   sonified = list(saved['methods']).index(config.navai.sonify_method)
   heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][sonified]) if n]

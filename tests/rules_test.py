@@ -37,6 +37,7 @@ BAD = {
     'navai.save_every': 0,
     'navai.figure_letters': ('a', 'T'), 'navai.sonify_method': 'lrp_min',
     'navai.sonify_iterations': 0, 'navai.layers': (0, 13), 'navai.layer_alignments': ('centre',),
+    'navai.concept_layers': (12,),
     'layer_clusters.alignment': 'centre', 'layer_clusters.baseline': 'weighted',
     'layer_clusters.min_frames': 0, 'layer_clusters.permutations': -1,
     'layer_clusters.dendrogram_layers': (13,), 'layer_clusters.figure_layer': 0,

@@ -14,14 +14,21 @@ so the same sum holds and each map stays on the unconditional map's scale.
 Layer numbers are the model's: layer l is `layers[l - 1]`, and its output (after batch norm and
 ReLU) is the input of layer l + 1, `inputs[l]`. Channels can be conditioned at layers
 1 ... L - 1; the last layer's channels are the classes LRP starts from.
+
+Concept importance (`channel_shares`, `Shares`): each channel's share of a frame's relevance at
+a layer, `R_c / sum_d |R_d|` with `R_c` the channel's relevance summed over its positions,
+averaged per letter (and phoneme class) by the NAvAI pass (`navai.fold_batch`), which streams
+it like its moments: sums that add across devices, resumes and hosts.
 """
 
-from typing import Optional
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from navai_jax.introspection import lrp
+from navai_jax.recognizer import model
 from navai_jax.recognizer import network
 
 Array = jax.Array
@@ -104,3 +111,88 @@ def conditional_maps(layers: network.Layers, windows_NxWxF: Array, targets_N: Ar
     return conditional_relevance(layers, inputs, pre, layer, masks_CxD, target, **options)
 
   return jax.vmap(one)(windows_NxWxF, targets_N)
+
+
+class Shares(NamedTuple):
+  """Per-class frame counts `[Y]` and sums of channel shares `[Y, D]` of one layer."""
+  count: Array
+  total: Array
+
+
+def empty_shares(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_classes: int
+                 ) -> tuple[Shares, ...]:
+  """Shares of no frames, one per layer of `layers` (their channels from `specs`)."""
+  return tuple(Shares(jnp.zeros((num_classes,), jnp.float32),
+                      jnp.zeros((num_classes, specs[l - 1].features), jnp.float32))
+               for l in layers)
+
+
+def add_shares(a: Shares, b: Shares) -> Shares:
+  """Two partial sums as one (devices, hosts, a resumed pass)."""
+  return Shares(a.count + b.count, a.total + b.total)
+
+
+def channel_shares(relevance_NxD: Array) -> Array:
+  """Each channel's share of its frame's relevance, `R_c / sum_d |R_d|` (0 for no relevance)."""
+  total_N = jnp.sum(jnp.abs(relevance_NxD), axis=1, keepdims=True)
+  return jnp.where(total_N > 0, relevance_NxD / jnp.where(total_N > 0, total_N, 1.0), 0.0)
+
+
+def fold_shares(sums: Shares, shares_NxD: Array, class_N: Array, valid_N: Array) -> Shares:
+  """Adds the valid frames' shares to their classes (class -1: none)."""
+  num_classes = sums.count.shape[0]
+  valid_N = valid_N & (class_N >= 0) & (class_N < num_classes)
+  index_N = jnp.where(valid_N, class_N, num_classes)  # dropped
+  weight_N = valid_N.astype(jnp.float32)
+  return Shares(sums.count.at[index_N].add(weight_N, mode='drop'),
+                sums.total.at[index_N].add(shares_NxD * weight_N[:, None], mode='drop'))
+
+
+def importance(sums: Shares) -> dict[str, np.ndarray]:
+  """Per class: `count`, the mean share of every channel `share [Y, D]`, the channels by
+  falling mean share `ranking [Y, D]`, and how concentrated the evidence is: the effective
+  number of channels `1 / sum_c p_c^2` with `p = |mean share| / sum |mean share|` (1: one
+  channel carries it all; D: all alike)."""
+  count = np.asarray(sums.count, np.float64)
+  share = np.asarray(sums.total, np.float64) / np.maximum(count, 1)[:, None]
+  weight = np.abs(share) / np.maximum(np.abs(share).sum(1, keepdims=True), 1e-30)
+  effective = np.where(count > 0, 1 / np.maximum((weight**2).sum(1), 1e-30), 0.0)
+  return {'count': count, 'share': share, 'ranking': np.argsort(-share, axis=1, kind='stable'),
+          'effective_channels': effective}
+
+
+def arrays(letters: Sequence[Shares], phonemes: Sequence[Shares], layers: Sequence[int],
+           letter_names: Sequence[str], phoneme_classes: Sequence[str]
+           ) -> dict[str, np.ndarray]:
+  """The concept importance of a pass, keyed for an `.npz` file: per layer l and kind (letter,
+  phoneme) `layerL_KIND_count`, `_share` (mean share per channel), `_effective_channels`."""
+  out = {'layers': np.asarray(layers, np.int64), 'letters': np.array(list(letter_names)),
+         'phoneme_classes': np.array(list(phoneme_classes), dtype=str)}
+  for l, per_letter, per_phoneme in zip(layers, letters, phonemes):
+    for kind, sums in (('letter', per_letter), ('phoneme', per_phoneme)):
+      found = importance(sums)
+      out.update({f'layer{l}_{kind}_count': found['count'],
+                  f'layer{l}_{kind}_share': found['share'],
+                  f'layer{l}_{kind}_effective_channels': found['effective_channels']})
+  return out
+
+
+def markdown(saved: dict[str, np.ndarray], top: int = 3) -> str:
+  """Per concept layer, the channels that carry each letter (and phoneme class) most: their
+  mean shares of the letter's relevance and the effective number of channels."""
+  lines = []
+  for l in saved['layers']:
+    lines += [f'## Layer {l}', '', f'| class | frames | top {top} channels (mean share) | '
+              'effective channels |', '|---|---|---|---|']
+    for kind, names in (('letter', saved['letters']), ('phoneme', saved['phoneme_classes'])):
+      count, share = saved[f'layer{l}_{kind}_count'], saved[f'layer{l}_{kind}_share']
+      effective = saved[f'layer{l}_{kind}_effective_channels']
+      for y, name in enumerate(names):
+        if count[y]:
+          best = np.argsort(-share[y], kind='stable')[:top]
+          lines.append(f'| {kind} {name} | {int(count[y])} | ' + ', '.join(
+              f'{c} ({share[y, c]:.3f})' for c in best) + f' | {effective[y]:.1f} |')
+    lines.append('')
+  return ('Each channel\'s mean share of a frame\'s LRP relevance (paper rule) at its layer, '
+          'per predicted letter and per phoneme class at the window centre; effective '
+          'channels = 1 / sum p^2 of the normalized |shares|.\n\n' + '\n'.join(lines))

@@ -32,6 +32,7 @@ import tqdm
 
 from navai_jax.core import files
 from navai_jax.introspection import alignment_quality
+from navai_jax.introspection import concepts
 from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import moments
 from navai_jax.introspection import navai
@@ -109,6 +110,8 @@ class PassResult:
   layer_letters: tuple[Sums, ...] = ()  # per profiled layer, see PassState
   layer_phonemes: tuple[Sums, ...] = ()
   zero_maps: Optional[np.ndarray] = None  # [M] frames left out per method (all-zero map)
+  concept_letters: tuple[concepts.Shares, ...] = ()  # per concept layer, see PassState
+  concept_phonemes: tuple[concepts.Shares, ...] = ()
 
   @property
   def frames(self) -> int:
@@ -132,10 +135,10 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
     np.savez(f, settings=np.str_(settings), **arrays)
 
 
-def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums]]:
+def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums | concepts.Shares]]:
   """('letters', ...), ('phonemes', ...), ('layer_letters0', ...), ...: every part of a state."""
   named = [('letters', state.letters), ('phonemes', state.phonemes)]
-  for group in ('layer_letters', 'layer_phonemes'):
+  for group in ('layer_letters', 'layer_phonemes', 'concept_letters', 'concept_phonemes'):
     named += [(f'{group}{i}', m) for i, m in enumerate(getattr(state, group))]
   return named
 
@@ -165,13 +168,18 @@ def _load(path: str, settings: str):
       print(f'{path} holds a pass of other {", ".join(changed)}; starting the pass anew.')
       return None
     read = lambda key, kind: kind(*(saved[f'{key}_{field}'] for field in kind._fields))
-    num_layers = sum(1 for k in saved.files if k.startswith('layer_letters') and
-                     k.endswith('_count'))
+    count = lambda group: sum(1 for k in saved.files if k.startswith(group) and
+                              k.endswith('_count'))
+    num_layers, num_concepts = count('layer_letters'), count('concept_letters')
     state = PassState(read('letters', Moments), read('phonemes', Moments),
                       tuple(read(f'layer_letters{i}', Sums) for i in range(num_layers)),
                       tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)),
                       saved['zero_maps'] if 'zero_maps' in saved.files else  # older files
-                      np.zeros(saved['letters_count'].shape[0], np.int32))
+                      np.zeros(saved['letters_count'].shape[0], np.int32),
+                      tuple(read(f'concept_letters{i}', concepts.Shares)
+                            for i in range(num_concepts)),
+                      tuple(read(f'concept_phonemes{i}', concepts.Shares)
+                            for i in range(num_concepts)))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress
@@ -249,6 +257,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   # What made the state: the weights, the network and features, and every setting of the pass.
   made_by = json.dumps(dict(resume_key or {}, methods=methods, fill=settings.fill,
                             layers=layers, layer_alignments=settings.profiled_alignments,
+                            **({'concept_layers': settings.concept_layers}
+                               if settings.concept_layers else {}),
                             phoneme_classes=list(phoneme_classes), save_every=save_every,
                             timed=bool(timings), weights=fingerprint(variables),
                             model=config.model.to_dict(), features=config.features.to_dict()),
@@ -257,7 +267,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   if saved is None:
     state = navai.empty_pass_state(len(methods), len(phoneme_classes),
                                    config.features.num_mels, model.layer_specs(config.model),
-                                   layers, len(settings.profiled_alignments))
+                                   layers, len(settings.profiled_alignments),
+                                   settings.concept_layers)
     quality = alignment_quality.empty_tally(len(methods)) if timings else None
     done = {'batches': 0, 'utterances': 0, 'timed_utterances': 0}
   else:
@@ -309,7 +320,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     merged, quality, done = merge_processes(merged, quality, done)
   return PassResult(merged.letters, merged.phonemes, quality, done['batches'],
                     done['utterances'], done['timed_utterances'], merged.layer_letters,
-                    merged.layer_phonemes, merged.zero_maps)
+                    merged.layer_phonemes, merged.zero_maps, merged.concept_letters,
+                    merged.concept_phonemes)
 
 
 def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],

@@ -29,6 +29,7 @@ import numpy as np
 from navai_jax.core import rules
 from navai_jax.introspection import alignment
 from navai_jax.introspection import attribution
+from navai_jax.introspection import concepts
 from navai_jax.introspection import frames
 from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import lrp
@@ -57,6 +58,7 @@ RULES = {'navai': [
     ('sonify_iterations', *rules.at_least(1)),
     ('layers', *rules.layer_numbers(model.NUM_LAYERS, allow_none=True)),
     ('layer_alignments', *rules.subset_of(layer_profiles.LAYER_ALIGNMENTS)),
+    ('concept_layers', *rules.layer_numbers(model.NUM_LAYERS - 1, allow_none=True)),
 ]}
 
 
@@ -68,9 +70,10 @@ class Settings:
   frame_batch: int = 64  # frames per attribution chunk (fixed shape; memory against speed)
   layers: tuple[int, ...] = ()  # layers (1..12) profiled in the same pass; () for none
   layer_alignments: tuple[str, ...] = layer_profiles.LAYER_ALIGNMENTS
+  concept_layers: tuple[int, ...] = ()  # layers whose channels' LRP shares are averaged
 
   def __post_init__(self):
-    for field in ('methods', 'layers', 'layer_alignments'):
+    for field in ('methods', 'layers', 'layer_alignments', 'concept_layers'):
       object.__setattr__(self, field, tuple(getattr(self, field)))
 
   @property
@@ -85,7 +88,8 @@ class Settings:
     n = navai_config
     return cls(tuple(dict.fromkeys(n.methods)), n.fill, n.frame_batch, tuple(n.layers),
                layer_profiles.computable_alignments(n.layer_alignments, n.methods,
-                                                    say=say and bool(n.layers)))
+                                                    say=say and bool(n.layers)),
+               tuple(n.get('concept_layers', ())))
 
   def check(self, specs: Sequence[model.LayerSpec]) -> None:
     """One ValueError for a method, fill, layer or layer alignment that does not exist."""
@@ -97,6 +101,10 @@ class Settings:
       raise ValueError('Layer profiles need at least one layer alignment.')
     if self.frame_batch < 1:
       raise ValueError(f'frame_batch must be >= 1, got {self.frame_batch}.')
+    if any(not 1 <= l < len(specs) for l in self.concept_layers) or len(
+        set(self.concept_layers)) < len(self.concept_layers):
+      raise ValueError(f'concept_layers must be distinct layers 1..{len(specs) - 1} (the last '
+                       f'is the output), got {self.concept_layers}.')
 
 
 class PassState(NamedTuple):
@@ -109,55 +117,74 @@ class PassState(NamedTuple):
   # Frames left out per method because their attribution map is all zeros (a softmax so
   # saturated that the map lies below float32's range, SPEC §5): they have no position.
   zero_maps: Optional[Array] = None  # [M] int32
+  # Per concept layer: each channel's LRP share summed per letter / per phoneme class at the
+  # window centre (`concepts.Shares`: count [26] or [Y], total [26, D] or [Y, D]).
+  concept_letters: tuple[concepts.Shares, ...] = ()
+  concept_phonemes: tuple[concepts.Shares, ...] = ()
 
 
 def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
                      specs: Sequence[model.LayerSpec] = (), layers: Sequence[int] = (),
-                     num_layer_alignments: int = 0) -> PassState:
-  """The state of a pass that has seen no frames (profiling `layers` of the network `specs`)."""
+                     num_layer_alignments: int = 0, concept_layers: Sequence[int] = ()
+                     ) -> PassState:
+  """The state of a pass that has seen no frames (profiling `layers` and the channel shares
+  of `concept_layers` of the network `specs`)."""
   frame = (alignment.WINDOW, num_mels)
   return PassState(
       moments.empty_moments(vocab.NUM_LETTERS, frame, (num_methods,)),
       moments.empty_moments(num_phonemes, frame, (num_methods,)),
       layer_profiles.empty_state(specs, layers, num_layer_alignments, vocab.NUM_LETTERS),
       layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes),
-      jnp.zeros((num_methods,), jnp.int32))
+      jnp.zeros((num_methods,), jnp.int32),
+      concepts.empty_shares(specs, concept_layers, vocab.NUM_LETTERS),
+      concepts.empty_shares(specs, concept_layers, num_phonemes))
 
 
 def combine_states(a: PassState, b: PassState) -> PassState:
   """Merge of two partial pass states: `moments.combine` of the moments (exact), the sum of
-  the layer sums and of the zero-map counts."""
+  the layer sums, of the zero-map counts and of the channel shares."""
   return PassState(moments.combine(a.letters, b.letters), moments.combine(a.phonemes, b.phonemes),
                    *(tuple(map(layer_profiles.add, x, y)) for x, y in (
                        (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))),
-                   a.zero_maps + b.zero_maps)
+                   a.zero_maps + b.zero_maps,
+                   *(tuple(map(concepts.add_shares, x, y)) for x, y in (
+                       (a.concept_letters, b.concept_letters),
+                       (a.concept_phonemes, b.concept_phonemes))))
 
 
 def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
                         methods: Sequence[str], x_BxTxF: Array,
                         intermediates: dict[str, dict[str, Array]],
-                        selection: frames.Selection, layer_gradients: bool = False
-                        ) -> tuple[Array, Array, tuple[Array, ...]]:
+                        selection: frames.Selection, layer_gradients: bool = False,
+                        concept_layers: Sequence[int] = ()
+                        ) -> tuple[Array, Array, tuple[Array, ...], tuple[Array, ...]]:
   """Alignment positions `[M, N]` of selected frames; each attribution map is made once.
 
   Sensitivity and LRP both start from the layer activations of the utterances' SAME-padded
   pass (`frames.window_activations`), which equal those of the windows' own VALID passes, so
   a frame costs two backward passes and no forward pass of its own. With `layer_gradients`,
   also the gradients of the predicted letter's softmax output with respect to every layer's
-  output (`[N, Z_l, C_l]` per layer), which the sensitivity's backward pass computes anyway.
-  Returns `(positions_MxN, has_map_MxN, gradients)`; `has_map` is False where a method's map
-  is all zeros (it has no maximum to align by).
+  output (`[N, Z_l, C_l]` per layer), which the sensitivity's backward pass computes anyway;
+  with `concept_layers`, the paper's LRP of every channel of those layers summed over its
+  positions (`[N, D_l]` per layer), which LRP's backward pass computes on its way down.
+  Returns `(positions_MxN, has_map_MxN, gradients, channel_relevance)`; `has_map` is False
+  where a method's map is all zeros (it has no maximum to align by).
   """
   layers = network.layers_from_variables(config, variables)
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,
                                           selection.position_N)
   needed = alignment.maps_needed(tuple(methods))
-  maps, gradients = {}, ()
+  maps, gradients, channels = {}, (), ()
   if layer_gradients or 'sensitivity' in needed:
     maps['sensitivity'], gradients = jax.vmap(functools.partial(
         attribution.sensitivity_of_pass, layers, layer_gradients=True))(
             inputs, pre, selection.token_N)
-  if 'lrp' in needed:
+  if concept_layers:
+    maps['lrp'], per_layer = jax.vmap(functools.partial(
+        lrp.relevance, layers, return_layers=True, **lrp.resolve_options('paper')))(
+            inputs, pre, selection.token_N)
+    channels = tuple(jnp.sum(per_layer[l], axis=1) for l in concept_layers)
+  elif 'lrp' in needed:
     maps['lrp'] = jax.vmap(functools.partial(lrp.relevance_paper, layers))(
         inputs, pre, selection.token_N)
   num_frames = selection.token_N.shape[0]
@@ -165,7 +192,7 @@ def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
   has_map = jnp.stack([
       jnp.ones_like(selection.valid_N) if alignment.DEFINITIONS[m].map is None else
       jnp.any(maps[alignment.DEFINITIONS[m].map] != 0, axis=(1, 2)) for m in methods])
-  return positions, has_map, gradients
+  return positions, has_map, gradients, channels
 
 
 def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: PassState,
@@ -199,9 +226,9 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   def chunk(carry):
     k, state, positions_BxUxM = carry
     sel = frames.select(valid_BxU & (rank_BxU // frame_batch == k), tokens_BxU, frame_batch)
-    position_MxN, has_map_MxN, gradients = attribute_and_align(
+    position_MxN, has_map_MxN, gradients, channels = attribute_and_align(
         config, variables, methods, x_BxTxF, intermediates, sel,
-        layer_gradients=bool(settings.layers))
+        layer_gradients=bool(settings.layers), concept_layers=settings.concept_layers)
     valid_MxN = sel.valid_N & has_map_MxN
     start_N = model.window_start(specs, sel.position_N)
     aligned_MxNxWxF = jax.vmap(
@@ -227,8 +254,14 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
     row_N = jnp.where(sel.valid_N, sel.utterance_N, num_rows)  # filler entries are dropped
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')
-    return (k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes, zero_maps),
-            positions_BxUxM)
+    shares = [concepts.channel_shares(r_NxD) for r_NxD in channels]
+    concept_letters = tuple(concepts.fold_shares(c, s_NxD, letter_N, sel.valid_N)
+                            for c, s_NxD in zip(state.concept_letters, shares))
+    centre_N = phonemes_BxT[sel.utterance_N, start_N + alignment.CENTRE]
+    concept_phonemes = tuple(concepts.fold_shares(c, s_NxD, centre_N, sel.valid_N)
+                             for c, s_NxD in zip(state.concept_phonemes, shares))
+    return (k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes, zero_maps,
+                             concept_letters, concept_phonemes), positions_BxUxM)
 
   positions = jnp.full(valid_BxU.shape + (len(methods),), -1, jnp.int32)
   _, state, positions = jax.lax.while_loop(lambda carry: carry[0] < num_chunks, chunk,

@@ -13,6 +13,7 @@ import numpy as np
 
 from navai_jax.core import files
 from navai_jax.introspection import alignment_quality
+from navai_jax.introspection import concepts
 from navai_jax.introspection import dataset_pass
 from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import navai
@@ -38,7 +39,9 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
   it), `navai_SPLIT.npz` (see `navai.result_arrays`, with `mel_hz`, the config and metadata), the
   figures of `write_figures`, `quality.{csv,md,png}` where the corpus has timings, the
   sounds of `write_sounds`, and with `navai.layers` the layer profiles of the same pass,
-  `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata). With `drawn=False`
+  `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata); with
+  `navai.concept_layers` the channels' shares of each letter's relevance, `concepts_SPLIT.npz`
+  (`concepts.arrays`) and `concepts.md`. With `drawn=False`
   no figures and no sounds (for a caller that needs only the arrays; a rerun with `drawn=True`
   finds the finished pass and draws them).
 
@@ -103,6 +106,12 @@ def _run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_di
     common.savez(os.path.join(out_dir, f'layers_{n.split}.npz'), **layer_profiles.arrays(
         result.layer_letters, result.layer_phonemes, n.layers, settings.layer_alignments,
         phoneme_classes), about=res['about'], config=config.to_json(), meta=json.dumps(meta))
+  if settings.concept_layers:
+    found = concepts.arrays(result.concept_letters, result.concept_phonemes,
+                            settings.concept_layers, vocab.LETTERS, phoneme_classes)
+    common.savez(os.path.join(out_dir, f'concepts_{n.split}.npz'), **found, about=res['about'],
+                 meta=json.dumps(meta))
+    files.write_text(os.path.join(out_dir, 'concepts.md'), concepts.markdown(found))
   # The figures are drawn in other processes while this one writes the rest.
   figures_done = (write_figures(config, res, out_dir, workers=n.figure_workers) if drawn
                   else lambda: None)
