@@ -79,7 +79,7 @@ def test_navai_figures_show_the_patterns_and_mark_empty_classes(tmp_path):
                     (3, res['letter_normalized'][m, 0])):
       np.testing.assert_allclose(shown[r][m].images[0].get_array(),
                                  figures.scale_max_abs(want).T)
-  assert shown[4][0].get_title() == f'normalized t | none'
+  assert shown[4][0].get_title() == 'normalized t | none'
   assert not shown[4][1].images  # 't' has no frames under lrp_max
   fig = figures.patterns(CONFIG, res, 1, str(tmp_path / 'sa.png'))
   panel_a = fig.axes[0]

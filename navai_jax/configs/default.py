@@ -183,8 +183,9 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.navai.layer_alignments = ('none', 'gradient_max', 'sensitivity_min', 'sensitivity_max',
                               'lrp_max')
   # Layers (1..11) whose channels' share of each letter's LRP relevance the same pass averages
-  # (concept importance, `introspection/concepts.py`): concepts_SPLIT.npz and concepts.md.
-  c.navai.concept_layers = ()
+  # (concept importance, `introspection/concepts.py`): concepts_SPLIT.npz and concepts.md;
+  # () for none. About free: the shares come from the relevance LRP computes anyway.
+  c.navai.concept_layers = (4, 8, 11)
 
   # Where phonemes form: clustering of the layer profiles (experiments/layer_clusters.py).
   c.layer_clusters = ml_collections.ConfigDict()
