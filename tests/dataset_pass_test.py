@@ -281,6 +281,9 @@ def test_pass_rejects_bad_input_with_clear_errors(tiny, noise_batches):
     dataset_pass.run_pass(config, variables, [batch], navai.Settings(methods=('lrp_min',)))
   with pytest.raises(ValueError, match='Unknown fill'):
     dataset_pass.run_pass(config, variables, [batch], navai.Settings(fill='mirror'))
+  with pytest.raises(ValueError, match=r'concept_layers must be distinct layers 1\.\.11 \(the '
+                                       r'last is the output\), got \(12,\)'):
+    dataset_pass.run_pass(config, variables, [batch], navai.Settings(concept_layers=(12,)))
   with pytest.raises(ValueError, match='lacks id, text'):
     dataset_pass.run_pass(config, variables, [{k: batch[k] for k in ('audio', 'audio_lengths',
                                                                      'weights')}])

@@ -254,12 +254,14 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
     row_N = jnp.where(sel.valid_N, sel.utterance_N, num_rows)  # filler entries are dropped
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')
-    shares = [concepts.channel_shares(r_NxD) for r_NxD in channels]
-    concept_letters = tuple(concepts.fold_shares(c, s_NxD, letter_N, sel.valid_N)
-                            for c, s_NxD in zip(state.concept_letters, shares))
+    # A frame whose relevance at the layer is all zero (a saturated softmax) has no shares.
+    shares = [(concepts.channel_shares(r_NxD), sel.valid_N & jnp.any(r_NxD != 0, axis=1))
+              for r_NxD in channels]
+    concept_letters = tuple(concepts.fold_shares(c, s_NxD, letter_N, has_N)
+                            for c, (s_NxD, has_N) in zip(state.concept_letters, shares))
     centre_N = phonemes_BxT[sel.utterance_N, start_N + alignment.CENTRE]
-    concept_phonemes = tuple(concepts.fold_shares(c, s_NxD, centre_N, sel.valid_N)
-                             for c, s_NxD in zip(state.concept_phonemes, shares))
+    concept_phonemes = tuple(concepts.fold_shares(c, s_NxD, centre_N, has_N)
+                             for c, (s_NxD, has_N) in zip(state.concept_phonemes, shares))
     return (k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes, zero_maps,
                              concept_letters, concept_phonemes), positions_BxUxM)
 
