@@ -51,6 +51,8 @@ def run_folder(tmp_path):
                'layer_clusters/dendrogram_layer1.png', 'attributions/attribution_curves.png'):
     _png(run / name, name)
   (run / 'navai' / 'quality.md').write_text('| method | median (ms) |\n|---|---:|\n| none | 40 |\n')
+  (run / 'navai' / 'concepts.md').write_text(
+      '## Layer 4\n\n| class | frames |\n|---|---|\n| letter a | 206 |\n')
   (run / 'layer_clusters' / 'clustering.md').write_text('| layer | none |\n|---:|---:|\n| 1 | 0.5 |\n')
   (run / 'navai' / 'sound').mkdir()
   (run / 'eval_folder_data_asterisk_human.json').write_text(json.dumps({
@@ -72,7 +74,8 @@ def test_report_links_every_result_of_the_run(run_folder):
   for title in ('Corpus', 'Training', 'Evaluation on held-out voices (test split)',
                 'Figure 1', 'Figure 2', 'Figure 3', 'Supplement A', 't-maps', 'Phoneme classes',
                 'Alignment quality', 'where phonemes form', 'attribution evaluation',
-                'The patterns as sound', 'A human voice (Asterisk prompts, never trained on)'):
+                'The patterns as sound', 'A human voice (Asterisk prompts, never trained on)',
+                'Which channels carry each letter'):
     assert title in page, title
   assert 'LER 0.700, WER 1.050 over 552' in page and '<td>abten</td>' in page
   assert 'heard as: &quot;thank you&quot;' in page or 'heard as: "thank you"' in page
@@ -85,6 +88,7 @@ def test_report_links_every_result_of_the_run(run_folder):
   assert '<td>train</td><td>50</td><td>0.1</td><td>3</td>' in page  # the corpus summary
   assert '<td>7</td><td>0.250</td><td>0.500</td><td>8</td>' in page  # a held-out voice
   assert '<td>none</td>' in page and '>0.5</td>' in page  # the markdown tables
+  assert '<td>letter a</td>' in page
   assert (Path(path).parent / 'training_curve.png').exists()
 
 

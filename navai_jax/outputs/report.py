@@ -203,6 +203,8 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
        'experiments/navai.py on a corpus with phoneme times'),
       ('Alignment quality (distance to the true span, ms)', ['navai/quality.png'],
        'navai/quality.md', 'experiments/navai.py on a corpus with phoneme times'),
+      ('Which channels carry each letter (concept importance)', [], 'navai/concepts.md',
+       'experiments/navai.py'),
       ('What every layer listens for: where phonemes form',
        ['layer_clusters/clustering_by_layer.png', 'layer_clusters/dendrogram_layer*.png',
         'layer_clusters/profiles_layer*.png', 'layer_clusters/channels_*.png'], 'layer_clusters/clustering.md',
