@@ -346,8 +346,10 @@ def stage_run(tmp_path_factory, tiny_variables, write_split):
   config.data.reader = 'direct'
   config.am.steps = 5
   config.navai.frame_batch = 8
-  # Two alignments, one of each kind (every alignment's numbers: dataset_pass_test).
-  config.navai.methods = ('none', 'sensitivity_min')
+  # Two alignments: the centre and LRP's, whose maps the concept shares come from (every
+  # alignment's numbers: dataset_pass_test).
+  config.navai.methods = ('none', 'lrp_max')
+  config.navai.sonify_method = 'lrp_max'
   config.navai.sonify_iterations = 3
   config.navai.save_every = 1
   config.navai.figure_workers = 1  # drawn in the pass's process; navai_split_test spawns two

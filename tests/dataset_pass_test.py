@@ -1,5 +1,6 @@
-"""The NAvAI pass: equals direct averages of the aligned frames under every method; sharded and
-resumed equals one device uninterrupted; positions are the extremes of the attribution maps."""
+"""The NAvAI pass: equals direct averages of the aligned frames under every method, and of each
+window's own LRP channel shares; sharded and resumed equals one device uninterrupted; positions
+are the extremes of the attribution maps."""
 
 import dataclasses
 
@@ -30,8 +31,15 @@ def tiny(tiny_variables):
 
 
 # Every pass below uses these settings, so each device count compiles the pass step once.
-SETTINGS = navai.Settings(alignment.ALIGNMENTS, fill='recut', frame_batch=8)
+SETTINGS = navai.Settings(alignment.ALIGNMENTS, fill='recut', frame_batch=8,
+                          concept_layers=(2, 9))
 PASS = dict(settings=SETTINGS, phoneme_classes=('a', 't'))
+
+
+def _empty_state(config):
+  """The empty state `run_pass` starts SETTINGS from (so a test's own step shares its program)."""
+  return navai.empty_pass_state(4, 2, config.features.num_mels, model.layer_specs(config.model),
+                                concept_layers=SETTINGS.concept_layers)
 
 
 def _aligned_by_hand(config, x_TxF, frames, start, position, fill):
@@ -58,11 +66,15 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
   step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, settings)
   specs = model.layer_specs(config.model)
   aligned_MxN, letter_N, direct, phoneme_frames = [[] for _ in SETTINGS.methods], [], [], {}
+  layers = network.layers_from_variables(config, variables)
+  explain = jax.jit(jax.vmap(lambda w, t: lrp.relevance(
+      layers, *network.forward(layers, w), t, return_layers=True, rule='paper')[1]))
+  shares, centre_phoneme_N = {l: [] for l in SETTINGS.concept_layers}, []
   for batch in batches:
     x, frames_B = features.log_mel(jnp.asarray(batch['audio']),
                                    jnp.asarray(batch['audio_lengths']), config)
     x, frames_B = np.asarray(x), np.asarray(frames_B)
-    state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
+    state = dataset_pass.spread_devices(_empty_state(config), mesh)
     _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
                                 batch['weights'], np.full(x.shape[:2], -1, np.int32))
     tokens, positions = np.asarray(tokens), np.asarray(positions)
@@ -75,6 +87,15 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
     keep = batch['weights'] > 0
     found = frames.collect(config, variables, x[keep], frames_B[keep])
     direct.append(found)
+    # Each window's own LRP shares of the concept layers' channels.
+    per_layer = explain(jnp.asarray(found.windows_NxWxF), jnp.asarray(found.tokens_N))
+    for l in SETTINGS.concept_layers:
+      r = np.asarray(per_layer[l], np.float64).sum(1)
+      shares[l].append(r / np.abs(r).sum(1, keepdims=True))
+    centre = features.frame_to_seconds(model.window_start(specs, found.positions_N) +
+                                       alignment.CENTRE, config)
+    timed = np.asarray(batch['id'])[keep][found.utterance_N] == '1-1-000'
+    centre_phoneme_N.append(np.where(timed, (centre >= 0.9).astype(int), -1))
     if batch['id'][0] == '1-1-000':
       centre = features.frame_to_seconds(
           model.window_start(specs, found.positions_N[found.utterance_N == 0]) + 103, config)
@@ -98,47 +119,14 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
   # Phoneme classes: the phoneme sounding at the window centre.
   assert result.phonemes.count[0].tolist() == [phoneme_frames[0], phoneme_frames[1]]
   assert min(phoneme_frames.values()) > 0
-  # Only the timed utterance is scored; its frames are matched to the one spoken letter or not.
-  assert result.timed_utterances == 1
-  scored = result.quality['histogram'][0].sum() + result.quality['unmatched'].sum()
-  assert scored == sum(phoneme_frames.values())
-
-
-def test_concept_shares_equal_the_direct_mean_of_each_frames_lrp_shares(tiny, timings,
-                                                                        noise_batches):
-  """Per letter and per phoneme class at the window centre, each channel's mean share of the
-  frame's LRP relevance, from windows cut and explained one by one."""
-  config, variables = tiny
-  batches = noise_batches(2)
-  concept_layers = (2, 9)
-  settings = navai.Settings(('none',), fill='zeros', frame_batch=8, concept_layers=concept_layers)
-  result = dataset_pass.run_pass(config, variables, batches, settings, phoneme_classes=('a', 't'),
-                                 timings=timings, mesh=parallel.make_mesh(jax.devices()[:1]))
-  layers = network.layers_from_variables(config, variables)
-  explain = jax.jit(jax.vmap(lambda w, t: lrp.relevance(
-      layers, *network.forward(layers, w), t, return_layers=True, rule='paper')[1]))
-  specs = model.layer_specs(config.model)
-  shares, letter_N, phoneme_N = {l: [] for l in concept_layers}, [], []
-  for batch in batches:
-    keep = batch['weights'] > 0
-    x, frames_B = features.log_mel(jnp.asarray(batch['audio'][keep]),
-                                   jnp.asarray(batch['audio_lengths'][keep]), config)
-    found = frames.collect(config, variables, x, frames_B)
-    per_layer = explain(jnp.asarray(found.windows_NxWxF), jnp.asarray(found.tokens_N))
-    for l in concept_layers:
-      r = np.asarray(per_layer[l], np.float64).sum(1)
-      shares[l].append(r / np.abs(r).sum(1, keepdims=True))
-    letter_N.append(found.tokens_N - vocab.LETTER_IDS[0])
-    centre = features.frame_to_seconds(model.window_start(specs, found.positions_N) +
-                                       alignment.CENTRE, config)
-    timed = np.asarray(batch['id'])[keep][found.utterance_N] == '1-1-000'
-    phoneme_N.append(np.where(timed, (centre >= 0.9).astype(int), -1))
-  letter_N, phoneme_N = np.concatenate(letter_N), np.concatenate(phoneme_N)
-  assert len(letter_N) == result.frames > 20 and (phoneme_N >= 0).sum() > 5
-  for i, l in enumerate(concept_layers):
+  # Concept importance: per letter and per phoneme class at the window centre, each channel's
+  # mean share of the frame's LRP relevance, as the windows' own LRP gives it.
+  direct_letter_N = np.concatenate([f.tokens_N for f in direct]) - vocab.LETTER_IDS[0]
+  centre_phoneme_N = np.concatenate(centre_phoneme_N)
+  for i, l in enumerate(SETTINGS.concept_layers):
     share_NxD = np.concatenate(shares[l])
-    for sums, class_N in ((result.concept_letters[i], letter_N),
-                          (result.concept_phonemes[i], phoneme_N)):
+    for sums, class_N in ((result.concept_letters[i], direct_letter_N),
+                          (result.concept_phonemes[i], centre_phoneme_N)):
       np.testing.assert_array_equal(sums.count, np.bincount(class_N[class_N >= 0],
                                                             minlength=len(sums.count)))
       for y in np.flatnonzero(sums.count):
@@ -150,6 +138,10 @@ def test_concept_shares_equal_the_direct_mean_of_each_frames_lrp_shares(tiny, ti
   letter = int(np.argmax(found['count']))
   assert found['ranking'][letter, 0] == np.argmax(found['share'][letter])
   assert 1 <= found['effective_channels'][letter] <= found['share'].shape[1]
+  # Only the timed utterance is scored; its frames are matched to the one spoken letter or not.
+  assert result.timed_utterances == 1
+  scored = result.quality['histogram'][0].sum() + result.quality['unmatched'].sum()
+  assert scored == sum(phoneme_frames.values())
 
 
 def _interrupted(batches, after):
@@ -164,8 +156,8 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   config, variables = tiny
   batches = noise_batches(3, seed=1)
   layers = (1, 9, 12)  # with layer profiles and concept shares
-  kw = dict(PASS, settings=dataclasses.replace(SETTINGS, layers=layers, concept_layers=(9,)),
-            save_every=2, timings=timings)
+  kw = dict(PASS, settings=dataclasses.replace(SETTINGS, layers=layers), save_every=2,
+            timings=timings)
   single = dataset_pass.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
                           **kw)
   mesh = parallel.make_mesh(jax.devices()[:4])
@@ -181,7 +173,7 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   assert resumed.batches == 3 and resumed.utterances == uninterrupted.utterances == 11
   parts = lambda r: jax.tree.leaves((r.letters, r.phonemes, r.layer_letters, r.layer_phonemes,
                                      r.concept_letters, r.concept_phonemes))
-  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(layers) + 2 * 2  # moments, sums, shares
+  assert len(parts(single)) == 2 * 3 + 2 * 2 * len(layers) + 2 * 2 * 2  # moments, sums, shares
   for got, want in zip(parts(resumed), parts(uninterrupted)):
     np.testing.assert_array_equal(got, want)
   for key in ('histogram', 'unmatched'):
@@ -224,7 +216,7 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny, noise_bat
   batch = noise_batches(1, seed=1)[0]
   mesh = parallel.make_mesh(jax.devices()[:1])
   step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, SETTINGS)
-  state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
+  state = dataset_pass.spread_devices(_empty_state(config), mesh)
   num_frames = int(features.num_frames(batch['audio'].shape[1], config.features.window,
                                       config.features.hop))
   _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],

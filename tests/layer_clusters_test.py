@@ -43,7 +43,7 @@ def test_layers_clusters_the_profiles_of_the_navai_pass(stage_run, tmp_path, wri
   assert not (tmp_path / 'navai' / 'sound').exists()
   names = list(saved['alignments'])
   # The pass's alignments carried to the layers, and the gradient's (`layer_profiles_test`).
-  assert names == ['none', 'gradient_max', 'sensitivity_min']
+  assert names == ['none', 'gradient_max', 'lrp_max']
   assert [(r['layer'], r['alignment']) for r in found['rows']] == [
       (l, n) for l in (1, 5, 11, 12) for n in names]
   # Every score is the clustering of the saved profiles, recomputed here.

@@ -43,7 +43,7 @@ def test_navai_writes_its_results_and_resumes(stage_run):
   sonified = list(saved['methods']).index(config.navai.sonify_method)
   heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][sonified]) if n]
   assert [s for s in sounds if s.startswith('letter_')] == heard
-  for name in ('figure3', 'supplement_a_sensitivity_min', 'tmaps_none', 'phonemes'):
+  for name in ('figure3', 'supplement_a_lrp_max', 'tmaps_none', 'phonemes'):
     assert (Path(out) / f'{name}.png').exists(), name
   # A rerun finds the finished pass and writes the same arrays; its figures, drawn again by
   # two spawned processes, are the same pixels. A figure that fails in a drawing process

@@ -21,17 +21,21 @@ averaged per letter (and phoneme class) by the NAvAI pass (`navai.fold_batch`), 
 it like its moments: sums that add across devices, resumes and hosts.
 """
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import lrp
 from navai_jax.recognizer import model
 from navai_jax.recognizer import network
 
 Array = jax.Array
+# Per-class frame counts `[Y]` and sums of channel shares `[Y, D]` of one layer; partial sums
+# (devices, hosts, a resumed pass) add with `layer_profiles.add`.
+Shares = layer_profiles.Sums
 
 
 def check_condition(layers: network.Layers, layer: int, channels_C: Optional[Array] = None
@@ -113,23 +117,12 @@ def conditional_maps(layers: network.Layers, windows_NxWxF: Array, targets_N: Ar
   return jax.vmap(one)(windows_NxWxF, targets_N)
 
 
-class Shares(NamedTuple):
-  """Per-class frame counts `[Y]` and sums of channel shares `[Y, D]` of one layer."""
-  count: Array
-  total: Array
-
-
 def empty_shares(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_classes: int
                  ) -> tuple[Shares, ...]:
   """Shares of no frames, one per layer of `layers` (their channels from `specs`)."""
   return tuple(Shares(jnp.zeros((num_classes,), jnp.float32),
                       jnp.zeros((num_classes, specs[l - 1].features), jnp.float32))
                for l in layers)
-
-
-def add_shares(a: Shares, b: Shares) -> Shares:
-  """Two partial sums as one (devices, hosts, a resumed pass)."""
-  return Shares(a.count + b.count, a.total + b.total)
 
 
 def channel_shares(relevance_NxD: Array) -> Array:

@@ -135,7 +135,7 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
     np.savez(f, settings=np.str_(settings), **arrays)
 
 
-def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums | concepts.Shares]]:
+def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums]]:
   """('letters', ...), ('phonemes', ...), ('layer_letters0', ...), ...: every part of a state."""
   named = [('letters', state.letters), ('phonemes', state.phonemes)]
   for group in ('layer_letters', 'layer_phonemes', 'concept_letters', 'concept_phonemes'):
@@ -176,9 +176,9 @@ def _load(path: str, settings: str):
                       tuple(read(f'layer_phonemes{i}', Sums) for i in range(num_layers)),
                       saved['zero_maps'] if 'zero_maps' in saved.files else  # older files
                       np.zeros(saved['letters_count'].shape[0], np.int32),
-                      tuple(read(f'concept_letters{i}', concepts.Shares)
+                      tuple(read(f'concept_letters{i}', Sums)
                             for i in range(num_concepts)),
-                      tuple(read(f'concept_phonemes{i}', concepts.Shares)
+                      tuple(read(f'concept_phonemes{i}', Sums)
                             for i in range(num_concepts)))
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}

@@ -147,7 +147,7 @@ def combine_states(a: PassState, b: PassState) -> PassState:
                    *(tuple(map(layer_profiles.add, x, y)) for x, y in (
                        (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))),
                    a.zero_maps + b.zero_maps,
-                   *(tuple(map(concepts.add_shares, x, y)) for x, y in (
+                   *(tuple(map(layer_profiles.add, x, y)) for x, y in (
                        (a.concept_letters, b.concept_letters),
                        (a.concept_phonemes, b.concept_phonemes))))
 
