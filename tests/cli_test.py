@@ -1,5 +1,6 @@
 """Script start-up: input errors become one line, config overrides reach only am and navai."""
 
+import ast
 import os
 from pathlib import Path
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from navai_jax.training import checkpoints
+from navai_jax.training import train
 from navai_jax.configs import default
 
 
@@ -48,3 +50,24 @@ def test_bad_config_flags_end_in_one_line(tmp_path, flag, message):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
   assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
+  source = (ROOT / 'experiments' / 'ablation.py').read_text()
+  rows = ast.literal_eval(next(n.value for n in ast.parse(source).body
+                               if isinstance(n, ast.Assign) and n.targets[0].id == 'ROWS'))
+  assert len(rows) == 6
+  for row, overrides in rows.items():
+    config = default.get_config('small')
+    for flag in overrides:
+      path, value = flag[len('--config.'):].split('=', 1)
+      section, field = path.split('.')
+      assert field in config[section], (row, flag)
+      config[section][field] = ast.literal_eval(value)
+    train.check_config(config)  # every row's settings are in range
+  done = subprocess.run([sys.executable, 'experiments/ablation.py', '--rows=all,al+speed'],
+                        cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert done.stderr.strip().endswith('ablation.py: unknown row(s) al+speed; rows: espeak, '
+                                      'espeak+flite, all, all+speed, all+rooms, all+noise.')
