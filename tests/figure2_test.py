@@ -16,7 +16,7 @@ from navai_jax.recognizer import vocab
 from navai_jax.stages import figure2
 
 
-def test_figure2_files_hold_the_maps_of_the_found_frames(stage_run):
+def test_figure2_files_hold_the_maps_of_the_found_frames(stage_run, quick):
   root, config, variables = stage_run
   out = str(root / 'figure2')
   result = figure2.run(config, variables, 7, out, split='dev', letter='i', num_frames=2)
@@ -51,13 +51,13 @@ def test_figure2_files_hold_the_maps_of_the_found_frames(stage_run):
   assert (Path(out) / 'figure2_i_channels.png').exists()
   chosen = np.load(Path(out) / 'figure2_i_channels.npz')
   layers = network.layers_from_variables(config, variables)
+  alone_fn = lambda window, masks: concepts.conditional_relevance(
+      layers, *network.forward(layers, window), 8, masks, jnp.asarray(target), rule='paper')
   for n in range(2):
     relevance = chosen['channel_relevance'][n]
     assert list(chosen['channels'][n]) == list(np.argsort(-relevance)[:3])
-    inputs, pre = network.forward(layers, jnp.asarray(saved['windows'][n]))
     masks = concepts.channel_masks(jnp.asarray(chosen['channels'][n]), relevance.shape[0])
-    alone, whole, _ = concepts.conditional_relevance(layers, inputs, pre, 8, masks,
-                                                     jnp.asarray(target), rule='paper')
+    alone, whole, _ = quick(alone_fn, jnp.asarray(saved['windows'][n]), masks)
     # Compiled whole against op by op in float32: the paper rule's ill-conditioned units round
     # apart (measured at most 6e-5 of the map's maximum), as for the LRP map above.
     scale = float(np.max(np.abs(whole)))
