@@ -30,7 +30,8 @@ Per preset, in a fresh subprocess each:
 Layer profiles: the same throughput with every layer profiled in the pass (`navai.layers`, all
 twelve, the five layer alignments; what the main job runs), and its ratio to the plain pass
 (`--profile_layers=false` skips it). Concept importance: the same with every channel's LRP
-share folded at `--concept_layers` (default 4, 8, 11; empty skips it), and its ratio.
+share folded at `--concept_layers` (default 4, 8, 11; empty skips it) and its 16 reference
+frames by relevance and by activation kept (streaming top-k), and its ratio.
 
 
 Memory: passes over N = `--memory_utterances` and 4N utterances of `--memory_preset`; the
@@ -310,8 +311,8 @@ def main(argv):
     if _CONCEPT_LAYERS.value:
       layers = tuple(int(l) for l in _CONCEPT_LAYERS.value)
       c = in_subprocess(preset, _UTTERANCES.value, concept_layers=layers)
-      print(f'  with concept importance at layers {", ".join(map(str, layers))} (every '
-            f'channel): {c["frames_per_second"]:.1f} frames/s = '
+      print(f'  with concept importance and reference frames at layers '
+            f'{", ".join(map(str, layers))} (every channel): {c["frames_per_second"]:.1f} frames/s = '
             f'{c["frames_per_second"] / r["frames_per_second"]:.2f} x the plain pass '
             f'(warm-up batch incl. compile {c["warmup_seconds"]:.1f} s)')
   if _MEMORY_PRESET.value:

@@ -20,10 +20,12 @@ rerun, alone):
                         profiles the outputs of all twelve layers
 7. `layer_clusters.py`  where phonemes form: the layer profiles clustered against phonetic
                         categories, layer by layer (NMI, ARI, chance level)
-8. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
+8. `atlas.py`           the channel atlas of layer 8: the channels that carry each letter,
+                        their labels from the true phonemes, reference frames, sounds
+9. `evaluate_attributions.py`  are the maps faithful? Every attribution method scored by
                         deletion/insertion, randomisation, robustness, localisation and
                         sparseness on frames of the held-out dev voices
-9. `report.py`          one page with all of it: runs/small/report/index.html
+10. `report.py`         one page with all of it: runs/small/report/index.html
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
 checkpoints and a partial NAvAI pass, and goes on where it stopped. docs/results.md gives how
@@ -197,14 +199,19 @@ def main(argv):
       f'--config.navai.split={_NAVAI_SPLIT.value}',
       f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}',
       '--config.layer_clusters.permutations=200')
+  seconds['atlas'] = run_stage(
+      8, 'The channel atlas (which channels carry each letter, what each one hears)',
+      'atlas.py', f'--workdir={workdir}', f'--config.navai.split={_NAVAI_SPLIT.value}',
+      f'--config.navai.max_utterances={_NAVAI_UTTERANCES.value}',
+      '--config.atlas.max_utterances=200')
   seconds['attributions'] = run_stage(
-      8, 'Attribution evaluation (faithfulness, randomisation, localisation)',
+      9, 'Attribution evaluation (faithfulness, randomisation, localisation)',
       'evaluate_attributions.py', f'--workdir={workdir}',
       f'--config.attributions.max_frames={_ATTRIBUTION_FRAMES.value}',
       '--config.attributions.max_utterances=8', "--config.attributions.granularities=('bin',)",
       '--config.attributions.max_sensitivity_samples=4',
       '--config.attributions.utterance_count=4')
-  seconds['report'] = run_stage(9, 'Report (one page for the whole run)', 'report.py',
+  seconds['report'] = run_stage(10, 'Report (one page for the whole run)', 'report.py',
                                 f'--workdir={workdir}', f'--corpus_dir={corpus}')
   result = json.loads((Path(workdir) / 'eval.json').read_text())
   print('\n=== Done in {:.1f} minutes ({})'.format(
@@ -226,6 +233,8 @@ def main(argv):
       'sounds of the patterns': os.path.join(workdir, 'navai', 'sound', '*.wav'),
       'layer profiles, where phonemes form': os.path.join(workdir, 'layer_clusters',
                                                           'clustering.md'),
+      'channels of each letter, their labels and reference frames': os.path.join(
+          workdir, 'atlas', 'atlas.md'),
       'attribution evaluation (table, curves)': os.path.join(workdir, 'attributions',
                                                              'attributions.md'),
   }

@@ -265,7 +265,7 @@ def write_split():
 
 def _noise_batches(num_batches, rows=4, samples=30000, seed=0):
   """Batches of noise utterances as `data.batches(..., train=False)` yields them; the last row
-  of batch 1 is a filler (weight 0). Utterance ids 1-1-BR (batch B, row R)."""
+  of batch 1 is a filler (weight 0). Utterance ids 1-1-BR (batch B, row R), index B * rows + R."""
   rng = np.random.default_rng(seed)
   out = []
   for b in range(num_batches):
@@ -276,7 +276,7 @@ def _noise_batches(num_batches, rows=4, samples=30000, seed=0):
     weights[-1] = float(b != 1)  # one filler row
     out.append({'audio': audio, 'audio_lengths': lengths, 'weights': weights,
                 'id': np.array([f'1-1-{b:02d}{r}' for r in range(rows)]),
-                'text': np.array(['x'] * rows)})
+                'text': np.array(['x'] * rows), 'index': b * rows + np.arange(rows)})
   return out
 
 

@@ -32,14 +32,16 @@ def tiny(tiny_variables):
 
 # Every pass below uses these settings, so each device count compiles the pass step once.
 SETTINGS = navai.Settings(alignment.ALIGNMENTS, fill='recut', frame_batch=8,
-                          concept_layers=(2, 9))
+                          concept_layers=(2, 9), references=4, conditional_layer=9,
+                          conditional_channels=[(y % 8, (y + 3) % 8) for y in range(26)])
 PASS = dict(settings=SETTINGS, phoneme_classes=('a', 't'))
 
 
 def _empty_state(config):
   """The empty state `run_pass` starts SETTINGS from (so a test's own step shares its program)."""
   return navai.empty_pass_state(4, 2, config.features.num_mels, model.layer_specs(config.model),
-                                concept_layers=SETTINGS.concept_layers)
+                                concept_layers=SETTINGS.concept_layers, references=4,
+                                conditional_classes=SETTINGS.conditional_classes)
 
 
 def _aligned_by_hand(config, x_TxF, frames, start, position, fill):
@@ -66,21 +68,29 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
   step = dataset_pass.make_pass_step(ml_collections.FrozenConfigDict(config), mesh, settings)
   specs = model.layer_specs(config.model)
   aligned_MxN, letter_N, direct, phoneme_frames = [[] for _ in SETTINGS.methods], [], [], {}
+  frame_order = []  # (utterance index, position) of the aligned frames
   layers = network.layers_from_variables(config, variables)
-  explain = jax.jit(jax.vmap(lambda w, t: lrp.relevance(
-      layers, *network.forward(layers, w), t, return_layers=True, rule='paper')[1]))
+  def explain_one(w, t):
+    inputs, pre = network.forward(layers, w)
+    return lrp.relevance(layers, inputs, pre, t, return_layers=True, rule='paper')[1], inputs
+
+  explain = jax.jit(jax.vmap(explain_one))
   shares, centre_phoneme_N = {l: [] for l in SETTINGS.concept_layers}, []
+  scores = {l: [] for l in SETTINGS.concept_layers}  # [N, 2, D, 2]: score and unit per kind
+  frame_keys = []  # (utterance index, position, letter) of every frame
   for batch in batches:
     x, frames_B = features.log_mel(jnp.asarray(batch['audio']),
                                    jnp.asarray(batch['audio_lengths']), config)
     x, frames_B = np.asarray(x), np.asarray(frames_B)
     state = dataset_pass.spread_devices(_empty_state(config), mesh)
     _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
-                                batch['weights'], np.full(x.shape[:2], -1, np.int32))
+                                batch['weights'], np.full(x.shape[:2], -1, np.int32),
+                                batch['index'])
     tokens, positions = np.asarray(tokens), np.asarray(positions)
     for b, u in zip(*np.nonzero(positions[..., 0] >= 0)):
       start = model.window_start(specs, int(u))
       letter_N.append(tokens[b, u] - vocab.LETTER_IDS[0])
+      frame_order.append((int(batch['index'][b]), int(u)))
       for m in range(len(SETTINGS.methods)):
         aligned_MxN[m].append(_aligned_by_hand(config, x[b], frames_B[b], start,
                                                positions[b, u, m], fill))
@@ -88,10 +98,15 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
     found = frames.collect(config, variables, x[keep], frames_B[keep])
     direct.append(found)
     # Each window's own LRP shares of the concept layers' channels.
-    per_layer = explain(jnp.asarray(found.windows_NxWxF), jnp.asarray(found.tokens_N))
+    per_layer, acts = explain(jnp.asarray(found.windows_NxWxF), jnp.asarray(found.tokens_N))
     for l in SETTINGS.concept_layers:
       r = np.asarray(per_layer[l], np.float64).sum(1)
       shares[l].append(r / np.abs(r).sum(1, keepdims=True))
+      a = np.asarray(acts[l], np.float64)
+      scores[l].append(np.stack([np.stack([r, np.asarray(per_layer[l]).argmax(1)], -1),
+                                 np.stack([a.max(1), a.argmax(1)], -1)], 1))
+    frame_keys += list(zip(np.asarray(batch['index'])[keep][found.utterance_N],
+                           found.positions_N, found.tokens_N - vocab.LETTER_IDS[0]))
     centre = features.frame_to_seconds(model.window_start(specs, found.positions_N) +
                                        alignment.CENTRE, config)
     timed = np.asarray(batch['id'])[keep][found.utterance_N] == '1-1-000'
@@ -134,6 +149,49 @@ def test_pass_equals_direct_average_of_aligned_frames_under_every_method(
         # ill-conditioned units round apart (`lrp_test`; measured here at most 3e-5).
         np.testing.assert_allclose(sums.total[y] / sums.count[y],
                                    share_NxD[class_N == y].mean(0), rtol=1e-3, atol=1e-4)
+  # Reference frames: per channel and kind the k frames of the highest score, best first;
+  # each names its frame (utterance, position, letter), its score and its peak unit.
+  where = {(int(u), int(p)): i for i, (u, p, _) in enumerate(frame_keys)}
+  for i, l in enumerate(SETTINGS.concept_layers):
+    direct_NxKxDx2, refs = np.concatenate(scores[l]), result.references[i]
+    assert refs.score.shape == (2, direct_NxKxDx2.shape[2], SETTINGS.references)
+    for kind in range(2):
+      for c in range(refs.score.shape[1]):
+        got = refs.score[kind, c]
+        assert np.isfinite(got).all()  # 4 of the 6 utterances with frames
+        assert np.all(np.diff(got) <= 0)
+        rows = [where[(int(u), int(p))] for u, p in zip(refs.utterance[kind, c],
+                                                       refs.position[kind, c])]
+        direct = direct_NxKxDx2[:, kind, c]
+        np.testing.assert_allclose(got, direct[rows, 0], rtol=1e-3, atol=1e-4)
+        np.testing.assert_array_equal(refs.letter[kind, c], [frame_keys[r][2] for r in rows])
+        # One frame per utterance, its best; every other utterance's frames score lower.
+        utterances = [frame_keys[r][0] for r in rows]
+        assert len(set(utterances)) == len(utterances)
+        for r, u in zip(rows, utterances):
+          assert direct[r, 0] >= max(direct[i, 0] for i, key in enumerate(frame_keys)
+                                     if key[0] == u) - 1e-4
+        others = [direct[i, 0] for i, key in enumerate(frame_keys) if key[0] not in utterances]
+        assert not others or got[-1] >= max(others) - 1e-4 * max(1, abs(max(others)))
+        if kind == 1:  # the peak unit (activations have exact ties only at 0)
+          peak = direct[rows, 1].astype(int)
+          assert np.all((refs.unit[kind, c] == peak) | (got == 0))
+  # Channel-conditional NAvAI: the frames of letter y whose most relevant layer-9 channel is
+  # the s-th of y's row, averaged as the letter's own (class y * 2 + s).
+  top = dict(zip([(int(u), int(p)) for u, p, _ in frame_keys],
+                 np.concatenate(scores[9])[:, 0, :, 0].argmax(1)))
+  table = np.asarray(SETTINGS.conditional_channels)
+  slot_N = np.array([list(table[y]).index(top[key]) if top[key] in table[y] else -1
+                     for y, key in zip(letter_N, frame_order)])
+  class_N = np.where(slot_N >= 0, letter_N * 2 + slot_N, -1)
+  assert result.channel_letters.count.shape == (4, 52) and (class_N >= 0).sum() > 5
+  for m in range(len(SETTINGS.methods)):
+    aligned_NxWxF = np.stack(aligned_MxN[m])
+    np.testing.assert_array_equal(result.channel_letters.count[m],
+                                  np.bincount(class_N[class_N >= 0], minlength=52))
+    for c in np.unique(class_N[class_N >= 0]):
+      np.testing.assert_allclose(result.channel_letters.mean[m, c],
+                                 aligned_NxWxF[class_N == c].mean(0), rtol=1e-4, atol=1e-4)
   found = concepts.importance(result.concept_letters[0])
   letter = int(np.argmax(found['count']))
   assert found['ranking'][letter, 0] == np.argmax(found['share'][letter])
@@ -174,8 +232,14 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   parts = lambda r: jax.tree.leaves((r.letters, r.phonemes, r.layer_letters, r.layer_phonemes,
                                      r.concept_letters, r.concept_phonemes))
   assert len(parts(single)) == 2 * 3 + 2 * 2 * len(layers) + 2 * 2 * 2  # moments, sums, shares
-  for got, want in zip(parts(resumed), parts(uninterrupted)):
+  extra = lambda r: jax.tree.leaves((r.references, r.channel_letters))
+  assert len(extra(single)) == 2 * 5 + 3  # references of two layers, conditional moments
+  for got, want in zip(parts(resumed) + extra(resumed),
+                       parts(uninterrupted) + extra(uninterrupted)):
     np.testing.assert_array_equal(got, want)
+  for got, want in zip(single.references, uninterrupted.references):  # the same frames
+    np.testing.assert_allclose(got.score, want.score, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.utterance, want.utterance)
   for key in ('histogram', 'unmatched'):
     np.testing.assert_array_equal(resumed.quality[key], single.quality[key])
   for got, want in zip(parts(uninterrupted), parts(single)):
@@ -220,7 +284,8 @@ def test_pass_positions_are_the_extremes_of_the_attribution_maps(tiny, noise_bat
   num_frames = int(features.num_frames(batch['audio'].shape[1], config.features.window,
                                       config.features.hop))
   _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
-                              batch['weights'], np.full((4, num_frames), -1, np.int32))
+                              batch['weights'], np.full((4, num_frames), -1, np.int32),
+                              batch['index'])
   rows, where = np.nonzero(np.asarray(positions)[..., 0] >= 0)
   assert len(rows) > 10 and set(rows) == {0, 1, 2, 3}
   x, _ = features.log_mel(jnp.asarray(batch['audio']), jnp.asarray(batch['audio_lengths']),

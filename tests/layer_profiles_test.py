@@ -84,7 +84,8 @@ def test_profiles_equal_the_direct_mean_of_aligned_layer_outputs_under_every_ali
     x = np.asarray(x)
     state = dataset_pass.spread_devices(navai.empty_pass_state(4, 2, config.features.num_mels), mesh)
     _, tokens, positions = step(variables, state, batch['audio'], batch['audio_lengths'],
-                                batch['weights'], np.full(x.shape[:2], -1, np.int32))
+                                batch['weights'], np.full(x.shape[:2], -1, np.int32),
+                                batch['index'])
     tokens, positions = np.asarray(tokens), np.asarray(positions)
     for b, u in zip(*np.nonzero(positions[..., 0] >= 0)):
       start = model.window_start(specs, int(u))

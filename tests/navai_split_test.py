@@ -39,6 +39,13 @@ def test_navai_writes_its_results_and_resumes(stage_run):
   shown = [c for c, n in zip(vocab.LETTERS, saved['letter_count'][0]) if n]
   table = (Path(out) / 'concepts.md').read_text()
   assert '## Layer 6' in table and all(f'| letter {c} |' in table for c in shown)
+  # Reference frames name utterances of the split (one each, at most its 4); every channel
+  # has a label (channel_labels_test) or none.
+  score, ids = concept['layer6_ref_score'], concept['layer6_ref_id']
+  assert score.shape == ids.shape == (2, 8, config.navai.references)
+  assert (np.isfinite(score).sum(-1) == 4).all()
+  assert set(ids[np.isfinite(score)]) == set(data.load_split(config, 'dev').ids)
+  assert concept['layer6_label'].shape == (8,) and '## Channel labels' in table
   sounds = sorted(os.listdir(Path(out) / 'sound'))
   sonified = list(saved['methods']).index(config.navai.sonify_method)
   heard = [f'letter_{c}.wav' for c, n in zip(vocab.LETTERS, saved['letter_count'][sonified]) if n]

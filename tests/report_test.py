@@ -48,8 +48,14 @@ def run_folder(tmp_path):
   for name in ('activation_max/figure1_a.png', 'introspect/figure2_a.png', 'navai/figure3.png',
                'navai/supplement_a_none.png', 'navai/tmaps_none.png', 'navai/phonemes.png',
                'navai/quality.png', 'layer_clusters/clustering_by_layer.png',
-               'layer_clusters/dendrogram_layer1.png', 'attributions/attribution_curves.png'):
+               'layer_clusters/dendrogram_layer1.png', 'attributions/attribution_curves.png',
+               'atlas/patterns_layer8.png', 'atlas/cards/layer8_channel3.png'):
     _png(run / name, name)
+  (run / 'atlas' / 'atlas.md').write_text('## Layer 8\n\n| channel | label |\n|---|---|\n'
+                                          '| 3 | /s/ (60% of references) |\n')
+  (run / 'atlas' / 'sound').mkdir()
+  sf.write(run / 'atlas' / 'sound' / 'layer8_channel3_relevance_1.wav',
+           0.1 * np.sin(np.arange(4000) / 3).astype(np.float32), 16000)
   (run / 'navai' / 'quality.md').write_text('| method | median (ms) |\n|---|---:|\n| none | 40 |\n')
   (run / 'navai' / 'concepts.md').write_text(
       '## Layer 4\n\n| class | frames |\n|---|---|\n| letter a | 206 |\n')
@@ -75,25 +81,27 @@ def test_report_links_every_result_of_the_run(run_folder):
                 'Figure 1', 'Figure 2', 'Figure 3', 'Supplement A', 't-maps', 'Phoneme classes',
                 'Alignment quality', 'where phonemes form', 'attribution evaluation',
                 'The patterns as sound', 'A human voice (Asterisk prompts, never trained on)',
-                'Which channels carry each letter'):
+                'Which channels carry each letter', 'The channel atlas',
+                'channels as sound'):
     assert title in page, title
   assert 'LER 0.700, WER 1.050 over 552' in page and '<td>abten</td>' in page
   assert 'heard as: &quot;thank you&quot;' in page or 'heard as: "thank you"' in page
   linked = re.findall(r'(?:src|href)="([^"]+)"', page)
-  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 12  # link and image each
+  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 14  # link and image each
   assert any(l.endswith('human_explained/auth-thankyou/maps_a.png') for l in linked)
-  assert len([l for l in linked if l.endswith('.wav')]) == 2
+  assert len([l for l in linked if l.endswith('.wav')]) == 3
   for link in linked:
     assert (Path(path).parent / link).resolve().exists(), link
   assert '<td>train</td><td>50</td><td>0.1</td><td>3</td>' in page  # the corpus summary
   assert '<td>7</td><td>0.250</td><td>0.500</td><td>8</td>' in page  # a held-out voice
   assert '<td>none</td>' in page and '>0.5</td>' in page  # the markdown tables
-  assert '<td>letter a</td>' in page
+  assert '<td>letter a</td>' in page and '<td>/s/ (60% of references)</td>' in page
   assert (Path(path).parent / 'training_curve.png').exists()
 
 
 def test_report_of_a_run_that_only_trained_names_what_is_missing(run_folder):
-  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layer_clusters', 'attributions'):
+  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layer_clusters', 'attributions',
+               'atlas'):
     path = run_folder / made
     path.unlink() if path.is_file() else shutil.rmtree(path)
   page = Path(report.write(run_folder)).read_text()
@@ -101,7 +109,8 @@ def test_report_of_a_run_that_only_trained_names_what_is_missing(run_folder):
   for title, script in (('Evaluation on held-out voices', 'evaluate.py'),
                         ('Figure 1: activation maximization', 'activation_max.py'),
                         ('Figure 3: NAvAI', 'navai.py'), ('where phonemes form', 'layer_clusters.py'),
-                        ('The attribution evaluation', 'evaluate_attributions.py')):
+                        ('The attribution evaluation', 'evaluate_attributions.py'),
+                        ('The channel atlas', 'atlas.py')):
     assert re.search(f'<td>[^<]*{title}[^<]*</td><td>experiments/{script} --workdir=', page), title
   assert 'tensorboard --logdir' not in page  # this run wrote no TensorBoard folder
   (run_folder / 'tensorboard').mkdir()
@@ -152,7 +161,7 @@ def test_report_loads_in_headless_chromium(run_folder):
   found = re.search(r'<pre id="result">([^<]*)</pre>', done.stdout)
   assert found, done.stderr[-2000:]
   loaded = json.loads(found.group(1))
-  assert len(loaded['images']) == 12 and len(loaded['audio']) == 2
+  assert len(loaded['images']) == 14 and len(loaded['audio']) == 3
   assert all(ok for _, ok in loaded['images'] + loaded['audio']), loaded
   errors = [l for l in done.stderr.splitlines() if ':CONSOLE' in l and '/report/' in l]
   assert not errors, errors

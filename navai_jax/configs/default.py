@@ -186,6 +186,23 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # (concept importance, `introspection/concepts.py`): concepts_SPLIT.npz and concepts.md;
   # () for none. About free: the shares come from the relevance LRP computes anyway.
   c.navai.concept_layers = (4, 8, 11)
+  # Reference frames per channel of those layers: the k frames where the channel carries the
+  # most relevance and the k where it is most active (references_SPLIT.npz, the atlas).
+  c.navai.references = 16
+
+  # The channel atlas (experiments/atlas.py): per layer of `layers` (among
+  # navai.concept_layers) each letter's `channels_per_letter` channels of the largest mean
+  # share of its relevance, the NAvAI (`method`) over the frames each of them carries most
+  # (over `max_utterances` of the NAvAI split, 0 = all), and per channel its label, its best
+  # `crops` reference frames of each kind with their conditional maps, its AM input and the
+  # sound of its best `sounds` references.
+  c.atlas = ml_collections.ConfigDict()
+  c.atlas.layers = (8,)
+  c.atlas.channels_per_letter = 3
+  c.atlas.crops = 4
+  c.atlas.sounds = 1
+  c.atlas.method = 'lrp_max'
+  c.atlas.max_utterances = 300
 
   # Where phonemes form: clustering of the layer profiles (experiments/layer_clusters.py).
   c.layer_clusters = ml_collections.ConfigDict()

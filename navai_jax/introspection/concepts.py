@@ -19,9 +19,18 @@ Concept importance (`channel_shares`, `Shares`): each channel's share of a frame
 a layer, `R_c / sum_d |R_d|` with `R_c` the channel's relevance summed over its positions,
 averaged per letter (and phoneme class) by the NAvAI pass (`navai.fold_batch`), which streams
 it like its moments: sums that add across devices, resumes and hosts.
+
+Reference frames (`References`, CRP's relevance and activation maximization over data): per
+channel the k frames of the pass where the channel carries the most relevance (`R_c` as above)
+and where it is most active (its largest activation inside the frame's window), kept as a
+streaming top-k of (utterance, output position) with the layer position (*unit*) inside the
+window where the channel's relevance or activation peaks; one frame per utterance (its best),
+since neighbouring frames of an utterance are near copies. Top-k merges are exact and in a
+total order (score, then utterance, then position), so any sharding, resume or host split keeps
+the same frames.
 """
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +45,21 @@ Array = jax.Array
 # Per-class frame counts `[Y]` and sums of channel shares `[Y, D]` of one layer; partial sums
 # (devices, hosts, a resumed pass) add with `layer_profiles.add`.
 Shares = layer_profiles.Sums
+KINDS = ('relevance', 'activation')  # what reference frames are ranked by
+_LAST = np.iinfo(np.int32).max  # utterance and position of an empty reference slot
+
+
+class References(NamedTuple):
+  """Per channel of one layer the best k frames by each of `KINDS`: `[2, D, k]` arrays, best
+  first. `utterance`: the frame's index in the id-sorted split (`sources.Split`), `position`:
+  its output position, `unit`: the layer position inside the frame's window where the
+  channel's relevance (activation) peaks, `letter`: the letter the frame predicts (0 = a). Empty slots
+  have score -inf and utterance and position 2^31 - 1."""
+  score: Array
+  utterance: Array
+  position: Array
+  unit: Array
+  letter: Array
 
 
 def check_condition(layers: network.Layers, layer: int, channels_C: Optional[Array] = None
@@ -125,6 +149,69 @@ def empty_shares(specs: Sequence[model.LayerSpec], layers: Sequence[int], num_cl
                for l in layers)
 
 
+def empty_references(specs: Sequence[model.LayerSpec], layers: Sequence[int], k: int
+                     ) -> tuple[References, ...]:
+  """References of no frames, k slots per channel and kind, one per layer of `layers`."""
+  if not isinstance(k, (int, np.integer)) or k < 1:
+    raise ValueError(f'Reference frames need k >= 1 per channel, got {k!r}.')
+  out = []
+  for l in layers:
+    shape = (len(KINDS), specs[l - 1].features, int(k))
+    last = jnp.full(shape, _LAST, jnp.int32)
+    out.append(References(jnp.full(shape, -jnp.inf, jnp.float32), last, last,
+                          jnp.zeros(shape, jnp.int32), jnp.zeros(shape, jnp.int32)))
+  return tuple(out)
+
+
+def _sorted(refs: References) -> References:
+  order = jnp.lexsort((refs.position, refs.utterance, -refs.score), axis=-1)
+  return References(*(jnp.take_along_axis(x, order, axis=-1) for x in refs))
+
+
+def empty_like(refs: References) -> References:
+  """References of no frames shaped like `refs` (the value a partial state starts from)."""
+  return References(jnp.full_like(refs.score, -jnp.inf), jnp.full_like(refs.utterance, _LAST),
+                    jnp.full_like(refs.position, _LAST), jnp.zeros_like(refs.unit),
+                    jnp.zeros_like(refs.letter))
+
+
+def merge_references(a: References, b: References) -> References:
+  """The best k of both (k of `a`), at most one frame per utterance (its best; frames of
+  one utterance are near copies of each other), in the total order: higher score, then lower
+  utterance, then lower position. Commutative and associative, so partial results merge
+  exactly: a partial result's k utterances that beat an utterance's frame there beat it in
+  the whole too. Utterance -1 (unknown) is never taken for a repeat."""
+  k = a.score.shape[-1]
+  both = _sorted(References(*(jnp.concatenate([x, y], axis=-1) for x, y in zip(a, b))))
+  u = both.utterance
+  n = u.shape[-1]
+  earlier = jnp.tril(jnp.ones((n, n), bool), -1)  # [i, j]: j comes before i
+  repeat = jnp.any((u[..., :, None] == u[..., None, :]) & earlier, axis=-1) & (u >= 0) & (
+      u != _LAST)
+  both = both._replace(score=jnp.where(repeat, -jnp.inf, both.score),
+                       utterance=jnp.where(repeat, _LAST, u),
+                       position=jnp.where(repeat, _LAST, both.position))
+  return References(*(x[..., :k] for x in _sorted(both)))
+
+
+def fold_references(refs: References, relevance_NxZxD: Array, activation_NxZxD: Array,
+                    utterance_N: Array, position_N: Array, letter_N: Array, valid_N: Array
+                    ) -> References:
+  """Adds N frames: the channel's relevance summed over the window's positions (`R_c`, the
+  unit where it is largest) and its largest activation in the window (and that unit)."""
+  n, d = relevance_NxZxD.shape[0], relevance_NxZxD.shape[-1]
+  score_KxNxD = jnp.stack([jnp.sum(relevance_NxZxD, axis=1), jnp.max(activation_NxZxD, axis=1)])
+  unit_KxNxD = jnp.stack([jnp.argmax(relevance_NxZxD, axis=1),
+                          jnp.argmax(activation_NxZxD, axis=1)]).astype(jnp.int32)
+  valid = valid_N[None, :, None]
+  per_frame = lambda v: jnp.broadcast_to(v.astype(jnp.int32)[None, :, None], (2, n, d))
+  new = References(jnp.where(valid, score_KxNxD.astype(jnp.float32), -jnp.inf),
+                   jnp.where(valid, per_frame(utterance_N), _LAST),
+                   jnp.where(valid, per_frame(position_N), _LAST), unit_KxNxD,
+                   per_frame(letter_N))
+  return merge_references(refs, References(*(jnp.swapaxes(x, 1, 2) for x in new)))
+
+
 def channel_shares(relevance_NxD: Array) -> Array:
   """Each channel's share of its frame's relevance, `R_c / sum_d |R_d|` (0 for no relevance)."""
   total_N = jnp.sum(jnp.abs(relevance_NxD), axis=1, keepdims=True)
@@ -167,6 +254,23 @@ def arrays(letters: Sequence[Shares], phonemes: Sequence[Shares], layers: Sequen
       out.update({f'layer{l}_{kind}_count': found['count'],
                   f'layer{l}_{kind}_share': found['share'],
                   f'layer{l}_{kind}_effective_channels': found['effective_channels']})
+  return out
+
+
+def reference_arrays(references: Sequence[References], layers: Sequence[int], ids_U: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+  """The reference frames of a pass, keyed for the `.npz` of `arrays`: per layer l
+  `layerL_ref_KEY` `[2, D, k]` for score, utterance, position, unit, letter, and `_id` (the
+  utterance id from `ids_U`, the split's id-sorted ids; '' for an empty slot or an unknown
+  utterance). The kinds are `KINDS`."""
+  out = {'reference_kinds': np.array(KINDS)}
+  for l, refs in zip(layers, references):
+    utterance = np.asarray(refs.utterance)
+    known = (utterance >= 0) & (utterance < len(ids_U))
+    out[f'layer{l}_ref_id'] = np.where(known, np.asarray(ids_U)[np.where(known, utterance, 0)]
+                                       if len(ids_U) else '', '').astype(str)
+    for key in References._fields:
+      out[f'layer{l}_ref_{key}'] = np.asarray(getattr(refs, key))
   return out
 
 

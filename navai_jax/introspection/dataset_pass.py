@@ -49,7 +49,8 @@ PassState = navai.PassState
 
 @functools.lru_cache(maxsize=8)
 def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, settings: navai.Settings):
-  """`step(variables, state_P, audio, lengths, weights, phonemes) -> (state_P, tokens, positions)`.
+  """`step(variables, state_P, audio, lengths, weights, phonemes, index) -> (state_P, tokens,
+  positions)`.
 
   `navai.fold_batch` on every device of the 1-D `mesh` for its rows of the batch; `state_P`
   holds one partial state per device (leading axis split over the mesh), so devices never talk
@@ -58,13 +59,13 @@ def make_pass_step(config: ml_collections.FrozenConfigDict, mesh: Mesh, settings
   settings.check(model.layer_specs(config.model))
   rows = P(parallel.DATA_AXIS)
 
-  def per_device(variables, state, audio_BxA, lengths_B, weights_B, phonemes_BxT):
+  def per_device(variables, state, audio_BxA, lengths_B, weights_B, phonemes_BxT, index_B):
     state = jax.tree.map(lambda a: a[0], state)
     state, tokens, positions = navai.fold_batch(config, variables, state, audio_BxA, lengths_B,
-                                                weights_B, phonemes_BxT, settings)
+                                                weights_B, phonemes_BxT, settings, index_B)
     return jax.tree.map(lambda a: a[None], state), tokens, positions
 
-  step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), rows, rows, rows, rows, rows),
+  step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), rows, rows, rows, rows, rows, rows),
                        out_specs=(rows, rows, rows), check_vma=False)
   return jax.jit(step, donate_argnums=1)
 
@@ -79,7 +80,8 @@ def reduce_devices(state_P: PassState, mesh: Mesh) -> PassState:
 
 
 def spread_devices(state: PassState, mesh: Mesh) -> PassState:
-  """Per-device states that merge to `state`: `state` on the first device, empty on the others."""
+  """Per-device states that merge to `state`: `state` on the first device, empty ones
+  (`navai.blank_like`) on the others."""
   return _device_functions(mesh)[1](state)
 
 
@@ -91,8 +93,8 @@ def _device_functions(mesh: Mesh):
 
   def spread(state):
     return jax.tree.map(
-        lambda a: jnp.concatenate([a[None], jnp.zeros((mesh.size - 1,) + a.shape, a.dtype)]),
-        state)
+        lambda a, b: jnp.concatenate([a[None], jnp.broadcast_to(b, (mesh.size - 1,) + b.shape)]),
+        state, navai.blank_like(state))
 
   return (jax.jit(reduce, out_shardings=parallel.replicated(mesh)),
           jax.jit(spread, out_shardings=parallel.batch_sharded(mesh)))
@@ -112,6 +114,8 @@ class PassResult:
   zero_maps: Optional[np.ndarray] = None  # [M] frames left out per method (all-zero map)
   concept_letters: tuple[concepts.Shares, ...] = ()  # per concept layer, see PassState
   concept_phonemes: tuple[concepts.Shares, ...] = ()
+  references: tuple[concepts.References, ...] = ()
+  channel_letters: Optional[Moments] = None  # see PassState
 
   @property
   def frames(self) -> int:
@@ -135,11 +139,14 @@ def _save(path: str, state: PassState, quality: Optional[dict[str, np.ndarray]],
     np.savez(f, settings=np.str_(settings), **arrays)
 
 
-def _named_parts(state: PassState) -> list[tuple[str, Moments | Sums]]:
+def _named_parts(state: PassState) -> list[tuple[str, Any]]:
   """('letters', ...), ('phonemes', ...), ('layer_letters0', ...), ...: every part of a state."""
   named = [('letters', state.letters), ('phonemes', state.phonemes)]
-  for group in ('layer_letters', 'layer_phonemes', 'concept_letters', 'concept_phonemes'):
+  for group in ('layer_letters', 'layer_phonemes', 'concept_letters', 'concept_phonemes',
+                'references'):
     named += [(f'{group}{i}', m) for i, m in enumerate(getattr(state, group))]
+  if state.channel_letters is not None:
+    named.append(('channel_letters', state.channel_letters))
   return named
 
 
@@ -168,8 +175,8 @@ def _load(path: str, settings: str):
       print(f'{path} holds a pass of other {", ".join(changed)}; starting the pass anew.')
       return None
     read = lambda key, kind: kind(*(saved[f'{key}_{field}'] for field in kind._fields))
-    count = lambda group: sum(1 for k in saved.files if k.startswith(group) and
-                              k.endswith('_count'))
+    count = lambda group, last='_count': sum(1 for k in saved.files if k.startswith(group) and
+                                             k.endswith(last))
     num_layers, num_concepts = count('layer_letters'), count('concept_letters')
     state = PassState(read('letters', Moments), read('phonemes', Moments),
                       tuple(read(f'layer_letters{i}', Sums) for i in range(num_layers)),
@@ -179,7 +186,11 @@ def _load(path: str, settings: str):
                       tuple(read(f'concept_letters{i}', Sums)
                             for i in range(num_concepts)),
                       tuple(read(f'concept_phonemes{i}', Sums)
-                            for i in range(num_concepts)))
+                            for i in range(num_concepts)),
+                      tuple(read(f'references{i}', concepts.References)
+                            for i in range(count('references', '_score'))),
+                      read('channel_letters', Moments)
+                      if 'channel_letters_count' in saved.files else None)
     quality = {k[len('quality_'):]: saved[k] for k in saved.files if k.startswith('quality_')}
     progress = {k: int(saved[k]) for k in ('batches', 'utterances', 'timed_utterances')}
   return state, quality or None, progress
@@ -199,6 +210,8 @@ def _device_arrays(batch: Mapping[str, np.ndarray], mesh: Mesh, timings: Mapping
   audio = np.asarray(batch['audio'], np.float32)[take]
   lengths = np.asarray(batch['audio_lengths'], np.int32)[take]
   weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+  index = (np.asarray(batch['index'], np.int32)[take] if 'index' in batch
+           else np.full(len(take), -1, np.int32))
   num_frames = int(features.num_frames(audio.shape[1], config.features.window,
                                        config.features.hop))
   phonemes = np.full((len(take), num_frames), -1, np.int32)
@@ -211,7 +224,7 @@ def _device_arrays(batch: Mapping[str, np.ndarray], mesh: Mesh, timings: Mapping
     if times is not None and phoneme_classes:
       phonemes[r] = phoneme_times.phoneme_track(times, phoneme_classes, num_frames, config)
   sharding = parallel.batch_sharded(mesh)
-  arrays = [jax.device_put(a, sharding) for a in (audio, lengths, weights, phonemes)]
+  arrays = [jax.device_put(a, sharding) for a in (audio, lengths, weights, phonemes, index)]
   return arrays, row_timings
 
 
@@ -257,8 +270,12 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   # What made the state: the weights, the network and features, and every setting of the pass.
   made_by = json.dumps(dict(resume_key or {}, methods=methods, fill=settings.fill,
                             layers=layers, layer_alignments=settings.profiled_alignments,
-                            **({'concept_layers': settings.concept_layers}
+                            **({'concept_layers': settings.concept_layers,
+                                'references': settings.references}
                                if settings.concept_layers else {}),
+                            **({'conditional_layer': settings.conditional_layer,
+                                'conditional_channels': settings.conditional_channels}
+                               if settings.conditional_channels else {}),
                             phoneme_classes=list(phoneme_classes), save_every=save_every,
                             timed=bool(timings), weights=fingerprint(variables),
                             model=config.model.to_dict(), features=config.features.to_dict()),
@@ -268,7 +285,8 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
     state = navai.empty_pass_state(len(methods), len(phoneme_classes),
                                    config.features.num_mels, model.layer_specs(config.model),
                                    layers, len(settings.profiled_alignments),
-                                   settings.concept_layers)
+                                   settings.concept_layers, settings.references,
+                                   settings.conditional_classes)
     quality = alignment_quality.empty_tally(len(methods)) if timings else None
     done = {'batches': 0, 'utterances': 0, 'timed_utterances': 0}
   else:
@@ -321,7 +339,7 @@ def run_pass(config: ml_collections.ConfigDict, variables: PyTree,
   return PassResult(merged.letters, merged.phonemes, quality, done['batches'],
                     done['utterances'], done['timed_utterances'], merged.layer_letters,
                     merged.layer_phonemes, merged.zero_maps, merged.concept_letters,
-                    merged.concept_phonemes)
+                    merged.concept_phonemes, merged.references, merged.channel_letters)
 
 
 def merge_processes(state: PassState, quality: Optional[dict[str, np.ndarray]],

@@ -59,6 +59,7 @@ RULES = {'navai': [
     ('layers', *rules.layer_numbers(model.NUM_LAYERS, allow_none=True)),
     ('layer_alignments', *rules.subset_of(layer_profiles.LAYER_ALIGNMENTS)),
     ('concept_layers', *rules.layer_numbers(model.NUM_LAYERS - 1, allow_none=True)),
+    ('references', *rules.at_least(1)),
 ]}
 
 
@@ -71,10 +72,18 @@ class Settings:
   layers: tuple[int, ...] = ()  # layers (1..12) profiled in the same pass; () for none
   layer_alignments: tuple[str, ...] = layer_profiles.LAYER_ALIGNMENTS
   concept_layers: tuple[int, ...] = ()  # layers whose channels' LRP shares are averaged
+  references: int = 16  # k reference frames per channel of the concept layers and kind
+  # Channel-conditional NAvAI: per letter y the channels `conditional_channels[y]` (a tuple
+  # of S per letter) of concept layer `conditional_layer`; a frame of letter y whose most
+  # relevant channel there is the s-th of them is also folded into class y * S + s.
+  conditional_layer: int = 0
+  conditional_channels: tuple[tuple[int, ...], ...] = ()
 
   def __post_init__(self):
     for field in ('methods', 'layers', 'layer_alignments', 'concept_layers'):
       object.__setattr__(self, field, tuple(getattr(self, field)))
+    object.__setattr__(self, 'conditional_channels',
+                       tuple(tuple(int(c) for c in row) for row in self.conditional_channels))
 
   @property
   def profiled_alignments(self) -> tuple[str, ...]:
@@ -89,7 +98,7 @@ class Settings:
     return cls(tuple(dict.fromkeys(n.methods)), n.fill, n.frame_batch, tuple(n.layers),
                layer_profiles.computable_alignments(n.layer_alignments, n.methods,
                                                     say=say and bool(n.layers)),
-               tuple(n.get('concept_layers', ())))
+               tuple(n.get('concept_layers', ())), n.get('references', 16))
 
   def check(self, specs: Sequence[model.LayerSpec]) -> None:
     """One ValueError for a method, fill, layer or layer alignment that does not exist."""
@@ -105,6 +114,25 @@ class Settings:
         set(self.concept_layers)) < len(self.concept_layers):
       raise ValueError(f'concept_layers must be distinct layers 1..{len(specs) - 1} (the last '
                        f'is the output), got {self.concept_layers}.')
+    if self.concept_layers and (not isinstance(self.references, int) or self.references < 1):
+      raise ValueError(f'navai.references (reference frames per channel) must be >= 1, got '
+                       f'{self.references!r}.')
+    if self.conditional_channels:
+      rows = self.conditional_channels
+      if self.conditional_layer not in self.concept_layers:
+        raise ValueError(f'Channel-conditional NAvAI needs its layer {self.conditional_layer} '
+                         f'among the concept layers {self.concept_layers}.')
+      width = specs[self.conditional_layer - 1].features
+      if len(rows) != vocab.NUM_LETTERS or len({len(r) for r in rows}) != 1 or any(
+          not 0 <= c < width for r in rows for c in r):
+        raise ValueError(f'conditional_channels must be {vocab.NUM_LETTERS} rows (a-z) of '
+                         f'equally many channels 0..{width - 1} of layer '
+                         f'{self.conditional_layer}.')
+
+  @property
+  def conditional_classes(self) -> int:
+    """Classes of the channel-conditional moments: 26 letters x S channels (0 for none)."""
+    return sum(len(r) for r in self.conditional_channels)
 
 
 class PassState(NamedTuple):
@@ -121,14 +149,19 @@ class PassState(NamedTuple):
   # window centre (`concepts.Shares`: count [26] or [Y], total [26, D] or [Y, D]).
   concept_letters: tuple[concepts.Shares, ...] = ()
   concept_phonemes: tuple[concepts.Shares, ...] = ()
+  # Per concept layer: each channel's best frames by relevance and by activation.
+  references: tuple[concepts.References, ...] = ()
+  # Channel-conditional NAvAI (`Settings.conditional_channels`): count [M, 26 S], mean and
+  # m2 [M, 26 S, W, F]; None without.
+  channel_letters: Optional[Moments] = None
 
 
 def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
                      specs: Sequence[model.LayerSpec] = (), layers: Sequence[int] = (),
-                     num_layer_alignments: int = 0, concept_layers: Sequence[int] = ()
-                     ) -> PassState:
-  """The state of a pass that has seen no frames (profiling `layers` and the channel shares
-  of `concept_layers` of the network `specs`)."""
+                     num_layer_alignments: int = 0, concept_layers: Sequence[int] = (),
+                     references: int = 16, conditional_classes: int = 0) -> PassState:
+  """The state of a pass that has seen no frames (profiling `layers`, and the channel shares
+  and `references` reference frames per channel of `concept_layers` of the network `specs`)."""
   frame = (alignment.WINDOW, num_mels)
   return PassState(
       moments.empty_moments(vocab.NUM_LETTERS, frame, (num_methods,)),
@@ -137,19 +170,32 @@ def empty_pass_state(num_methods: int, num_phonemes: int, num_mels: int,
       layer_profiles.empty_state(specs, layers, num_layer_alignments, num_phonemes),
       jnp.zeros((num_methods,), jnp.int32),
       concepts.empty_shares(specs, concept_layers, vocab.NUM_LETTERS),
-      concepts.empty_shares(specs, concept_layers, num_phonemes))
+      concepts.empty_shares(specs, concept_layers, num_phonemes),
+      concepts.empty_references(specs, concept_layers, references) if concept_layers else (),
+      moments.empty_moments(conditional_classes, frame, (num_methods,))
+      if conditional_classes else None)
+
+
+def blank_like(state: PassState) -> PassState:
+  """A state of no frames shaped like `state`: zero moments and sums, empty reference slots."""
+  return jax.tree.map(jnp.zeros_like, state)._replace(
+      references=tuple(map(concepts.empty_like, state.references)))
 
 
 def combine_states(a: PassState, b: PassState) -> PassState:
   """Merge of two partial pass states: `moments.combine` of the moments (exact), the sum of
-  the layer sums, of the zero-map counts and of the channel shares."""
+  the layer sums, of the zero-map counts and of the channel shares; the reference frames'
+  top-k merge (`concepts.merge_references`)."""
   return PassState(moments.combine(a.letters, b.letters), moments.combine(a.phonemes, b.phonemes),
                    *(tuple(map(layer_profiles.add, x, y)) for x, y in (
                        (a.layer_letters, b.layer_letters), (a.layer_phonemes, b.layer_phonemes))),
                    a.zero_maps + b.zero_maps,
                    *(tuple(map(layer_profiles.add, x, y)) for x, y in (
                        (a.concept_letters, b.concept_letters),
-                       (a.concept_phonemes, b.concept_phonemes))))
+                       (a.concept_phonemes, b.concept_phonemes))),
+                   tuple(map(concepts.merge_references, a.references, b.references)),
+                   None if a.channel_letters is None else
+                   moments.combine(a.channel_letters, b.channel_letters))
 
 
 def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
@@ -157,7 +203,8 @@ def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
                         intermediates: dict[str, dict[str, Array]],
                         selection: frames.Selection, layer_gradients: bool = False,
                         concept_layers: Sequence[int] = ()
-                        ) -> tuple[Array, Array, tuple[Array, ...], tuple[Array, ...]]:
+                        ) -> tuple[Array, Array, tuple[Array, ...], tuple[Array, ...],
+                                   tuple[Array, ...]]:
   """Alignment positions `[M, N]` of selected frames; each attribution map is made once.
 
   Sensitivity and LRP both start from the layer activations of the utterances' SAME-padded
@@ -165,16 +212,17 @@ def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
   a frame costs two backward passes and no forward pass of its own. With `layer_gradients`,
   also the gradients of the predicted letter's softmax output with respect to every layer's
   output (`[N, Z_l, C_l]` per layer), which the sensitivity's backward pass computes anyway;
-  with `concept_layers`, the paper's LRP of every channel of those layers summed over its
-  positions (`[N, D_l]` per layer), which LRP's backward pass computes on its way down.
-  Returns `(positions_MxN, has_map_MxN, gradients, channel_relevance)`; `has_map` is False
-  where a method's map is all zeros (it has no maximum to align by).
+  with `concept_layers`, the paper's LRP of every channel of those layers at every position of
+  the window (`[N, Z_l, D_l]` per layer), which LRP's backward pass computes on its way down,
+  and the layers' activations over the window (same shapes).
+  Returns `(positions_MxN, has_map_MxN, gradients, channel_relevance, activations)`;
+  `has_map` is False where a method's map is all zeros (it has no maximum to align by).
   """
   layers = network.layers_from_variables(config, variables)
   inputs, pre = frames.window_activations(config, x_BxTxF, intermediates, selection.utterance_N,
                                           selection.position_N)
   needed = alignment.maps_needed(tuple(methods))
-  maps, gradients, channels = {}, (), ()
+  maps, gradients, channels, activations = {}, (), (), ()
   if layer_gradients or 'sensitivity' in needed:
     maps['sensitivity'], gradients = jax.vmap(functools.partial(
         attribution.sensitivity_of_pass, layers, layer_gradients=True))(
@@ -183,7 +231,8 @@ def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
     maps['lrp'], per_layer = jax.vmap(functools.partial(
         lrp.relevance, layers, return_layers=True, **lrp.resolve_options('paper')))(
             inputs, pre, selection.token_N)
-    channels = tuple(jnp.sum(per_layer[l], axis=1) for l in concept_layers)
+    channels = tuple(per_layer[l] for l in concept_layers)
+    activations = tuple(inputs[l] for l in concept_layers)
   elif 'lrp' in needed:
     maps['lrp'] = jax.vmap(functools.partial(lrp.relevance_paper, layers))(
         inputs, pre, selection.token_N)
@@ -192,12 +241,13 @@ def attribute_and_align(config: ml_collections.ConfigDict, variables: PyTree,
   has_map = jnp.stack([
       jnp.ones_like(selection.valid_N) if alignment.DEFINITIONS[m].map is None else
       jnp.any(maps[alignment.DEFINITIONS[m].map] != 0, axis=(1, 2)) for m in methods])
-  return positions, has_map, gradients, channels
+  return positions, has_map, gradients, channels, activations
 
 
 def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: PassState,
                audio_BxA: Array, lengths_B: Array, weights_B: Array, phonemes_BxT: Array,
-               settings: Settings) -> tuple[PassState, Array, Array]:
+               settings: Settings, index_B: Optional[Array] = None
+               ) -> tuple[PassState, Array, Array]:
   """Folds every frame of a batch of utterances into `state` (one device; jittable).
 
   Features, one SAME-padded forward pass, the frames of SPEC §4 (rows with weight 0 have
@@ -208,6 +258,8 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   Args:
     phonemes_BxT: phoneme class sounding at every feature frame, -1 for none (pauses,
       utterances without timing); T = the feature frames of `audio_BxA`.
+    index_B: each row's utterance index in its split (the reference frames' `utterance`);
+      None: -1 for every row.
   Returns:
     `(state, tokens_BxU, positions_BxUxM)`: the arg-max token of every output position and the
     alignment position per method of every frame (-1 where a position is not a frame).
@@ -222,11 +274,13 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
   rank_BxU = (jnp.cumsum(valid_BxU.reshape(-1)) - 1).reshape(valid_BxU.shape)
   num_chunks = (valid_BxU.sum() + frame_batch - 1) // frame_batch
   num_rows = valid_BxU.shape[0]
+  if index_B is None:
+    index_B = jnp.full((num_rows,), -1, jnp.int32)
 
   def chunk(carry):
     k, state, positions_BxUxM = carry
     sel = frames.select(valid_BxU & (rank_BxU // frame_batch == k), tokens_BxU, frame_batch)
-    position_MxN, has_map_MxN, gradients, channels = attribute_and_align(
+    position_MxN, has_map_MxN, gradients, relevance, activations = attribute_and_align(
         config, variables, methods, x_BxTxF, intermediates, sel,
         layer_gradients=bool(settings.layers), concept_layers=settings.concept_layers)
     valid_MxN = sel.valid_N & has_map_MxN
@@ -255,6 +309,7 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
     positions_BxUxM = positions_BxUxM.at[row_N, sel.position_N].set(position_MxN.T,
                                                                      mode='drop')
     # A frame whose relevance at the layer is all zero (a saturated softmax) has no shares.
+    channels = [jnp.sum(r_NxZxD, axis=1) for r_NxZxD in relevance]
     shares = [(concepts.channel_shares(r_NxD), sel.valid_N & jnp.any(r_NxD != 0, axis=1))
               for r_NxD in channels]
     concept_letters = tuple(concepts.fold_shares(c, s_NxD, letter_N, has_N)
@@ -262,8 +317,26 @@ def fold_batch(config: ml_collections.ConfigDict, variables: PyTree, state: Pass
     centre_N = phonemes_BxT[sel.utterance_N, start_N + alignment.CENTRE]
     concept_phonemes = tuple(concepts.fold_shares(c, s_NxD, centre_N, has_N)
                              for c, (s_NxD, has_N) in zip(state.concept_phonemes, shares))
+    utterance_N = jnp.asarray(index_B, jnp.int32)[sel.utterance_N]
+    references = tuple(
+        concepts.fold_references(refs, r_NxZxD, a_NxZxD, utterance_N, sel.position_N,
+                                 sel.token_N - vocab.LETTER_IDS[0], sel.valid_N)
+        for refs, r_NxZxD, a_NxZxD in zip(state.references, relevance, activations))
+    channel_letters = state.channel_letters
+    if settings.conditional_channels:
+      table_YxS = jnp.asarray(settings.conditional_channels, jnp.int32)
+      slots = table_YxS.shape[1]
+      r_NxD = channels[settings.concept_layers.index(settings.conditional_layer)]
+      match_NxS = table_YxS[jnp.clip(letter_N, 0, vocab.NUM_LETTERS - 1)] == jnp.argmax(
+          r_NxD, axis=1)[:, None]
+      class_N = jnp.where(jnp.any(match_NxS, axis=1),
+                          letter_N * slots + jnp.argmax(match_NxS, axis=1), -1)
+      channel_letters = fold_methods(channel_letters, aligned_MxNxWxF,
+                                     jnp.broadcast_to(class_N, position_MxN.shape),
+                                     valid_MxN & (class_N >= 0)[None])
     return (k + 1, PassState(letters, phonemes, layer_letters, layer_phonemes, zero_maps,
-                             concept_letters, concept_phonemes), positions_BxUxM)
+                             concept_letters, concept_phonemes, references, channel_letters),
+            positions_BxUxM)
 
   positions = jnp.full(valid_BxU.shape + (len(methods),), -1, jnp.int32)
   _, state, positions = jax.lax.while_loop(lambda carry: carry[0] < num_chunks, chunk,

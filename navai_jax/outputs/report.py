@@ -3,7 +3,8 @@
 Gathers what the stages wrote into a run folder: the corpus summary (`corpus.json` of a
 `folder:` data source), the training curve (`figures.training_curve` of `metrics.jsonl`), LER and WER per
 held-out voice (`eval.json`), Figures 1-3, Supplement A, t-maps and phoneme figures, the
-alignment-quality table and plot, the layer profiles' clustering, the attribution evaluation,
+alignment-quality table and plot, the layer profiles' clustering, the channel atlas, the
+attribution evaluation,
 and a player for every sonified pattern. Images and sounds stay where the stages wrote them;
 the page links them by paths relative to itself, so the run folder moves as a whole. A section
 appears for every result that exists, so the report of a partial run works too; tables written
@@ -97,7 +98,7 @@ img { max-width: 620px; border: 1px solid #eee; }
 figcaption { font-size: 0.8em; color: #555; }
 .sounds { display: flex; flex-wrap: wrap; }
 .sounds div { margin: 0.3em 1em 0.3em 0; }
-.sounds span { display: inline-block; width: 7em; font-family: monospace; }
+.sounds span { display: inline-block; min-width: 7em; font-family: monospace; }
 """
 
 
@@ -203,8 +204,11 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
        'experiments/navai.py on a corpus with phoneme times'),
       ('Alignment quality (distance to the true span, ms)', ['navai/quality.png'],
        'navai/quality.md', 'experiments/navai.py on a corpus with phoneme times'),
-      ('Which channels carry each letter (concept importance)', [], 'navai/concepts.md',
-       'experiments/navai.py'),
+      ('Which channels carry each letter (concept importance, channel labels)', [],
+       'navai/concepts.md', 'experiments/navai.py'),
+      ('The channel atlas: what each channel of a letter hears',
+       ['atlas/patterns_layer*.png', 'atlas/cards/*.png'], 'atlas/atlas.md',
+       'experiments/atlas.py'),
       ('What every layer listens for: where phonemes form',
        ['layer_clusters/clustering_by_layer.png', 'layer_clusters/dendrogram_layer*.png',
         'layer_clusters/profiles_layer*.png', 'layer_clusters/channels_*.png'], 'layer_clusters/clustering.md',
@@ -223,6 +227,9 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
       page.markdown(workdir / table)
     for pattern in patterns:
       page.images(pattern)
+  if glob.glob(str(workdir / 'atlas/sound/*.wav')):
+    page.heading('The atlas\'s channels as sound (their best reference frames)')
+    page.sounds('atlas/sound/*.wav')
   if glob.glob(str(workdir / 'navai/sound/*.wav')):
     page.heading('The patterns as sound (Griffin-Lim of the aligned mean frames)')
     page.sounds('navai/sound/*.wav')

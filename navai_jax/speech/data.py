@@ -152,6 +152,7 @@ def _assemble(data: Split, rows: np.ndarray, size: int, num_samples: int, label_
       'text': np.array([data.text(u) if keep else '' for u, keep in zip(filled, real)]),
       'weights': real.astype(np.float32),
       'rows': np.array([block.start, size]),
+      'index': filled.astype(np.int64),
   }
 
 
@@ -219,7 +220,8 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     dicts with 'audio' float32 [B, A] in [-1, 1] zero-padded, 'audio_lengths' int32 [B],
     'labels' int32 [B, L] padded with 0, 'label_paddings' float32 [B, L] (1.0 where padded),
     'id' and 'text' str [B], 'weights' float32 [B], 'rows' int64 [2] (the first row of this
-    block and the global batch size). Filler rows (weight 0, id and text '') repeat the batch's
+    block and the global batch size), 'index' int64 [B] (each row's utterance in the id-sorted
+    split, `sources.load_split`). Filler rows (weight 0, id and text '') repeat the batch's
     first utterance, so every row gives finite features and losses.
   """
   if batch_multiple < 1:

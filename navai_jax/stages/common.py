@@ -10,6 +10,7 @@ from navai_jax.core import files
 from navai_jax.core import rules
 from navai_jax.faithfulness import suite
 from navai_jax.introspection import activation_max
+from navai_jax.introspection import channel_labels
 from navai_jax.introspection import navai
 from navai_jax.introspection import phoneme_clusters
 from navai_jax.recognizer import features
@@ -18,7 +19,7 @@ from navai_jax.training import train
 
 # The rules of every config section (`rules`), each from the module that reads it.
 RULE_TABLES = train.RULE_TABLES + (activation_max.RULES, navai.RULES, phoneme_clusters.RULES,
-                                   suite.RULES)
+                                   suite.RULES, channel_labels.RULES)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

@@ -13,10 +13,12 @@ import numpy as np
 
 from navai_jax.core import files
 from navai_jax.introspection import alignment_quality
+from navai_jax.introspection import channel_labels
 from navai_jax.introspection import concepts
 from navai_jax.introspection import dataset_pass
 from navai_jax.introspection import layer_profiles
 from navai_jax.introspection import navai
+from navai_jax.introspection import phoneme_clusters
 from navai_jax.outputs import drawing
 from navai_jax.outputs import figures
 from navai_jax.outputs import sonify
@@ -40,8 +42,9 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
   figures of `write_figures`, `quality.{csv,md,png}` where the corpus has timings, the
   sounds of `write_sounds`, and with `navai.layers` the layer profiles of the same pass,
   `layers_SPLIT.npz` (`layer_profiles.arrays`, with the same metadata); with
-  `navai.concept_layers` the channels' shares of each letter's relevance, `concepts_SPLIT.npz`
-  (`concepts.arrays`) and `concepts.md`. With `drawn=False`
+  `navai.concept_layers` the channels' shares of each letter's relevance, their reference frames
+  and (where the corpus has times) their labels, `concepts_SPLIT.npz` (`concepts.arrays`,
+  `concepts.reference_arrays`, `channel_labels.label_arrays`) and `concepts.md`. With `drawn=False`
   no figures and no sounds (for a caller that needs only the arrays; a rerun with `drawn=True`
   finds the finished pass and draws them).
 
@@ -109,9 +112,17 @@ def _run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_di
   if settings.concept_layers:
     found = concepts.arrays(result.concept_letters, result.concept_phonemes,
                             settings.concept_layers, vocab.LETTERS, phoneme_classes)
+    found.update(concepts.reference_arrays(result.references, settings.concept_layers,
+                                           data.load_split(config, n.split).ids))
+    text = concepts.markdown(found)
+    if timings:
+      found.update(channel_labels.label_arrays(
+          config, found, timings, phoneme_clusters.read_categories(
+              config.layer_clusters.categories)))
+      text += '\n' + channel_labels.markdown(found, vocab.LETTERS)
     common.savez(os.path.join(out_dir, f'concepts_{n.split}.npz'), **found, about=res['about'],
                  meta=json.dumps(meta))
-    files.write_text(os.path.join(out_dir, 'concepts.md'), concepts.markdown(found))
+    files.write_text(os.path.join(out_dir, 'concepts.md'), text)
   # The figures are drawn in other processes while this one writes the rest.
   figures_done = (write_figures(config, res, out_dir, workers=n.figure_workers) if drawn
                   else lambda: None)
