@@ -214,7 +214,10 @@ def test_sharded_resumed_pass_equals_single_device_uninterrupted(tiny, timings, 
   config, variables = tiny
   batches = noise_batches(3, seed=1)
   layers = (1, 9, 12)  # with layer profiles and concept shares
-  kw = dict(PASS, settings=dataclasses.replace(SETTINGS, layers=layers), save_every=2,
+  # One channel per letter (the conditional moments are as large as the letters' again).
+  settings = dataclasses.replace(SETTINGS, layers=layers,
+                                 conditional_channels=[(y % 8,) for y in range(26)])
+  kw = dict(PASS, settings=settings, save_every=2,
             timings=timings)
   single = dataset_pass.run_pass(config, variables, batches, mesh=parallel.make_mesh(jax.devices()[:1]),
                           **kw)
