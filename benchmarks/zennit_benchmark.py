@@ -13,11 +13,9 @@ frames per second of both, measured in the same run on the same inputs (compile 
 median of `--repeats` calls).
 """
 
-import importlib
 import importlib.metadata
 import statistics
 import sys
-import types
 
 from absl import app
 from absl import flags
@@ -40,43 +38,6 @@ _EPSILON = flags.DEFINE_float('epsilon', 1e-6, 'Epsilon of the rule (zennit\'s d
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of weights and inputs.')
 
 
-def import_zennit():
-  """zennit, importable next to a CPU-only torch.
-
-  zennit imports torchvision at start-up only for the ResNet canonizers and the class of
-  `torchvision.ops.FrozenBatchNorm2d`. The torchvision wheels on PyPI are CUDA builds whose
-  compiled operators do not load next to a CPU torch wheel; then a stand-in module with those
-  three names is registered, which this network (Conv1d, BatchNorm1d, ReLU) never meets.
-  """
-  try:
-    importlib.import_module('torchvision')
-  except (ImportError, OSError, RuntimeError) as error:
-    import torch
-    for name in [m for m in sys.modules if m == 'torchvision' or m.startswith('torchvision.')]:
-      del sys.modules[name]
-    stand_in = {name: types.ModuleType(name) for name in (
-        'torchvision', 'torchvision.ops', 'torchvision.models', 'torchvision.models.resnet')}
-    stand_in['torchvision.ops'].FrozenBatchNorm2d = type('FrozenBatchNorm2d',
-                                                          (torch.nn.Module,), {})
-    for block in ('Bottleneck', 'BasicBlock'):
-      setattr(stand_in['torchvision.models.resnet'], block, type(block, (torch.nn.Module,), {}))
-    stand_in['torchvision'].ops = stand_in['torchvision.ops']
-    stand_in['torchvision'].models = stand_in['torchvision.models']
-    stand_in['torchvision.models'].resnet = stand_in['torchvision.models.resnet']
-    sys.modules.update(stand_in)
-    print(f'torchvision does not load here ({type(error).__name__}: {error}); zennit runs with '
-          'a stand-in for the torchvision names it imports.')
-  return importlib.import_module('zennit')
-
-
-def errors(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ('ours', 'zennit')) -> str:
-  """Relative differences of two batches of relevance maps, relative to `b`."""
-  norm = lambda m: np.linalg.norm(m.reshape(len(m), -1), axis=1)
-  x, y = names
-  return (f'max over frames of |{x} - {y}|_2 / |{y}|_2 = {np.max(norm(a - b) / norm(b)):.1e}, '
-          f'max |{x} - {y}| / max |{y}| = {np.max(np.abs(a - b)) / np.max(np.abs(b)):.1e}')
-
-
 def timed(fn):
   """`(result, first-call seconds, steady seconds)`: the median of the repeats."""
   out, first, times = common.timed(fn, _REPEATS.value)
@@ -86,7 +47,7 @@ def timed(fn):
 def main(argv):
   del argv
   import torch
-  import_zennit()
+  common.import_zennit()
   from zennit.attribution import Gradient
   from zennit.canonizers import SequentialMergeBatchNorm
   from zennit.composites import LayerMapComposite
@@ -133,7 +94,7 @@ def main(argv):
   theirs, theirs_first, theirs_s = timed(zennit_lrp)
   ours, ours_first, ours_s = timed(our_lrp)
   print('Relevance maps, ours against zennit (target <= 1e-4):')
-  print(f'  float32: {errors(ours, theirs)}')
+  print(f'  float32: {common.errors(ours, theirs)}')
 
   # The same comparison in float64 separates rounding from any difference of the rules.
   with jax.enable_x64(True):
@@ -146,10 +107,10 @@ def main(argv):
     ours64 = lrp.lrp_batch(config, as64(variables), as64(windows), targets, rule='epsilon',
                            epsilon=_EPSILON.value)
     ours64, theirs64 = np.asarray(ours64), relevance.numpy().transpose(0, 2, 1)
-  print(f'  float64: {errors(ours64, theirs64)}')
+  print(f'  float64: {common.errors(ours64, theirs64)}')
   print('Each toolbox in float32 against itself in float64 (the rounding both share):')
-  print(f'  ours:   {errors(ours, ours64, ("f32", "f64"))}')
-  print(f'  zennit: {errors(theirs, theirs64, ("f32", "f64"))}')
+  print(f'  ours:   {common.errors(ours, ours64, ("f32", "f64"))}')
+  print(f'  zennit: {common.errors(theirs, theirs64, ("f32", "f64"))}')
   print(f'  zennit  first call {theirs_first:6.2f} s   steady {n / theirs_s:8.1f} frames/s')
   print(f'  ours    first call {ours_first:6.2f} s (compile)   steady {n / ours_s:8.1f} '
         f'frames/s')

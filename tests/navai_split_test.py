@@ -172,16 +172,20 @@ def _navai_script(tmp):
 
 
 def _assert_same_pass(one, two):
+  # The moments, and the concept shares, reference frames and labels (merged across hosts).
+  for name in ('navai_dev.npz', 'concepts_dev.npz'):
+    single, merged = dict(np.load(one / name)), dict(np.load(two / name))
+    for key, value in single.items():
+      if key in ('meta', 'config'):
+        continue
+      if value.dtype.kind in 'iuUSb':
+        np.testing.assert_array_equal(merged[key], value, err_msg=key)
+      else:
+        np.testing.assert_allclose(merged[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+  assert single['layer6_ref_id'].size and set(single) == set(merged)
   single = dict(np.load(one / 'navai_dev.npz'))
   merged = dict(np.load(two / 'navai_dev.npz'))
   assert single['letter_count'].sum() > 20
-  for key, value in single.items():
-    if key in ('meta', 'config'):
-      continue
-    if value.dtype.kind in 'iuUS':
-      np.testing.assert_array_equal(merged[key], value, err_msg=key)
-    else:
-      np.testing.assert_allclose(merged[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
   meta_one, meta_two = (json.loads(str(d['meta'])) for d in (single, merged))
   assert meta_two['frames'] == meta_one['frames'] and meta_two['processes'] == 2
   assert meta_two['utterances'] == meta_one['utterances'] == 4
