@@ -5,8 +5,10 @@ corpus, each read on the held-out test voices and on the human voice.
       --workdir=runs/ablation --steps=1500
 
 Rows (`--rows`, default all): `espeak` (its speakers only: `config.data.train_engines`),
-`espeak+flite`, `all` (every training speaker of the corpus, the main job's data), and `all`
-with one augmentation of the sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances
+`espeak+flite`, `espeak+flite+piper`, `all` (every training speaker of the corpus, the main
+job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so that
+`espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation of the
+sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances
 reverberated), `+noise` (white noise at 10-30 dB SNR). Every row trains the `small` preset for
 `--steps` steps from the same seed with the same schedule; a row's folder is WORKDIR/ROW, and
 rerunning the command resumes what is unfinished. Writes WORKDIR/ablation.md (LER/WER on the
@@ -26,6 +28,7 @@ from navai_jax.core import files
 ROWS = {
     'espeak': ["--config.data.train_engines=('espeak',)"],
     'espeak+flite': ["--config.data.train_engines=('espeak', 'flite')"],
+    'espeak+flite+piper': ["--config.data.train_engines=('espeak', 'flite', 'piper')"],
     'all': [],
     'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
     'all+rooms': ['--config.augment.reverb=0.5'],

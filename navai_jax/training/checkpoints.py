@@ -65,7 +65,7 @@ SAFE_TO_CHANGE = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.checkpoint_every', 'train.eval_every', 'train.tensorboard', 'data.reader',
                   'data.tfds_data_dir', 'data.read_threads', 'data.shard_speakers',
                   'eval.', 'am.', 'navai.',
-                  'layer_clusters.', 'attributions.')
+                  'layer_clusters.', 'atlas.', 'attributions.')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict[str, Any]:
@@ -215,7 +215,7 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
 
 
 # The config sections an introspection may change on a trained run; the others describe it.
-INFERENCE_SECTIONS = ('am', 'navai', 'layer_clusters', 'attributions')
+INFERENCE_SECTIONS = ('am', 'navai', 'layer_clusters', 'atlas', 'attributions')
 # Fields of other sections that an introspection may change too: which data it reads.
 INFERENCE_FIELDS = ('data.source', 'data.reader', 'data.tfds_data_dir')
 
