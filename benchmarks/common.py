@@ -2,6 +2,7 @@
 next to a CPU-only torch, and the relative error of two batches of maps."""
 
 import importlib
+import statistics
 import sys
 import time
 import types
@@ -38,6 +39,12 @@ def timed(fn: Callable[[], Any], repeats: int = 0) -> tuple[Any, float, list[flo
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
   return out, first, times
+
+
+def timed_median(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, float]:
+  """`(result, first-call seconds, steady seconds)`: `timed`, the median of the repeats."""
+  out, first, times = timed(fn, repeats)
+  return out, first, statistics.median(times)
 
 
 def letter_variables(config: ml_collections.ConfigDict) -> Any:

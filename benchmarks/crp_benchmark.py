@@ -17,7 +17,6 @@ second of both, measured in the same run on the same inputs (compile time apart;
 """
 
 import importlib.metadata
-import statistics
 import sys
 
 from absl import app
@@ -49,11 +48,6 @@ def relu_name(net, layer: int) -> str:
   """The name of the module that outputs layer `layer` (its ReLU) in the PyTorch port."""
   relus = [name for name, m in net.named_modules() if type(m).__name__ == 'ReLU']
   return relus[layer - 1]
-
-
-def timed(fn):
-  out, first, times = common.timed(fn, _REPEATS.value)
-  return out, first, statistics.median(times)
 
 
 def main(argv):
@@ -115,8 +109,9 @@ def main(argv):
 
   x_torch = torch.from_numpy(np.asarray(windows).transpose(0, 2, 1).copy())
   net = torch_wav2letter.wav2letter(config, variables, padding='VALID')
-  theirs, theirs_first, theirs_s = timed(lambda: crp_maps(net, x_torch, torch.float32))
-  ours, ours_first, ours_s = timed(our_maps(variables, windows))
+  theirs, theirs_first, theirs_s = common.timed_median(
+      lambda: crp_maps(net, x_torch, torch.float32), _REPEATS.value)
+  ours, ours_first, ours_s = common.timed_median(our_maps(variables, windows), _REPEATS.value)
   flat = lambda m: m.reshape(n * c, *m.shape[2:])
   print('Conditional maps, ours against zennit-crp (target <= 1e-4):')
   print(f'  float32: {common.errors(flat(ours), flat(theirs), ("ours", "crp"))}')

@@ -14,7 +14,6 @@ median of `--repeats` calls).
 """
 
 import importlib.metadata
-import statistics
 import sys
 
 from absl import app
@@ -36,12 +35,6 @@ _FRAMES = flags.DEFINE_integer('frames', 16, 'Windows per batch.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Steady-state calls; the median is reported.')
 _EPSILON = flags.DEFINE_float('epsilon', 1e-6, 'Epsilon of the rule (zennit\'s default).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of weights and inputs.')
-
-
-def timed(fn):
-  """`(result, first-call seconds, steady seconds)`: the median of the repeats."""
-  out, first, times = common.timed(fn, _REPEATS.value)
-  return out, first, statistics.median(times)
 
 
 def main(argv):
@@ -91,8 +84,8 @@ def main(argv):
     return np.asarray(jax.block_until_ready(lrp.lrp_batch(
         config, variables, windows, targets, rule='epsilon', epsilon=_EPSILON.value)))
 
-  theirs, theirs_first, theirs_s = timed(zennit_lrp)
-  ours, ours_first, ours_s = timed(our_lrp)
+  theirs, theirs_first, theirs_s = common.timed_median(zennit_lrp, _REPEATS.value)
+  ours, ours_first, ours_s = common.timed_median(our_lrp, _REPEATS.value)
   print('Relevance maps, ours against zennit (target <= 1e-4):')
   print(f'  float32: {common.errors(ours, theirs)}')
 
