@@ -49,7 +49,8 @@ def run_folder(tmp_path):
                'navai/supplement_a_none.png', 'navai/tmaps_none.png', 'navai/phonemes.png',
                'navai/quality.png', 'layer_clusters/clustering_by_layer.png',
                'layer_clusters/dendrogram_layer1.png', 'attributions/attribution_curves.png',
-               'atlas/patterns_layer8.png', 'atlas/cards/layer8_channel3.png'):
+               'atlas/patterns_layer8.png', 'atlas/cards/layer8_channel3.png',
+               'atlas/cards/layer8_channel12.png'):
     _png(run / name, name)
   (run / 'atlas' / 'atlas.md').write_text('## Layer 8\n\n| channel | label |\n|---|---|\n'
                                           '| 3 | /s/ (60% of references) |\n')
@@ -81,13 +82,16 @@ def test_report_links_every_result_of_the_run(run_folder):
                 'Figure 1', 'Figure 2', 'Figure 3', 'Supplement A', 't-maps', 'Phoneme classes',
                 'Alignment quality', 'where phonemes form', 'attribution evaluation',
                 'The patterns as sound', 'A human voice (Asterisk prompts, never trained on)',
-                'Which channels carry each letter', 'The channel atlas',
-                'channels as sound'):
+                'Which channels carry each letter', 'The channel atlas'):
     assert title in page, title
   assert 'LER 0.700, WER 1.050 over 552' in page and '<td>abten</td>' in page
   assert 'heard as: &quot;thank you&quot;' in page or 'heard as: "thank you"' in page
   linked = re.findall(r'(?:src|href)="([^"]+)"', page)
-  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 14  # link and image each
+  assert len([l for l in linked if l.endswith('.png')]) >= 2 * 15  # link and image each
+  # An atlas card is followed by the players of its own references.
+  card = page.index('atlas/cards/layer8_channel3.png')
+  assert card < page.index('layer8_channel3_relevance_1.wav') < page.index(
+      'atlas/cards/layer8_channel12.png', card)
   assert any(l.endswith('human_explained/auth-thankyou/maps_a.png') for l in linked)
   assert len([l for l in linked if l.endswith('.wav')]) == 3
   for link in linked:
@@ -161,7 +165,7 @@ def test_report_loads_in_headless_chromium(run_folder):
   found = re.search(r'<pre id="result">([^<]*)</pre>', done.stdout)
   assert found, done.stderr[-2000:]
   loaded = json.loads(found.group(1))
-  assert len(loaded['images']) == 14 and len(loaded['audio']) == 3
+  assert len(loaded['images']) == 15 and len(loaded['audio']) == 3
   assert all(ok for _, ok in loaded['images'] + loaded['audio']), loaded
   errors = [l for l in done.stderr.splitlines() if ':CONSOLE' in l and '/report/' in l]
   assert not errors, errors

@@ -15,6 +15,7 @@ import glob
 import html
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +25,7 @@ from navai_jax.core import files
 from navai_jax.outputs import figures
 
 REPORT_DIR = 'report'
+ATLAS_CARDS = 'atlas/cards/*.png'  # atlas/cards/layerL_channelC.png, its sounds atlas/sound/
 
 
 def _read_json(path: Path) -> Optional[dict]:
@@ -207,7 +209,7 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
       ('Which channels carry each letter (concept importance, channel labels)', [],
        'navai/concepts.md', 'experiments/navai.py'),
       ('The channel atlas: what each channel of a letter hears',
-       ['atlas/patterns_layer*.png', 'atlas/cards/*.png'], 'atlas/atlas.md',
+       ['atlas/patterns_layer*.png', ATLAS_CARDS], 'atlas/atlas.md',
        'experiments/atlas.py'),
       ('What every layer listens for: where phonemes form',
        ['layer_clusters/clustering_by_layer.png', 'layer_clusters/dendrogram_layer*.png',
@@ -226,10 +228,13 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     if table:
       page.markdown(workdir / table)
     for pattern in patterns:
-      page.images(pattern)
-  if glob.glob(str(workdir / 'atlas/sound/*.wav')):
-    page.heading('The atlas\'s channels as sound (their best reference frames)')
-    page.sounds('atlas/sound/*.wav')
+      if pattern == ATLAS_CARDS:  # each channel's card with the sounds of its references
+        numbers = lambda path: [int(n) for n in re.findall(r'\d+', Path(path).stem)]
+        for card in sorted(glob.glob(str(workdir / pattern)), key=numbers):
+          page.images(os.path.relpath(card, workdir))
+          page.sounds(f'atlas/sound/{Path(card).stem}_*.wav')
+      else:
+        page.images(pattern)
   if glob.glob(str(workdir / 'navai/sound/*.wav')):
     page.heading('The patterns as sound (Griffin-Lim of the aligned mean frames)')
     page.sounds('navai/sound/*.wav')
