@@ -7,10 +7,10 @@ Every frame predicted as a letter is aligned by each method (`none`, `sensitivit
 `sensitivity_max`, `lrp_max`) and folded into per-letter (and per-phoneme) moments, on all
 local devices. Settings are the run's `navai` config section, overridden as
 `--config.navai.FIELD=VALUE` (split, max_utterances, methods, fill, frame_batch, save_every,
-figure_letters, phonemes, timing_dir, sonify_method, sonify_iterations, concept_layers; see
-navai_jax/configs/default.py). The pass saves its state to OUT_DIR/pass_state.npz every
-`save_every` batches; run the same command again after an interruption and it resumes with the
-identical result. Written into `--out_dir` (default WORKDIR/navai):
+figure_letters, phonemes, timing_dir, sonify_method, sonify_iterations, concept_layers,
+references; see navai_jax/configs/default.py). The pass saves its state to
+OUT_DIR/pass_state.npz every `save_every` batches; run the same command again after an
+interruption and it resumes with the identical result. Written into `--out_dir` (default WORKDIR/navai):
 
 * navai_SPLIT.npz: per-letter counts, means, normalized patterns (letter mean - all-letter
   mean) and Welch t-maps per method, the same for phoneme classes, and metadata;
@@ -22,7 +22,9 @@ identical result. Written into `--out_dir` (default WORKDIR/navai):
 * sound/letter_X.wav, sound/phoneme_X.wav: Griffin-Lim sonifications of the aligned mean
   frames under `navai.sonify_method`;
 * concepts_SPLIT.npz, concepts.md: each channel's mean share of a letter's (and phoneme
-  class's) LRP relevance at `navai.concept_layers`, the channels that carry it most.
+  class's) LRP relevance at `navai.concept_layers`, the channels that carry it most, each
+  channel's `navai.references` best frames by relevance and by activation (one per utterance),
+  and, with phoneme times, its label (experiments/atlas.py draws them).
 
 Several hosts: start the same command on every host with --multihost (and, where
 jax.distributed cannot find the cluster itself, --coordinator_address=HOST:PORT
