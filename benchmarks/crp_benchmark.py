@@ -5,15 +5,15 @@
 
 Runs the Wav2Letter of a preset in PyTorch (the port in `torch_wav2letter.py`) with identical
 weights (random with drawn batch statistics, or a trained run's with `--workdir`), then, for
-`--frames` random windows and their predicted letters, the conditional maps of the `--channels`
-channels of `--layer` that carry the most relevance (one condition per frame and channel): zennit-crp's `CondAttribution`
-with zennit's Epsilon rule behind its SequentialMergeBatchNorm canonizer, masking the
-relevance at the layer's ReLU output (`ChannelConcept`, the input's whole relevance kept, not
-summed over mel bins), and our `concepts.conditional_maps` under `epsilon` (batch norm folded
-the same way, the same start from the target logit). Prints the relative error of the maps
-(float32, and float64 to separate rounding from the rule) and the frames x channels per
-second of both, measured in the same run on the same inputs (compile time apart; median of
-`--repeats` calls).
+`--frames` random windows and their predicted letters, the conditional maps of the
+`--channels` channels of `--layer` that carry the most relevance (one condition per frame and
+channel): zennit-crp's `CondAttribution` with zennit's Epsilon rule behind its
+SequentialMergeBatchNorm canonizer, masking the relevance at the layer's ReLU output
+(`ChannelConcept`, the input's whole relevance kept, not summed over mel bins), and our
+`concepts.conditional_maps` under `epsilon` (batch norm folded the same way, the same start
+from the target logit). Prints the relative error of the maps (float32, and float64 to
+separate rounding from the rule) and the maps per second of both, measured in the same run on
+the same inputs (compile time apart; median of `--repeats` calls).
 """
 
 import importlib.metadata

@@ -312,7 +312,8 @@ def main(argv):
       layers = tuple(int(l) for l in _CONCEPT_LAYERS.value)
       c = in_subprocess(preset, _UTTERANCES.value, concept_layers=layers)
       print(f'  with concept importance and reference frames at layers '
-            f'{", ".join(map(str, layers))} (every channel): {c["frames_per_second"]:.1f} frames/s = '
+            f'{", ".join(map(str, layers))} (every channel): '
+            f'{c["frames_per_second"]:.1f} frames/s = '
             f'{c["frames_per_second"] / r["frames_per_second"]:.2f} x the plain pass '
             f'(warm-up batch incl. compile {c["warmup_seconds"]:.1f} s)')
   if _MEMORY_PRESET.value:

@@ -10,7 +10,8 @@ local devices. Settings are the run's `navai` config section, overridden as
 figure_letters, phonemes, timing_dir, sonify_method, sonify_iterations, concept_layers,
 references; see navai_jax/configs/default.py). The pass saves its state to
 OUT_DIR/pass_state.npz every `save_every` batches; run the same command again after an
-interruption and it resumes with the identical result. Written into `--out_dir` (default WORKDIR/navai):
+interruption and it resumes with the identical result. Written into `--out_dir` (default
+WORKDIR/navai):
 
 * navai_SPLIT.npz: per-letter counts, means, normalized patterns (letter mean - all-letter
   mean) and Welch t-maps per method, the same for phoneme classes, and metadata;

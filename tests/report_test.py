@@ -104,8 +104,8 @@ def test_report_links_every_result_of_the_run(run_folder):
 
 
 def test_report_of_a_run_that_only_trained_names_what_is_missing(run_folder):
-  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layer_clusters', 'attributions',
-               'atlas'):
+  for made in ('eval.json', 'activation_max', 'introspect', 'navai', 'layer_clusters',
+               'attributions', 'atlas'):
     path = run_folder / made
     path.unlink() if path.is_file() else shutil.rmtree(path)
   page = Path(report.write(run_folder)).read_text()

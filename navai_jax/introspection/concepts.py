@@ -53,8 +53,8 @@ class References(NamedTuple):
   """Per channel of one layer the best k frames by each of `KINDS`: `[2, D, k]` arrays, best
   first. `utterance`: the frame's index in the id-sorted split (`sources.Split`), `position`:
   its output position, `unit`: the layer position inside the frame's window where the
-  channel's relevance (activation) peaks, `letter`: the letter the frame predicts (0 = a). Empty slots
-  have score -inf and utterance and position 2^31 - 1."""
+  channel's relevance (activation) peaks, `letter`: the letter the frame predicts (0 = a).
+  Empty slots have score -inf and utterance and position 2^31 - 1."""
   score: Array
   utterance: Array
   position: Array

@@ -61,8 +61,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   """One ValueError for atlas layers the NAvAI pass does not condition on."""
   missing = sorted(set(config.atlas.layers) - set(config.navai.concept_layers))
   if missing:
+    among = ', '.join(map(str, config.navai.concept_layers))
     raise ValueError(f'Atlas layer(s) {", ".join(map(str, missing))} are not among '
-                     f'config.navai.concept_layers ({", ".join(map(str, config.navai.concept_layers))}).')
+                     f'config.navai.concept_layers ({among}).')
 
 
 def letter_channels(saved: dict, layer: int, count: int) -> np.ndarray:
