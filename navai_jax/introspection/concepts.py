@@ -54,7 +54,8 @@ class References(NamedTuple):
   first. `utterance`: the frame's index in the id-sorted split (`sources.Split`), `position`:
   its output position, `unit`: the layer position inside the frame's window where the
   channel's relevance (activation) peaks, `letter`: the letter the frame predicts (0 = a).
-  Empty slots have score -inf and utterance and position 2^31 - 1."""
+  Empty slots have score -inf, utterance and position 2^31 - 1, unit and letter 0 (the same
+  whatever the batching)."""
   score: Array
   utterance: Array
   position: Array
@@ -188,9 +189,9 @@ def merge_references(a: References, b: References) -> References:
   earlier = jnp.tril(jnp.ones((n, n), bool), -1)  # [i, j]: j comes before i
   repeat = jnp.any((u[..., :, None] == u[..., None, :]) & earlier, axis=-1) & (u >= 0) & (
       u != _LAST)
-  both = both._replace(score=jnp.where(repeat, -jnp.inf, both.score),
-                       utterance=jnp.where(repeat, _LAST, u),
-                       position=jnp.where(repeat, _LAST, both.position))
+  both = References(jnp.where(repeat, -jnp.inf, both.score), jnp.where(repeat, _LAST, u),
+                    jnp.where(repeat, _LAST, both.position), jnp.where(repeat, 0, both.unit),
+                    jnp.where(repeat, 0, both.letter))  # a repeat becomes an empty slot
   return References(*(x[..., :k] for x in _sorted(both)))
 
 
@@ -207,8 +208,8 @@ def fold_references(refs: References, relevance_NxZxD: Array, activation_NxZxD: 
   per_frame = lambda v: jnp.broadcast_to(v.astype(jnp.int32)[None, :, None], (2, n, d))
   new = References(jnp.where(valid, score_KxNxD.astype(jnp.float32), -jnp.inf),
                    jnp.where(valid, per_frame(utterance_N), _LAST),
-                   jnp.where(valid, per_frame(position_N), _LAST), unit_KxNxD,
-                   per_frame(letter_N))
+                   jnp.where(valid, per_frame(position_N), _LAST),
+                   jnp.where(valid, unit_KxNxD, 0), jnp.where(valid, per_frame(letter_N), 0))
   return merge_references(refs, References(*(jnp.swapaxes(x, 1, 2) for x in new)))
 
 
