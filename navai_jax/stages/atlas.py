@@ -34,29 +34,6 @@ from navai_jax.training import parallel
 PyTree = Any
 
 
-def _concepts_of_run(config: ml_collections.ConfigDict, variables: PyTree, step: int,
-                     workdir: str, navai_dir: str, progress: bool) -> dict:
-  """`concepts_SPLIT.npz` of this checkpoint and NAvAI settings, made by the NAvAI pass
-  (run here without figures where it is missing or was made otherwise), loaded."""
-  n = config.navai
-  path = os.path.join(navai_dir, f'concepts_{n.split}.npz')
-  wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
-            'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
-            'fill': n.fill}
-  if os.path.exists(path):
-    with np.load(path) as saved:
-      meta = json.loads(str(saved['meta']))
-      if (all(meta.get(k) == v for k, v in wanted.items()) and
-          set(config.atlas.layers) <= {int(l) for l in saved['layers']} and
-          'layer{}_ref_id'.format(int(saved['layers'][0])) in saved.files):
-        return dict(saved)
-    print(f'{path} was made by a pass of other settings; running the NAvAI pass again.')
-  navai_split.run(config, variables, step, navai_dir, workdir=workdir, progress=progress,
-                  drawn=False)
-  with np.load(path) as saved:
-    return dict(saved)
-
-
 def check(config: ml_collections.ConfigDict) -> None:
   """One ValueError for atlas layers the NAvAI pass does not condition on."""
   missing = sorted(set(config.atlas.layers) - set(config.navai.concept_layers))
@@ -205,7 +182,10 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
                      'hosts first, then experiments/atlas.py on one of them.')
   a = config.atlas
   navai_dir = navai_dir or os.path.join(workdir, 'navai')
-  saved = _concepts_of_run(config, variables, step, workdir, navai_dir, progress)
+  saved, _ = navai_split.saved_result(
+      config, variables, step, navai_dir, 'concepts', workdir=workdir, wanted={},
+      usable=lambda saved: set(a.layers) <= {int(l) for l in saved['layers']} and any(
+          k.endswith('_ref_id') for k in saved.files), progress=progress)
   with files.locked(out_dir, 'the channel atlas'):
     found = {}
     for layer in a.layers:

@@ -5,7 +5,6 @@ import json
 import os
 from typing import Any, Optional
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -21,31 +20,6 @@ from navai_jax.stages import common
 from navai_jax.stages import navai_split
 
 PyTree = Any
-
-
-def _profiles_of_run(config: ml_collections.ConfigDict, variables: PyTree, step: int,
-                     workdir: str, navai_dir: str, names: tuple[str, ...], progress: bool):
-  """The `layers_SPLIT.npz` of this checkpoint, split and settings, made by the NAvAI pass
-  (`navai_split.run`, run here without its figures and sounds if it is missing or was made
-  otherwise); returns it loaded."""
-  n = config.navai
-  path = os.path.join(navai_dir, f'layers_{n.split}.npz')
-  wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
-            'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
-            'fill': n.fill, 'layers': list(n.layers),
-            'layer_alignments': list(names)}
-  if os.path.exists(path):
-    with np.load(path) as saved:
-      meta = json.loads(str(saved['meta']))
-      if all(meta.get(k) == v for k, v in wanted.items()):
-        return dict(saved), meta
-    print(f'{path} was made by a pass of other settings; running the NAvAI pass again.')
-  navai_split.run(config, variables, step, navai_dir, workdir=workdir, progress=progress,
-                  drawn=False)
-  if jax.process_index():
-    return None, None
-  with np.load(path) as saved:
-    return dict(saved), json.loads(str(saved['meta']))
 
 
 def _check(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> None:
@@ -91,8 +65,10 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
     raise ValueError(f'Clustering phonemes needs phoneme times, and the utterances of '
                      f'{config.data.source} have no .timing.json files (real LibriSpeech has '
                      'none); point --config.navai.timing_dir at a copy that has them.')
-  saved, meta = _profiles_of_run(config, variables, step, workdir,
-                                 navai_dir or os.path.join(workdir, 'navai'), names, progress)
+  saved, meta = navai_split.saved_result(
+      config, variables, step, navai_dir or os.path.join(workdir, 'navai'), 'layers',
+      workdir=workdir, wanted={'layers': list(config.navai.layers),
+                               'layer_alignments': list(names)}, progress=progress)
   if saved is None:
     return None
   classes = [str(c) for c in saved['phoneme_classes']]

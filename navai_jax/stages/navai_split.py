@@ -60,6 +60,33 @@ def run(config: ml_collections.ConfigDict, variables: PyTree, step: int, out_dir
                 drawn=drawn)
 
 
+def saved_result(config: ml_collections.ConfigDict, variables: PyTree, step: int,
+                 navai_dir: str, kind: str, *, workdir: str, wanted: dict[str, Any],
+                 usable=lambda saved: True, progress: bool = False
+                 ) -> tuple[Optional[dict], Optional[dict]]:
+  """`(arrays, meta)` of `NAVAI_DIR/KIND_SPLIT.npz` ('layers', 'concepts') made by this
+  checkpoint's pass with `wanted` in its meta (besides the checkpoint, source, split, workdir,
+  max_utterances and fill) and `usable(arrays)`; where the file is missing or was made
+  otherwise, the pass runs first (`run`, without figures and sounds). `(None, None)` on
+  processes other than the first, which does not write it."""
+  n = config.navai
+  path = os.path.join(navai_dir, f'{kind}_{n.split}.npz')
+  wanted = {'checkpoint_step': step, 'source': config.data.source, 'split': n.split,
+            'workdir': os.path.abspath(workdir), 'max_utterances': n.max_utterances,
+            'fill': n.fill, **wanted}
+  if os.path.exists(path):
+    with np.load(path) as saved:
+      meta = json.loads(str(saved['meta']))
+      if all(meta.get(k) == v for k, v in wanted.items()) and usable(saved):
+        return dict(saved), meta
+    print(f'{path} was made by a pass of other settings; running the NAvAI pass again.')
+  run(config, variables, step, navai_dir, workdir=workdir, progress=progress, drawn=False)
+  if jax.process_index():
+    return None, None
+  with np.load(path) as saved:
+    return dict(saved), json.loads(str(saved['meta']))
+
+
 def resume_key(config: ml_collections.ConfigDict, step: int, workdir: str) -> dict[str, Any]:
   """What besides the weights and `navai.Settings` must match for a saved pass to be used."""
   n = config.navai
