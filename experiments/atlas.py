@@ -18,34 +18,19 @@ hosts first). Written into `--out_dir` (default WORKDIR/atlas): atlas.md (the in
 patterns_layerL.png, atlas_layerL.npz, cards/layerL_channelC.png, sound/*.wav.
 """
 
-import os
-
-from absl import flags
-
 from navai_jax.stages import atlas
 from navai_jax.stages import cli
-from navai_jax.training import checkpoints
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
-                               required=True)
-_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/atlas.')
-_NAVAI_DIR = flags.DEFINE_string('navai_dir', None, 'Where the NAvAI pass writes; default '
-                                 'WORKDIR/navai.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
-_CONFIG = cli.define_sections('atlas', 'navai')
-_DATA_SOURCE = cli.define_data_source()
+_RUN = cli.define_trained_run('atlas', 'atlas', 'navai', navai_dir=True)
 
 
 def main(argv):
   del argv
-  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
-  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                             overrides)
-  out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'atlas')
-  found = atlas.run(config, variables, step, out_dir, workdir=_WORKDIR.value,
-                    navai_dir=_NAVAI_DIR.value, progress=True)
+  run = _RUN()
+  found = atlas.run(run.config, run.variables, run.step, run.out_dir, workdir=run.workdir,
+                    navai_dir=run.navai_dir, progress=True)
   print(found['markdown'])
-  print(f'Written to {out_dir}')
+  print(f'Written to {run.out_dir}')
 
 
 if __name__ == '__main__':

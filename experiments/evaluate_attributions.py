@@ -17,31 +17,19 @@ attributions.md (the table), attributions.csv, attributions.json (every number, 
 attribution_curves.png, attribution_randomisation.png.
 """
 
-import os
-
-from absl import flags
-
-from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.stages import evaluate_attributions
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
-                               required=True)
-_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/attributions.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
-_CONFIG = cli.define_sections('attributions')
-_DATA_SOURCE = cli.define_data_source()
+_RUN = cli.define_trained_run('attributions', 'attributions')
 
 
 def main(argv):
   del argv
-  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
-  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                             overrides)
-  out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'attributions')
-  _, table = evaluate_attributions.run(config, variables, step, out_dir, progress=True)
+  run = _RUN()
+  _, table = evaluate_attributions.run(run.config, run.variables, run.step, run.out_dir,
+                                       progress=True)
   print(table)
-  print(f'Written to {out_dir}')
+  print(f'Written to {run.out_dir}')
 
 
 if __name__ == '__main__':

@@ -18,34 +18,19 @@ clustering.csv, clustering.json, clustering_by_layer.png, dendrogram_layerN.png,
 profiles_layerN.png, channels_X_layerN.png.
 """
 
-import os
-
-from absl import flags
-
-from navai_jax.training import checkpoints
 from navai_jax.stages import cli
 from navai_jax.stages import layer_clusters
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
-                               required=True)
-_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Output folder; default WORKDIR/layer_clusters.')
-_NAVAI_DIR = flags.DEFINE_string('navai_dir', None, 'Where the NAvAI pass writes; default '
-                                 'WORKDIR/navai.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
-_CONFIG = cli.define_sections('layer_clusters', 'navai')
-_DATA_SOURCE = cli.define_data_source()
+_RUN = cli.define_trained_run('layer_clusters', 'layer_clusters', 'navai', navai_dir=True)
 
 
 def main(argv):
   del argv
-  overrides = {**cli.overrides(_CONFIG), **_DATA_SOURCE()}
-  config, variables, step = checkpoints.load_for_inference(_WORKDIR.value, _STEP.value,
-                                                             overrides)
-  out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, 'layer_clusters')
-  found = layer_clusters.run(config, variables, step, out_dir, workdir=_WORKDIR.value,
-                             navai_dir=_NAVAI_DIR.value, progress=True)
+  run = _RUN()
+  found = layer_clusters.run(run.config, run.variables, run.step, run.out_dir,
+                             workdir=run.workdir, navai_dir=run.navai_dir, progress=True)
   print(found['markdown'])
-  print(f'Written to {out_dir}')
+  print(f'Written to {run.out_dir}')
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import app
 from absl import flags
@@ -10,6 +10,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from navai_jax.configs import default
+from navai_jax.training import checkpoints
 
 
 def _one_line(error: BaseException) -> str:
@@ -127,3 +128,37 @@ def define_data_source() -> Callable[[], dict[str, Any]]:
                                "'folder:PATH' (LibriSpeech layout) or 'tfds:NAME'.")
   return lambda: {} if source.value is None else {'data.source': source.value}
 
+
+
+class TrainedRun(NamedTuple):
+  """A trained run as a script on it sees it (`define_trained_run`)."""
+  config: Any  # the run's config with the command line's overrides
+  variables: Any
+  step: int
+  workdir: str
+  out_dir: str
+  navai_dir: Optional[str]  # None: the stage's default (WORKDIR/navai)
+
+
+def define_trained_run(out_name: str, *sections: str, navai_dir: bool = False
+                       ) -> Callable[[], TrainedRun]:
+  """The flags of a script on a trained run: `--workdir`, `--out_dir` (default
+  WORKDIR/OUT_NAME), `--step`, with `navai_dir` `--navai_dir`, `--config.SECTION.FIELD=VALUE`
+  for `sections` and `--data_source`; returns the function that loads the run."""
+  workdir = flags.DEFINE_string('workdir', None, 'Training workdir (config.json, checkpoints/).',
+                                required=True)
+  out_dir = flags.DEFINE_string('out_dir', None, f'Output folder; default WORKDIR/{out_name}.')
+  navai = (flags.DEFINE_string('navai_dir', None, 'Where the NAvAI pass writes; default '
+                               'WORKDIR/navai.') if navai_dir else None)
+  step = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
+  config = define_sections(*sections)
+  data_source = define_data_source()
+
+  def load() -> TrainedRun:
+    loaded = checkpoints.load_for_inference(workdir.value, step.value,
+                                            {**overrides(config), **data_source()})
+    return TrainedRun(*loaded, workdir.value,
+                      out_dir.value or os.path.join(workdir.value, out_name),
+                      navai.value if navai else None)
+
+  return load
