@@ -265,6 +265,13 @@ def test_scripts_on_a_trained_run_read_another_corpus_with_data_source(
   assert list(saved['methods']) == ['none', 'sensitivity_max']
   meta = json.loads(str(saved['meta']))
   assert meta['utterances'] == 1 and meta['source'] == f'folder:{other}'
+  # The atlas script loads the run (cli.define_trained_run) and refuses a layer the pass
+  # does not condition on, in one line.
+  done = run_script('atlas', workdir, f'--navai_dir={tmp_path / "navai"}',
+                    '--config.atlas.layers=(5,)')
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  assert done.stderr.strip().endswith('atlas.py: Atlas layer(s) 5 are not among '
+                                      'config.navai.concept_layers (6).')
   done = run_script('introspect', workdir, '--data_source=hf:librispeech')
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert "config.data.source must be 'folder:PATH' or 'tfds:NAME', got 'hf:librispeech'" in (

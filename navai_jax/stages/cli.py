@@ -159,6 +159,6 @@ def define_trained_run(out_name: str, *sections: str, navai_dir: bool = False
                                             {**overrides(config), **data_source()})
     return TrainedRun(*loaded, workdir.value,
                       out_dir.value or os.path.join(workdir.value, out_name),
-                      navai.value if navai else None)
+                      navai.value if navai is not None else None)
 
   return load
