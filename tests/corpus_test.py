@@ -40,9 +40,29 @@ def _files(root: pathlib.Path) -> dict[str, bytes]:
           if p.is_file()}
 
 
-def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path):
+def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path, monkeypatch):
   whole = tmp_path / 'whole'
   stats = corpus.make_corpus(whole, num_workers=2, **TINY)
+
+  # A rerun synthesizes nothing again: not what it kept, nor what it dropped for what the
+  # engine made (DROPPED.tsv; here the first utterance).
+  drops, settings = tmp_path / 'drops', dict(TINY, hours=0.002, dev_hours=0, test_hours=0)
+  check, first = corpus._check, []
+
+  def dropping_the_first(u, result):
+    first[:] = first or [u.id]
+    return 'a test drop' if u.id == first[0] else check(u, result)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(corpus, '_check', dropping_the_first)
+    made = corpus.make_corpus(drops, num_workers=1, **settings)
+  assert (drops / 'DROPPED.tsv').read_text().startswith(f'{first[0]}\t')
+  saved = _files(drops)
+  with monkeypatch.context() as patch:
+    patch.setattr(corpus, '_synthesize_utterance', lambda u: pytest.fail(f'made {u.id} again'))
+    again = corpus.make_corpus(drops, num_workers=1, **settings)
+  assert made['dropped'] == again['dropped'] == 1 and again['new_utterances'] == 0
+  assert _files(drops) == saved
 
   # An interrupted run: a few utterances, a half-written file and a lost transcript line.
   resumed = tmp_path / 'resumed'

@@ -7,14 +7,15 @@ a rate, pitch and noise seed. The engines take turns, and each engine's speakers
 turns, so every engine says an equal share of every split. Each engine reports the true time of
 every word and phoneme (phonemes in ARPAbet, `phonemes`), except Pico, whose utterances are
 marked untimed. The writer puts every file in place atomically, so an interrupted run that is
-started again ends with exactly the files of an uninterrupted one.
+started again ends with exactly the files of an uninterrupted one; utterances dropped for what
+the engine made of them are listed, so a rerun does not synthesize them again.
 
 Layout under `out_dir` (as LibriSpeech, with one folder per split; see `librispeech`):
 
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac         16 kHz mono int16
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.timing.json  engine, voice, word and phoneme times
   SPLIT/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt        "SPEAKER-CHAPTER-UTT TRANSCRIPT"
-  SPEAKERS.txt, corpus.json
+  SPEAKERS.txt, corpus.json, DROPPED.tsv                  the dropped: id, transcript, why
 """
 
 import collections
@@ -44,6 +45,8 @@ ENGINES = tuple(voices.ENGINES)
 MAX_SECONDS = 12.0
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
 UTTERANCES_PER_CHAPTER = 100
+# Utterances dropped for what the engine made of them: id, transcript and why, a line each.
+DROPPED_FILE = 'DROPPED.tsv'
 
 
 def split_sentences(sentences: Sequence[str], seed: int) -> dict[str, list[str]]:
@@ -117,11 +120,20 @@ def plan_utterances(pool: Sequence[str], speakers: Sequence[voices.Speaker], spl
 
 
 class _Writer:
-  """Writes utterances under out_dir and knows which are complete (transcript line written)."""
+  """Writes utterances under out_dir and knows which are complete (transcript line written),
+  and which were dropped for what the engine made of them (DROPPED_FILE), so that a rerun
+  neither keeps nor synthesizes them again. An engine that failed is not remembered: it may
+  not fail again."""
 
   def __init__(self, out_dir: pathlib.Path):
     self.out_dir = out_dir
     self._transcripts = {}  # trans.txt path -> {utterance id: transcript}
+    self._dropped = {}  # utterance id -> (transcript, reason)
+    path = out_dir / DROPPED_FILE
+    if path.exists():
+      for line in path.read_text().splitlines():
+        if len(fields := line.split('\t')) == 3:
+          self._dropped[fields[0]] = tuple(fields[1:])
 
   def _chapter_dir(self, u: Utterance) -> pathlib.Path:
     return self.out_dir / u.speaker.split / str(u.speaker.id) / str(u.chapter)
@@ -142,6 +154,25 @@ class _Writer:
     if not (self._chapter_dir(u) / f'{u.id}.flac').exists():
       return None
     return phoneme_times.read_timing(timing_path)['duration']
+
+  def dropped_before(self, u: Utterance) -> str | None:
+    """Why an earlier run dropped this utterance, or None."""
+    transcript, reason = self._dropped.get(u.id, (None, None))
+    return reason if transcript == u.transcript else None
+
+  def drop(self, u: Utterance, reason: str) -> None:
+    self._dropped[u.id] = (u.transcript, reason)
+    self.keep_drops(self._dropped)
+
+  def keep_drops(self, ids) -> None:
+    """DROPPED_FILE lists the drops among `ids` (those of this corpus's plan), by id."""
+    self._dropped = {k: v for k, v in self._dropped.items() if k in ids}
+    path = self.out_dir / DROPPED_FILE
+    if self._dropped:
+      files.write_text(path, ''.join(f'{k}\t{t}\t{r}\n'
+                                     for k, (t, r) in sorted(self._dropped.items())))
+    elif path.exists():
+      path.unlink()
 
   def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict] | None,
             phonemes: list[dict] | None) -> None:
@@ -192,12 +223,15 @@ def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
     while len(pending) < max(lookahead, 1):
       u = next(plan)
       seconds = writer.duration_if_complete(u)
-      job = None if seconds is not None or pool is None else pool.apply_async(
+      dropped = None if seconds is not None else writer.dropped_before(u)
+      job = None if seconds is not None or dropped or pool is None else pool.apply_async(
           _synthesize_utterance, (u,))
-      pending.append((u, seconds, job))
+      pending.append((u, seconds, job or dropped))
     u, seconds, job = pending.popleft()
     if seconds is not None:
       yield u, seconds, None
+    elif isinstance(job, str):
+      yield u, None, job
     else:
       yield u, None, job.get() if job is not None else _synthesize_utterance(u)
 
@@ -326,6 +360,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0,
            'dropped_by_engine': dict.fromkeys(engines, 0)}
   kept: set[str] = set()
+  dropped: set[str] = set()
   synthesis_start = time.perf_counter()
 
   def timed(result: dict) -> dict:
@@ -349,6 +384,9 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             if reason := _check(u, result):
               logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
                                   'shown; the summary counts all).', 5, u.id, u.text, reason)
+              if not isinstance(result, str):  # what the engine made: the same next time
+                writer.drop(u, reason)
+              dropped.add(u.id)
               stats['dropped'] += 1
               stats['dropped_by_engine'][u.speaker.engine] += 1
               continue
@@ -372,6 +410,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       pool.close()
       pool.join()
 
+  writer.keep_drops(dropped)
   stats['removed'] = _remove_all_but(out, kept)
   summary.update({
       'seed': seed, 'hours': hours, 'dev_hours': dev_hours, 'test_hours': test_hours,
