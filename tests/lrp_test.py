@@ -281,26 +281,32 @@ def test_paper_rule_in_float32_agrees_with_float64_on_a_trained_model(tones_run,
 
 
 def test_ill_conditioned_units_are_found_where_float32_and_float64_part(random_layers, quick):
-  # A network built to have the problem: one unit of layer 2 whose conv output is 1e-7 of its
-  # terms (float32's rounding of them), with outgoing weights 1e-7 as large, so that the
-  # relevance it passes on is as large as the other units'. Float32 and float64 maps part, and
-  # the share names that layer; the same network without that unit agrees to 1e-7.
+  # A network built to have the problem: one unit of layer 2 whose conv output at the first
+  # frame is 1e-8 of its terms in float64 and, in float32, exactly zero: its terms as this
+  # processor sums them in float32, cancelled by the bias (what float32 rounding does to such a
+  # unit, made the same on every processor). Its outgoing weights are 1e-8 as large, so that
+  # its relevance stays finite in float64. Float32 and float64 maps part, and the share names
+  # that layer; the same network without that unit agrees to 1e-5.
   layers = random_layers(11, batch_norm=True, bias=True)
   x = random_layers.input(12)
   inputs, pre = network.forward(layers, x)
   magnitude = network.conv(jnp.abs(inputs[1]), jnp.abs(layers[1].kernel_KxCxD), 1)
   unit = int(jnp.argmax(jnp.abs(jnp.sum(pre[1], 0))))
   z = pre[1][:, unit] - layers[1].bias_D[unit]
-  bias = layers[1].bias_D.at[unit].set(-z[0] + 1e-7 * magnitude[0, unit])
-  above = layers[2].kernel_KxCxD.at[:, unit].multiply(1e-7)
-  built = (layers[0], layers[1].replace(bias_D=bias), layers[2].replace(kernel_KxCxD=above))
+  with_bias = lambda l, b: (l[0], l[1].replace(bias_D=l[1].bias_D.at[unit].set(b)), l[2])
+  above = layers[2].replace(kernel_KxCxD=layers[2].kernel_KxCxD.at[:, unit].multiply(1e-8))
+  built = with_bias((layers[0], layers[1], above), -z[0] + 1e-8 * magnitude[0, unit])
   to32 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
+  first_z = lambda l, x: network.forward(l, x)[1][1][0, unit]
+  built32 = with_bias(to32(built), 0.0)
+  built32 = with_bias(built32, -quick(first_z, built32, to32(x)))
+  assert float(quick(first_z, built32, to32(x))) == 0
   run = lambda l, x: (lrp.relevance(l, *network.forward(l, x)),
                       lrp.ill_conditioned_share(l, *network.forward(l, x)))
   got32, share = quick(run, to32(layers), to32(x))
   assert rel_error(got32, _paper_rule_float64(layers, x)) < 1e-5
   np.testing.assert_array_equal(share, 0)
-  got32, share = quick(run, to32(built), to32(x))
+  got32, share = quick(run, built32, to32(x))
   assert rel_error(got32, _paper_rule_float64(built, x)) > 0.1
   assert float(share[1]) > 0.5 and float(share[0]) == float(share[2]) == 0
 

@@ -478,7 +478,11 @@ def test_two_hosts_train_the_model_one_host_trains_and_resume_after_a_kill(
   assert reference[2] == 6
   _, variables, step = checkpoints.load_for_inference(tmp_path / 'killed')
   assert step == 6
-  assert_trees_equal(variables['params'], reference[1]['params'], atol=1e-5)
+  # Each process runs its device's convolutions with its own threads, which sum in another order
+  # than one process's two devices do; Adam turns that rounding into a different step where a
+  # gradient element is near zero. Measured: 4.3e-5 at most (Intel Xeon, AVX-512), 1.4% of one
+  # step's learning rate (3e-3); batch statistics 3e-7.
+  assert_trees_equal(variables['params'], reference[1]['params'], atol=1e-4)
   assert_trees_equal(variables['batch_stats'], reference[1]['batch_stats'], atol=1e-5)
   losses = lambda run: [l['loss'] for l in read_metrics(tmp_path / run) if 'loss' in l]
   np.testing.assert_allclose(losses('killed'), losses('one'), rtol=1e-5)
