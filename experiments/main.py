@@ -8,7 +8,7 @@ rerun, alone):
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
                         with eSpeak NG, flite and Piper; Pico's voices held out for testing
 2. `train.py`           train the `small` Wav2Letter: a fixed schedule of --train_steps steps
-                        (the same model on any machine; a slower one takes longer)
+                        (the same model on any machine of one processor model)
 3. `evaluate.py`        letter and word error rate on the held-out voices (test split), and
                         where Debian's Asterisk prompts are installed, on a human voice
                         (`make_human_set.py`; never trained on)
@@ -57,8 +57,8 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
     'train_steps', 4500, 'Training steps (`small`: ~14 minutes on the 2-core reference '
-    'machine). Fixed, so the same seed gives the same model on any machine; a slower or busier '
-    'machine takes longer (0: the preset\'s num_steps).')
+    'machine). Fixed, so the same seed gives the same model on any machine of the same '
+    'processor model, however fast or busy (0: the preset\'s num_steps).')
 _TRAIN_MINUTES = flags.DEFINE_float(
     'train_minutes', 0.0, 'Instead of --train_steps, a schedule sized to this many minutes of '
     'training on this machine, from the step time of its first 100 steps: a quicker, weaker '
@@ -143,7 +143,7 @@ def fixed_schedule(workdir: str) -> int:
     print(f'\n=== Training schedule: {steps} steps, fixed. On the 2-core reference machine '
           f'that is ~{train:.0f} minutes of training and '
           f'~{train + schedule.REFERENCE_REST_MINUTES:.0f} for the stages from here on; a '
-          'slower or busier machine takes longer for the same model.')
+          'slower or busier machine of the same processor takes longer for the same model.')
   return steps
 
 
