@@ -131,7 +131,7 @@ class _Writer:
     self._dropped = {}  # utterance id -> (transcript, reason)
     path = out_dir / DROPPED_FILE
     if path.exists():
-      for line in path.read_text().splitlines():
+      for line in path.read_text().split('\n')[:-1]:  # a last line without its end: cut short
         if len(fields := line.split('\t')) == 3:
           self._dropped[fields[0]] = tuple(fields[1:])
 
@@ -161,8 +161,10 @@ class _Writer:
     return reason if transcript == u.transcript else None
 
   def drop(self, u: Utterance, reason: str) -> None:
+    """Appends its line; `keep_drops` writes the whole file at the end."""
     self._dropped[u.id] = (u.transcript, reason)
-    self.keep_drops(self._dropped)
+    with open(self.out_dir / DROPPED_FILE, 'a') as f:
+      f.write(f'{u.id}\t{u.transcript}\t{reason}\n')
 
   def keep_drops(self, ids) -> None:
     """DROPPED_FILE lists the drops among `ids` (those of this corpus's plan), by id."""

@@ -1,7 +1,8 @@
 """How many training steps a job runs: a fixed number (the default: the same model on any
-machine of the same processor model), or as many as fit a time budget on this machine, measured from the step time of a
-run's first steps (`--train_minutes` of experiments/main.py; a model that depends on the
-machine's speed). Either is kept in WORKDIR/schedule.json, so a rerun resumes the same one."""
+machine of the same processor model), or as many as fit a time budget on this machine, measured
+from the step time of a run's first steps (`--train_minutes` of experiments/main.py; a model
+that depends on the machine's speed). Either is kept in WORKDIR/schedule.json, so a rerun
+resumes the same one."""
 
 import json
 from pathlib import Path
