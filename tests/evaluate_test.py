@@ -76,7 +76,7 @@ def test_known_decode_gives_exact_error_rates(tones):
                                 {'id': '0-0-1', 'reference': 'bee', 'hypothesis': 'a'}]
 
 
-def test_per_speaker_error_rates_split_by_the_id_prefix(tones):
+def test_per_speaker_and_per_length_error_rates(tones):
   config = default.get_config('tiny')
   batch = tones.make_batch(['cat', 'bee', 'a jazz cab', 'cat'], weights=[1, 1, 1, 0])
   batch['id'] = np.array(['7-1-0', '7-2-0', '9-1-0', ''])
@@ -88,6 +88,14 @@ def test_per_speaker_error_rates_split_by_the_id_prefix(tones):
       '9': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
             'num_utterances': 1}}
   assert 'LER per speaker: 7 0.8333, 9 0.9000' in evaluate.summary(result)
+  # By words per utterance: 'cat' and 'bee' are single words, 'a jazz cab' is three.
+  assert result['per_length'] == {
+      '1': {'ler': pytest.approx(5 / 6, abs=1e-12), 'wer': 1.0, 'num_utterances': 2},
+      '2-3': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
+              'num_utterances': 1}}
+  assert 'LER by words per utterance: 1 0.8333 (2), 2-3 0.9000 (1)' in evaluate.summary(result)
+  assert [evaluate.length_group(r) for r in ('a', 'a b', 'a b c', 'a b c d', 'a ' * 30)] == [
+      '1', '2-3', '2-3', '4+', '4+']
   # With the corpus's engines: the rates of each engine's utterances together.
   result = evaluate.evaluate(config, _constant_model(config, 'a'), [batch], num_examples=0,
                              engines={'7': 'flite', '9': 'pico'})

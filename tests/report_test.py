@@ -65,6 +65,8 @@ def run_folder(tmp_path):
   (run / 'eval_folder_data_asterisk_human.json').write_text(json.dumps({
       'step': 30, 'split': 'human', 'ler': 0.7, 'wer': 1.05, 'num_utterances': 552,
       'source': 'folder:data/asterisk',
+      'per_length': {'1': {'ler': 0.9, 'wer': 1.4, 'num_utterances': 300},
+                     '4+': {'ler': 0.6, 'wer': 1.0, 'num_utterances': 252}},
       'examples': [{'id': '9001-1-0000', 'reference': 'activated', 'hypothesis': 'abten'}]}))
   (run / 'human_explained' / 'auth-thankyou').mkdir(parents=True)
   (run / 'human_explained' / 'auth-thankyou' / 'transcript.txt').write_text('thank you\n')
@@ -85,6 +87,7 @@ def test_report_links_every_result_of_the_run(run_folder):
                 'Which channels carry each letter', 'The channel atlas'):
     assert title in page, title
   assert 'LER 0.700, WER 1.050 over 552' in page and '<td>abten</td>' in page
+  assert '<td>1</td><td>0.900</td><td>1.400</td><td>300</td>' in page  # single-word prompts
   assert 'heard as: &quot;thank you&quot;' in page or 'heard as: "thank you"' in page
   linked = re.findall(r'(?:src|href)="([^"]+)"', page)
   assert len([l for l in linked if l.endswith('.png')]) >= 2 * 15  # link and image each

@@ -184,6 +184,10 @@ def write(workdir: str | os.PathLike, corpus_dir: Optional[str] = None) -> str:
     page.text(f'LER {result["ler"]:.3f}, WER {result["wer"]:.3f} over {result["num_utterances"]} '
               f'prompts of one professional US-English speaker ({result.get("source", "")}), '
               f'checkpoint step {result["step"]}.')
+    if result.get('per_length'):
+      page.table(['words per prompt', 'LER', 'WER', 'prompts'],
+                 [[group, f'{r["ler"]:.3f}', f'{r["wer"]:.3f}', r['num_utterances']]
+                  for group, r in result['per_length'].items()])
     page.table(['reference', 'decoded'],
                [[html.escape(e.get('reference', '')), html.escape(e.get('hypothesis', ''))]
                 for e in result.get('examples', [])[:5]])

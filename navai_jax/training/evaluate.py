@@ -56,6 +56,17 @@ def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
                  out_shardings=(data_sharding, data_sharding))
 
 
+# Groups of `per_length`, by words in the reference: isolated words, short phrases, sentences.
+LENGTH_GROUPS = (('1', 1, 1), ('2-3', 2, 3), ('4+', 4, None))
+
+
+def length_group(reference: str) -> str:
+  """The LENGTH_GROUPS name of a reference transcript (by its number of words)."""
+  n = len(reference.split())
+  return next(name for name, low, high in LENGTH_GROUPS if n >= low and (high is None or
+                                                                          n <= high))
+
+
 def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
   """Greedy CTC transcript of every row, reading only its first `output_lengths_B` positions."""
   return [vocab.greedy_decode(logits, int(n)) for logits, n in zip(logits_BxUxV, output_lengths_B)]
@@ -100,7 +111,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   Returns:
     `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
     'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
-    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, and with `engines`
+    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
+    `length_group` (words in the reference: '1', '2-3', '4+') to its own, and with `engines`
     ({speaker: engine}) 'per_engine' each engine to its own.
   """
   num_examples = config.eval.num_examples if num_examples is None else num_examples
@@ -119,8 +131,14 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     speaker_rates = error_rates.error_rates(*zip(*pairs))
     per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
                             'num_utterances': len(pairs)}
+  by_length = collections.defaultdict(list)
+  for _, r, h in rows:
+    by_length[length_group(r)].append((r, h))
+  per_length = {name: dict(error_rates.error_rates(*zip(*by_length[name])),
+                           num_utterances=len(by_length[name]))
+                for name, _, _ in LENGTH_GROUPS if by_length[name]}
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
-            'per_speaker': per_speaker, 'examples': examples}
+            'per_speaker': per_speaker, 'per_length': per_length, 'examples': examples}
   if engines:
     by_engine = collections.defaultdict(list)
     for i, r, h in rows:
@@ -187,6 +205,10 @@ def summary(result: dict[str, Any]) -> str:
   if len(result.get('per_engine', {})) > 1:
     lines.append('  LER per engine: ' + ', '.join(
         f'{engine} {r["ler"]:.4f}' for engine, r in result['per_engine'].items()))
+  if len(result.get('per_length', {})) > 1:
+    lines.append('  LER by words per utterance: ' + ', '.join(
+        f'{name} {r["ler"]:.4f} ({r["num_utterances"]})'
+        for name, r in result['per_length'].items()))
   if len(result.get('per_speaker', {})) > 1:
     lines.append('  LER per speaker: ' + ', '.join(
         f'{speaker} {r["ler"]:.4f}' for speaker, r in result['per_speaker'].items()))
