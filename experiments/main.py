@@ -53,6 +53,8 @@ _ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
                              'Speech engines of the corpus (navai_jax/speech/voices.py).')
 _HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
                                       'Engines heard only in dev and test.')
+_SHORT_FRACTION = flags.DEFINE_float('short_fraction', 0.0, 'Share of the corpus\'s utterances '
+                                     'that say only 1-3 words (make_corpus.py).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -157,7 +159,8 @@ def main(argv):
                                 f'--out_dir={corpus}', f'--hours={_HOURS.value}',
                                 f'--seed={_SEED.value}',
                                 f'--engines={",".join(_ENGINES.value)}',
-                                f'--held_out_engines={",".join(_HELD_OUT_ENGINES.value)}')
+                                f'--held_out_engines={",".join(_HELD_OUT_ENGINES.value)}',
+                                f'--short_fraction={_SHORT_FRACTION.value}')
   # The FLAC files are read as they are (`data.reader=direct`): the same utterances as through
   # TFDS, without the minutes of preparing the corpus into ArrayRecord files first.
   train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',

@@ -26,11 +26,16 @@ _TEST_SPEAKERS = flags.DEFINE_integer('test_speakers', 4, 'Held-out test speaker
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Synthesis processes.')
 _ENGINES = flags.DEFINE_list('engines', list(corpus.ENGINES), 'Speech engines.')
 _HELD_OUT = flags.DEFINE_list('held_out_engines', ['pico'], 'Engines heard only in dev and test.')
+_SHORT = flags.DEFINE_float('short_fraction', 0.0, 'Share of utterances that say only 1-3 words '
+                            'of their sentence; > 0 also pads utterances shorter than one '
+                            'receptive field with silence instead of dropping them.')
 
 flags.register_validator('hours', lambda h: h > 0, '--hours must be > 0.')
 flags.register_validator('seed', lambda s: s >= 0, '--seed must be >= 0.')
 flags.register_validator('dev_hours', lambda h: h >= 0, '--dev_hours must be >= 0.')
 flags.register_validator('test_hours', lambda h: h >= 0, '--test_hours must be >= 0.')
+flags.register_validator('short_fraction', lambda f: 0 <= f <= 1,
+                         '--short_fraction must be in [0, 1].')
 for _name in ('train_speakers', 'dev_speakers', 'test_speakers', 'workers'):
   flags.register_validator(_name, lambda n: n >= 1, f'--{_name} must be >= 1.')
 
@@ -42,7 +47,7 @@ def main(argv):
       test_hours=_TEST_HOURS.value, num_train_speakers=_TRAIN_SPEAKERS.value,
       num_dev_speakers=_DEV_SPEAKERS.value, num_test_speakers=_TEST_SPEAKERS.value,
       num_workers=_WORKERS.value, engines=_ENGINES.value,
-      held_out_engines=_HELD_OUT.value, progress=True)
+      held_out_engines=_HELD_OUT.value, short_fraction=_SHORT.value, progress=True)
   for split, summary in stats['splits'].items():
     print(f"{split}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
           f"{len(summary['speakers'])} speakers, {summary['sentences_available']} sentences")

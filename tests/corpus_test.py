@@ -1,13 +1,16 @@
 """The synthesized corpus: held-out speakers, LibriSpeech layout, every engine's utterances with
-their engine and ARPAbet times (Pico's marked untimed), an interrupted run equals an
-uninterrupted one, another set of engines is refused, a missing engine is named, bad settings."""
+their engine and ARPAbet times (Pico's marked untimed), short spans padded to one receptive
+field with their times moved, an interrupted run equals an uninterrupted one, another set of
+engines is refused, a missing engine is named, bad settings."""
 
+import itertools
 import json
 import pathlib
 import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -49,9 +52,9 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path, m
   drops, settings = tmp_path / 'drops', dict(TINY, hours=0.002, dev_hours=0, test_hours=0)
   check, first = corpus._check, []
 
-  def dropping_the_first(u, result):
+  def dropping_the_first(u, result, pad_short):
     first[:] = first or [u.id]
-    return 'a test drop' if u.id == first[0] else check(u, result)
+    return 'a test drop' if u.id == first[0] else check(u, result, pad_short)
 
   with monkeypatch.context() as patch:
     patch.setattr(corpus, '_check', dropping_the_first)
@@ -137,10 +140,83 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path, m
     assert {split_of[int(p.name)] for p in (whole / split).iterdir()} == {split}
 
 
+def test_short_fraction_of_utterances_say_a_span_of_their_sentence():
+  pool = [f'w{k}a, w{k}b w{k}c w{k}d w{k}e w{k}f' for k in range(1000)]
+  speakers = [s for s in voices.choose_speakers(0, 4, 1, 1) if s.split == 'train']
+  plan = list(itertools.islice(corpus.plan_utterances(pool, speakers, 'train', 0, 0.2), 1000))
+  whole = list(itertools.islice(corpus.plan_utterances(pool, speakers, 'train', 0), 1000))
+  assert [(u.rate, u.pitch, u.seed) for u in plan] == [(u.rate, u.pitch, u.seed) for u in whole]
+  assert all(len(u.text.split()) == 6 for u in whole)  # by default every sentence is whole
+  short = [u for u in plan if len(u.text.split()) <= corpus.SHORT_WORDS[1]]
+  assert abs(len(short) - 200) < 40  # binomial(1000, 0.2): sd 12.6
+  assert {len(u.text.split()) for u in short} == {1, 2, 3}
+  for u in short:  # consecutive words of the sentence it stands for, without commas
+    k = int(u.text.split()[0][1:-1])
+    assert ',' not in u.text and f' {u.text} ' in f" {pool[k].replace(',', '')} "
+  # The rest say their sentence whole; the same seed plans the same utterances.
+  assert sorted(u.text for u in plan if u not in short) == sorted(
+      s for s in pool if s not in {pool[int(u.text.split()[0][1:-1])] for u in short})
+  assert plan == list(itertools.islice(
+      corpus.plan_utterances(pool, speakers, 'train', 0, 0.2), 1000))
+
+
+def test_a_short_utterance_is_padded_with_silence_and_its_times_move_along():
+  audio_A = np.arange(1, 8001, dtype=np.int16)
+  words = [{'word': 'hi', 'start': 0.1, 'end': 0.4}]
+  phones = [{'phoneme': 'HH', 'start': 0.1, 'end': 0.2}, {'phoneme': 'AY', 'start': 0.2,
+                                                           'end': 0.4}]
+  padded_A, padded_words, padded_phones = corpus._padded(audio_A, words, phones)
+  left = (librispeech.MIN_SAMPLES - 8000) // 2
+  assert len(padded_A) == librispeech.MIN_SAMPLES
+  np.testing.assert_array_equal(padded_A[left:left + 8000], audio_A)
+  assert not padded_A[:left].any() and not padded_A[left + 8000:].any()
+  shift = left / librispeech.SAMPLE_RATE
+  assert padded_words == [{'word': 'hi', 'start': 0.1 + shift, 'end': 0.4 + shift}]
+  assert [p['start'] - shift for p in padded_phones] == pytest.approx([0.1, 0.2])
+  assert corpus._padded(audio_A, None, None)[1:] == (None, None)  # untimed (Pico)
+  long_A = np.ones(librispeech.MIN_SAMPLES + 1, np.int16)
+  kept_A, kept_words, kept_phones = corpus._padded(long_A, words, phones)
+  np.testing.assert_array_equal(kept_A, long_A)
+  assert (kept_words, kept_phones) == (words, phones)
+
+
+def test_short_utterances_are_padded_and_a_corpus_resumed_with_another_share_is_redone(
+    tmp_path, monkeypatch):
+  # Sentences of three short words (under one receptive field) among long ones.
+  texts = [f'{w} the {w}s' for w in 'get copy find set move'.split()] + [
+      f'the {w} of the module returns a list of names in the order they were given'
+      for w in 'name value size path list'.split()]
+  monkeypatch.setattr(corpus.sentences, 'load_sentences', lambda sources: texts * 4)
+  settings = dict(TINY, hours=0.008, dev_hours=0, test_hours=0, num_workers=1,
+                  engines=('espeak',))
+  mixed, whole = tmp_path / 'mixed', tmp_path / 'whole'
+  assert corpus.make_corpus(mixed, short_fraction=0.5, **settings)['short_fraction'] == 0.5
+  timings = [phoneme_times.read_timing(p) for p in mixed.rglob('*.timing.json')]
+  padded = [t for t in timings if t.get('padded')]
+  assert padded and any(len(t['words']) <= corpus.SHORT_WORDS[1] for t in timings)
+  for t in padded:
+    assert t['duration'] == librispeech.MIN_SAMPLES / librispeech.SAMPLE_RATE
+    assert 0 < t['words'][0]['start'] and t['words'][-1]['end'] < t['duration']
+  assert any(len(t['words']) == 3 for t in padded)  # a whole sentence, padded
+  saved_mixed = _files(mixed)
+  corpus.make_corpus(whole, **settings)
+  assert 'is shorter than one receptive field' in (whole / 'DROPPED.tsv').read_text()
+  saved_whole = _files(whole)
+  assert not any(phoneme_times.read_timing(p).get('padded') for p in whole.rglob('*.timing.json'))
+  # Resumed with the other share, each folder ends as a fresh corpus of that share: no padded
+  # utterance left among whole sentences, no drop of a short one kept where they are padded.
+  corpus.make_corpus(mixed, **settings)
+  assert _files(mixed) == saved_whole
+  corpus.make_corpus(whole, short_fraction=0.5, **settings)
+  assert _files(whole) == saved_mixed
+
+
 def test_make_corpus_rejects_bad_settings_other_engines_and_names_a_missing_one(
     tmp_path, monkeypatch, capsys):
   with pytest.raises(ValueError, match='hours must be > 0'):
     corpus.make_corpus(tmp_path, hours=0)
+  with pytest.raises(ValueError, match=r'short_fraction must be in \[0, 1\], got 1.5'):
+    corpus.make_corpus(tmp_path, short_fraction=1.5)
   settings = dict(TINY, hours=0.001, dev_hours=0, test_hours=0, num_workers=1)
   corpus.make_corpus(tmp_path / 'espeak', **dict(settings, engines=('espeak',)))
   with pytest.raises(ValueError, match='another seed, speaker count or set of engines'):

@@ -85,12 +85,6 @@ def decode_g722(path: str | os.PathLike) -> np.ndarray:
   return np.asarray(G722.G722(features.SAMPLE_RATE, G722_BITRATE).decode(data), np.int16)
 
 
-def pad_to_receptive_field(audio_A: np.ndarray) -> np.ndarray:
-  """`audio_A` with silence on both sides up to one receptive field (as it is if longer)."""
-  missing = max(0, librispeech.MIN_SAMPLES - len(audio_A))
-  return np.pad(audio_A, (missing // 2, missing - missing // 2))
-
-
 def _fits(text: str, num_samples: int, specs: tuple[model.LayerSpec, ...]) -> bool:
   """Enough output positions for CTC to align the transcript."""
   frames = int(features.num_frames(num_samples, features.WINDOW, features.HOP))
@@ -136,7 +130,7 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
       left_out['empty audio'] += 1
       continue
     padded += len(audio) < librispeech.MIN_SAMPLES
-    audio = pad_to_receptive_field(audio)
+    audio = librispeech.pad_to_receptive_field(audio)
     if not _fits(text, len(audio), specs):
       left_out['too short for its transcript'] += 1
       continue

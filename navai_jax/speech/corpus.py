@@ -6,9 +6,13 @@ hear no training speaker, and a held-out engine none of its voices in training);
 a rate, pitch and noise seed. The engines take turns, and each engine's speakers within its
 turns, so every engine says an equal share of every split. Each engine reports the true time of
 every word and phoneme (phonemes in ARPAbet, `phonemes`), except Pico, whose utterances are
-marked untimed. The writer puts every file in place atomically, so an interrupted run that is
-started again ends with exactly the files of an uninterrupted one; utterances dropped for what
-the engine made of them are listed, so a rerun does not synthesize them again.
+marked untimed. With `short_fraction` > 0 that share of the utterances says only 1 to 3
+words of its sentence, as a prompt, a command or a word list does, and an utterance shorter than
+the model's receptive field gets silence on both sides up to it, as a short prompt of the human
+set does (`asterisk`); by default every utterance is a whole sentence and one too short for the
+receptive field is dropped. The writer puts every file in place atomically, so an interrupted
+run that is started again ends with exactly the files of an uninterrupted one; utterances
+dropped for what the engine made of them are listed, so a rerun does not synthesize them again.
 
 Layout under `out_dir` (as LibriSpeech, with one folder per split; see `librispeech`):
 
@@ -44,9 +48,13 @@ SPLITS = voices.SPLITS
 ENGINES = tuple(voices.ENGINES)
 MAX_SECONDS = 12.0
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
+# How many words a short utterance says (`make_corpus(short_fraction=)`).
+SHORT_WORDS = (1, 3)
 UTTERANCES_PER_CHAPTER = 100
 # Utterances dropped for what the engine made of them: id, transcript and why, a line each.
 DROPPED_FILE = 'DROPPED.tsv'
+# Why a corpus that drops short utterances dropped one (a corpus that pads them redoes it).
+_TOO_SHORT = 'is shorter than one receptive field'
 
 
 def split_sentences(sentences: Sequence[str], seed: int) -> dict[str, list[str]]:
@@ -82,12 +90,13 @@ class Utterance:
 
 
 def plan_utterances(pool: Sequence[str], speakers: Sequence[voices.Speaker], split: str,
-                    seed: int) -> Iterator[Utterance]:
+                    seed: int, short_fraction: float = 0.0) -> Iterator[Utterance]:
   """Yields the endless deterministic sequence of a split's utterances.
 
   Engines take turns, and each engine's speakers within its turns, so every prefix is balanced
   (with one engine: the speakers take turns); sentences are used once each before any repeats
-  (in a new order).
+  (in a new order). About `short_fraction` of the utterances say a span of their sentence
+  (`short_span`); the rest say it whole. Rate, pitch and noise seed do not depend on it.
   """
   if not pool:
     raise ValueError(f'No sentences for the {split} split.')
@@ -108,11 +117,23 @@ def plan_utterances(pool: Sequence[str], speakers: Sequence[voices.Speaker], spl
     if chapter_index >= 100:
       raise ValueError(f'Speaker {speaker.id} would need more than 100 chapters.')
     rng = np.random.default_rng([seed, split_index, i])
+    rate = int(rng.integers(voices.RATE_RANGE[0], voices.RATE_RANGE[1] + 1))
+    pitch = int(rng.integers(voices.PITCH_RANGE[0], voices.PITCH_RANGE[1] + 1))
+    noise_seed = int(rng.integers(2**31))
+    text = pool[order[j]]
+    if rng.random() < short_fraction:
+      text = short_span(text, rng)
     yield Utterance(speaker=speaker, chapter=100 * speaker.id + chapter_index, index=index,
-                    text=pool[order[j]],
-                    rate=int(rng.integers(voices.RATE_RANGE[0], voices.RATE_RANGE[1] + 1)),
-                    pitch=int(rng.integers(voices.PITCH_RANGE[0], voices.PITCH_RANGE[1] + 1)),
-                    seed=int(rng.integers(2**31)))
+                    text=text, rate=rate, pitch=pitch, seed=noise_seed)
+
+
+def short_span(text: str, rng: np.random.Generator) -> str:
+  """A random span of SHORT_WORDS[0] to SHORT_WORDS[1] consecutive words of `text`, without
+  its commas."""
+  words = text.replace(',', '').split()
+  k = min(len(words), int(rng.integers(SHORT_WORDS[0], SHORT_WORDS[1] + 1)))
+  first = int(rng.integers(0, len(words) - k + 1))
+  return ' '.join(words[first:first + k])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,8 +146,9 @@ class _Writer:
   neither keeps nor synthesizes them again. An engine that failed is not remembered: it may
   not fail again."""
 
-  def __init__(self, out_dir: pathlib.Path):
+  def __init__(self, out_dir: pathlib.Path, pad_short: bool = False):
     self.out_dir = out_dir
+    self.pad_short = pad_short  # whether this corpus pads (True) or drops short utterances
     self._transcripts = {}  # trans.txt path -> {utterance id: transcript}
     self._dropped = {}  # utterance id -> (transcript, reason)
     path = out_dir / DROPPED_FILE
@@ -153,11 +175,16 @@ class _Writer:
       return None
     if not (self._chapter_dir(u) / f'{u.id}.flac').exists():
       return None
-    return phoneme_times.read_timing(timing_path)['duration']
+    timing = phoneme_times.read_timing(timing_path)
+    if timing.get('padded') and not self.pad_short:  # made by a run that padded: drop it now
+      return None
+    return timing['duration']
 
   def dropped_before(self, u: Utterance) -> str | None:
     """Why an earlier run dropped this utterance, or None."""
     transcript, reason = self._dropped.get(u.id, (None, None))
+    if reason and _TOO_SHORT in reason and self.pad_short:  # a run that dropped; now padded
+      return None
     return reason if transcript == u.transcript else None
 
   def drop(self, u: Utterance, reason: str) -> None:
@@ -177,7 +204,7 @@ class _Writer:
       path.unlink()
 
   def write(self, u: Utterance, audio_A: np.ndarray, words: list[dict] | None,
-            phonemes: list[dict] | None) -> None:
+            phonemes: list[dict] | None, padded: bool = False) -> None:
     """Writes audio, then timing, then the transcript line, each atomically."""
     folder = self._chapter_dir(u)
     folder.mkdir(parents=True, exist_ok=True)
@@ -199,6 +226,8 @@ class _Writer:
         'phonemes': None if phonemes is None else [
             dict(p, start=ms(p['start']), end=ms(p['end'])) for p in phonemes],
     }
+    if padded:  # silence added up to one receptive field (`make_corpus(short_fraction=)`)
+      times['padded'] = True
     files.write_text(folder / f'{u.id}.timing.json', json.dumps(times, indent=1) + '\n')
     path, lines = self._lines(u)
     lines[u.id] = u.transcript
@@ -238,21 +267,32 @@ def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
       yield u, None, job.get() if job is not None else _synthesize_utterance(u)
 
 
-def _check(u: Utterance, result) -> str | None:
-  """Returns why a synthesized utterance must be dropped, or None to keep it."""
+def _check(u: Utterance, result, pad_short: bool = False) -> str | None:
+  """Returns why a synthesized utterance must be dropped, or None to keep it; one shorter than
+  a receptive field is kept if `pad_short` (it will be padded)."""
   if isinstance(result, str):
     return result
   audio_A, words, _ = result
   if not len(audio_A):
     return 'empty audio'
-  if len(audio_A) < librispeech.MIN_SAMPLES:
-    return (f'{len(audio_A) / librispeech.SAMPLE_RATE:.2f} s is shorter than one receptive field '
+  if len(audio_A) < librispeech.MIN_SAMPLES and not pad_short:
+    return (f'{len(audio_A) / librispeech.SAMPLE_RATE:.2f} s {_TOO_SHORT} '
             f'({librispeech.MIN_SAMPLES / librispeech.SAMPLE_RATE:.2f} s)')
   if len(audio_A) > MAX_SECONDS * librispeech.SAMPLE_RATE:
     return f'{len(audio_A) / librispeech.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
   if words is not None and [w['word'].upper() for w in words] != u.transcript.split():
     return f'{u.speaker.engine} words do not match the transcript'
   return None
+
+
+def _padded(audio_A: np.ndarray, words: list[dict] | None, phonemes: list[dict] | None):
+  """An utterance shorter than one receptive field with silence on both sides up to it (as
+  the reader requires, and as `asterisk` pads a short prompt), its times moved along."""
+  padded_A = librispeech.pad_to_receptive_field(audio_A)
+  shift = (len(padded_A) - len(audio_A)) // 2 / librispeech.SAMPLE_RATE
+  moved = lambda items: None if items is None else [
+      dict(x, start=x['start'] + shift, end=x['end'] + shift) for x in items]
+  return padded_A, moved(words), moved(phonemes)
 
 
 def _speakers_table(speakers: Sequence[voices.Speaker]) -> str:
@@ -292,7 +332,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 num_test_speakers: int = 4, num_workers: int = 2,
                 engines: Sequence[str] = ENGINES, held_out_engines: Sequence[str] = ('pico',),
                 text_sources: Sequence[str] = sentences.TEXT_SOURCES,
-                max_new_utterances: int | None = None, progress: bool = False) -> dict:
+                short_fraction: float = 0.0, max_new_utterances: int | None = None,
+                progress: bool = False) -> dict:
   """Synthesizes a corpus into out_dir, resuming whatever an earlier run left there.
 
   Each split gets utterances in plan order until its audio reaches the requested hours.
@@ -311,6 +352,10 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       one line naming it and its voices.
     held_out_engines: engines heard only in dev and test.
     text_sources: where sentences come from, a subset of `sentences.TEXT_SOURCES`.
+    short_fraction: share of the utterances of every split that say only 1 to 3 words of their
+      sentence (`short_span`); with it > 0, an utterance shorter than one receptive field is
+      padded with silence (`_padded`) instead of dropped. Resumed with another value, the
+      utterances that differ are made again.
     max_new_utterances: stop after writing this many new utterances, leaving the corpus
       unfinished as an interruption would (for tests).
     progress: show a progress bar per split.
@@ -329,7 +374,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       ('num_train_speakers', num_train_speakers, num_train_speakers >= 1, '>= 1'),
       ('num_dev_speakers', num_dev_speakers, num_dev_speakers >= 1, '>= 1'),
       ('num_test_speakers', num_test_speakers, num_test_speakers >= 1, '>= 1'),
-      ('num_workers', num_workers, num_workers >= 1, '>= 1')] if not ok]
+      ('num_workers', num_workers, num_workers >= 1, '>= 1'),
+      ('short_fraction', short_fraction, 0 <= short_fraction <= 1, 'in [0, 1]')] if not ok]
   if problems:
     raise ValueError('Invalid corpus settings: ' + '; '.join(problems) + '.')
   start = time.perf_counter()
@@ -357,7 +403,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   pools = split_sentences(sentences.load_sentences(text_sources), seed)
   targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
 
-  writer = _Writer(out)
+  pad_short = short_fraction > 0
+  writer = _Writer(out, pad_short)
   summary = {'splits': {}}
   stats = {'new_utterances': 0, 'dropped': 0, 'removed': 0, 'synthesized_seconds': 0.0,
            'dropped_by_engine': dict.fromkeys(engines, 0)}
@@ -373,7 +420,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
   try:
     for split in SPLITS:
       split_speakers = [s for s in speakers if s.split == split]
-      plan = plan_utterances(pools[split], split_speakers, split, seed)
+      plan = plan_utterances(pools[split], split_speakers, split, seed, short_fraction)
       seconds, count = 0.0, 0
       results = _in_order(plan, writer, pool, lookahead=2 * num_workers + 2)
       with tqdm.tqdm(total=round(targets[split]), unit='s', desc=split,
@@ -383,7 +430,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
             return timed(stats)
           u, duration, result = next(results)
           if result is not None:
-            if reason := _check(u, result):
+            if reason := _check(u, result, pad_short):
               logging.log_first_n(logging.WARNING, 'Dropping %s (%r): %s (the first 5 drops are '
                                   'shown; the summary counts all).', 5, u.id, u.text, reason)
               if not isinstance(result, str):  # what the engine made: the same next time
@@ -392,8 +439,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
               stats['dropped'] += 1
               stats['dropped_by_engine'][u.speaker.engine] += 1
               continue
-            audio_A, words, phonemes = result
-            writer.write(u, audio_A, words, phonemes)
+            audio_A, words, phonemes = _padded(*result)
+            writer.write(u, audio_A, words, phonemes, padded=len(audio_A) > len(result[0]))
             duration = len(audio_A) / librispeech.SAMPLE_RATE
             stats['new_utterances'] += 1
             stats['synthesized_seconds'] += duration
@@ -420,6 +467,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
           e: {'version': voices.ENGINES[e].version(), 'licence': voices.LICENCES[e],
               'held_out': e in held_out_engines} for e in engines},
       'python_version': sys.version.split()[0], 'text_sources': list(text_sources),
+      'short_fraction': short_fraction,
       'speakers': [dataclasses.asdict(s) for s in speakers]})
   files.write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')
   return timed(dict(summary, **stats))

@@ -28,6 +28,13 @@ SAMPLE_RATE = features.SAMPLE_RATE
 MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, features.WINDOW, features.HOP)
 
 
+def pad_to_receptive_field(audio_A: np.ndarray) -> np.ndarray:
+  """`audio_A` with silence (zeros) on both sides up to MIN_SAMPLES, the shorter side first;
+  as it is if it is that long already. The left pad is `(MIN_SAMPLES - len) // 2`."""
+  missing = max(0, MIN_SAMPLES - len(audio_A))
+  return np.pad(audio_A, (missing // 2, missing - missing // 2))
+
+
 class DataError(ValueError):
   """A corpus that does not hold what the pipeline needs; the message names the file."""
 
