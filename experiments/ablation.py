@@ -8,11 +8,13 @@ Rows (`--rows`, default all): `espeak` (its speakers only: `config.data.train_en
 `espeak+flite`, `espeak+flite+piper`, `all` (every training speaker of the corpus, the main
 job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so that
 `espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation of the
-sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances
-reverberated), `+noise` (white noise at 10-30 dB SNR). Every row trains the `small` preset for
-`--steps` steps from the same seed with the same schedule; a row's folder is WORKDIR/ROW, and
-rerunning the command resumes what is unfinished. Writes WORKDIR/ablation.md (LER/WER on the
-test split, per engine, and on the human voice) and prints it.
+sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
+(white noise at 10-30 dB SNR); and `all@seed1`, `all` from another seed (initial weights and
+batch order), which shows how far one run of a row lies from another. Every row trains the
+`small` preset for `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a
+row's folder is WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes
+WORKDIR/ablation.md (LER/WER on the test split, per engine, and on the human voice) and prints
+it.
 """
 
 import json
@@ -33,6 +35,7 @@ ROWS = {
     'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],
+    'all@seed1': ['--config.seed=1'],
 }
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
