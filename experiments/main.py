@@ -53,8 +53,10 @@ _ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
                              'Speech engines of the corpus (navai_jax/speech/voices.py).')
 _HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
                                       'Engines heard only in dev and test.')
-_SHORT_FRACTION = flags.DEFINE_float('short_fraction', 0.0, 'Share of the corpus\'s utterances '
-                                     'that say only 1-3 words (make_corpus.py).')
+_SHORT_FRACTION = flags.DEFINE_float(
+    'short_fraction', 0.0, 'Share of the corpus\'s utterances that say only 1-3 words '
+    '(make_corpus.py); with another value than a finished run\'s, give a new --corpus_dir and '
+    '--workdir, since every stage resumes what its folder holds.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -84,6 +86,8 @@ _HUMAN_DIR = flags.DEFINE_string(
     'evaluation only) is written, where Debian\'s asterisk-core-sounds-en(-g722) are installed.')
 
 flags.register_validator('hours', lambda h: 0 < h <= 1000, '--hours must be in (0, 1000].')
+flags.register_validator('short_fraction', lambda f: 0 <= f <= 1,
+                         '--short_fraction must be in [0, 1].')
 flags.register_validator('train_steps', lambda n: n >= 0, '--train_steps must be >= 0.')
 flags.register_validator('train_minutes', lambda m: m >= 0, '--train_minutes must be >= 0.')
 flags.register_validator('navai_utterances', lambda n: n >= 0, '--navai_utterances must be >= 0.')
