@@ -56,15 +56,15 @@ def jit_forward(config: ml_collections.FrozenConfigDict, mesh: Mesh):
                  out_shardings=(data_sharding, data_sharding))
 
 
-# Groups of `per_length`, by words in the reference: isolated words, short phrases, sentences.
-LENGTH_GROUPS = (('1', 1, 1), ('2-3', 2, 3), ('4+', 4, None))
+# Groups of `per_length` by words in the reference (isolated words, short phrases, sentences),
+# each with the most words it holds.
+LENGTH_GROUPS = (('1', 1), ('2-3', 3), ('4+', None))
 
 
 def length_group(reference: str) -> str:
   """The LENGTH_GROUPS name of a reference transcript (by its number of words)."""
   n = len(reference.split())
-  return next(name for name, low, high in LENGTH_GROUPS if n >= low and (high is None or
-                                                                          n <= high))
+  return next(name for name, most in LENGTH_GROUPS if most is None or n <= most)
 
 
 def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
@@ -136,7 +136,7 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     by_length[length_group(r)].append((r, h))
   per_length = {name: dict(error_rates.error_rates(*zip(*by_length[name])),
                            num_utterances=len(by_length[name]))
-                for name, _, _ in LENGTH_GROUPS if by_length[name]}
+                for name, _ in LENGTH_GROUPS if by_length[name]}
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
             'per_speaker': per_speaker, 'per_length': per_length, 'examples': examples}
   if engines:
