@@ -79,6 +79,10 @@ def test_flite_times_words_and_its_knobs():
   assert not np.array_equal(low[:len(high)], high[:len(low)])
   with pytest.raises(ValueError, match="Unknown flite voice 'bob'"):
     flite.synthesize(TEXT, 'bob')
+  # The word-counting pass speaks fast: the rate moves no segment.
+  alone = 'the. apple. and. the. end.'
+  assert (flite._segments(alone, 'slt', ['--setf', 'duration_stretch=0.01'], None)
+          == flite._segments(alone, 'slt', ['--setf', 'duration_stretch=1.3'], None))
 
 
 def test_piper_is_seeded_and_timed():

@@ -4,9 +4,10 @@
 16 kHz); `awb` (Scottish English, male), `rms` (US, male) and `slt` (US, female) are statistical
 parametric (clustergen) voices trained on the CMU ARCTIC recordings of those speakers. flite
 prints the end time of every segment (`-psdur`); which segments belong to which word comes from
-speaking the words one by one (`-ps`, no audio), whose segment counts must add up to the
-sentence's. `duration_stretch` sets the rate of every voice; the mean pitch
-(`int_f0_target_mean`) moves only the diphone voices (clustergen voices predict their own).
+speaking the words one by one, in the sentence's order (`-ps`, no audio kept; a word's
+segments can depend on its neighbours), whose segment counts must add up to the sentence's.
+`duration_stretch` sets the rate of every voice; the mean pitch (`int_f0_target_mean`) moves
+only the diphone voices (clustergen voices predict their own).
 """
 
 import functools
@@ -68,9 +69,8 @@ def synthesize(text: str, voice: str, stretch: float = 1.0, pitch: float = 0.0,
   """
   if voice not in VOICES:
     raise ValueError(f'Unknown flite voice {voice!r}; one of {VOICES}.')
-  settings = ['--setf', f'duration_stretch={stretch:g}']
-  if pitch and voice in PITCHED:
-    settings += ['--setf', f'int_f0_target_mean={pitch:g}']
+  pitched = (['--setf', f'int_f0_target_mean={pitch:g}'] if pitch and voice in PITCHED else [])
+  settings = ['--setf', f'duration_stretch={stretch:g}', *pitched]
   with tempfile.TemporaryDirectory() as tmp:
     wav = os.path.join(tmp, 'out.wav')
     segments = _segments(text, voice, settings, wav)
@@ -80,8 +80,10 @@ def synthesize(text: str, voice: str, stretch: float = 1.0, pitch: float = 0.0,
   audio_A = np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
   duration = len(audio_A) / librispeech.SAMPLE_RATE
   words = re.findall(r"[a-z']+", text.lower())
-  # Each word alone, as its own sentence: its segment count.
-  alone = ' '.join(_segments('. '.join(words) + '.', voice, settings, None))
+  # Each word alone, as its own sentence: its segment count. The segments are fixed before
+  # their durations, so this pass speaks a hundred times faster, in a fifth of the time.
+  fast = ['--setf', 'duration_stretch=0.01', *pitched]
+  alone = ' '.join(_segments('. '.join(words) + '.', voice, fast, None))
   counts = [len(w.split()) for w in alone.split('pau') if w.strip()]
 
   phones, start = [], 0.0
