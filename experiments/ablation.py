@@ -10,9 +10,10 @@ job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so t
 `espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation of the
 sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
 (white noise at 10-30 dB SNR); and `all@seed1`, `all` from another seed (initial weights and
-batch order), which shows how far one run of a row lies from another. Every row trains the
-`small` preset for `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a
-row's folder is WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes
+batch order), which shows how far one run of a row lies from another; and `all@wide`, `all`
+with twice the channels of every layer (128/512, about four times the multiply-adds), which
+shows what a larger model buys at the same steps. Every row trains the `--preset` model for
+`--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes
 WORKDIR/ablation.md (LER/WER on the test split, per engine, and on the human voice) and prints
 it.
 """
@@ -36,6 +37,7 @@ ROWS = {
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],
     'all@seed1': ['--config.seed=1'],
+    'all@wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
 }
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
