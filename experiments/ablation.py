@@ -13,9 +13,9 @@ sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated),
 batch order), which shows how far one run of a row lies from another; and `all@wide`, `all`
 with twice the channels of every layer (128/512, about four times the multiply-adds), which
 shows what a larger model buys at the same steps. Every row trains the `--preset` model for
-`--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes
-WORKDIR/ablation.md (LER/WER on the test split, per engine, and on the human voice) and prints
-it.
+`--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
+WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes WORKDIR/ablation.md
+(LER/WER on the test split, per engine, and on the human voice) and prints it.
 """
 
 import json
