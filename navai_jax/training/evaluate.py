@@ -11,7 +11,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import jax
 from jax.sharding import Mesh
@@ -65,6 +65,17 @@ def length_group(reference: str) -> str:
   """The LENGTH_GROUPS name of a reference transcript (by its number of words)."""
   n = len(reference.split())
   return next(name for name, most in LENGTH_GROUPS if most is None or n <= most)
+
+
+def _rates_by(rows: Sequence[tuple[str, str, str]], group: Callable[[str, str], str],
+              order: Optional[Callable[[str], Any]] = None) -> dict[str, dict[str, float]]:
+  """`{'ler', 'wer', 'num_utterances'}` of each group of `(id, reference, hypothesis)` rows,
+  `group(id, reference)` naming a row's group; groups sorted by `order` (default: name)."""
+  pairs = collections.defaultdict(list)
+  for i, r, h in rows:
+    pairs[group(i, r)].append((r, h))
+  return {name: dict(error_rates.error_rates(*zip(*pairs[name])), num_utterances=len(pairs[name]))
+          for name in sorted(pairs, key=order)}
 
 
 def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
@@ -123,29 +134,14 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   rates = error_rates.error_rates(refs, hyps)
   examples = [{'id': i, 'reference': r, 'hypothesis': h}
               for i, r, h in rows[:max(num_examples, 0)]]
-  by_speaker = collections.defaultdict(list)
-  for i, r, h in rows:
-    by_speaker[i.split('-')[0]].append((r, h))
-  per_speaker = {}
-  for speaker, pairs in sorted(by_speaker.items()):
-    speaker_rates = error_rates.error_rates(*zip(*pairs))
-    per_speaker[speaker] = {'ler': speaker_rates['ler'], 'wer': speaker_rates['wer'],
-                            'num_utterances': len(pairs)}
-  by_length = collections.defaultdict(list)
-  for _, r, h in rows:
-    by_length[length_group(r)].append((r, h))
-  per_length = {name: dict(error_rates.error_rates(*zip(*by_length[name])),
-                           num_utterances=len(by_length[name]))
-                for name, _ in LENGTH_GROUPS if by_length[name]}
+  speaker = lambda i: i.split('-')[0]
+  order = [name for name, _ in LENGTH_GROUPS]
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
-            'per_speaker': per_speaker, 'per_length': per_length, 'examples': examples}
+            'per_speaker': _rates_by(rows, lambda i, r: speaker(i)),
+            'per_length': _rates_by(rows, lambda i, r: length_group(r), order.index),
+            'examples': examples}
   if engines:
-    by_engine = collections.defaultdict(list)
-    for i, r, h in rows:
-      by_engine[engines.get(i.split('-')[0], 'unknown')].append((r, h))
-    result['per_engine'] = {
-        engine: dict(error_rates.error_rates(*zip(*pairs)), num_utterances=len(pairs))
-        for engine, pairs in sorted(by_engine.items())}
+    result['per_engine'] = _rates_by(rows, lambda i, r: engines.get(speaker(i), 'unknown'))
   return result
 
 
