@@ -11,4 +11,9 @@ source scripts/system_packages.sh
 install_once flite 'command -v flite' flite
 install_once asterisk '[ -d /usr/share/asterisk/sounds/en_US_f_Allison ]' \
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en
+# Festival's voices only where the corpus is asked for them (--engines=...,festival).
+if [[ " $* " == *festival* ]]; then
+  install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \
+    festival festvox-kdlpc16k festvox-us-slt-hts
+fi
 exec python experiments/main.py "$@"

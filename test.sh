@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
 source scripts/system_packages.sh
-# The report's browser test renders it in headless Chromium, the flite tests speak with flite:
-# Debian's packages; where they cannot be installed those tests are skipped and say why.
+# The report's browser test renders it in headless Chromium, the flite and Festival tests speak
+# with them: Debian's packages; where they cannot be installed those tests are skipped and say why.
 install_once chromium 'command -v chromium' chromium
 install_once flite 'command -v flite' flite
+install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \
+  festival festvox-kdlpc16k festvox-us-slt-hts
 exec python -m pytest -q -n 2 tests "$@"

@@ -24,7 +24,8 @@ _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Rounds (engines interleaved).')
 SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
             'flite': voices.Speaker(1004, 'train', 'slt', '', 'flite'),
             'piper': voices.Speaker(1100, 'train', 'joe', '', 'piper'),
-            'pico': voices.Speaker(1200, 'test', 'en-US', '', 'pico')}
+            'pico': voices.Speaker(1200, 'test', 'en-US', '', 'pico'),
+            'festival': voices.Speaker(1300, 'train', 'ked', '', 'festival')}
 
 
 def main(argv):
@@ -47,7 +48,7 @@ def main(argv):
   print(f'Audio seconds per second, one worker, {len(texts)} sentences, best of '
         f'{_ROUNDS.value} rounds (all rounds):')
   for engine, s in speeds.items():
-    print(f'  {engine:6s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
+    print(f'  {engine:8s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
           f'{voices.LICENCES[engine]})')
   print(f'Command: python benchmarks/synthesis_benchmark.py --sentences={_SENTENCES.value} '
         f'--rounds={_ROUNDS.value}')

@@ -24,7 +24,8 @@ _TRAIN_SPEAKERS = flags.DEFINE_integer('train_speakers', 32, 'Training (voice, v
 _DEV_SPEAKERS = flags.DEFINE_integer('dev_speakers', 4, 'Held-out dev speakers.')
 _TEST_SPEAKERS = flags.DEFINE_integer('test_speakers', 4, 'Held-out test speakers.')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Synthesis processes.')
-_ENGINES = flags.DEFINE_list('engines', list(corpus.ENGINES), 'Speech engines.')
+_ENGINES = flags.DEFINE_list('engines', list(corpus.DEFAULT_ENGINES),
+                             f'Speech engines, of {", ".join(corpus.ENGINES)}.')
 _HELD_OUT = flags.DEFINE_list('held_out_engines', ['pico'], 'Engines heard only in dev and test.')
 _SHORT = flags.DEFINE_float('short_fraction', 0.0, 'Share of utterances that say only 1-3 words '
                             'of their sentence; > 0 also pads utterances shorter than one '

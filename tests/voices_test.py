@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from navai_jax.speech import espeak
+from navai_jax.speech import festival
 from navai_jax.speech import flite
 from navai_jax.speech import phoneme_times
 from navai_jax.speech import phonemes
@@ -85,6 +86,35 @@ def test_flite_times_words_and_its_knobs():
           == flite._segments(alone, 'slt', ['--setf', 'duration_stretch=1.3'], None))
 
 
+@pytest.mark.skipif(not festival.available(),
+                    reason="Debian's festival and its voices are not installed (./test.sh "
+                           'installs them as root)')
+def test_festival_times_words_and_its_knobs():
+  for voice in festival.VOICES:
+    audio_A, words, spoken = festival.synthesize(TEXT, voice)
+    _check_times(audio_A, words, spoken)
+    assert [(p['symbol'], p['phoneme']) for p in spoken[:3]] == [('dh', 'dh'), ('ax', 'ah'),
+                                                                  ('ae', 'ae')]
+    # The last segment ends with the sound (the trailing pause is Festival's own).
+    assert abs(len(audio_A) / 16000 - words[-1]['end']) < 0.5
+    again, _, _ = festival.synthesize(TEXT, voice)
+    np.testing.assert_array_equal(again, audio_A)
+    slower, slow_words, _ = festival.synthesize(TEXT, voice, stretch=1.3)
+    assert len(slower) > 1.2 * len(audio_A)
+    assert slow_words[-1]['end'] > 1.2 * words[-1]['end']  # the times follow the rate
+  # The diphone voice's mean pitch moves (HTS predicts its own).
+  low, _, _ = festival.synthesize(TEXT, 'ked', higher=0.0)
+  high, _, _ = festival.synthesize(TEXT, 'ked', higher=1.0)
+  assert not np.array_equal(low[:len(high)], high[:len(low)])
+  # Festival's tokenizer splits a possessive off its word; the words are the text's again.
+  _, words, _ = festival.synthesize("the spec's end", 'ked')
+  assert [w['word'] for w in words] == ['the', "spec's", 'end']
+  with pytest.raises(ValueError, match="Unknown Festival voice 'bob'"):
+    festival.synthesize(TEXT, 'bob')
+  with pytest.raises(ValueError, match='festival speaks lower-case words'):
+    festival.synthesize('say "hi")', 'ked')
+
+
 def test_piper_is_seeded_and_timed():
   audio_A, words, spoken = piper_tts.synthesize(TEXT, seed=5)
   _check_times(audio_A, words, spoken)
@@ -122,7 +152,16 @@ def test_held_out_speakers_and_engines():
   # Piper held out instead: its one voice is a test speaker.
   speakers = voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('piper',))
   assert [s.split for s in speakers if s.engine == 'piper'] == ['test']
+  # Festival trained on: both voices in training; held out: slt in dev, ked (a speaker no
+  # other engine has) in test.
+  trained = voices.choose_speakers(0, 8, 2, 2, engines + ('festival',), ('pico',))
+  assert [(s.split, s.voice) for s in trained if s.engine == 'festival'] == [
+      ('train', 'ked'), ('train', 'slt')]
+  held = voices.choose_speakers(0, 8, 2, 2, engines + ('festival',), ('pico', 'festival'))
+  assert [(s.split, s.voice) for s in held if s.engine == 'festival'] == [
+      ('dev', 'slt'), ('test', 'ked')]
+  assert len({s.id for s in held}) == len(held)
   with pytest.raises(ValueError, match="Unknown speech engine"):
-    voices.missing_engines(['espeak', 'festival'])
+    voices.missing_engines(['espeak', 'mbrola'])
   with pytest.raises(ValueError, match='eSpeak cannot be held out'):
     voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('espeak',))

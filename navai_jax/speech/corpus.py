@@ -46,6 +46,7 @@ from navai_jax.speech import voices
 
 SPLITS = voices.SPLITS
 ENGINES = tuple(voices.ENGINES)
+DEFAULT_ENGINES = voices.DEFAULT_ENGINES
 MAX_SECONDS = 12.0
 HELD_OUT_FRACTION = 0.05  # of all sentences, for dev and for test each
 # How many words a short utterance says (`make_corpus(short_fraction=)`).
@@ -330,7 +331,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 dev_hours: float = 0.1, test_hours: float = 0.1, *,
                 num_train_speakers: int = 32, num_dev_speakers: int = 4,
                 num_test_speakers: int = 4, num_workers: int = 2,
-                engines: Sequence[str] = ENGINES, held_out_engines: Sequence[str] = ('pico',),
+                engines: Sequence[str] = DEFAULT_ENGINES, held_out_engines: Sequence[str] = ('pico',),
                 text_sources: Sequence[str] = sentences.TEXT_SOURCES,
                 short_fraction: float = 0.0, max_new_utterances: int | None = None,
                 progress: bool = False) -> dict:
