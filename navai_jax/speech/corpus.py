@@ -331,7 +331,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 dev_hours: float = 0.1, test_hours: float = 0.1, *,
                 num_train_speakers: int = 32, num_dev_speakers: int = 4,
                 num_test_speakers: int = 4, num_workers: int = 2,
-                engines: Sequence[str] = DEFAULT_ENGINES, held_out_engines: Sequence[str] = ('pico',),
+                engines: Sequence[str] = DEFAULT_ENGINES,
+                held_out_engines: Sequence[str] = ('pico',),
                 text_sources: Sequence[str] = sentences.TEXT_SOURCES,
                 short_fraction: float = 0.0, max_new_utterances: int | None = None,
                 progress: bool = False) -> dict:
@@ -349,8 +350,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     num_dev_speakers: number of eSpeak dev speakers, with variants unused in training.
     num_test_speakers: number of eSpeak test speakers, with variants unused elsewhere.
     num_workers: synthesis processes; 1 synthesizes in this process.
-    engines: the speech engines (`voices.ENGINES`); one that cannot run here is left out with
-      one line naming it and its voices.
+    engines: the speech engines, among `voices.ENGINES` (by default all but Festival); one that
+      cannot run here is left out with one line naming it and its voices.
     held_out_engines: engines heard only in dev and test.
     text_sources: where sentences come from, a subset of `sentences.TEXT_SOURCES`.
     short_fraction: share of the utterances of every split that say only 1 to 3 words of their

@@ -12,9 +12,9 @@ Five engines, each a module with `VOICES`, `available()` and `synthesize`:
 
 A speaker is (engine, voice, variant). Dev and test hear no training speaker: eSpeak's held-out
 variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out engine (by default
-Pico; `en-GB` dev, `en-US` test). Festival speaks only where asked for (`DEFAULT_ENGINES` leaves
-it out: the main job's corpus predates it). Each utterance's rate and pitch draw (eSpeak's words per minute
-and 0-100 pitch) sets every engine's own knobs (`synthesize`).
+Pico; `en-GB` dev, `en-US` test). Festival speaks only where asked for (`DEFAULT_ENGINES`
+leaves it out: the main job's corpus predates it). Each utterance's rate and pitch draw
+(eSpeak's words per minute and 0-100 pitch) sets every engine's own knobs (`synthesize`).
 """
 
 import dataclasses
