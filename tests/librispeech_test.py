@@ -67,3 +67,16 @@ def test_unclear_transcripts_get_clear_messages_or_are_read(tmp_path, write_spli
   (tmp_path / 'dev' / '1' / '2' / '1-2-0001.flac').write_bytes(b'')
   with pytest.raises(librispeech.DataError, match=r'1-2-0001.flac: empty file \(0 bytes\)'):
     list(librispeech.folder_examples(tmp_path / 'dev'))
+
+
+def test_engine_audio_becomes_int16_at_16_khz():
+  # At 16 kHz only scaled, rounded and clipped: full scale 1.0 -> 32768 clips to 32767.
+  np.testing.assert_array_equal(librispeech.to_int16(np.array([0.5, -1.0, 1.0, 1e-5]), 16000),
+                                np.array([16384, -32768, 32767, 0], np.int16))
+  assert librispeech.to_int16(np.array([1.0]), 16000, full_scale=32767)[0] == 32767
+  # Another rate is resampled: a 100 Hz sine at 8 kHz keeps its frequency and level at 16 kHz.
+  t = np.arange(8000) / 8000
+  out = librispeech.to_int16(0.5 * np.sin(2 * np.pi * 100 * t), 8000)
+  assert out.dtype == np.int16 and len(out) == 16000
+  expected = 0.5 * 32768 * np.sin(2 * np.pi * 100 * np.arange(16000) / 16000)
+  np.testing.assert_allclose(out[1000:-1000], expected[1000:-1000], atol=60)

@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
 from navai_jax.speech import librispeech
@@ -100,9 +99,7 @@ def synthesize(text: str, voice: str, stretch: float = 1.0, higher: float = 0.5,
       raise RuntimeError(f'festival failed ({done.returncode}): '
                          f'{(done.stderr or done.stdout).strip()[-300:]}')
     audio, rate = sf.read(wav, dtype='float64')
-  if rate != librispeech.SAMPLE_RATE:  # slt speaks at 32 kHz
-    audio = scipy.signal.resample_poly(audio, librispeech.SAMPLE_RATE, rate)
-  audio_A = np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
+  audio_A = librispeech.to_int16(audio, rate)  # slt speaks at 32 kHz
   duration = len(audio_A) / librispeech.SAMPLE_RATE
 
   names, segments, start = {}, [], 0.0

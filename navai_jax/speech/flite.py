@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
 from navai_jax.speech import librispeech
@@ -75,9 +74,7 @@ def synthesize(text: str, voice: str, stretch: float = 1.0, pitch: float = 0.0,
     wav = os.path.join(tmp, 'out.wav')
     segments = _segments(text, voice, settings, wav)
     audio, rate = sf.read(wav, dtype='float64')
-  if rate != librispeech.SAMPLE_RATE:  # kal speaks at 8 kHz
-    audio = scipy.signal.resample_poly(audio, librispeech.SAMPLE_RATE, rate)
-  audio_A = np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
+  audio_A = librispeech.to_int16(audio, rate)  # kal speaks at 8 kHz
   duration = len(audio_A) / librispeech.SAMPLE_RATE
   words = re.findall(r"[a-z']+", text.lower())
   # Each word alone, as its own sentence: its segment count. The segments are fixed before

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import scipy.signal
 import soundfile as sf
 
 from navai_jax.recognizer import features
@@ -26,6 +27,15 @@ from navai_jax.recognizer import vocab
 SAMPLE_RATE = features.SAMPLE_RATE
 # Shortest utterance the pipeline accepts: one receptive field of features.
 MIN_SAMPLES = features.samples_for_frames(model.RECEPTIVE_FIELD, features.WINDOW, features.HOP)
+
+
+def to_int16(audio: np.ndarray, rate: int, full_scale: float = 32768) -> np.ndarray:
+  """Float samples at `rate` (full scale 1.0, which becomes `full_scale`) as int16 samples at
+  SAMPLE_RATE, resampled by scipy's polyphase filter where the rates differ: what a speech
+  engine's output is stored as."""
+  if rate != SAMPLE_RATE:
+    audio = scipy.signal.resample_poly(audio, SAMPLE_RATE, rate)
+  return np.clip(np.round(audio * full_scale), -32768, 32767).astype(np.int16)
 
 
 def pad_to_receptive_field(audio_A: np.ndarray) -> np.ndarray:

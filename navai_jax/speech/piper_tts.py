@@ -18,7 +18,6 @@ import re
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from navai_jax.speech import librispeech
 from navai_jax.speech import phonemes as inventory
@@ -100,8 +99,7 @@ def synthesize(text: str, voice: str = 'joe', length_scale: float = 1.0,
   audio, durations = session.run(None, feed)[:2]
   audio = np.asarray(audio, np.float64).reshape(-1)
   rate = piper_voice.config.sample_rate
-  audio = scipy.signal.resample_poly(audio, librispeech.SAMPLE_RATE, rate)  # 22,050 -> 16,000
-  audio_A = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+  audio_A = librispeech.to_int16(audio, rate, full_scale=32767)  # 22,050 -> 16,000 Hz
   duration = len(audio_A) / librispeech.SAMPLE_RATE
 
   # Seconds at which each phoneme id starts; ids are `^`, then each symbol followed by a pad,
