@@ -1,4 +1,10 @@
-"""eSpeak NG through ctypes: word and phoneme times, determinism, unknown variants."""
+"""eSpeak NG through ctypes: word and phoneme times, determinism, unknown variants, and a
+machine without the wheel."""
+
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -40,3 +46,29 @@ def test_synthesize_is_deterministic_whatever_came_before():
 def test_synthesize_rejects_unknown_variant():
   with pytest.raises(ValueError, match='variant'):
     espeak.synthesize('hello there world', 'en-us', 'nosuchvariant', 170, 50)
+
+
+def test_training_needs_no_espeak_wheel():
+  """Without espeakng-loader (a GPU image, say) training and evaluation still import, the
+  engine reports itself missing, and speaking names the wheel it needs."""
+  script = textwrap.dedent('''
+      import sys
+      class NoEspeak:
+        def find_spec(self, name, path=None, target=None):
+          if name.split('.')[0] == 'espeakng_loader':
+            raise ImportError(name)
+      sys.meta_path.insert(0, NoEspeak())
+      from navai_jax.training import evaluate, train
+      from navai_jax.speech import espeak, voices
+      assert not espeak.available()
+      assert voices.missing_engines(['espeak', 'flite']).get('espeak') == 'PyPI espeakng-loader'
+      try:
+        espeak.synthesize('hello there', 'en-us', '', 170, 50)
+      except RuntimeError as error:
+        print(error)
+      ''')
+  done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                        cwd=pathlib.Path(__file__).parents[1], check=False)
+  assert done.returncode == 0, done.stderr
+  assert 'espeakng-loader' in done.stdout and 'not installed' in done.stdout
+  assert espeak.available()

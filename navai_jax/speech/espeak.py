@@ -1,7 +1,8 @@
 """eSpeak NG through ctypes: speech and the true time of every word and phoneme.
 
 The library and data of the `espeakng_loader` wheel are loaded with ctypes, so nothing needs a
-system package or the network. `synthesize` speaks a text with one voice, rate, pitch and noise
+system package or the network; the wheel is imported only when eSpeak speaks, so reading and
+training on a corpus runs without it (a GPU image, say). `synthesize` speaks a text with one voice, rate, pitch and noise
 seed, resamples eSpeak's 22,050 Hz to the pipeline's 16 kHz and turns eSpeak's word and phoneme
 events into intervals. Each call loads the library anew, so an utterance depends on its own
 arguments only.
@@ -13,7 +14,6 @@ import functools
 import pathlib
 import re
 
-import espeakng_loader
 import numpy as np
 import scipy.signal
 
@@ -87,11 +87,12 @@ def _fresh_espeak(capture: _Capture) -> ctypes.CDLL:
   if _espeak['lib'] is not None:
     _espeak['lib'].espeak_Terminate()
     _ctypes.dlclose(_espeak['lib']._handle)  # pylint: disable=protected-access
-  lib = ctypes.CDLL(espeakng_loader.get_library_path())
+  loader = _loader()
+  lib = ctypes.CDLL(loader.get_library_path())
   _espeak['lib'] = lib
   lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
   rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                               espeakng_loader.get_data_path().encode(), _INITIALIZE_PHONEME_EVENTS)
+                               loader.get_data_path().encode(), _INITIALIZE_PHONEME_EVENTS)
   if rate != _ESPEAK_SAMPLE_RATE:
     raise RuntimeError(f'eSpeak initialization returned {rate}, expected {_ESPEAK_SAMPLE_RATE}.')
   lib.espeak_SetSynthCallback(capture.callback)
@@ -104,14 +105,28 @@ def version() -> str:
   return lib.espeak_Info(None).decode()
 
 
+def _loader():
+  try:
+    import espeakng_loader  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise RuntimeError('eSpeak NG needs the espeakng-loader wheel (pip install '
+                       'espeakng-loader); it is not installed.') from error
+  return espeakng_loader
+
+
 def available() -> bool:
-  return True  # the library and its data are in the espeakng-loader wheel
+  """Whether the espeakng-loader wheel, which holds the library and its data, is installed."""
+  try:
+    _loader()
+  except RuntimeError:
+    return False
+  return True
 
 
 @functools.cache
 def available_variants() -> frozenset[str]:
   """Variant names eSpeak knows; an unknown one is silently ignored by eSpeak, so check here."""
-  folder = pathlib.Path(espeakng_loader.get_data_path()) / 'voices' / '!v'
+  folder = pathlib.Path(_loader().get_data_path()) / 'voices' / '!v'
   return frozenset(p.name for p in folder.iterdir() if p.is_file())
 
 
