@@ -7,12 +7,14 @@
 # Made for a machine with an accelerator (on a 2-core CPU `paper` trains at ~20 audio-s/s).
 # Steps:
 #   1. synthesize a corpus of HOURS training hours, 136 training speakers (every eSpeak variant
-#      that dev and test do not use, twice) and the standard dev/test speakers;
+#      that dev and test do not use, twice) and the standard dev/test speakers; or, with
+#      CORPUS=PATH, train on that corpus as it is (LibriSpeech layout, e.g. the main job's);
 #   2. time the jitted train step on a made-up batch (`train_benchmark.py`) and size the cosine
 #      schedule so that it ends after about MINUTES of training (or take NUM_STEPS as given);
 #      training stops at MAX_MINUTES (default 1.5 x MINUTES) in any case;
-#   3. train with dev evaluations at eight points, then evaluate on the test voices;
-#   4. print step, training minutes, loss and dev LER, and the test result.
+#   3. train with dev evaluations at eight points, then evaluate on the test voices and, with
+#      HUMAN=PATH (experiments/make_human_set.py's folder), on the human voice;
+#   4. print step, training minutes, loss and dev LER, and the test (and human) result.
 # Data go through `--config.data.reader=$READER` ('direct' by default: it needs no TensorFlow,
 # so the script also runs on a JAX-only GPU image; 'tfds' gives the same utterances).
 # Everything lands in $OUT_DIR (default runs/paper_curve): corpus/, train/, curve.txt.
@@ -32,10 +34,8 @@ AUGMENT=${AUGMENT:-True}
 PRESET=${PRESET:-paper}
 
 mkdir -p "$OUT_DIR"
-corpus="$OUT_DIR/corpus"
+corpus=${CORPUS:-$OUT_DIR/corpus}
 workdir="$OUT_DIR/train"
-
-echo "== corpus: $HOURS h of training audio, $WORKERS synthesis processes"
 # Progress bars go to the logs; what is printed is their lines without the bars.
 quiet() {  # quiet LOG COMMAND...: runs COMMAND into LOG, prints it without progress bars.
   local log=$1 status=0
@@ -44,8 +44,25 @@ quiet() {  # quiet LOG COMMAND...: runs COMMAND into LOG, prints it without prog
   tr '\r' '\n' < "$log" | grep -v 's/s\]\|step/s\|s/step\|it/s\]\|^\s*$' || true
   return "$status"
 }
-quiet "$OUT_DIR/corpus.log" "$PYTHON" experiments/make_corpus.py --out_dir="$corpus" \
-    --hours="$HOURS" --train_speakers=136 --workers="$WORKERS"
+for given in CORPUS HUMAN; do  # named before training, not after it
+  if [[ -n "${!given:-}" && ! -d "${!given}" ]]; then
+    echo "$given=${!given} is not a folder." >&2
+    exit 1
+  fi
+done
+if [[ -n "${CORPUS:-}" ]]; then
+  HOURS=$("$PYTHON" -c "import json, sys
+try:
+  print(json.load(open(sys.argv[1]))['splits']['train']['hours'])
+except OSError:
+  print('?')  # a corpus not made by make_corpus.py (LibriSpeech itself) has no corpus.json" \
+      "$corpus/corpus.json")
+  echo "== corpus: $corpus, $HOURS h of training audio"
+else
+  echo "== corpus: $HOURS h of training audio, $WORKERS synthesis processes"
+  quiet "$OUT_DIR/corpus.log" "$PYTHON" experiments/make_corpus.py --out_dir="$corpus" \
+      --hours="$HOURS" --train_speakers=136 --workers="$WORKERS"
+fi
 
 if [[ -n "${NUM_STEPS:-}" ]]; then
   num_steps=$NUM_STEPS
@@ -75,6 +92,11 @@ quiet "$OUT_DIR/train.log" "$PYTHON" experiments/train.py --config=navai_jax/con
 
 echo "== test voices"
 "$PYTHON" experiments/evaluate.py --workdir="$workdir" --split=test 2>&1 | tail -n 12
+if [[ -n "${HUMAN:-}" ]]; then
+  echo "== the human voice"
+  "$PYTHON" experiments/evaluate.py --workdir="$workdir" --split=human \
+      --data_source=folder:"$HUMAN" 2>&1 | tail -n 12
+fi
 
 "$PYTHON" - "$workdir" "$HOURS" <<'EOF' | tee "$OUT_DIR/curve.txt"
 import json, pathlib, sys
@@ -95,4 +117,8 @@ for r in records:
           f"{r['wer']:.4f} |")
 test = json.loads((workdir / 'eval_test.json').read_text())
 print(f"test: LER {test['ler']:.4f}, WER {test['wer']:.4f} on {test['num_utterances']} utterances")
+for path in sorted(workdir.glob('eval_folder_*_human.json')):
+  human = json.loads(path.read_text())
+  print(f"human voice: LER {human['ler']:.4f}, WER {human['wer']:.4f} on "
+        f"{human['num_utterances']} utterances")
 EOF
