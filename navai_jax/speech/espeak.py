@@ -2,10 +2,10 @@
 
 The library and data of the `espeakng_loader` wheel are loaded with ctypes, so nothing needs a
 system package or the network; the wheel is imported only when eSpeak speaks, so reading and
-training on a corpus runs without it (a GPU image, say). `synthesize` speaks a text with one voice, rate, pitch and noise
-seed, resamples eSpeak's 22,050 Hz to the pipeline's 16 kHz and turns eSpeak's word and phoneme
-events into intervals. Each call loads the library anew, so an utterance depends on its own
-arguments only.
+training on a corpus runs without it (a GPU image, say). `synthesize` speaks a text with one
+voice, rate, pitch and noise seed, resamples eSpeak's 22,050 Hz to the pipeline's 16 kHz and
+turns eSpeak's word and phoneme events into intervals. Each call loads the library anew, so an
+utterance depends on its own arguments only.
 """
 
 import _ctypes
