@@ -80,3 +80,44 @@ def test_engine_audio_becomes_int16_at_16_khz():
   assert out.dtype == np.int16 and len(out) == 16000
   expected = 0.5 * 32768 * np.sin(2 * np.pi * 100 * np.arange(16000) / 16000)
   np.testing.assert_allclose(out[1000:-1000], expected[1000:-1000], atol=60)
+
+
+def test_recode_corpus_sends_the_named_splits_through_opus(tmp_path, write_split):
+  source = tmp_path / 'corpus'
+  train_ids = write_split(source, 'train', ['cat', 'a dog'], timings=True)
+  test_ids = write_split(source, 'test', ['bee'])
+  (source / 'corpus.json').write_text('{"splits": {}}\n')
+  assert librispeech.recode_corpus(source, tmp_path / 'opus', ['train'], kbps=23.5) == 2
+
+  def audio(root, split, utt):
+    return sf.read(root / split / '1' / '2' / f'{utt}.flac', dtype='int16')[0]
+
+  for name in ('corpus.json', 'train/1/2/1-2.trans.txt', f'train/1/2/{train_ids[0]}.timing.json',
+               f'test/1/2/{test_ids[0]}.flac'):
+    assert (tmp_path / 'opus' / name).read_bytes() == (source / name).read_bytes(), name
+  for utt in train_ids:
+    original, coded = audio(source, 'train', utt), audio(tmp_path / 'opus', 'train', utt)
+    error = np.linalg.norm(coded - original.astype(float)) / np.linalg.norm(original)
+    assert len(coded) == len(original) and 0 < error < 0.5, error
+  assert [e['text'] for e in librispeech.folder_examples(tmp_path / 'opus' / 'train')] == [
+      'CAT', 'A DOG']
+
+  # Kept as Ogg (smaller), then back to FLAC: the same samples as the round trip in one go.
+  librispeech.recode_corpus(source, tmp_path / 'ogg', ['train'], kbps=23.5, keep_ogg=True,
+                            workers=2)
+  ogg = tmp_path / 'ogg' / 'train' / '1' / '2'
+  assert not list(ogg.glob('*.flac')) and len(list(ogg.glob('*.ogg'))) == 2
+  assert (ogg / f'{train_ids[1]}.ogg').stat().st_size < (
+      source / 'train' / '1' / '2' / f'{train_ids[1]}.flac').stat().st_size
+  librispeech.recode_corpus(tmp_path / 'ogg', tmp_path / 'back', ['train'], kbps=23.5)
+  for utt in train_ids:
+    np.testing.assert_array_equal(audio(tmp_path / 'back', 'train', utt),
+                                  audio(tmp_path / 'opus', 'train', utt))
+
+  assert librispeech.opus_level(23.5) == pytest.approx(0.93)
+  with pytest.raises(librispeech.DataError, match='not empty'):
+    librispeech.recode_corpus(source, tmp_path / 'opus', ['train'])
+  with pytest.raises(librispeech.DataError, match='no split folder.*dev'):
+    librispeech.recode_corpus(source, tmp_path / 'new', ['train', 'dev'])
+  with pytest.raises(ValueError, match='6 to 256'):
+    librispeech.recode_corpus(source, tmp_path / 'new', ['train'], kbps=500)

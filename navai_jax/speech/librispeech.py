@@ -10,9 +10,12 @@ synthesized corpus is written in this layout.
 """
 
 import hashlib
+import io
+import multiprocessing
 import os
 from pathlib import Path
 import re
+import shutil
 from collections.abc import Iterator
 from typing import Any, Optional, Sequence
 
@@ -20,6 +23,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
+from navai_jax.core import files
 from navai_jax.recognizer import features
 from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
@@ -200,3 +204,71 @@ def folder_examples(split_dir: Path, entries: Optional[Sequence[str]] = None
     speaker, chapter, _ = utt_id.split('-')
     yield {'id': utt_id, 'text': text, 'speaker_id': int(speaker), 'chapter_id': int(chapter),
            'speech': read_flac(audio)}
+
+
+def opus_level(kbps: float) -> float:
+  """libsndfile's compression level for Ogg/Opus at `kbps` kbit/s: it maps a level l in [0, 1]
+  to a target of (1 - l) * 250 + 6 kbit/s per channel."""
+  if not 6 <= kbps <= 256:
+    raise ValueError(f'Opus bitrate {kbps} kbit/s; libsndfile offers 6 to 256.')
+  return 1.0 - (kbps - 6.0) / 250.0
+
+
+def _recode(job: tuple[Path, Path, float]) -> None:
+  """One file of `recode_corpus`: FLAC -> Opus -> FLAC, FLAC -> Ogg, or Ogg -> FLAC."""
+  source, target, kbps = job
+  if source.suffix == '.ogg':
+    samples, rate = sf.read(source, dtype='int16')
+    _check_format(source, rate, 1 if samples.ndim == 1 else samples.shape[1], len(samples))
+  else:
+    samples = read_flac(source)
+  opus = {'format': 'OGG', 'subtype': 'OPUS', 'compression_level': opus_level(kbps)}
+  if source.suffix == '.flac' and target.suffix == '.flac':  # through the codec, in memory
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, SAMPLE_RATE, **opus)
+    buffer.seek(0)
+    samples, _ = sf.read(buffer, dtype='int16')
+  with files.atomic(target) as tmp:
+    sf.write(tmp, samples, SAMPLE_RATE,
+             **(opus if target.suffix == '.ogg' else {'format': 'FLAC', 'subtype': 'PCM_16'}))
+
+
+def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits: Sequence[str],
+                  kbps: float = 24.0, keep_ogg: bool = False, workers: int = 1) -> int:
+  """Copies a LibriSpeech-layout folder with the audio of `splits` through Ogg/Opus.
+
+  Each FLAC of `splits` is encoded at `kbps` and decoded back to 16-bit FLAC, so the copy is a
+  corpus like any other whose audio went through the codec; with `keep_ogg` the Ogg files are
+  written instead (a sixth of the FLAC's size at 24 kbit/s, to carry), and recoding that copy
+  turns them back into FLAC. Every other file is copied as it is. `workers` processes recode
+  (1: this one). Returns the audio files recoded; DataError names a file that cannot be read.
+  """
+  source, out = Path(source), Path(out_dir)
+  if not source.is_dir():
+    raise DataError(f'{source} is not a folder.')
+  missing = [s for s in splits if not (source / s).is_dir()]
+  if missing:
+    raise DataError(f'{source} has no split folder(s) {", ".join(missing)}.')
+  if out.exists() and any(out.iterdir()):
+    raise DataError(f'{out} is not empty; choose a new output folder.')
+  opus_level(kbps)
+  jobs = []
+  for path in sorted(source.rglob('*')):
+    if path.is_dir():
+      continue
+    target = out / path.relative_to(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    in_split = path.relative_to(source).parts[0] in splits
+    if in_split and path.suffix == '.ogg':
+      jobs.append((path, target.with_suffix('.flac'), kbps))
+    elif in_split and path.suffix == '.flac':
+      jobs.append((path, target.with_suffix('.ogg') if keep_ogg else target, kbps))
+    else:
+      shutil.copy2(path, target)
+  if workers > 1:
+    with multiprocessing.get_context('spawn').Pool(workers) as pool:
+      pool.map(_recode, jobs, chunksize=16)
+  else:
+    for job in jobs:
+      _recode(job)
+  return len(jobs)
