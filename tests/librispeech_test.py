@@ -114,9 +114,18 @@ def test_recode_corpus_sends_the_named_splits_through_opus(tmp_path, write_split
     np.testing.assert_array_equal(audio(tmp_path / 'back', 'train', utt),
                                   audio(tmp_path / 'opus', 'train', utt))
 
+  # An interrupted copy is finished by the same call; another call on it is refused.
+  first = tmp_path / 'opus' / 'train' / '1' / '2' / f'{train_ids[0]}.flac'
+  written = first.read_bytes()
+  first.unlink()
+  (tmp_path / 'opus' / 'test' / '1' / '2' / f'{test_ids[0]}.flac.tmp').write_bytes(b'half')
+  assert librispeech.recode_corpus(source, tmp_path / 'opus', ['train'], kbps=23.5) == 2
+  assert first.read_bytes() == written and not list((tmp_path / 'opus').glob('**/*.tmp'))
   assert librispeech.opus_level(23.5) == pytest.approx(0.93)
-  with pytest.raises(librispeech.DataError, match='not empty'):
-    librispeech.recode_corpus(source, tmp_path / 'opus', ['train'])
+  with pytest.raises(librispeech.DataError, match='something other than this copy'):
+    librispeech.recode_corpus(source, tmp_path / 'opus', ['train'], kbps=32)
+  with pytest.raises(librispeech.DataError, match='something other than this copy'):
+    librispeech.recode_corpus(tmp_path / 'ogg', source, ['train'])
   with pytest.raises(librispeech.DataError, match='no split folder.*dev'):
     librispeech.recode_corpus(source, tmp_path / 'new', ['train', 'dev'])
   with pytest.raises(ValueError, match='6 to 256'):

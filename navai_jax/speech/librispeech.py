@@ -11,6 +11,7 @@ synthesized corpus is written in this layout.
 
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -206,6 +207,9 @@ def folder_examples(split_dir: Path, entries: Optional[Sequence[str]] = None
            'speech': read_flac(audio)}
 
 
+RECODED = 'RECODED.json'  # the settings of a `recode_corpus` copy, in its root
+
+
 def opus_level(kbps: float) -> float:
   """libsndfile's compression level for Ogg/Opus at `kbps` kbit/s: it maps a level l in [0, 1]
   to a target of (1 - l) * 250 + 6 kbit/s per channel."""
@@ -241,7 +245,10 @@ def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits:
   corpus like any other whose audio went through the codec; with `keep_ogg` the Ogg files are
   written instead (a sixth of the FLAC's size at 24 kbit/s, to carry), and recoding that copy
   turns them back into FLAC. Every other file is copied as it is. `workers` processes recode
-  (1: this one). Returns the audio files recoded; DataError names a file that cannot be read.
+  (1: this one). Each file is written atomically and `out_dir/RECODED.json` holds the
+  settings, so the same call after an interruption finishes the copy and another call on the
+  same folder is refused. Returns the audio files of the copy; DataError names a file that
+  cannot be read.
   """
   source, out = Path(source), Path(out_dir)
   if not source.is_dir():
@@ -249,26 +256,37 @@ def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits:
   missing = [s for s in splits if not (source / s).is_dir()]
   if missing:
     raise DataError(f'{source} has no split folder(s) {", ".join(missing)}.')
-  if out.exists() and any(out.iterdir()):
-    raise DataError(f'{out} is not empty; choose a new output folder.')
   opus_level(kbps)
+  settings = json.dumps({'source': str(source.resolve()), 'splits': sorted(splits),
+                         'kbps': kbps, 'keep_ogg': keep_ogg}, indent=1) + '\n'
+  marker = out / RECODED
+  if out.exists() and any(out.iterdir()) and (
+      not marker.exists() or marker.read_text() != settings):
+    raise DataError(f'{out} holds something other than this copy (another source, splits, '
+                    'bitrate or keep_ogg); choose a new output folder.')
+  files.write_text(files.check_writable(out) / RECODED, settings)
+  for leftover in out.glob('**/*.tmp'):  # from an interrupted run
+    leftover.unlink()
   jobs = []
   for path in sorted(source.rglob('*')):
-    if path.is_dir():
+    if path.is_dir() or path == source / RECODED:
       continue
     target = out / path.relative_to(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
     in_split = path.relative_to(source).parts[0] in splits
-    if in_split and path.suffix == '.ogg':
-      jobs.append((path, target.with_suffix('.flac'), kbps))
-    elif in_split and path.suffix == '.flac':
-      jobs.append((path, target.with_suffix('.ogg') if keep_ogg else target, kbps))
-    else:
-      shutil.copy2(path, target)
+    if in_split and path.suffix in ('.flac', '.ogg'):
+      target = target.with_suffix('.ogg' if keep_ogg and path.suffix == '.flac' else '.flac')
+      jobs.append((path, target, kbps))
+    elif not target.exists():
+      target.parent.mkdir(parents=True, exist_ok=True)
+      with files.atomic(target) as tmp:
+        shutil.copy2(path, tmp)
+  todo = [job for job in jobs if not job[1].exists()]
+  for _, target, _ in todo:
+    target.parent.mkdir(parents=True, exist_ok=True)
   if workers > 1:
     with multiprocessing.get_context('spawn').Pool(workers) as pool:
-      pool.map(_recode, jobs, chunksize=16)
+      pool.map(_recode, todo, chunksize=16)
   else:
-    for job in jobs:
+    for job in todo:
       _recode(job)
   return len(jobs)
