@@ -10,7 +10,8 @@ corpus small enough to carry to a machine that cannot synthesize it.
 
 The FLAC files of --splits are encoded at --kbps and decoded back to 16-bit FLAC (or kept as
 Ogg); everything else, the other splits too, is copied as it is
-(`navai_jax.speech.librispeech.recode_corpus`).
+(`navai_jax.speech.librispeech.recode_corpus`). The same command after an interruption finishes
+the copy; OUT_DIR/RECODED.json holds its settings.
 """
 
 import os
