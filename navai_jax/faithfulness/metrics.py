@@ -252,29 +252,63 @@ def spearman(a: Array, b: Array) -> Array:
   return spearman_of_ranks(centred_ranks(a), b)
 
 
-def randomize_from_top(layers: network.Layers, key: Array, count: Array | int
-                       ) -> network.Layers:
-  """`layers` with the top `count` layers re-initialized (cascading randomisation).
+def fresh_layers(layers: network.Layers, key: Array) -> network.Layers:
+  """Every layer of `layers` re-initialized, as cascading randomisation re-initializes it.
 
   A re-initialized layer gets the kernel of Flax's default initializer (LeCun normal: N(0,
   1/fan_in)), a zero bias, and the batch norm of a fresh network (scale 1, bias 0, mean 0,
-  variance 1), as resetting a PyTorch module's parameters does. `count` may be traced, so
-  one compiled program serves every stage.
+  variance 1), as resetting a PyTorch module's parameters does. Layer i's kernel is drawn from
+  the i-th of `len(layers)` keys split from `key`.
   """
   out = []
-  keys = jax.random.split(key, len(layers))
-  for i, layer in enumerate(layers):
-    fresh = i >= len(layers) - count
-    pick = lambda new, old, fresh=fresh: jnp.where(fresh, new, old)
+  for k_i, layer in zip(jax.random.split(key, len(layers)), layers):
     k, c, _ = layer.kernel_KxCxD.shape
-    kernel = pick(jax.random.normal(keys[i], layer.kernel_KxCxD.shape, layer.kernel_KxCxD.dtype)
-                  / jnp.sqrt(k * c), layer.kernel_KxCxD)
-    bias = None if layer.bias_D is None else pick(0.0, layer.bias_D)
+    kernel = (jax.random.normal(k_i, layer.kernel_KxCxD.shape, layer.kernel_KxCxD.dtype)
+              / jnp.sqrt(k * c))
+    bias = None if layer.bias_D is None else jnp.zeros_like(layer.bias_D)
     bn = None if layer.bn is None else {
-        'scale': pick(1.0, layer.bn['scale']), 'bias': pick(0.0, layer.bn['bias']),
-        'mean': pick(0.0, layer.bn['mean']), 'var': pick(1.0, layer.bn['var'])}
+        'scale': jnp.ones_like(layer.bn['scale']), 'bias': jnp.zeros_like(layer.bn['bias']),
+        'mean': jnp.zeros_like(layer.bn['mean']), 'var': jnp.ones_like(layer.bn['var'])}
     out.append(network.Layer(kernel, bias, bn, layer.stride, layer.bn_epsilon))
   return tuple(out)
+
+
+def top_replaced(layers: network.Layers, fresh: network.Layers, count: Array | int
+                 ) -> network.Layers:
+  """`layers` with the top `count` layers taken from `fresh` (`fresh_layers`). `count` may be
+  traced, so one compiled program serves every stage."""
+  def layer(i, old, new):
+    pick = lambda a, b: None if a is None else jnp.where(i >= len(layers) - count, b, a)
+    return network.Layer(pick(old.kernel_KxCxD, new.kernel_KxCxD), pick(old.bias_D, new.bias_D),
+                         None if old.bn is None else jax.tree.map(pick, old.bn, new.bn),
+                         old.stride, old.bn_epsilon)
+  return tuple(layer(i, old, new) for i, (old, new) in enumerate(zip(layers, fresh)))
+
+
+def randomize_from_top(layers: network.Layers, key: Array, count: Array | int
+                       ) -> network.Layers:
+  """`layers` with the top `count` layers re-initialized (cascading randomisation;
+  `fresh_layers` says how). The same `key` gives a layer the same new weights whatever
+  `count`."""
+  return top_replaced(layers, fresh_layers(layers, key), count)
+
+
+def randomized_maps(explain: Callable[[network.Layers, Array, Array], Array],
+                    layers: network.Layers, x_WxF: Array, target: Array,
+                    fresh: network.Layers) -> Array:
+  """The maps `[L, W, F]` of `target` on the network whose top 1, 2, ..., L layers are taken
+  from `fresh` (`fresh_layers`), one compiled map in a loop over the stages."""
+  return jax.lax.map(lambda count: explain(top_replaced(layers, fresh, count), x_WxF, target),
+                     jnp.arange(1, len(layers) + 1))
+
+
+def randomisation_of_maps(map_WxF: Array, randomized_LxWxF: Array) -> Array:
+  """Spearman correlations `[L + 1]` of the trained network's map with each of the maps
+  `randomized_maps` made (entry 0, the trained network itself, is 1 by definition); the trained
+  map's ranks are made once for all stages."""
+  ranks = centred_ranks(map_WxF)
+  randomized = jax.lax.map(lambda m: spearman_of_ranks(ranks, m), randomized_LxWxF)
+  return jnp.concatenate([jnp.ones((1,), randomized.dtype), randomized])
 
 
 def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Array],
@@ -285,27 +319,26 @@ def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Ar
 
   The same `key` draws the same new weights for a layer at every stage, so stage l differs
   from stage l - 1 only in layer L - l + 1. The target stays the trained network's class.
-  `map_WxF`: the trained network's map where it is made already (as Quantus's `a_batch`);
-  its ranks are made once for all stages.
+  `map_WxF`: the trained network's map where it is made already (as Quantus's `a_batch`).
   """
   trained = explain(layers, x_WxF, target) if map_WxF is None else map_WxF
-  ranks = centred_ranks(trained)
-  randomized = jax.lax.map(
-      lambda count: spearman_of_ranks(
-          ranks, explain(randomize_from_top(layers, key, count), x_WxF, target)),
-      jnp.arange(1, len(layers) + 1))
-  return jnp.concatenate([jnp.ones((1,), randomized.dtype), randomized])
+  return randomisation_of_maps(
+      trained, randomized_maps(explain, layers, x_WxF, target, fresh_layers(layers, key)))
+
+
+def other_class(key: Array, target: Array, num_classes: int) -> Array:
+  """A class drawn uniformly from the `num_classes - 1` classes other than `target`."""
+  other = jax.random.randint(key, (), 0, num_classes - 1)
+  return jnp.where(other >= target, other + 1, other)
 
 
 def random_logit(explain: Explain, x_WxF: Array, target: Array, num_classes: int,
                  key: Array, map_WxF: Optional[Array] = None) -> Array:
   """Spearman correlation of the map of `target` with the map of a class drawn uniformly from
-  the `num_classes - 1` others (Sixt et al. 2020: a class-sensitive map differs).
-  `map_WxF`: the map of `target` where it is made already."""
-  other = jax.random.randint(key, (), 0, num_classes - 1)
-  other = jnp.where(other >= target, other + 1, other)
+  the `num_classes - 1` others (`other_class`; Sixt et al. 2020: a class-sensitive map
+  differs). `map_WxF`: the map of `target` where it is made already."""
   return spearman(explain(x_WxF, target) if map_WxF is None else map_WxF,
-                  explain(x_WxF, other))
+                  explain(x_WxF, other_class(key, target, num_classes)))
 
 
 def max_sensitivity(explain: Explain, x_WxF: Array, target: Array, key: Array, *,

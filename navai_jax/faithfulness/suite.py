@@ -141,30 +141,41 @@ def metric_keys(seed: int, num_frames: int) -> dict[str, Array]:
 @functools.lru_cache(maxsize=32)
 def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples: int,
                               radius: float, seed: int):
-  """jit: (layers, windows, targets, keys, maps) -> the per-frame metrics that re-run the
-  method (on the randomized network, for another class, on noisy inputs); `maps` are the
-  method's maps of the frames, made once for every metric."""
+  """jit: (layers, fresh, windows, targets, keys, maps) -> per frame what re-runs the method:
+  the maps on the randomized networks ('randomisation', `[L, W, F]`), the map of another class
+  ('random_logit', `[W, F]`) and max-sensitivity. `maps` are the method's maps of the frames,
+  made once for every metric; `fresh` the re-initialized layers (`metrics.fresh_layers`), drawn
+  once for every method. Their rank correlations are `_correlations`'s, one program for every
+  method (compiling its sorts takes longer than compiling a method's map)."""
   explain = explain_function(name, seed)
-  # One randomized network for all frames (as MPRT randomizes the model once for a batch): the
-  # maps of every frame then come from one batched pass, not from weights drawn per frame.
-  network_key = _network_key(seed)
 
-  def one(layers, x, target, key, map_):
+  def one(layers, fresh, x, target, key, map_):
     k2, k3 = _frame_metric_keys(key)
     out = {}
     if 'randomisation' in metric_names:
-      out['randomisation'] = metrics.cascading_randomisation(explain, layers, x, target, network_key,
-                                                        map_WxF=map_)
+      out['randomisation'] = metrics.randomized_maps(explain, layers, x, target, fresh)
     if 'random_logit' in metric_names:
-      out['random_logit'] = metrics.random_logit(functools.partial(explain, layers), x, target,
-                                            vocab.SIZE, k2, map_WxF=map_)
+      out['random_logit'] = explain(layers, x, metrics.other_class(k2, target, vocab.SIZE))
     if 'max_sensitivity' in metric_names:
       out['max_sensitivity'] = metrics.max_sensitivity(functools.partial(explain, layers), x,
                                                   target, k3, samples=samples, radius=radius,
                                                   map_WxF=map_)
     return out
 
-  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0)))
+  return jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, 0, 0)))
+
+
+@jax.jit
+@jax.vmap
+def _correlations(map_WxF: Array, made: dict[str, Array]) -> dict[str, Array]:
+  """The network metrics of `_network_metrics_function`'s maps, per frame: cascading
+  randomisation (one per stage) and random logit as Spearman correlations with `map_WxF`."""
+  out = dict(made)
+  if 'randomisation' in made:
+    out['randomisation'] = metrics.randomisation_of_maps(map_WxF, made['randomisation'])
+  if 'random_logit' in made:
+    out['random_logit'] = metrics.spearman(map_WxF, made['random_logit'])
+  return out
 
 
 def _sort_pieces() -> int:
@@ -267,6 +278,9 @@ def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree,
     wants.discard('localisation')
   modes = tuple(m for m in metrics.MODES if m in wants)
   per_frame, random_order, utterance = {}, {}, {}
+  # The re-initialized network of the cascading randomisation, one for every method and frame
+  # (as MPRT randomizes the model once for a batch), drawn once.
+  fresh = jax.jit(metrics.fresh_layers)(layers, _network_key(s.seed))
 
   def curves(orders, maps):
     fn = _curves_function(tuple(s.granularities), modes, orders, float(s.step), int(s.patch))
@@ -293,7 +307,8 @@ def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree,
       fn = _network_metrics_function(name, network_metrics, int(s.max_sensitivity_samples),
                                      float(s.max_sensitivity_radius), int(s.seed))
       result.update(_in_chunks(
-          lambda w, t, k, m: fn(layers, w, t, jax.random.wrap_key_data(k), m),
+          lambda w, t, k, m: _correlations(m, fn(layers, fresh, w, t,
+                                                 jax.random.wrap_key_data(k), m)),
           (found.windows_NxWxF, found.targets_N, keys, maps), s.frame_batch))
     if wants & {'localisation', 'sparseness'}:
       for key, value in _in_chunks(_map_metrics_function(_sort_pieces()),
