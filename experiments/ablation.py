@@ -10,7 +10,8 @@ job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so t
 `espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation of the
 sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
 (white noise at 10-30 dB SNR); and `all@seed1`, `all` from another seed (initial weights and
-batch order), which shows how far one run of a row lies from another; and `all@wide`, `all`
+batch order), which shows how far one run of a row lies from another (any row takes a seed so:
+`ROW@seedN`); and `all@wide`, `all`
 with twice the channels of every layer (128/512, about four times the multiply-adds), which
 shows what a larger model buys at the same steps. Every row trains the `--preset` model for
 `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
@@ -22,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -62,11 +64,23 @@ def _rates(path: str) -> dict:
     return json.load(f)
 
 
+def row_flags(row: str) -> Optional[list[str]]:
+  """train.py's flags of a row: one of ROWS, or `ROW@seedN`, that row from seed N; None for
+  neither."""
+  if row in ROWS:
+    return ROWS[row]
+  name, at, seed = row.rpartition('@seed')
+  if at and name in ROWS and seed.isdigit():
+    return [*ROWS[name], f'--config.seed={int(seed)}']
+  return None
+
+
 def main(argv):
   del argv
-  unknown = [r for r in _ROWS.value if r not in ROWS]
+  unknown = [r for r in _ROWS.value if row_flags(r) is None]
   if unknown:
-    sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}.')
+    sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}, '
+             'each also as ROW@seedN.')
   config = f'--config={os.path.dirname(EXPERIMENTS)}/navai_jax/configs/default.py:{_PRESET.value}'
   lines = ['| training | test LER | test WER | LER per test engine | human LER | human WER |',
            '|---|---|---|---|---|---|']
@@ -75,7 +89,7 @@ def main(argv):
     _script('train.py', config, f'--workdir={workdir}',
             f'--config.data.source=folder:{_CORPUS.value}', '--config.data.reader=direct',
             f'--config.train.num_steps={_STEPS.value}',
-            '--config.train.eval_every=0', *ROWS[row])
+            '--config.train.eval_every=0', *row_flags(row))
     if not os.path.exists(os.path.join(workdir, 'eval_test.json')):
       _script('evaluate.py', f'--workdir={workdir}', '--split=test')
     test = _rates(os.path.join(workdir, 'eval_test.json'))

@@ -66,10 +66,13 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
       assert field in owner, (row, flag)
       owner[field] = ast.literal_eval(value)
     train.check_config(config)  # every row's settings are in range
-  done = subprocess.run([sys.executable, 'experiments/ablation.py', '--rows=all,al+speed'],
+  # A row of another seed (ROW@seedN) is known; a misspelt row, with a seed or not, is named.
+  done = subprocess.run([sys.executable, 'experiments/ablation.py',
+                         '--rows=all,all+speed@seed2,al+speed,all@seedx'],
                         cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 1 and 'Traceback' not in done.stderr
-  assert done.stderr.strip().endswith('ablation.py: unknown row(s) al+speed; rows: espeak, '
-                                      'espeak+flite, espeak+flite+piper, all, all+speed, '
-                                      'all+rooms, all+noise, all@seed1, all@wide.')
+  assert done.stderr.strip().endswith('ablation.py: unknown row(s) al+speed, all@seedx; rows: '
+                                      'espeak, espeak+flite, espeak+flite+piper, all, '
+                                      'all+speed, all+rooms, all+noise, all@seed1, all@wide, '
+                                      'each also as ROW@seedN.')
