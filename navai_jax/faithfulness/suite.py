@@ -280,7 +280,8 @@ def evaluate_attributions(config: ml_collections.ConfigDict, variables: PyTree,
   per_frame, random_order, utterance = {}, {}, {}
   # The re-initialized network of the cascading randomisation, one for every method and frame
   # (as MPRT randomizes the model once for a batch), drawn once.
-  fresh = jax.jit(metrics.fresh_layers)(layers, _network_key(s.seed))
+  fresh = (jax.jit(metrics.fresh_layers)(layers, _network_key(s.seed))
+           if 'randomisation' in wants else None)
 
   def curves(orders, maps):
     fn = _curves_function(tuple(s.granularities), modes, orders, float(s.step), int(s.patch))
