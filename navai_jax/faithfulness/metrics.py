@@ -302,11 +302,10 @@ def randomized_maps(explain: Callable[[network.Layers, Array, Array], Array],
                      jnp.arange(1, len(layers) + 1))
 
 
-def randomisation_of_maps(map_WxF: Array, randomized_LxWxF: Array) -> Array:
-  """Spearman correlations `[L + 1]` of the trained network's map with each of the maps
-  `randomized_maps` made (entry 0, the trained network itself, is 1 by definition); the trained
-  map's ranks are made once for all stages."""
-  ranks = centred_ranks(map_WxF)
+def randomisation_of_ranks(ranks: Array, randomized_LxWxF: Array) -> Array:
+  """Spearman correlations `[L + 1]` of the trained network's map, whose `centred_ranks` are
+  `ranks` (made once for all stages), with each of the maps `randomized_maps` made (entry 0,
+  the trained network itself, is 1 by definition)."""
   randomized = jax.lax.map(lambda m: spearman_of_ranks(ranks, m), randomized_LxWxF)
   return jnp.concatenate([jnp.ones((1,), randomized.dtype), randomized])
 
@@ -322,8 +321,8 @@ def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Ar
   `map_WxF`: the trained network's map where it is made already (as Quantus's `a_batch`).
   """
   trained = explain(layers, x_WxF, target) if map_WxF is None else map_WxF
-  return randomisation_of_maps(
-      trained, randomized_maps(explain, layers, x_WxF, target, fresh_layers(layers, key)))
+  return randomisation_of_ranks(
+      centred_ranks(trained), randomized_maps(explain, layers, x_WxF, target, fresh_layers(layers, key)))
 
 
 def other_class(key: Array, target: Array, num_classes: int) -> Array:

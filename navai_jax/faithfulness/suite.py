@@ -169,12 +169,14 @@ def _network_metrics_function(name: str, metric_names: tuple[str, ...], samples:
 @jax.vmap
 def _correlations(map_WxF: Array, made: dict[str, Array]) -> dict[str, Array]:
   """The network metrics of `_network_metrics_function`'s maps, per frame: cascading
-  randomisation (one per stage) and random logit as Spearman correlations with `map_WxF`."""
+  randomisation (one per stage) and random logit as Spearman correlations with `map_WxF`,
+  whose ranks are made once for both."""
   out = dict(made)
+  ranks = metrics.centred_ranks(map_WxF)
   if 'randomisation' in made:
-    out['randomisation'] = metrics.randomisation_of_maps(map_WxF, made['randomisation'])
+    out['randomisation'] = metrics.randomisation_of_ranks(ranks, made['randomisation'])
   if 'random_logit' in made:
-    out['random_logit'] = metrics.spearman(map_WxF, made['random_logit'])
+    out['random_logit'] = metrics.spearman_of_ranks(ranks, made['random_logit'])
   return out
 
 
