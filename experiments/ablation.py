@@ -15,7 +15,9 @@ batch order), which shows how far one run of a row lies from another (any row ta
 with twice the channels of every layer (128/512, about four times the multiply-adds), which
 shows what a larger model buys at the same steps. Every row trains the `--preset` model for
 `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
-WORKDIR/ROW, and rerunning the command resumes what is unfinished. Writes WORKDIR/ablation.md
+WORKDIR/ROW, and rerunning the command resumes what is unfinished. The rows share what XLA
+compiled (WORKDIR/xla_cache, `core.xla_cache`), so a row whose programs another row compiled
+(another seed, another engine set) loads them. Writes WORKDIR/ablation.md
 (LER/WER on the test split, per engine, and on the human voice) and prints it.
 """
 
@@ -29,6 +31,7 @@ from absl import app
 from absl import flags
 
 from navai_jax.core import files
+from navai_jax.core import xla_cache
 
 ROWS = {
     'espeak': ["--config.data.train_engines=('espeak',)"],
@@ -55,7 +58,8 @@ EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
 
 def _script(name: str, *args: str) -> None:
   print(f'\n=== {name} {" ".join(args)}', flush=True)
-  if subprocess.run([sys.executable, os.path.join(EXPERIMENTS, name), *args]).returncode:
+  if subprocess.run([sys.executable, os.path.join(EXPERIMENTS, name), *args],
+                    env=xla_cache.environment(_WORKDIR.value)).returncode:
     sys.exit(f'ablation.py: {name} failed; rerun the same command to resume.')
 
 

@@ -28,7 +28,9 @@ rerun, alone):
 10. `report.py`         one page with all of it: runs/small/report/index.html
 
 Every stage resumes: rerunning the command after an interruption keeps the corpus, the
-checkpoints and a partial NAvAI pass, and goes on where it stopped. docs/results.md gives how
+checkpoints and a partial NAvAI pass, and goes on where it stopped. The stages keep what XLA
+compiled in WORKDIR/xla_cache (`core.xla_cache`), so a rerun loads their programs instead of
+compiling them again (the same numbers to the bit). docs/results.md gives how
 long it takes and what it reaches with the defaults (4 hours of speech, 4,500 steps of `small`).
 """
 
@@ -43,6 +45,7 @@ from absl import app
 from absl import flags
 
 from navai_jax.configs import default
+from navai_jax.core import xla_cache
 from navai_jax.speech import asterisk
 from navai_jax.training import schedule
 
@@ -102,7 +105,8 @@ def run_stage(number: int, title: str, script: str, *args: str) -> float:
   """Runs one experiment script; stops the job with its exit status if it fails."""
   print(f'\n=== {number}. {title}: {script} {" ".join(args)}', flush=True)
   start = time.time()
-  done = subprocess.run([sys.executable, str(EXPERIMENTS / script), *args])
+  done = subprocess.run([sys.executable, str(EXPERIMENTS / script), *args],
+                        env=xla_cache.environment(_WORKDIR.value))
   if done.returncode:
     sys.exit(f'main.py: stage {number} ({script}) failed with exit status {done.returncode}; '
              'rerun the same command to resume from where it stopped.')
