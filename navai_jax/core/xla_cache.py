@@ -11,6 +11,10 @@ compiled it, and XLA compiles for the host's instruction set: a folder shared by
 different processors (a home folder on a cluster) could hand one machine another's code. So the
 folder is one per processor: `ROOT/xla_cache/cpu-HASH`, HASH of the CPU's model name and
 instruction-set flags.
+
+The folder only grows (the main job's programs take 70-90 MB; programs of code since changed
+stay), and deleting it is always safe: what is missing is compiled again. JAX writes an entry
+in place, so one cut short by a killed process makes later runs warn and compile that program.
 """
 
 import hashlib
