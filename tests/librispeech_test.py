@@ -1,6 +1,9 @@
 """A folder in LibriSpeech layout, read directly: examples in order, strict checks naming the
 file, and a fingerprint that follows the audio and transcripts only."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -130,3 +133,45 @@ def test_recode_corpus_sends_the_named_splits_through_opus(tmp_path, write_split
     librispeech.recode_corpus(source, tmp_path / 'new', ['train', 'dev'])
   with pytest.raises(ValueError, match='6 to 256'):
     librispeech.recode_corpus(source, tmp_path / 'new', ['train'], kbps=500)
+
+
+def test_g722_round_trip_keeps_the_sound_where_it_was():
+  rng = np.random.default_rng(0)
+  t = np.arange(16000) / 16000
+  speech_like = sum(np.sin(2 * np.pi * f * t + p) for f, p in
+                    zip((220, 700, 1300, 2700, 5200), rng.uniform(0, 6, 5)))
+  samples = (3000 * speech_like + 300 * rng.normal(size=len(t))).astype(np.int16)
+  out = librispeech.g722_round_trip(samples)
+  assert out.dtype == np.int16 and len(out) == len(samples)
+
+  def error(lag):  # relative error with the output shifted by `lag` samples
+    a, b = samples[100:-100].astype(float), np.roll(out, lag)[100:-100].astype(float)
+    return np.linalg.norm(a - b) / np.linalg.norm(a)
+
+  assert 0 < error(0) < 0.1, error(0)  # lossy, and aligned with the input:
+  assert error(0) < min(error(lag) for lag in (-2, -1, 1, 2, librispeech.G722_DELAY)) / 2
+  assert len(librispeech.g722_round_trip(samples[:1000], kbps=48)) == 1000
+  with pytest.raises(ValueError, match='48.0, 56.0, 64.0'):
+    librispeech.g722_round_trip(samples, kbps=32)
+
+
+def test_recode_corpus_through_g722(tmp_path, write_split):
+  source = tmp_path / 'corpus'
+  test_ids = write_split(source, 'test', ['cat', 'a dog'], timings=True)
+  train_ids = write_split(source, 'train', ['bee'])
+  assert librispeech.recode_corpus(source, tmp_path / 'g722', ['test'], codec='g722') == 2
+  folder = Path('test') / '1' / '2'
+  for name in (folder / '1-2.trans.txt', folder / f'{test_ids[0]}.timing.json',
+               Path('train') / '1' / '2' / f'{train_ids[0]}.flac'):
+    assert (tmp_path / 'g722' / name).read_bytes() == (source / name).read_bytes(), name
+  for utt in test_ids:
+    original = sf.read(source / folder / f'{utt}.flac', dtype='int16')[0]
+    coded = sf.read(tmp_path / 'g722' / folder / f'{utt}.flac', dtype='int16')[0]
+    np.testing.assert_array_equal(coded, librispeech.g722_round_trip(original))
+  assert json.loads((tmp_path / 'g722' / librispeech.RECODED).read_text())['kbps'] == 64.0
+  with pytest.raises(librispeech.DataError, match='something other than this copy'):
+    librispeech.recode_corpus(source, tmp_path / 'g722', ['test'])  # Opus on a G.722 copy
+  with pytest.raises(ValueError, match='keep_ogg writes Ogg/Opus files, not g722'):
+    librispeech.recode_corpus(source, tmp_path / 'new', ['test'], codec='g722', keep_ogg=True)
+  with pytest.raises(ValueError, match="Codec 'mp3'"):
+    librispeech.recode_corpus(source, tmp_path / 'new', ['test'], codec='mp3')

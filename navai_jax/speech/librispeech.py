@@ -208,6 +208,9 @@ def folder_examples(split_dir: Path, entries: Optional[Sequence[str]] = None
 
 
 RECODED = 'RECODED.json'  # the settings of a `recode_corpus` copy, in its root
+CODECS = {'opus': 24.0, 'g722': 64.0}  # codec -> its default bitrate in kbit/s
+G722_RATES = (48.0, 56.0, 64.0)  # G.722's three modes, kbit/s (Asterisk's prompts: 64)
+G722_DELAY = 22  # samples by which G.722's encoder and decoder filter banks delay the sound
 
 
 def opus_level(kbps: float) -> float:
@@ -218,37 +221,62 @@ def opus_level(kbps: float) -> float:
   return 1.0 - (kbps - 6.0) / 250.0
 
 
-def _recode(job: tuple[Path, Path, float]) -> None:
-  """One file of `recode_corpus`: FLAC -> Opus -> FLAC, FLAC -> Ogg, or Ogg -> FLAC."""
-  source, target, kbps = job
+def g722_bits(kbps: float) -> int:
+  """G.722's bit rate in bit/s for `kbps`, one of its three modes (ValueError otherwise)."""
+  if kbps not in G722_RATES:
+    raise ValueError(f'G.722 bitrate {kbps} kbit/s; it has {", ".join(map(str, G722_RATES))}.')
+  return int(kbps * 1000)
+
+
+def g722_round_trip(samples_A: np.ndarray, kbps: float = 64.0) -> np.ndarray:
+  """int16 16 kHz samples through G.722 at `kbps` (48, 56 or 64) and back (PyPI `g722`, as
+  `asterisk` decodes the human voice), the codec's delay taken off: as many samples, aligned
+  with the input, so a copy's word and phoneme times still hold."""
+  rate = g722_bits(kbps)
+  import G722  # pylint: disable=g-import-not-at-top  # PyPI `g722`, needed only here
+  coded = G722.G722(SAMPLE_RATE, rate).encode(np.asarray(samples_A, np.int16))
+  out_A = np.asarray(G722.G722(SAMPLE_RATE, rate).decode(coded), np.int16)[G722_DELAY:]
+  return np.pad(out_A, (0, max(0, len(samples_A) - len(out_A))))[:len(samples_A)]
+
+
+def _recode(job: tuple[Path, Path, str, float]) -> None:
+  """One file of `recode_corpus`: FLAC -> codec -> FLAC, FLAC -> Ogg, or Ogg -> FLAC."""
+  source, target, codec, kbps = job
   if source.suffix == '.ogg':
     samples, rate = sf.read(source, dtype='int16')
     _check_format(source, rate, 1 if samples.ndim == 1 else samples.shape[1], len(samples))
   else:
     samples = read_flac(source)
-  opus = {'format': 'OGG', 'subtype': 'OPUS', 'compression_level': opus_level(kbps)}
+  opus = {'format': 'OGG', 'subtype': 'OPUS',
+          'compression_level': opus_level(kbps) if codec == 'opus' else None}
   if source.suffix == '.flac' and target.suffix == '.flac':  # through the codec, in memory
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, SAMPLE_RATE, **opus)
-    buffer.seek(0)
-    samples, _ = sf.read(buffer, dtype='int16')
+    if codec == 'g722':
+      samples = g722_round_trip(samples, kbps)
+    else:
+      buffer = io.BytesIO()
+      sf.write(buffer, samples, SAMPLE_RATE, **opus)
+      buffer.seek(0)
+      samples, _ = sf.read(buffer, dtype='int16')
   with files.atomic(target) as tmp:
     sf.write(tmp, samples, SAMPLE_RATE,
              **(opus if target.suffix == '.ogg' else {'format': 'FLAC', 'subtype': 'PCM_16'}))
 
 
 def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits: Sequence[str],
-                  kbps: float = 24.0, keep_ogg: bool = False, workers: int = 1) -> int:
-  """Copies a LibriSpeech-layout folder with the audio of `splits` through Ogg/Opus.
+                  kbps: Optional[float] = None, keep_ogg: bool = False, workers: int = 1,
+                  codec: str = 'opus') -> int:
+  """Copies a LibriSpeech-layout folder with the audio of `splits` through a codec.
 
-  Each FLAC of `splits` is encoded at `kbps` and decoded back to 16-bit FLAC, so the copy is a
-  corpus like any other whose audio went through the codec; with `keep_ogg` the Ogg files are
-  written instead (a sixth of the FLAC's size at 24 kbit/s, to carry), and recoding that copy
-  turns them back into FLAC. Every other file is copied as it is. `workers` processes recode
-  (1: this one). Each file is written atomically and `out_dir/RECODED.json` holds the
-  settings, so the same call after an interruption finishes the copy and another call on the
-  same folder is refused. Returns the audio files of the copy; DataError names a file that
-  cannot be read.
+  Each FLAC of `splits` is encoded at `kbps` (the codec's default in `CODECS` if None) and
+  decoded back to 16-bit FLAC, so the copy is a corpus like any other whose audio went through
+  the codec: Ogg/Opus (`codec='opus'`), or G.722 (`'g722'`, the telephone codec Asterisk's human
+  prompts come in; 48, 56 or 64 kbit/s, aligned as the input). With `keep_ogg` (Opus only) the
+  Ogg files are written instead (a sixth of the FLAC's size at 24 kbit/s, to carry), and
+  recoding that copy turns them back into FLAC. Every other file is copied as it is. `workers`
+  processes recode (1: this one). Each file is written atomically and `out_dir/RECODED.json`
+  holds the settings, so the same call after an interruption finishes the copy and another
+  call on the same folder is refused. Returns the audio files of the copy; DataError names a
+  file that cannot be read.
   """
   source, out = Path(source), Path(out_dir)
   if not source.is_dir():
@@ -256,14 +284,22 @@ def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits:
   missing = [s for s in splits if not (source / s).is_dir()]
   if missing:
     raise DataError(f'{source} has no split folder(s) {", ".join(missing)}.')
-  opus_level(kbps)
+  if codec not in CODECS:
+    raise ValueError(f'Codec {codec!r}; recode_corpus knows {", ".join(CODECS)}.')
+  kbps = CODECS[codec] if kbps is None else kbps
+  if codec == 'opus':
+    opus_level(kbps)
+  elif keep_ogg:
+    raise ValueError(f'keep_ogg writes Ogg/Opus files, not {codec}.')
+  else:
+    g722_bits(kbps)
   settings = json.dumps({'source': str(source.resolve()), 'splits': sorted(splits),
-                         'kbps': kbps, 'keep_ogg': keep_ogg}, indent=1) + '\n'
+                         'codec': codec, 'kbps': kbps, 'keep_ogg': keep_ogg}, indent=1) + '\n'
   marker = out / RECODED
   if out.exists() and any(out.iterdir()) and (
       not marker.exists() or marker.read_text() != settings):
     raise DataError(f'{out} holds something other than this copy (another source, splits, '
-                    'bitrate or keep_ogg); choose a new output folder.')
+                    'codec, bitrate or keep_ogg); choose a new output folder.')
   files.write_text(files.check_writable(out) / RECODED, settings)
   for leftover in out.glob('**/*.tmp'):  # from an interrupted run
     leftover.unlink()
@@ -275,13 +311,13 @@ def recode_corpus(source: str | os.PathLike, out_dir: str | os.PathLike, splits:
     in_split = path.relative_to(source).parts[0] in splits
     if in_split and path.suffix in ('.flac', '.ogg'):
       target = target.with_suffix('.ogg' if keep_ogg and path.suffix == '.flac' else '.flac')
-      jobs.append((path, target, kbps))
+      jobs.append((path, target, codec, kbps))
     elif not target.exists():
       target.parent.mkdir(parents=True, exist_ok=True)
       with files.atomic(target) as tmp:
         shutil.copy2(path, tmp)
   todo = [job for job in jobs if not job[1].exists()]
-  for _, target, _ in todo:
+  for _, target, *_ in todo:
     target.parent.mkdir(parents=True, exist_ok=True)
   if workers > 1:
     with multiprocessing.get_context('spawn').Pool(workers) as pool:
