@@ -5,7 +5,7 @@
 Trains the `--preset` model for `--steps` steps on `--corpus` and evaluates it on the test
 split, as the main job's stages 2 and 3 do (one process each, in a fresh run folder every
 time), three ways per round: without the cache, with an empty cache, and with the cache the
-empty run filled (a rerun, or an ablation row whose programs another row compiled). Prints the
+empty run filled (a rerun, or a resumed run of the same settings). Prints the
 seconds of each, the warm run's share of the uncached one, and whether the three trained states
 are equal to the bit. The ways alternate within each round; the best round of each is kept,
 all rounds printed.

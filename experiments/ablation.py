@@ -15,9 +15,9 @@ batch order), which shows how far one run of a row lies from another (any row ta
 with twice the channels of every layer (128/512, about four times the multiply-adds), which
 shows what a larger model buys at the same steps. Every row trains the `--preset` model for
 `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
-WORKDIR/ROW, and rerunning the command resumes what is unfinished. The rows share what XLA
-compiled (WORKDIR/xla_cache, `core.xla_cache`), so a row whose programs another row compiled
-(another seed, another engine set) loads them. Writes WORKDIR/ablation.md
+WORKDIR/ROW, and rerunning the command resumes what is unfinished, loading what XLA compiled
+before (WORKDIR/xla_cache, `core.xla_cache`; rows do not share programs, since seeds and length
+buckets differ). Writes WORKDIR/ablation.md
 (LER/WER on the test split, per engine, and on the human voice) and prints it.
 """
 

@@ -2,9 +2,10 @@
 folder of its own per processor.
 
 A job that runs its stages as separate processes (`experiments/main.py`, `ablation.py`) compiles
-the same XLA programs again in every process and on every rerun; with the cache, a rerun (after an
-interruption, or to redo a stage) and the rows of an ablation load them instead. A loaded program
-is the one compilation would have made, so the numbers are the same to the bit.
+its XLA programs again on every rerun; with the cache, a rerun (after an interruption, or to
+redo a stage) loads them instead. A loaded program is the one compilation would have made, so
+the numbers are the same to the bit. Different runs seldom share programs: the seed is a
+constant of the training step, and the length buckets follow each run's utterances.
 
 JAX's cache key holds the program, the JAX version and the device kind, but not which CPU
 compiled it, and XLA compiles for the host's instruction set: a folder shared by machines of
