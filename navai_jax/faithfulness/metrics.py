@@ -321,8 +321,8 @@ def cascading_randomisation(explain: Callable[[network.Layers, Array, Array], Ar
   `map_WxF`: the trained network's map where it is made already (as Quantus's `a_batch`).
   """
   trained = explain(layers, x_WxF, target) if map_WxF is None else map_WxF
-  return randomisation_of_ranks(
-      centred_ranks(trained), randomized_maps(explain, layers, x_WxF, target, fresh_layers(layers, key)))
+  randomized = randomized_maps(explain, layers, x_WxF, target, fresh_layers(layers, key))
+  return randomisation_of_ranks(centred_ranks(trained), randomized)
 
 
 def other_class(key: Array, target: Array, num_classes: int) -> Array:
