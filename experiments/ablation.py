@@ -7,13 +7,15 @@ corpus, each read on the held-out test voices and on the human voice.
 Rows (`--rows`, default all): `espeak` (its speakers only: `config.data.train_engines`),
 `espeak+flite`, `espeak+flite+piper`, `all` (every training speaker of the corpus, the main
 job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so that
-`espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation of the
-sound each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
-(white noise at 10-30 dB SNR); and `all@seed1`, `all` from another seed (initial weights and
-batch order), which shows how far one run of a row lies from another (any row takes a seed so:
-`ROW@seedN`); and `all@wide`, `all`
-with twice the channels of every layer (128/512, about four times the multiply-adds), which
-shows what a larger model buys at the same steps. Every row trains the `--preset` model for
+`espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation
+each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
+(white noise at 10-30 dB SNR), `+warp` (vocal tract length perturbation, factors 0.9-1.1);
+and `all@seed1`, `all` from another seed (initial weights and batch order), which shows how
+far one run of a row lies from another (any row takes a seed so: `ROW@seedN`); `all@wide`,
+`all` with twice the channels of every layer (128/512, about four times the multiply-adds),
+which shows what a larger model buys at the same steps; and `all@mels40`, `all` on 40 mel bins
+instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz
+wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch. Every row trains the `--preset` model for
 `--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
 WORKDIR/ROW, and rerunning the command resumes what is unfinished, loading what XLA compiled
 before (WORKDIR/xla_cache, `core.xla_cache`; rows do not share programs, since seeds and length
@@ -41,8 +43,10 @@ ROWS = {
     'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],
+    'all+warp': ['--config.augment.warp=0.1'],
     'all@seed1': ['--config.seed=1'],
     'all@wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
+    'all@mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
 }
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')

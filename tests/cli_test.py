@@ -56,7 +56,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   rows = ast.literal_eval(next(n.value for n in ast.parse(source).body
                                if isinstance(n, ast.Assign) and n.targets[0].id == 'ROWS'))
-  assert len(rows) == 9
+  assert len(rows) == 11
   for row, overrides in rows.items():
     config = default.get_config('small')
     for flag in overrides:
@@ -74,5 +74,6 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert done.stderr.strip().endswith('ablation.py: unknown row(s) al+speed, all@seedx; rows: '
                                       'espeak, espeak+flite, espeak+flite+piper, all, '
-                                      'all+speed, all+rooms, all+noise, all@seed1, all@wide, '
+                                      'all+speed, all+rooms, all+noise, all+warp, all@seed1, '
+                                      'all@wide, all@mels40, '
                                       'each also as ROW@seedN.')
