@@ -15,12 +15,12 @@ far one run of a row lies from another (any row takes a seed so: `ROW@seedN`); `
 `all` with twice the channels of every layer (128/512, about four times the multiply-adds),
 which shows what a larger model buys at the same steps; and `all@mels40`, `all` on 40 mel bins
 instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz
-wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch. Every row trains the `--preset` model for
-`--steps` steps with the same schedule, from seed 0 but for `all@seed1`; a row's folder is
-WORKDIR/ROW, and rerunning the command resumes what is unfinished, loading what XLA compiled
-before (WORKDIR/xla_cache, `core.xla_cache`; rows do not share programs, since seeds and length
-buckets differ). Writes WORKDIR/ablation.md
-(LER/WER on the test split, per engine, and on the human voice) and prints it.
+wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch. Every row trains
+the `--preset` model for `--steps` steps with the same schedule, from seed 0 but for
+`all@seed1`; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
+unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do not
+share programs, since seeds and length buckets differ). Writes WORKDIR/ablation.md (LER/WER on
+the test split, per engine, and on the human voice) and prints it.
 """
 
 import json
