@@ -1,7 +1,8 @@
 """The synthesized corpus: held-out speakers, LibriSpeech layout, every engine's utterances with
 their engine and ARPAbet times (Pico's marked untimed), short spans padded to one receptive
 field with their times moved, an interrupted run equals an uninterrupted one, another set of
-engines is refused, a missing engine is named, bad settings."""
+engines is refused, a missing engine is named, bad settings; another split's transcripts said by
+chosen voices."""
 
 import itertools
 import json
@@ -227,6 +228,65 @@ def test_make_corpus_rejects_bad_settings_other_engines_and_names_a_missing_one(
           'its voices kal, kal16, awb, rms, slt are left out of the corpus.'
           ) in capsys.readouterr().out
   assert 'flite' not in (tmp_path / 'no_flite' / 'SPEAKERS.txt').read_text()
+
+
+def test_speak_split_says_every_transcript_in_every_voice(tmp_path, monkeypatch):
+  # A human-set-like source: one prompt of one word, one sentence.
+  chapter = tmp_path / 'source' / 'human' / '9001' / '1'
+  chapter.mkdir(parents=True)
+  (chapter / '9001-1.trans.txt').write_text('9001-1-0000 HELLO\n'
+                                            '9001-1-0007 PLEASE LEAVE A MESSAGE AFTER THE TONE\n')
+  for utt_id in ('9001-1-0000', '9001-1-0007'):
+    sf.write(chapter / f'{utt_id}.flac', np.zeros(librispeech.MIN_SAMPLES, np.int16),
+             librispeech.SAMPLE_RATE)
+  said = voices.choose_speakers(0, num_train=1, num_dev=1, num_test=2)[-2:]  # eSpeak's test
+  assert [s.split for s in said] == ['test', 'test']
+  spoken = []
+
+  def speak(speaker, text, rate, pitch, seed):
+    spoken.append((speaker.id, text, rate, pitch, seed))
+    if speaker.id == said[1].id and seed == 7:
+      raise RuntimeError('an engine failing for one sentence')
+    return real_speak(speaker, text, rate, pitch, seed)
+
+  real_speak = voices.speak
+  monkeypatch.setattr(voices, 'speak', speak)
+  out = tmp_path / 'voices'
+  (out / 'human' / 'old').mkdir(parents=True)  # a split made before is replaced
+  summary = corpus.speak_split(tmp_path / 'source', out, said, num_workers=1)
+  assert summary['transcripts'] == 2 and summary['utterances'] == 3
+  assert summary['dropped'] == {str(said[0].id): 0, str(said[1].id): 1}
+  assert sorted(spoken) == sorted(
+      (s.id, t, 175, 50, n) for s in said
+      for n, t in ((0, 'hello'), (7, 'please leave a message after the tone')))
+  split = librispeech.read_transcripts(out / 'human')
+  assert sorted((i, t) for i, t, _ in split.values()) == sorted([
+      (f'{said[0].id}-1-0000', 'HELLO'), (f'{said[0].id}-1-0007',
+                                          'PLEASE LEAVE A MESSAGE AFTER THE TONE'),
+      (f'{said[1].id}-1-0000', 'HELLO')])
+  assert not (out / 'human' / 'old').exists()
+  for path, (utt_id, _, _) in split.items():
+    audio, rate = sf.read(path, dtype='int16')
+    assert rate == librispeech.SAMPLE_RATE and len(audio) >= librispeech.MIN_SAMPLES
+    if utt_id.endswith('-0000'):  # the lone word: silence added on both sides
+      assert not audio[:100].any() and not audio[-100:].any()
+  assert voices.read_speakers(out) == said
+  long_prompt = corpus.Utterance(said[0], 1, 0, 'hello', 175, 50, 0)
+  result = (np.ones(13 * librispeech.SAMPLE_RATE, np.int16), None, None)
+  assert corpus._check(long_prompt, result, True) == '13.0 s is longer than 12.0 s'
+  assert corpus._check(long_prompt, result, True, max_seconds=None) is None  # as speak_split
+  assert voices.engines_of_speakers(out) == {str(s.id): 'espeak' for s in said}
+  with pytest.raises(librispeech.DataError, match='must not be the source'):
+    corpus.speak_split(tmp_path / 'source', tmp_path / 'source', said, num_workers=1)
+  with pytest.raises(librispeech.DataError, match='no such split'):
+    corpus.speak_split(tmp_path / 'source', out, said, 'test', num_workers=1)
+  # The script names a speaker the corpus does not have.
+  done = subprocess.run(
+      [sys.executable, '-m', 'experiments.speak_human_set', f'--source={tmp_path / "source"}',
+       f'--corpus={out}', '--speakers=test,9999', f'--out_dir={tmp_path / "again"}'],
+      capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1], check=False)
+  assert done.returncode != 0
+  assert '--speakers: 9999 is neither a split nor a speaker of' in done.stderr
 
 
 def test_script_reports_bad_flag():

@@ -94,6 +94,9 @@ def test_per_speaker_and_per_length_error_rates(tones):
       '2-3': {'ler': pytest.approx(9 / 10, abs=1e-12), 'wer': pytest.approx(2 / 3, abs=1e-12),
               'num_utterances': 1}}
   assert 'LER by words per utterance: 1 0.8333 (2), 2-3 0.9000 (1)' in evaluate.summary(result)
+  assert result['per_speaker_length'] == {'7': {'1': result['per_speaker']['7']},
+                                          '9': {'2-3': result['per_speaker']['9']}}
+  assert '    7 by words: 1 0.8333 (2)' in evaluate.summary(result)
   assert [evaluate.length_group(r) for r in ('a', 'a b', 'a b c', 'a b c d', 'a ' * 30)] == [
       '1', '2-3', '2-3', '4+', '4+']
   # With the corpus's engines: the rates of each engine's utterances together.

@@ -126,6 +126,9 @@ def test_piper_is_seeded_and_timed():
   assert len(slower) > 1.15 * len(audio_A)
   # The last phoneme ends near the end of the speech (Piper adds a short silence).
   assert len(audio_A) / 16000 - spoken[-1]['end'] < 0.5
+  # Past the noise drawn for about 47 s, one clear error the corpus counts as a drop.
+  with pytest.raises(RuntimeError, match='Piper failed on'):
+    piper_tts.synthesize(' '.join([TEXT] * 40))
 
 
 def test_pico_speaks_without_times():

@@ -13,6 +13,7 @@ set does (`asterisk`); by default every utterance is a whole sentence and one to
 receptive field is dropped. The writer puts every file in place atomically, so an interrupted
 run that is started again ends with exactly the files of an uninterrupted one; utterances
 dropped for what the engine made of them are listed, so a rerun does not synthesize them again.
+`speak_split` has chosen voices say another split's transcripts (the human set's prompts).
 
 Layout under `out_dir` (as LibriSpeech, with one folder per split; see `librispeech`):
 
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import shutil
 import sys
 import time
 
@@ -268,9 +270,11 @@ def _in_order(plan: Iterator[Utterance], writer: _Writer, pool,
       yield u, None, job.get() if job is not None else _synthesize_utterance(u)
 
 
-def _check(u: Utterance, result, pad_short: bool = False) -> str | None:
+def _check(u: Utterance, result, pad_short: bool = False,
+           max_seconds: float | None = MAX_SECONDS) -> str | None:
   """Returns why a synthesized utterance must be dropped, or None to keep it; one shorter than
-  a receptive field is kept if `pad_short` (it will be padded)."""
+  a receptive field is kept if `pad_short` (it will be padded), any length if `max_seconds` is
+  None."""
   if isinstance(result, str):
     return result
   audio_A, words, _ = result
@@ -279,8 +283,8 @@ def _check(u: Utterance, result, pad_short: bool = False) -> str | None:
   if len(audio_A) < librispeech.MIN_SAMPLES and not pad_short:
     return (f'{len(audio_A) / librispeech.SAMPLE_RATE:.2f} s {_TOO_SHORT} '
             f'({librispeech.MIN_SAMPLES / librispeech.SAMPLE_RATE:.2f} s)')
-  if len(audio_A) > MAX_SECONDS * librispeech.SAMPLE_RATE:
-    return f'{len(audio_A) / librispeech.SAMPLE_RATE:.1f} s is longer than {MAX_SECONDS} s'
+  if max_seconds is not None and len(audio_A) > max_seconds * librispeech.SAMPLE_RATE:
+    return f'{len(audio_A) / librispeech.SAMPLE_RATE:.1f} s is longer than {max_seconds} s'
   if words is not None and [w['word'].upper() for w in words] != u.transcript.split():
     return f'{u.speaker.engine} words do not match the transcript'
   return None
@@ -473,3 +477,85 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       'speakers': [dataclasses.asdict(s) for s in speakers]})
   files.write_text(out / 'corpus.json', json.dumps(summary, indent=1) + '\n')
   return timed(dict(summary, **stats))
+
+
+def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                speakers: Sequence[voices.Speaker], split: str = 'human', *,
+                num_workers: int = 2) -> dict:
+  """The transcripts of a LibriSpeech-layout split said by `speakers`.
+
+  With the human set as `source_dir` (`asterisk`) and a corpus's test voices as `speakers`,
+  this is a control set: the human voice's words in voices whose error rates on the corpus's
+  sentences are known, so that what the words cost is parted from what the voice does. Every
+  speaker says every transcript at the middle of the corpus's rate and pitch ranges (noise seed:
+  the utterance's number); an utterance keeps the source's chapter and number under the
+  speaker's id (`9001-1-0005` said by speaker 1003 is `1003-1-0005`), so rows compare across
+  voices. One shorter than one receptive field gets silence on both sides up to it, as a short
+  prompt of the human set does, and none is too long (the human set keeps its longest prompts
+  too); one the engine fails on, or whose words do not match, is left out and counted, as
+  `make_corpus` drops it. Writes `OUT_DIR/SPLIT/SPEAKER/CHAPTER/...`
+  (flac and trans.txt, without timings) and `OUT_DIR/SPEAKERS.txt`, so that evaluation reports
+  each engine; a split made there before is replaced.
+
+  Args:
+    source_dir: the folder holding `SPLIT/`, e.g. `make_human_set.py`'s output.
+    out_dir: output folder (not `source_dir`).
+    speakers: who says the transcripts, e.g. a corpus's test speakers (`voices.read_speakers`).
+    split: the split of `source_dir` to say, written under the same name.
+    num_workers: synthesis processes; 1 synthesizes in this process.
+  Returns:
+    `{'utterances', 'seconds', 'transcripts', 'dropped': {speaker id: count}}`.
+  Raises:
+    DataError: `source_dir` has no such split, or `out_dir` is `source_dir`.
+    ValueError: no speakers, or num_workers < 1.
+  """
+  if not speakers:
+    raise ValueError('No speakers to say the transcripts.')
+  if num_workers < 1:
+    raise ValueError(f'num_workers must be >= 1, got {num_workers}.')
+  source = pathlib.Path(source_dir)
+  if not (source / split).is_dir():
+    raise librispeech.DataError(f'{source / split}: no such split folder.')
+  out = files.check_writable(out_dir)
+  if out.resolve() == source.resolve():
+    raise librispeech.DataError(f'{out}: the output folder must not be the source folder.')
+  transcripts = sorted((utt_id, text) for utt_id, text, _ in
+                       librispeech.read_transcripts(source / split).values())
+  rate = (voices.RATE_RANGE[0] + voices.RATE_RANGE[1]) // 2
+  pitch = (voices.PITCH_RANGE[0] + voices.PITCH_RANGE[1]) // 2
+  plan = []
+  for speaker in speakers:
+    for utt_id, text in transcripts:
+      _, chapter, index = (int(part) for part in utt_id.split('-'))
+      plan.append(Utterance(speaker, chapter, index, text.lower(), rate, pitch, seed=index))
+  shutil.rmtree(out / split, ignore_errors=True)  # a split made before
+  dropped = {str(s.id): 0 for s in speakers}
+  lines = collections.defaultdict(list)
+  samples = 0
+  pool = multiprocessing.get_context('spawn').Pool(num_workers) if num_workers > 1 else None
+  try:
+    results = (pool.imap(_synthesize_utterance, plan, chunksize=4) if pool is not None
+               else map(_synthesize_utterance, plan))
+    for u, result in zip(plan, results):
+      if reason := _check(u, result, pad_short=True, max_seconds=None):
+        logging.log_first_n(logging.WARNING, 'Leaving out %s (%r): %s (the first 5 are shown; '
+                            'the summary counts all).', 5, u.id, u.text, reason)
+        dropped[str(u.speaker.id)] += 1
+        continue
+      audio_A = librispeech.pad_to_receptive_field(result[0])
+      folder = out / split / str(u.speaker.id) / str(u.chapter)
+      folder.mkdir(parents=True, exist_ok=True)
+      files.write_atomically(folder / f'{u.id}.flac', lambda tmp, a=audio_A: sf.write(
+          tmp, a, librispeech.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
+      lines[folder / f'{u.speaker.id}-{u.chapter}.trans.txt'].append(f'{u.id} {u.transcript}\n')
+      samples += len(audio_A)
+  finally:
+    if pool is not None:
+      pool.close()
+      pool.join()
+  for path, rows in lines.items():
+    files.write_text(path, ''.join(rows))
+  files.write_text(out / 'SPEAKERS.txt', _speakers_table(speakers))
+  return {'utterances': sum(len(rows) for rows in lines.values()),
+          'seconds': round(samples / librispeech.SAMPLE_RATE, 1),
+          'transcripts': len(transcripts), 'dropped': dropped}

@@ -96,7 +96,10 @@ def synthesize(text: str, voice: str = 'joe', length_scale: float = 1.0,
           'scales': np.asarray([noise_scale, length_scale, noise_w], np.float32),
           **{name: rng.standard_normal((1, _MAX_CHANNELS, _MAX_FRAMES), np.float32)
              for name in noise_inputs}}
-  audio, durations = session.run(None, feed)[:2]
+  try:
+    audio, durations = session.run(None, feed)[:2]
+  except Exception as e:  # onnxruntime's own errors, e.g. past _MAX_FRAMES (about 47 s)
+    raise RuntimeError(f'Piper failed on {len(words)} words: {e}') from e
   audio = np.asarray(audio, np.float64).reshape(-1)
   rate = piper_voice.config.sample_rate
   audio_A = librispeech.to_int16(audio, rate, full_scale=32767)  # 22,050 -> 16,000 Hz

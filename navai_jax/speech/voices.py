@@ -19,6 +19,7 @@ leaves it out: the main job's corpus predates it). Each utterance's rate and pit
 
 import dataclasses
 import math
+import os
 import pathlib
 from collections.abc import Sequence
 
@@ -163,14 +164,20 @@ def speak(speaker: Speaker, text: str, rate: int, pitch: int, seed: int
   raise ValueError(f'Unknown speech engine {speaker.engine!r}.')
 
 
-def engines_of_speakers(folder: str) -> dict[str, str]:
-  """{speaker id: engine} from a corpus folder's SPEAKERS.txt ({} where it has none or no
-  engine column, as real LibriSpeech or a corpus of eSpeak alone made before engines)."""
+def read_speakers(folder: str | os.PathLike) -> list[Speaker]:
+  """The speakers of a corpus folder's SPEAKERS.txt ([] where it has none or no engine
+  column, as real LibriSpeech or a corpus of eSpeak alone made before engines)."""
   path = pathlib.Path(folder) / 'SPEAKERS.txt'
   if not path.is_file():
-    return {}
+    return []
   lines = path.read_text().splitlines()
   if not lines or 'ENGINE' not in lines[0]:
-    return {}
+    return []
   rows = [[c.strip() for c in line.split('|')] for line in lines[1:] if line.strip()]
-  return {row[0]: row[2] for row in rows if len(row) >= 4}
+  return [Speaker(int(row[0]), row[1], row[3], row[4] if len(row) > 4 else '', row[2])
+          for row in rows if len(row) >= 4]
+
+
+def engines_of_speakers(folder: str | os.PathLike) -> dict[str, str]:
+  """{speaker id: engine} of `read_speakers(folder)`."""
+  return {str(s.id): s.engine for s in read_speakers(folder)}

@@ -123,7 +123,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
     'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
     '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
-    `length_group` (words in the reference: '1', '2-3', '4+') to its own, and with `engines`
+    `length_group` (words in the reference: '1', '2-3', '4+') to its own,
+    'per_speaker_length' each speaker to its own 'per_length', and with `engines`
     ({speaker: engine}) 'per_engine' each engine to its own.
   """
   num_examples = config.eval.num_examples if num_examples is None else num_examples
@@ -139,6 +140,10 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
             'per_speaker': _rates_by(rows, lambda i, r: speaker(i)),
             'per_length': _rates_by(rows, lambda i, r: length_group(r), order.index),
+            'per_speaker_length': {
+                name: _rates_by([row for row in rows if speaker(row[0]) == name],
+                                lambda i, r: length_group(r), order.index)
+                for name in sorted({speaker(i) for i in ids})},
             'examples': examples}
   if engines:
     result['per_engine'] = _rates_by(rows, lambda i, r: engines.get(speaker(i), 'unknown'))
@@ -208,6 +213,10 @@ def summary(result: dict[str, Any]) -> str:
   if len(result.get('per_speaker', {})) > 1:
     lines.append('  LER per speaker: ' + ', '.join(
         f'{speaker} {r["ler"]:.4f}' for speaker, r in result['per_speaker'].items()))
+    if len(result.get('per_length', {})) > 1:
+      lines += [f'    {speaker} by words: ' + ', '.join(
+          f'{name} {r["ler"]:.4f} ({r["num_utterances"]})' for name, r in groups.items())
+                for speaker, groups in result.get('per_speaker_length', {}).items()]
   for ex in result.get('examples', []):
     lines += [f'  {ex["id"]}', f'    REF: {ex["reference"]}', f'    HYP: {ex["hypothesis"]}']
   return '\n'.join(lines)
