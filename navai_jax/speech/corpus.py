@@ -495,7 +495,7 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
   too); one the engine fails on, or whose words do not match, is left out and counted, as
   `make_corpus` drops it. Writes `OUT_DIR/SPLIT/SPEAKER/CHAPTER/...`
   (flac and trans.txt, without timings) and `OUT_DIR/SPEAKERS.txt`, so that evaluation reports
-  each engine; a split made there before is replaced.
+  each engine; a split made there before is replaced once the new one is whole.
 
   Args:
     source_dir: the folder holding `SPLIT/`, e.g. `make_human_set.py`'s output.
@@ -528,7 +528,11 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for utt_id, text in transcripts:
       _, chapter, index = (int(part) for part in utt_id.split('-'))
       plan.append(Utterance(speaker, chapter, index, text.lower(), rate, pitch, seed=index))
-  shutil.rmtree(out / split, ignore_errors=True)  # a split made before
+  # Written beside the split, which it replaces when whole (an interrupted run leaves the
+  # split made before as it was).
+  partial = out / f'{split}.partial'
+  shutil.rmtree(partial, ignore_errors=True)
+  partial.mkdir()
   dropped = {str(s.id): 0 for s in speakers}
   lines = collections.defaultdict(list)
   samples = 0
@@ -543,7 +547,7 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
         dropped[str(u.speaker.id)] += 1
         continue
       audio_A = librispeech.pad_to_receptive_field(result[0])
-      folder = out / split / str(u.speaker.id) / str(u.chapter)
+      folder = partial / str(u.speaker.id) / str(u.chapter)
       folder.mkdir(parents=True, exist_ok=True)
       files.write_atomically(folder / f'{u.id}.flac', lambda tmp, a=audio_A: sf.write(
           tmp, a, librispeech.SAMPLE_RATE, format='FLAC', subtype='PCM_16'))
@@ -555,6 +559,8 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
       pool.join()
   for path, rows in lines.items():
     files.write_text(path, ''.join(rows))
+  shutil.rmtree(out / split, ignore_errors=True)
+  partial.rename(out / split)
   files.write_text(out / 'SPEAKERS.txt', _speakers_table(speakers))
   return {'utterances': sum(len(rows) for rows in lines.values()),
           'seconds': round(samples / librispeech.SAMPLE_RATE, 1),
