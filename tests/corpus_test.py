@@ -280,6 +280,9 @@ def test_speak_split_says_every_transcript_in_every_voice(tmp_path, monkeypatch)
     corpus.speak_split(tmp_path / 'source', tmp_path / 'source', said, num_workers=1)
   with pytest.raises(librispeech.DataError, match='no such split'):
     corpus.speak_split(tmp_path / 'source', out, said, 'test', num_workers=1)
+  (tmp_path / 'source' / 'empty').mkdir()
+  with pytest.raises(librispeech.DataError, match='empty: no transcript lines'):
+    corpus.speak_split(tmp_path / 'source', out, said, 'empty', num_workers=1)
   # The script names a speaker the corpus does not have.
   done = subprocess.run(
       [sys.executable, '-m', 'experiments.speak_human_set', f'--source={tmp_path / "source"}',

@@ -506,7 +506,8 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
   Returns:
     `{'utterances', 'seconds', 'transcripts', 'dropped': {speaker id: count}}`.
   Raises:
-    DataError: `source_dir` has no such split, or `out_dir` is `source_dir`.
+    DataError: `source_dir` has no such split or it holds no transcripts, or `out_dir` is
+      `source_dir`.
     ValueError: no speakers, or num_workers < 1.
   """
   if not speakers:
@@ -521,6 +522,9 @@ def speak_split(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     raise librispeech.DataError(f'{out}: the output folder must not be the source folder.')
   transcripts = sorted((utt_id, text) for utt_id, text, _ in
                        librispeech.read_transcripts(source / split).values())
+  if not transcripts:
+    raise librispeech.DataError(f'{source / split}: no transcript lines (SPEAKER-CHAPTER.trans.txt '
+                                'files next to their audio) to say.')
   rate = (voices.RATE_RANGE[0] + voices.RATE_RANGE[1]) // 2
   pitch = (voices.PITCH_RANGE[0] + voices.PITCH_RANGE[1]) // 2
   plan = []
