@@ -16,4 +16,8 @@ if [[ " $* " == *festival* ]]; then
   install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \
     festival festvox-kdlpc16k festvox-us-slt-hts
 fi
+# WordNet's usage examples only where the corpus is asked for them (--text_sources=...).
+if [[ " $* " == *wordnet_examples* ]]; then
+  install_once wordnet '[ -f /usr/share/wordnet/data.noun ]' wordnet-base
+fi
 exec python experiments/main.py "$@"

@@ -47,6 +47,7 @@ from absl import flags
 from navai_jax.configs import default
 from navai_jax.core import xla_cache
 from navai_jax.speech import asterisk
+from navai_jax.speech import sentences
 from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/corpus', 'Corpus folder.')
@@ -60,6 +61,10 @@ _SHORT_FRACTION = flags.DEFINE_float(
     'short_fraction', 0.0, 'Share of the corpus\'s utterances that say only 1-3 words '
     '(make_corpus.py); with another value than a finished run\'s, give a new --corpus_dir and '
     '--workdir, since every stage resumes what its folder holds.')
+_TEXT_SOURCES = flags.DEFINE_list(
+    'text_sources', list(sentences.DEFAULT_TEXT_SOURCES), 'Where the corpus\'s sentences come '
+    f'from, of {", ".join(sentences.TEXT_SOURCES)} (make_corpus.py); with other sources than a '
+    'finished run\'s, give a new --corpus_dir and --workdir.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -168,7 +173,8 @@ def main(argv):
                                 f'--seed={_SEED.value}',
                                 f'--engines={",".join(_ENGINES.value)}',
                                 f'--held_out_engines={",".join(_HELD_OUT_ENGINES.value)}',
-                                f'--short_fraction={_SHORT_FRACTION.value}')
+                                f'--short_fraction={_SHORT_FRACTION.value}',
+                                f'--text_sources={",".join(_TEXT_SOURCES.value)}')
   # The FLAC files are read as they are (`data.reader=direct`): the same utterances as through
   # TFDS, without the minutes of preparing the corpus into ArrayRecord files first.
   train_args = [config, f'--workdir={workdir}', f'--config.data.source=folder:{corpus}',

@@ -13,7 +13,7 @@ again with the same flags and it finishes the same corpus, identical to an unint
 from absl import flags
 
 from navai_jax.stages import cli
-from navai_jax.speech import corpus
+from navai_jax.speech import corpus, sentences
 
 _OUT_DIR = flags.DEFINE_string('out_dir', 'data/corpus', 'Output folder.')
 _HOURS = flags.DEFINE_float('hours', 3.0, 'Training audio, in hours.')
@@ -30,6 +30,9 @@ _HELD_OUT = flags.DEFINE_list('held_out_engines', ['pico'], 'Engines heard only 
 _SHORT = flags.DEFINE_float('short_fraction', 0.0, 'Share of utterances that say only 1-3 words '
                             'of their sentence; > 0 also pads utterances shorter than one '
                             'receptive field with silence instead of dropping them.')
+_TEXT = flags.DEFINE_list('text_sources', list(sentences.DEFAULT_TEXT_SOURCES),
+                          f'Where sentences come from, of {", ".join(sentences.TEXT_SOURCES)} '
+                          '(wordnet_examples needs Debian\'s wordnet-base).')
 
 flags.register_validator('hours', lambda h: h > 0, '--hours must be > 0.')
 flags.register_validator('seed', lambda s: s >= 0, '--seed must be >= 0.')
@@ -48,7 +51,8 @@ def main(argv):
       test_hours=_TEST_HOURS.value, num_train_speakers=_TRAIN_SPEAKERS.value,
       num_dev_speakers=_DEV_SPEAKERS.value, num_test_speakers=_TEST_SPEAKERS.value,
       num_workers=_WORKERS.value, engines=_ENGINES.value,
-      held_out_engines=_HELD_OUT.value, short_fraction=_SHORT.value, progress=True)
+      held_out_engines=_HELD_OUT.value, text_sources=_TEXT.value,
+      short_fraction=_SHORT.value, progress=True)
   for split, summary in stats['splits'].items():
     print(f"{split}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
           f"{len(summary['speakers'])} speakers, {summary['sentences_available']} sentences")

@@ -218,6 +218,10 @@ def test_make_corpus_rejects_bad_settings_other_engines_and_names_a_missing_one(
     corpus.make_corpus(tmp_path, hours=0)
   with pytest.raises(ValueError, match=r'short_fraction must be in \[0, 1\], got 1.5'):
     corpus.make_corpus(tmp_path, short_fraction=1.5)
+  with pytest.raises(ValueError, match=r"text_sources must be some of pydoc_topics, .*, got "
+                     r"\['pydoc_topics', 'poems'\]"):
+    corpus.make_corpus(tmp_path / 'poems', text_sources=('pydoc_topics', 'poems'))
+  assert not (tmp_path / 'poems').exists()  # refused before anything is written
   settings = dict(TINY, hours=0.001, dev_hours=0, test_hours=0, num_workers=1)
   corpus.make_corpus(tmp_path / 'espeak', **dict(settings, engines=('espeak',)))
   with pytest.raises(ValueError, match='another seed, speaker count or set of engines'):

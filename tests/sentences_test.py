@@ -46,3 +46,31 @@ def test_load_sentences_is_clean_and_sorted():
   assert loaded == sorted(set(loaded))
   for s in loaded:
     assert sentences.normalize_text(s) == s.replace(',', '')
+
+
+def _fake_wordnet(folder, examples_by_file):
+  """Writes WordNet-format data files: an indented licence header, then one synset per line."""
+  for pos in ('noun', 'verb', 'adj', 'adv'):
+    lines = ['  1 This software and database is "provided as is" by Princeton University.']
+    for i, gloss in enumerate(examples_by_file.get(pos, [])):
+      lines.append(f'{i:08d} 29 n 01 word 0 000 | {gloss}  ')
+    (folder / f'data.{pos}').write_text('\n'.join(lines) + '\n', encoding='latin-1')
+
+
+def test_wordnet_examples_are_the_glosses_quoted_examples(tmp_path):
+  _fake_wordnet(tmp_path, {
+      'noun': ['a domestic animal; "the dog barked all night"; "She walks 2 dogs daily"',
+               'a definition without any example'],
+      'verb': ['move fast; "run to the store" - a saying; "he ran the os.path code"'],
+      'adv': ['so; "the dog barked all night"']})  # a repeated example is kept once
+  loaded = sentences.load_sentences(('wordnet_examples',), wordnet_dir=tmp_path)
+  # Not the licence's quoted words, the definitions, the attribution after a quote or code.
+  assert loaded == ['run to the store', 'she walks two dogs daily', 'the dog barked all night']
+
+
+def test_text_sources_are_named_when_wrong_or_missing(tmp_path):
+  with pytest.raises(ValueError, match="'poems'.*wordnet_examples"):
+    sentences.load_sentences(('pydoc_topics', 'poems'))
+  (tmp_path / 'data.noun').write_text('')
+  with pytest.raises(FileNotFoundError, match=r'data\.verb, data\.adj, data\.adv missing.*wordnet-base'):
+    sentences.load_sentences(('wordnet_examples',), wordnet_dir=tmp_path)

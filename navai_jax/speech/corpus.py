@@ -337,7 +337,7 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
                 num_test_speakers: int = 4, num_workers: int = 2,
                 engines: Sequence[str] = DEFAULT_ENGINES,
                 held_out_engines: Sequence[str] = ('pico',),
-                text_sources: Sequence[str] = sentences.TEXT_SOURCES,
+                text_sources: Sequence[str] = sentences.DEFAULT_TEXT_SOURCES,
                 short_fraction: float = 0.0, max_new_utterances: int | None = None,
                 progress: bool = False) -> dict:
   """Synthesizes a corpus into out_dir, resuming whatever an earlier run left there.
@@ -381,10 +381,15 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
       ('num_dev_speakers', num_dev_speakers, num_dev_speakers >= 1, '>= 1'),
       ('num_test_speakers', num_test_speakers, num_test_speakers >= 1, '>= 1'),
       ('num_workers', num_workers, num_workers >= 1, '>= 1'),
-      ('short_fraction', short_fraction, 0 <= short_fraction <= 1, 'in [0, 1]')] if not ok]
+      ('short_fraction', short_fraction, 0 <= short_fraction <= 1, 'in [0, 1]'),
+      ('text_sources', list(text_sources),
+       bool(text_sources) and set(text_sources) <= set(sentences.TEXT_SOURCES),
+       f'some of {", ".join(sentences.TEXT_SOURCES)}')] if not ok]
   if problems:
     raise ValueError('Invalid corpus settings: ' + '; '.join(problems) + '.')
   start = time.perf_counter()
+  # The text first: a missing source is named before anything is written.
+  pools = split_sentences(sentences.load_sentences(text_sources), seed)
   out = files.check_writable(out_dir)
   for leftover in out.glob('**/*.tmp'):  # from an interrupted run
     leftover.unlink()
@@ -406,7 +411,6 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     raise ValueError(f'{out} holds a corpus with other speakers (another seed, speaker count '
                      'or set of engines); choose a new output folder.')
   files.write_text(speakers_path, table)
-  pools = split_sentences(sentences.load_sentences(text_sources), seed)
   targets = {'train': hours * 3600, 'dev': dev_hours * 3600, 'test': test_hours * 3600}
 
   pad_short = short_fraction > 0

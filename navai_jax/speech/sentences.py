@@ -1,18 +1,25 @@
-"""English prose for the synthesized corpus: sentences from the Python documentation.
+"""English text for the synthesized corpus: the Python documentation and WordNet's examples.
 
-The text ships with the interpreter (`pydoc_data` topics and the standard library's
-docstrings). `normalize_text` turns a sentence into lower-case words as LibriSpeech writes them,
-or drops it when eSpeak would read it differently from its transcript (code, symbols,
-abbreviations, most numbers).
+Two sources ship with the interpreter (`pydoc_data` topics and the standard library's
+docstrings): long, written, technical sentences. A third, `wordnet_examples`, is the everyday
+English of WordNet 3.0's usage examples ("she pitied her sister acutely"), read from Debian's
+`wordnet-base` (WordNet 3.0 licence, permissive) where it is installed. `normalize_text` turns a
+sentence into lower-case words as LibriSpeech writes them, or drops it when eSpeak would read it
+differently from its transcript (code, symbols, abbreviations, most numbers).
 """
 
 import ast
 from collections.abc import Iterator, Sequence
+import os
 import pathlib
 import re
 import sysconfig
 
-TEXT_SOURCES = ('pydoc_topics', 'stdlib_docstrings')
+TEXT_SOURCES = ('pydoc_topics', 'stdlib_docstrings', 'wordnet_examples')
+DEFAULT_TEXT_SOURCES = ('pydoc_topics', 'stdlib_docstrings')
+# Debian's wordnet-base puts WordNet 3.0's database here.
+WORDNET_DIR = '/usr/share/wordnet'
+_WORDNET_FILES = tuple(f'data.{pos}' for pos in ('noun', 'verb', 'adj', 'adv'))
 MIN_WORDS = 3
 MAX_WORDS = 25
 
@@ -106,36 +113,67 @@ def _sentences(paragraph: str) -> Iterator[str]:
       yield candidate
 
 
-def _source_texts(source: str) -> Iterator[str]:
-  """Yields the raw texts of a source in a fixed order."""
+def _wordnet_examples(wordnet_dir: str | os.PathLike) -> Iterator[str]:
+  """Yields the quoted usage examples of WordNet's glosses, in file order."""
+  root = pathlib.Path(wordnet_dir)
+  if missing := [name for name in _WORDNET_FILES if not (root / name).is_file()]:
+    raise FileNotFoundError(
+        f'Text source wordnet_examples needs WordNet 3.0\'s database in {root} ({", ".join(missing)} '
+        'missing): install Debian\'s wordnet-base (./run.sh does where it runs as root), or leave '
+        'wordnet_examples out of the text sources.')
+  for name in _WORDNET_FILES:
+    for line in (root / name).read_text(encoding='latin-1').splitlines():
+      if not line.startswith(' ') and ' | ' in line:  # a synset; the licence lines are indented
+        yield from re.findall(r'"([^"]+)"', line.split(' | ', 1)[1])
+
+
+def _source_sentences(source: str, wordnet_dir: str | os.PathLike) -> Iterator[str]:
+  """Yields the candidate sentences of a source in a fixed order."""
   if source == 'pydoc_topics':
     import pydoc_data.topics  # pylint: disable=g-import-not-at-top
-    for name in sorted(pydoc_data.topics.topics):
-      yield pydoc_data.topics.topics[name]
+    texts = (pydoc_data.topics.topics[name] for name in sorted(pydoc_data.topics.topics))
   elif source == 'stdlib_docstrings':
-    root = pathlib.Path(sysconfig.get_paths()['stdlib'])
-    for path in sorted(root.rglob('*.py')):
-      if {'site-packages', 'test', 'tests'} & set(path.relative_to(root).parts):
-        continue
-      try:
-        tree = ast.parse(path.read_bytes())
-      except (SyntaxError, ValueError):
-        continue
-      for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-          if docstring := ast.get_docstring(node):
-            yield docstring
+    texts = _stdlib_docstrings()
+  elif source == 'wordnet_examples':
+    yield from _wordnet_examples(wordnet_dir)
+    return
   else:
     raise ValueError(f'Unknown text source {source!r}; choose from {TEXT_SOURCES}.')
+  for text in texts:
+    for paragraph in _paragraphs(text):
+      yield from _sentences(paragraph)
 
 
-def load_sentences(sources: Sequence[str] = TEXT_SOURCES) -> list[str]:
-  """Returns the sorted unique normalized sentences (with commas) of the given sources."""
+def _stdlib_docstrings() -> Iterator[str]:
+  root = pathlib.Path(sysconfig.get_paths()['stdlib'])
+  for path in sorted(root.rglob('*.py')):
+    if {'site-packages', 'test', 'tests'} & set(path.relative_to(root).parts):
+      continue
+    try:
+      tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+      continue
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if docstring := ast.get_docstring(node):
+          yield docstring
+
+
+def load_sentences(sources: Sequence[str] = DEFAULT_TEXT_SOURCES,
+                   wordnet_dir: str | os.PathLike = WORDNET_DIR) -> list[str]:
+  """Returns the sorted unique normalized sentences (with commas) of the given sources.
+
+  Args:
+    sources: names among `TEXT_SOURCES`.
+    wordnet_dir: where `wordnet_examples` finds WordNet's data.noun, data.verb, data.adj and
+      data.adv.
+  """
+  if unknown := [source for source in sources if source not in TEXT_SOURCES]:
+    raise ValueError(f'Unknown text source {", ".join(map(repr, unknown))}; choose from '
+                     f'{", ".join(TEXT_SOURCES)}.')
   sentences = set()
   for source in sources:
-    for text in _source_texts(source):
-      for paragraph in _paragraphs(text):
-        for candidate in _sentences(paragraph):
-          if (sentence := normalize_text(candidate, keep_commas=True)) is not None:
-            sentences.add(sentence)
+    for candidate in _source_sentences(source, wordnet_dir):
+      if (sentence := normalize_text(candidate, keep_commas=True)) is not None:
+        sentences.add(sentence)
   return sorted(sentences)
