@@ -13,9 +13,11 @@ each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noi
 and `all@seed1`, `all` from another seed (initial weights and batch order), which shows how
 far one run of a row lies from another (any row takes a seed so: `ROW@seedN`); `all@wide`,
 `all` with twice the channels of every layer (128/512, about four times the multiply-adds),
-which shows what a larger model buys at the same steps; and `all@mels40`, `all` on 40 mel bins
+which shows what a larger model buys at the same steps; `all@mels40`, `all` on 40 mel bins
 instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz
-wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch. Every row trains
+wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `all@per_bin`,
+`all` with each mel bin's mean over the utterance taken away (`features.normalize`), so that no
+voice's or channel's long-term spectrum reaches the network. Every row trains
 the `--preset` model for `--steps` steps with the same schedule, from seed 0 but for
 `all@seed1`; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
 unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do not
@@ -47,6 +49,7 @@ ROWS = {
     'all@seed1': ['--config.seed=1'],
     'all@wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
     'all@mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
+    'all@per_bin': ['--config.features.normalize=per_bin'],
 }
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')

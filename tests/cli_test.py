@@ -56,7 +56,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   rows = ast.literal_eval(next(n.value for n in ast.parse(source).body
                                if isinstance(n, ast.Assign) and n.targets[0].id == 'ROWS'))
-  assert len(rows) == 11
+  assert len(rows) == 12
   for row, overrides in rows.items():
     config = default.get_config('small')
     for flag in overrides:
@@ -64,7 +64,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
       *sections, field = path.split('.')
       owner = config[sections[0]] if sections else config
       assert field in owner, (row, flag)
-      owner[field] = ast.literal_eval(value)
+      owner[field] = value if isinstance(owner[field], str) else ast.literal_eval(value)
     train.check_config(config)  # every row's settings are in range
   # A row of another seed (ROW@seedN) is known; a misspelt row, with a seed or not, is named.
   done = subprocess.run([sys.executable, 'experiments/ablation.py',
@@ -75,5 +75,5 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   assert done.stderr.strip().endswith('ablation.py: unknown row(s) al+speed, all@seedx; rows: '
                                       'espeak, espeak+flite, espeak+flite+piper, all, '
                                       'all+speed, all+rooms, all+noise, all+warp, all@seed1, '
-                                      'all@wide, all@mels40, '
+                                      'all@wide, all@mels40, all@per_bin, '
                                       'each also as ROW@seedN.')

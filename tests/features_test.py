@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from navai_jax.core import rules
 from navai_jax.recognizer import features
 from navai_jax.configs import default
 
@@ -94,3 +95,29 @@ def test_frame_counts_and_times():
   assert features.samples_for_frames(206, 512, 128) == 26752
   assert features.frame_to_seconds(0, CONFIG) == 256 / 16000
   assert features.frame_to_seconds(10, CONFIG) == (1280 + 256) / 16000
+
+
+def test_per_bin_normalization_takes_away_each_bins_mean_with_one_std():
+  rng = np.random.default_rng(2)
+  audio = np.zeros((2, 12800), np.float32)
+  audio[0] = rng.normal(size=12800) * 0.3
+  audio[1, :9000] = rng.normal(size=9000) * 0.01
+  lengths = jnp.asarray([12800, 9000])
+  config = default.get_config('tiny')
+  config.features.normalize = 'per_bin'
+  x, frames_B = features.log_mel(jnp.asarray(audio), lengths, config)
+  x = np.asarray(x)
+  for b, n in enumerate(np.asarray(frames_B)):
+    # By hand: the floored dB (the same as the one-mean path's before its normalization),
+    # each bin's mean over the utterance's frames taken away, one std over all of them.
+    want, std_db = _log_mel_by_hand(audio[b, :n * 128 + 384].astype(np.float64), 80.0)
+    db = want * std_db
+    db = db - db.mean(axis=0)
+    np.testing.assert_allclose(x[b, :n], db / np.sqrt(db.var() + 1e-8), rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(x[b, :n].mean(axis=0), 0.0, atol=1e-4)
+  assert (x[1, 67:] == 0).all()  # frames past an utterance's end are exactly zero
+  alone = features.log_mel(jnp.asarray(audio[1:, :9000]), lengths[1:], config)[0]
+  np.testing.assert_allclose(alone[0], x[1, :67], atol=1e-5)  # alone == in a batch
+  config.features.normalize = 'per_utterance'
+  with pytest.raises(ValueError, match='features.normalize must be one of utterance, per_bin'):
+    rules.check(config, features.RULES)

@@ -69,9 +69,11 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   c.model.dropout = 0.0
 
   # Features (SPEC §1): 16 kHz audio, 512-sample windows every 128 samples, 128 mel bins,
-  # decibels floored 80 dB below the utterance's maximum.
+  # decibels floored 80 dB below the utterance's maximum, one mean and std per utterance
+  # ('per_bin': one per mel bin).
   c.features = ml_collections.ConfigDict(
-      {'sample_rate': 16000, 'window': 512, 'hop': 128, 'num_mels': 128, 'top_db': 80.0})
+      {'sample_rate': 16000, 'window': 512, 'hop': 128, 'num_mels': 128, 'top_db': 80.0,
+       'normalize': 'utterance'})
 
   # Data.
   c.data = ml_collections.ConfigDict()

@@ -4,6 +4,10 @@
 128 triangular mel filters on the Slaney mel scale from 0 to 8 kHz, decibels floored at
 `top_db` below the utterance's maximum (eSpeak's digital silence would otherwise give -inf),
 then one mean and one standard deviation per utterance (z-normalization over its own frames).
+`features.normalize='per_bin'` instead subtracts each mel bin's own mean over the utterance's
+frames (cepstral mean normalization, in the mel domain), which takes away a voice's or a
+channel's long-term spectrum, then divides by one standard deviation; SPEC §1's one mean is the
+default.
 """
 
 import functools
@@ -22,12 +26,15 @@ Array = jax.Array
 SAMPLE_RATE = 16000
 WINDOW = 512
 HOP = 128
+# How log_mel normalizes an utterance: one mean (SPEC §1), or one per mel bin; one std either way.
+NORMALIZATIONS = ('utterance', 'per_bin')
 
 RULES = {'features': [
     ('sample_rate', lambda v: v == SAMPLE_RATE,
      f'{SAMPLE_RATE} (SPEC §1; corpora are read at that rate)'),
     ('window', *rules.at_least(1)), ('hop', *rules.at_least(1)), ('num_mels', *rules.at_least(1)),
     ('top_db', *rules.POSITIVE),
+    ('normalize', *rules.one_of(NORMALIZATIONS)),
 ]}
 
 
@@ -142,8 +149,14 @@ def log_mel(audio_BxA: Array, lengths_B: Array, config: ml_collections.ConfigDic
   top = jnp.max(jnp.where(mask_BxT[..., None], db, -jnp.inf), axis=(1, 2), keepdims=True)
   db = jnp.maximum(db, top - c.top_db)
   m = mask_BxT[..., None]
-  count = jnp.maximum(frames_B[:, None, None] * db.shape[2], 1)
-  mean = jnp.sum(jnp.where(m, db, 0.0), axis=(1, 2), keepdims=True) / count
+  frames = jnp.maximum(frames_B[:, None, None], 1)
+  count = frames * db.shape[2]
+  if c.get('normalize', 'utterance') == 'per_bin':
+    mean = jnp.sum(jnp.where(m, db, 0.0), axis=1, keepdims=True) / frames
+  else:
+    mean = jnp.sum(jnp.where(m, db, 0.0), axis=(1, 2), keepdims=True) / count
+  # One standard deviation over all bins either way: a bin near the floor throughout (above a
+  # codec's band) keeps its few dB, where its own would blow them up to one.
   var = jnp.sum(jnp.where(m, (db - mean) ** 2, 0.0), axis=(1, 2), keepdims=True) / count
   x = (db - mean) * jax.lax.rsqrt(var + 1e-8)
   return jnp.where(m, x, 0.0), frames_B
