@@ -30,7 +30,7 @@ SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
 
 def main(argv):
   del argv
-  pool = corpus.split_sentences(sentences.load_sentences(sentences.DEFAULT_TEXT_SOURCES), 0)['train']
+  pool = corpus.split_sentences(sentences.load_sentences(), 0)['train']
   texts = pool[:_SENTENCES.value]
   missing = voices.missing_engines(list(SPEAKERS))
   engines = [e for e in SPEAKERS if e not in missing]

@@ -72,5 +72,6 @@ def test_text_sources_are_named_when_wrong_or_missing(tmp_path):
   with pytest.raises(ValueError, match="'poems'.*wordnet_examples"):
     sentences.load_sentences(('pydoc_topics', 'poems'))
   (tmp_path / 'data.noun').write_text('')
-  with pytest.raises(FileNotFoundError, match=r'data\.verb, data\.adj, data\.adv missing.*wordnet-base'):
+  with pytest.raises(FileNotFoundError,
+                     match=r'data\.verb, data\.adj, data\.adv missing.*wordnet-base'):
     sentences.load_sentences(('wordnet_examples',), wordnet_dir=tmp_path)

@@ -151,7 +151,7 @@ def log_mel(audio_BxA: Array, lengths_B: Array, config: ml_collections.ConfigDic
   m = mask_BxT[..., None]
   frames = jnp.maximum(frames_B[:, None, None], 1)
   count = frames * db.shape[2]
-  if c.get('normalize', 'utterance') == 'per_bin':
+  if c.normalize == 'per_bin':
     mean = jnp.sum(jnp.where(m, db, 0.0), axis=1, keepdims=True) / frames
   else:
     mean = jnp.sum(jnp.where(m, db, 0.0), axis=(1, 2), keepdims=True) / count

@@ -118,9 +118,9 @@ def _wordnet_examples(wordnet_dir: str | os.PathLike) -> Iterator[str]:
   root = pathlib.Path(wordnet_dir)
   if missing := [name for name in _WORDNET_FILES if not (root / name).is_file()]:
     raise FileNotFoundError(
-        f'Text source wordnet_examples needs WordNet 3.0\'s database in {root} ({", ".join(missing)} '
-        'missing): install Debian\'s wordnet-base (./run.sh does where it runs as root), or leave '
-        'wordnet_examples out of the text sources.')
+        f'Text source wordnet_examples needs WordNet 3.0\'s database in {root} '
+        f'({", ".join(missing)} missing): install Debian\'s wordnet-base (./run.sh does where it '
+        'runs as root), or leave wordnet_examples out of the text sources.')
   for name in _WORDNET_FILES:
     for line in (root / name).read_text(encoding='latin-1').splitlines():
       if not line.startswith(' ') and ' | ' in line:  # a synset; the licence lines are indented
@@ -128,17 +128,15 @@ def _wordnet_examples(wordnet_dir: str | os.PathLike) -> Iterator[str]:
 
 
 def _source_sentences(source: str, wordnet_dir: str | os.PathLike) -> Iterator[str]:
-  """Yields the candidate sentences of a source in a fixed order."""
+  """Yields the candidate sentences of a source (one of TEXT_SOURCES) in a fixed order."""
+  if source == 'wordnet_examples':
+    yield from _wordnet_examples(wordnet_dir)
+    return
   if source == 'pydoc_topics':
     import pydoc_data.topics  # pylint: disable=g-import-not-at-top
     texts = (pydoc_data.topics.topics[name] for name in sorted(pydoc_data.topics.topics))
-  elif source == 'stdlib_docstrings':
-    texts = _stdlib_docstrings()
-  elif source == 'wordnet_examples':
-    yield from _wordnet_examples(wordnet_dir)
-    return
   else:
-    raise ValueError(f'Unknown text source {source!r}; choose from {TEXT_SOURCES}.')
+    texts = _stdlib_docstrings()
   for text in texts:
     for paragraph in _paragraphs(text):
       yield from _sentences(paragraph)
