@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from navai_jax.core import rules
 from navai_jax.recognizer import features
 from navai_jax.configs import default
 
@@ -118,6 +117,3 @@ def test_per_bin_normalization_takes_away_each_bins_mean_with_one_std():
   assert (x[1, 67:] == 0).all()  # frames past an utterance's end are exactly zero
   alone = features.log_mel(jnp.asarray(audio[1:, :9000]), lengths[1:], config)[0]
   np.testing.assert_allclose(alone[0], x[1, :67], atol=1e-5)  # alone == in a batch
-  config.features.normalize = 'per_utterance'
-  with pytest.raises(ValueError, match='features.normalize must be one of utterance, per_bin'):
-    rules.check(config, features.RULES)

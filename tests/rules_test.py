@@ -15,7 +15,7 @@ BAD = {
     'seed': -1, 'model.channels': 0, 'model.wide_channels': 0, 'model.num_middle_layers': 7,
     'model.bn_momentum': 1.0, 'model.bn_epsilon': 0.0, 'model.dropout': 1.0,
     'features.sample_rate': 8000, 'features.window': 0, 'features.hop': 0,
-    'features.num_mels': 0, 'features.top_db': 0.0,
+    'features.num_mels': 0, 'features.top_db': 0.0, 'features.normalize': 'per_utterance',
     'data.source': 'folder:', 'data.train_split': '', 'data.eval_split': '',
     'data.reader': 'grain', 'data.batch_seconds': 0.0, 'data.max_seconds': -1.0,
     'data.num_buckets': 0,
