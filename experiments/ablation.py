@@ -10,16 +10,17 @@ job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so t
 `espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation
 each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
 (white noise at 10-30 dB SNR), `+warp` (vocal tract length perturbation, factors 0.9-1.1);
-and `all@seed1`, `all` from another seed (initial weights and batch order), which shows how
-far one run of a row lies from another (any row takes a seed so: `ROW@seedN`); `all@wide`,
-`all` with twice the channels of every layer (128/512, about four times the multiply-adds),
-which shows what a larger model buys at the same steps; `all@mels40`, `all` on 40 mel bins
-instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz
-wide below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `all@per_bin`,
-`all` with each mel bin's mean over the utterance taken away (`features.normalize`), so that no
-voice's or channel's long-term spectrum reaches the network. Every row trains
-the `--preset` model for `--steps` steps with the same schedule, from seed 0 but for
-`all@seed1`; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
+and rows with what follows an `@`, which combine (`all@per_bin@mels40@seed1`): `@seedN`, the row
+from another seed (initial weights and batch order), which shows how far one run of a row lies
+from another; `@wide`, twice the channels of every layer (128/512, about four times the
+multiply-adds), which shows what a larger model buys at the same steps; `@mels40`, 40 mel bins
+instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz wide
+below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `@per_bin`, each mel
+bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
+channel's long-term spectrum reaches the network. The default rows are the eight above and
+`all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
+the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
+another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
 unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do not
 share programs, since seeds and length buckets differ). Writes WORKDIR/ablation.md (LER/WER on
 the test split, per engine, and on the human voice) and prints it.
@@ -27,6 +28,7 @@ the test split, per engine, and on the human voice) and prints it.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Optional
@@ -46,18 +48,23 @@ ROWS = {
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],
     'all+warp': ['--config.augment.warp=0.1'],
-    'all@seed1': ['--config.seed=1'],
-    'all@wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
-    'all@mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
-    'all@per_bin': ['--config.features.normalize=per_bin'],
 }
+# What follows a row's `@`: each changes the model or its input, and they combine
+# (`all@per_bin@mels40@seed1`); `seedN` is any seed.
+MODIFIERS = {
+    'wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
+    'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
+    'per_bin': ['--config.features.normalize=per_bin'],
+}
+DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
 _HUMAN = flags.DEFINE_string('human', 'data/asterisk', 'The human voice (make_human_set.py); '
                              "'' for none.")
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/ablation', 'One training run per row below it.')
 _STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps of every row.', lower_bound=1)
-_ROWS = flags.DEFINE_list('rows', list(ROWS), f'Rows among {", ".join(ROWS)}.')
+_ROWS = flags.DEFINE_list('rows', DEFAULT_ROWS, f'Rows among {", ".join(ROWS)}, each with any '
+                          f'of @{", @".join(MODIFIERS)}, @seedN.')
 _PRESET = flags.DEFINE_string('preset', 'small', 'Model preset of every row.')
 
 EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
@@ -76,14 +83,22 @@ def _rates(path: str) -> dict:
 
 
 def row_flags(row: str) -> Optional[list[str]]:
-  """train.py's flags of a row: one of ROWS, or `ROW@seedN`, that row from seed N; None for
-  neither."""
-  if row in ROWS:
-    return ROWS[row]
-  name, at, seed = row.rpartition('@seed')
-  if at and name in ROWS and seed.isdigit():
-    return [*ROWS[name], f'--config.seed={int(seed)}']
-  return None
+  """train.py's flags of a row: one of ROWS, then any of MODIFIERS and `seedN` (the row from seed
+  N), each after an `@` and at most once; None for anything else."""
+  name, *modifiers = row.split('@')
+  if name not in ROWS or len(set(modifiers)) < len(modifiers):
+    return None
+  overrides = list(ROWS[name])
+  for modifier in modifiers:
+    if modifier in MODIFIERS:
+      overrides += MODIFIERS[modifier]
+    elif re.fullmatch(r'seed[0-9]+', modifier):
+      overrides.append(f'--config.seed={int(modifier[len("seed"):])}')
+    else:
+      return None
+  if sum(f.startswith('--config.seed=') for f in overrides) > 1:
+    return None
+  return overrides
 
 
 def main(argv):
@@ -91,7 +106,7 @@ def main(argv):
   unknown = [r for r in _ROWS.value if row_flags(r) is None]
   if unknown:
     sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}, '
-             'each also as ROW@seedN.')
+             f'each with any of @{", @".join(MODIFIERS)}, @seedN, once.')
   config = f'--config={os.path.dirname(EXPERIMENTS)}/navai_jax/configs/default.py:{_PRESET.value}'
   lines = ['| training | test LER | test WER | LER per test engine | human LER | human WER |',
            '|---|---|---|---|---|---|']
