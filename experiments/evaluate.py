@@ -1,10 +1,14 @@
 """Greedy decoding of a split with a trained run; letter and word error rates.
 
   python experiments/evaluate.py --workdir=runs/small --split=test
+  python experiments/evaluate.py --workdir=runs/small --split=test --decoder=lm
 
 Writes WORKDIR/eval_SPLIT.json and WORKDIR/eval.json (ler, wer, num_utterances, step, split
 and a few reference/hypothesis pairs) and prints them. With --data_source=folder:PATH (or
 tfds:NAME) the run is evaluated on another corpus, written to WORKDIR/eval_SOURCE_SPLIT.json.
+With --decoder=lm it decodes by beam search with a token 6-gram language model of the run's
+own training transcripts (`recognizer.lm`), written to WORKDIR/eval_SPLIT_lm.json (or
+eval_SOURCE_SPLIT_lm.json); the defaults of its settings were chosen on the main job's dev split.
 """
 
 
@@ -22,6 +26,17 @@ _MAX_UTTERANCES = flags.DEFINE_integer(
     'max_utterances', None, 'Evaluate this many utterances spread over the split (0 = all); '
     "default the run's config.eval.max_utterances.")
 
+_DECODER = flags.DEFINE_enum('decoder', 'greedy', ['greedy', 'lm'],
+                             'greedy (SPEC §3), or beam search with a language model.')
+_LM = evaluate.LM_SETTINGS
+_LM_ORDER = flags.DEFINE_integer('lm_order', _LM['order'], 'With --decoder=lm: tokens per '
+                                 'n-gram.', lower_bound=1)
+_LM_ALPHA = flags.DEFINE_float('lm_alpha', _LM['alpha'], "With --decoder=lm: the model's weight.",
+                               lower_bound=0)
+_LM_BETA = flags.DEFINE_float('lm_beta', _LM['beta'], 'With --decoder=lm: added per token.')
+_BEAM = flags.DEFINE_integer('beam', _LM['beam'], 'With --decoder=lm: prefixes kept.',
+                             lower_bound=1)
+
 _DATA_SOURCE = cli.define_data_source()
 
 flags.register_validator('step', lambda s: s is None or s >= 0, '--step must be >= 0.')
@@ -34,7 +49,10 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
                                      max_utterances=_MAX_UTTERANCES.value,
-                                     data_source=_DATA_SOURCE().get('data.source'))
+                                     data_source=_DATA_SOURCE().get('data.source'),
+                                     lm_settings=None if _DECODER.value == 'greedy' else {
+                                         'order': _LM_ORDER.value, 'alpha': _LM_ALPHA.value,
+                                         'beta': _LM_BETA.value, 'beam': _BEAM.value})
   print(evaluate.summary(result))
 
 

@@ -35,3 +35,18 @@ def test_align_marks_substitutions_and_insertions():
   # Every aligned pair is a match or substitution, in order, and the rest are insertions.
   ref_of = error_rates.align('kitten', 'sitting')
   assert list(ref_of) == [0, 1, 2, 3, 4, 5]
+
+
+def test_edit_counts_split_the_distance():
+  assert error_rates.edit_counts('cat', 'cut') == {'substitutions': 1, 'deletions': 0,
+                                                   'insertions': 0}
+  assert error_rates.edit_counts('the cat', 'cat') == {'substitutions': 0, 'deletions': 4,
+                                                       'insertions': 0}
+  assert error_rates.edit_counts('cat', 'cats!') == {'substitutions': 0, 'deletions': 0,
+                                                     'insertions': 2}
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    ref, hyp = (''.join(rng.choice(list('abc '), rng.integers(0, 9))) for _ in range(2))
+    counts = error_rates.edit_counts(ref, hyp)
+    assert sum(counts.values()) == error_rates.edit_distance(ref, hyp), (ref, hyp)
+    assert counts['deletions'] - counts['insertions'] == len(ref) - len(hyp)

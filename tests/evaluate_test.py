@@ -20,6 +20,7 @@ from navai_jax.training import evaluate
 from navai_jax.speech import voices
 from navai_jax.recognizer import features
 from navai_jax.training import error_rates
+from navai_jax.recognizer import lm
 from navai_jax.recognizer import model
 from navai_jax.training import parallel
 from navai_jax.training import train
@@ -141,6 +142,7 @@ def workdir(tmp_path_factory, write_split):
   """A run with one checkpoint of a fresh tiny model, and its corpus."""
   root = tmp_path_factory.mktemp('eval')
   write_split(root / 'corpus', 'test', ['cat', 'dog sat', 'bee', 'hello', 'quiet fox'])
+  write_split(root / 'corpus', 'train', ['a cat sat', 'the bee', 'hello dog'])
   config = default.get_config('tiny')
   config.data.source = f'folder:{root / "corpus"}'
   config.eval.num_examples = 2
@@ -171,12 +173,41 @@ def test_evaluate_workdir_writes_results(workdir):
   want = error_rates.error_rates(refs, hyps)
   assert result['ler'] == pytest.approx(want['ler']) and result['wer'] == pytest.approx(want['wer'])
   assert 0 < result['ler']  # an untrained model gets letters wrong: the comparison is not 0 == 0
+  assert sum(result['letter_edits'].values()) == pytest.approx(result['ler'])
   assert len(result['examples']) == 2
   refs = {ex['reference'] for ex in result['examples']}
   assert refs <= {'cat', 'dog sat', 'bee', 'hello', 'quiet fox'}
   for name in ('eval_test.json', 'eval.json'):
     assert json.loads((workdir / name).read_text()) == json.loads(json.dumps(result))
   assert evaluate.evaluate_workdir(workdir, 'test', max_utterances=2)['num_utterances'] == 2
+
+
+def test_evaluate_workdir_with_a_language_model(workdir):
+  settings = {'order': 3, 'alpha': 0.8, 'beta': 0.5, 'beam': 4}
+  evaluate.evaluate_workdir(workdir, 'test')
+  greedy = json.loads((workdir / 'eval_test.json').read_text())
+  result = evaluate.evaluate_workdir(workdir, 'test', lm_settings=settings)
+  assert result['decoder'] == settings and result['num_utterances'] == 5
+  assert json.loads((workdir / 'eval_test_lm.json').read_text()) == json.loads(json.dumps(result))
+  assert json.loads((workdir / 'eval_test.json').read_text()) == greedy  # kept as it was
+  # Each utterance alone, searched with a model of the training split's transcripts.
+  config, variables, _ = checkpoints.load_for_inference(workdir)
+  model_lm = lm.fit([vocab.encode(s) for s in ['a cat sat', 'the bee', 'hello dog']], order=3)
+  hyps = {}
+  for flac in sorted((workdir.parent / 'corpus' / 'test').rglob('*.flac')):
+    audio, _ = sf.read(flac, dtype='float32')
+    x, frames_B = features.log_mel(jnp.asarray(audio)[None], jnp.asarray([len(audio)]), config)
+    logits, _ = model.apply_inference(config, variables, x)
+    length = model.output_length(model.layer_specs(config.model), int(frames_B[0]))
+    logits = np.asarray(logits[0, :length], np.float64)
+    logprobs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    hyps[flac.stem] = vocab.decode(lm.beam_search(logprobs, model_lm, alpha=0.8, beta=0.5,
+                                                  beam=4))
+  for example in result['examples']:
+    assert example['hypothesis'] == hyps[example['id']]
+  refs = ['cat', 'dog sat', 'bee', 'hello', 'quiet fox']
+  want = error_rates.error_rates(refs, [hyps[k] for k in sorted(hyps)])
+  assert result['ler'] == pytest.approx(want['ler']) and result['wer'] == pytest.approx(want['wer'])
 
 
 def test_transcripts_do_not_depend_on_the_buckets(workdir):

@@ -41,6 +41,15 @@ def align(hyp: Sequence, ref: Sequence) -> np.ndarray:
   return ref_of
 
 
+def edit_counts(ref: Sequence, hyp: Sequence) -> dict[str, int]:
+  """Substitutions, deletions and insertions of `align`'s alignment of `hyp` to `ref` (they sum
+  to the edit distance)."""
+  ref_of = align(hyp, ref)
+  matched = ref_of >= 0
+  return {'substitutions': int(sum(hyp[i] != ref[ref_of[i]] for i in np.flatnonzero(matched))),
+          'deletions': len(ref) - int(matched.sum()), 'insertions': int((~matched).sum())}
+
+
 def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, float]:
   """Corpus-level letter error rate (over characters, spaces included) and word error rate."""
   if len(refs) != len(hyps):

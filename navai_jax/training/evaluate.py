@@ -1,4 +1,5 @@
-"""Greedy decoding of a whole split and its letter and word error rates (SPEC §3).
+"""Greedy decoding of a whole split and its letter and word error rates (SPEC §3); or beam
+search with a token language model of the run's training transcripts (`recognizer.lm`).
 
 The forward pass runs batch norm in inference mode with SAME padding over whole utterances,
 jitted once per batch shape and split over the devices like training batches. The data
@@ -25,6 +26,7 @@ from navai_jax.speech import voices
 from navai_jax.recognizer import features
 from navai_jax.core import files
 from navai_jax.training import error_rates
+from navai_jax.recognizer import lm
 from navai_jax.recognizer import model
 from navai_jax.training import parallel
 from navai_jax.recognizer import vocab
@@ -89,10 +91,34 @@ def references(labels_BxL: np.ndarray, label_paddings_BxL: np.ndarray) -> list[s
           for labels, paddings in zip(labels_BxL, label_paddings_BxL)]
 
 
+# Beam search with a language model (`lm_decoder`): chosen on the main job's dev split (LER),
+# over alpha 0-1, beta 0-2, orders 5-7 and beams 16-48.
+LM_SETTINGS = {'order': 6, 'alpha': 0.7, 'beta': 1.5, 'beam': 16}
+Decoder = Callable[[np.ndarray], str]  # one utterance's logits_UxV (no padding) -> transcript
+
+
+def lm_decoder(config: ml_collections.ConfigDict, settings: Mapping[str, Any] = LM_SETTINGS
+               ) -> Decoder:
+  """Beam search with a token language model (`lm.fit`) of the transcripts of the training
+  split of `config`'s data source (all of its utterances, whichever engines trained)."""
+  train = data.load_split(config, config.data.train_split)
+  token_lm = lm.fit(np.split(train.labels, train.label_offsets[1:-1]), order=settings['order'])
+
+  def decode(logits_UxV: np.ndarray) -> str:
+    logits_UxV = np.asarray(logits_UxV, np.float64)
+    shifted_UxV = logits_UxV - logits_UxV.max(-1, keepdims=True)
+    logprobs_UxV = shifted_UxV - np.log(np.exp(shifted_UxV).sum(-1, keepdims=True))
+    return vocab.decode(lm.beam_search(logprobs_UxV, token_lm,
+                                       alpha=settings['alpha'], beta=settings['beta'],
+                                       beam=settings['beam']))
+  return decode
+
+
 def transcribe(config: ml_collections.ConfigDict, variables: PyTree,
-               batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None
-               ) -> Iterator[tuple[str, str, str]]:
-  """Yields `(id, reference, hypothesis)` for every real row (weight > 0) of `batches`."""
+               batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None,
+               decode: Optional[Decoder] = None) -> Iterator[tuple[str, str, str]]:
+  """Yields `(id, reference, hypothesis)` for every real row (weight > 0) of `batches`, decoded
+  greedily or by `decode`."""
   mesh = parallel.make_mesh() if mesh is None else mesh
   forward = jit_forward(ml_collections.FrozenConfigDict(config), mesh)
   variables = parallel.replicate(
@@ -100,17 +126,21 @@ def transcribe(config: ml_collections.ConfigDict, variables: PyTree,
   for batch in batches:
     device_batch = parallel.shard_batch(batch, mesh)
     logits, lengths = forward(variables, device_batch['audio'], device_batch['audio_lengths'])
-    hyps = greedy_transcripts(parallel.to_host(logits), parallel.to_host(lengths))
+    logits, lengths = parallel.to_host(logits), parallel.to_host(lengths)
     refs = references(batch['labels'], batch['label_paddings'])
-    for row in np.flatnonzero(np.asarray(batch['weights']) > 0):
+    rows = np.flatnonzero(np.asarray(batch['weights']) > 0)
+    hyps = (greedy_transcripts(logits, lengths) if decode is None else
+            {row: decode(logits[row, :int(lengths[row])]) for row in rows})
+    for row in rows:
       yield str(batch['id'][row]), refs[row], hyps[row]
 
 
 def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
              batches: Iterable[Mapping[str, np.ndarray]], *, mesh: Optional[Mesh] = None,
              num_examples: Optional[int] = None,
-             engines: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
-  """Letter and word error rates of greedy decoding over `batches`.
+             engines: Optional[Mapping[str, str]] = None,
+             decode: Optional[Decoder] = None) -> dict[str, Any]:
+  """Letter and word error rates of greedy decoding (or `decode`) over `batches`.
 
   Args:
     config: the experiment config.
@@ -119,16 +149,18 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     mesh: devices to split batches over; default all devices.
     num_examples: reference/hypothesis pairs to keep (default `config.eval.num_examples`).
     engines: {speaker id: speech engine} of a synthesized corpus (`voices.engines_of_speakers`).
+    decode: a `Decoder` instead of greedy decoding (e.g. `lm_decoder`).
   Returns:
-    `{'ler', 'wer', 'num_utterances', 'per_speaker', 'examples': [{'id', 'reference',
-    'hypothesis'}, ...]}`; 'per_speaker' maps each speaker (the id's part before the first
+    `{'ler', 'wer', 'num_utterances', 'letter_edits', 'per_speaker', 'examples': [{'id',
+    'reference', 'hypothesis'}, ...]}`; 'letter_edits' splits the LER into substitutions,
+    deletions and insertions (each per letter of the references); 'per_speaker' maps each speaker (the id's part before the first
     '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
     `length_group` (words in the reference: '1', '2-3', '4+') to its own,
     'per_speaker_length' each speaker to its own 'per_length', and with `engines`
     ({speaker: engine}) 'per_engine' each engine to its own.
   """
   num_examples = config.eval.num_examples if num_examples is None else num_examples
-  rows = list(transcribe(config, variables, batches, mesh=mesh))
+  rows = list(transcribe(config, variables, batches, mesh=mesh, decode=decode))
   if not rows:
     raise ValueError('Nothing to evaluate: the batches hold no utterance with weight > 0.')
   ids, refs, hyps = zip(*rows)
@@ -137,7 +169,13 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
               for i, r, h in rows[:max(num_examples, 0)]]
   speaker = lambda i: i.split('-')[0]
   order = [name for name, _ in LENGTH_GROUPS]
+  edits = collections.Counter()
+  for r, h in zip(refs, hyps):
+    edits.update(error_rates.edit_counts(r, h))
+  letters = max(sum(len(r) for r in refs), 1)
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
+            'letter_edits': {kind: edits[kind] / letters
+                             for kind in ('substitutions', 'deletions', 'insertions')},
             'per_speaker': _rates_by(rows, lambda i, r: speaker(i)),
             'per_length': _rates_by(rows, lambda i, r: length_group(r), order.index),
             'per_speaker_length': {
@@ -156,9 +194,11 @@ def _file_safe(name: str) -> str:
 
 def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional[int] = None,
                      max_utterances: Optional[int] = None,
-                     data_source: Optional[str] = None) -> dict[str, Any]:
+                     data_source: Optional[str] = None,
+                     lm_settings: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
   """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
-  (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only).
+  (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only; decoded with a
+  language model, `eval_SPLIT_lm.json` or `eval_SOURCE_SPLIT_lm.json` only).
 
   Characters of `split` (and `data_source`) other than letters, digits, '_', '+' and '-'
   become '_' in the file name.
@@ -170,12 +210,17 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     max_utterances: > 0 evaluates that many utterances spread over the split; None takes
       `config.eval.max_utterances` of the run (0 = all).
     data_source: another corpus ('folder:PATH' or 'tfds:NAME'); None: the run's own.
+    lm_settings: beam search with a language model of the run's own training transcripts
+      (`lm_decoder`; keys as LM_SETTINGS), instead of greedy decoding.
   Returns:
-    The result dict of `evaluate` plus 'step', 'split', 'workdir' and 'source'.
+    The result dict of `evaluate` plus 'step', 'split', 'workdir', 'source' and 'decoder'
+    ('greedy', or the language model's settings).
   """
   overrides = {} if data_source is None else {'data.source': data_source}
   config, variables, step = checkpoints.load_for_inference(workdir, step, overrides)
   files.check_writable(workdir)
+  decode = None if lm_settings is None else lm_decoder(checkpoints.read_config(workdir),
+                                                       lm_settings)
   if max_utterances is None:
     max_utterances = config.eval.max_utterances
   if max_utterances < 0:
@@ -185,13 +230,16 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
                          max_utterances=max_utterances)
   kind, _, root = config.data.source.partition(':')
   engines = voices.engines_of_speakers(root) if kind == 'folder' else {}
-  result = evaluate(config, variables, batches, mesh=mesh, engines=engines)
+  result = evaluate(config, variables, batches, mesh=mesh, engines=engines, decode=decode)
   result = {'step': step, 'split': split, 'workdir': str(workdir),
-            'source': config.data.source, **result}
+            'source': config.data.source,
+            'decoder': 'greedy' if lm_settings is None else dict(lm_settings), **result}
   if jax.process_index() == 0:
     text = json.dumps(result, indent=2) + '\n'
     names = ((f'eval_{_file_safe(split)}.json', 'eval.json') if data_source is None else
              (f'eval_{_file_safe(data_source)}_{_file_safe(split)}.json',))
+    if lm_settings is not None:
+      names = (names[0].replace('.json', '_lm.json'),)
     for name in names:
       files.write_text(Path(workdir) / name, text)
   return result
@@ -203,6 +251,9 @@ def summary(result: dict[str, Any]) -> str:
           f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
           f'({result["num_utterances"]} utterances)')
   lines = [head.strip()]
+  if 'letter_edits' in result:
+    lines.append('  letters substituted, deleted, inserted: ' + ', '.join(
+        f'{rate:.4f}' for rate in result['letter_edits'].values()))
   if len(result.get('per_engine', {})) > 1:
     lines.append('  LER per engine: ' + ', '.join(
         f'{engine} {r["ler"]:.4f}' for engine, r in result['per_engine'].items()))
