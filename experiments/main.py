@@ -68,7 +68,7 @@ _TEXT_SOURCES = flags.DEFINE_list(
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/small', 'Training run folder.')
 _PRESET = flags.DEFINE_enum('preset', 'small', ['tiny', 'small', 'paper'], 'Model config preset.')
 _TRAIN_STEPS = flags.DEFINE_integer(
-    'train_steps', 4500, 'Training steps (`small`: ~14 minutes on the 2-core reference '
+    'train_steps', 4500, 'Training steps (`small`: ~11 minutes on the 2-core reference '
     'machine). Fixed, so the same seed gives the same model on any machine of the same '
     'processor model, however fast or busy (0: the preset\'s num_steps).')
 _TRAIN_MINUTES = flags.DEFINE_float(

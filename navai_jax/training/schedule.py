@@ -17,7 +17,7 @@ SCHEDULE_QUANTUM = 500
 # The 2-core reference machine (docs/results.md): a `small` training step, and the stages after
 # training (evaluation to report) at the default stage sizes. Only for telling how long the
 # job is expected to take; nothing the job computes depends on them.
-REFERENCE_STEP_SECONDS, REFERENCE_REST_MINUTES = 0.180, 12.5
+REFERENCE_STEP_SECONDS, REFERENCE_REST_MINUTES = 0.150, 8.0
 
 
 def read(workdir: str | Path) -> Optional[dict]:
