@@ -153,8 +153,9 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   Returns:
     `{'ler', 'wer', 'num_utterances', 'letter_edits', 'per_speaker', 'examples': [{'id',
     'reference', 'hypothesis'}, ...]}`; 'letter_edits' splits the LER into substitutions,
-    deletions and insertions (each per letter of the references); 'per_speaker' maps each speaker (the id's part before the first
-    '-', as in LibriSpeech) to its own `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
+    deletions and insertions (each per letter of the references); 'per_speaker' maps each
+    speaker (the id's part before the first '-', as in LibriSpeech) to its own
+    `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
     `length_group` (words in the reference: '1', '2-3', '4+') to its own,
     'per_speaker_length' each speaker to its own 'per_length', and with `engines`
     ({speaker: engine}) 'per_engine' each engine to its own.
