@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 import subprocess
 import sys
@@ -208,6 +209,20 @@ def test_evaluate_workdir_with_a_language_model(workdir):
   refs = ['cat', 'dog sat', 'bee', 'hello', 'quiet fox']
   want = error_rates.error_rates(refs, [hyps[k] for k in sorted(hyps)])
   assert result['ler'] == pytest.approx(want['ler']) and result['wer'] == pytest.approx(want['wer'])
+
+
+def test_a_language_model_without_its_training_transcripts_is_named(workdir, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(workdir, run)
+  config = json.loads((run / 'config.json').read_text())
+  config['data']['source'] = f'folder:{tmp_path / "moved"}'
+  (run / 'config.json').write_text(json.dumps(config))
+  corpus = workdir.parent / 'corpus'
+  assert evaluate.evaluate_workdir(run, 'test', data_source=f'folder:{corpus}')['ler'] > 0
+  with pytest.raises(data.DataError, match="The language model is made of the run's training "
+                     rf"transcripts \(folder:{tmp_path / 'moved'}, split train\): .*moved"):
+    evaluate.evaluate_workdir(run, 'test', data_source=f'folder:{corpus}',
+                              lm_settings=evaluate.LM_SETTINGS)
 
 
 def test_transcripts_do_not_depend_on_the_buckets(workdir):

@@ -101,7 +101,11 @@ def lm_decoder(config: ml_collections.ConfigDict, settings: Mapping[str, Any] = 
                ) -> Decoder:
   """Beam search with a token language model (`lm.fit`) of the transcripts of the training
   split of `config`'s data source (all of its utterances, whichever engines trained)."""
-  train = data.load_split(config, config.data.train_split)
+  try:
+    train = data.load_split(config, config.data.train_split)
+  except (data.DataError, FileNotFoundError) as e:
+    raise data.DataError(f"The language model is made of the run's training transcripts "
+                         f"({config.data.source}, split {config.data.train_split}): {e}") from e
   token_lm = lm.fit(np.split(train.labels, train.label_offsets[1:-1]), order=settings['order'])
 
   def decode(logits_UxV: np.ndarray) -> str:
