@@ -41,6 +41,17 @@ def test_kneser_ney_by_its_formula():
   assert math.exp(lm.log_prob(model, [], a)) == pytest.approx((2 - d + d * 1 * p_a) / 2)
 
 
+def test_a_bounded_memo_changes_no_probability(monkeypatch):
+  histories = [[]] + [vocab.encode(h) for h in ('the', 'the c', 'bees buzz', 'zzq')]
+  full = lm.fit([vocab.encode(s) for s in SENTENCES], order=4)
+  expected = [lm.log_prob(full, h, t) for h in histories for t in TOKENS]
+  monkeypatch.setattr(lm, 'MEMO_SIZE', 5)
+  small = lm.fit([vocab.encode(s) for s in SENTENCES], order=4)
+  assert [lm.log_prob(small, h, t) for h in histories for t in TOKENS] == expected
+  assert 0 < len(small._memo) <= 5  # pylint: disable=protected-access
+  assert len(full._memo) > 5  # pylint: disable=protected-access
+
+
 def test_bad_settings_are_named():
   with pytest.raises(ValueError, match='order >= 1'):
     lm.fit([[3]], order=0)

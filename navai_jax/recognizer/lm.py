@@ -23,6 +23,9 @@ import numpy as np
 from navai_jax.recognizer import vocab
 
 END = vocab.SIZE  # the end of a transcript (and what comes before its start)
+# Probabilities kept for reuse; past this many the memo starts afresh, so that a long test set's
+# search holds a bounded amount (about 200 MB) whatever it meets. Only speed depends on it.
+MEMO_SIZE = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,8 @@ def _prob(lm: TokenLM, history: tuple, token: int, k: int) -> float:
     if total:
       count = lm.counts[k].get(history + (token,), 0)
       lower = (max(count - lm.discount, 0) + lm.discount * lm.types[k][history] * lower) / total
+    if len(lm._memo) >= MEMO_SIZE:
+      lm._memo.clear()
     lm._memo[key] = lower
   return lm._memo[key]
 
