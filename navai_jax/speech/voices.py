@@ -14,8 +14,9 @@ Six engines, each a module with `VOICES`, `available()` and `synthesize`:
 A speaker is (engine, voice, variant). Dev and test hear no training speaker: eSpeak's held-out
 variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out engine (by default
 Pico; `en-GB` dev, `en-US` test). Festival and Kokoro speak only where asked for
-(`DEFAULT_ENGINES` leaves them out: the main job's corpus predates them). Each utterance's rate and pitch draw
-(eSpeak's words per minute and 0-100 pitch) sets every engine's own knobs (`synthesize`).
+(`DEFAULT_ENGINES` leaves them out: the main job's corpus predates them). Each utterance's rate
+and pitch draw (eSpeak's words per minute and 0-100 pitch) sets every engine's own knobs
+(`synthesize`; Kokoro has a rate and no pitch).
 """
 
 import dataclasses
