@@ -50,3 +50,21 @@ def test_edit_counts_split_the_distance():
     counts = error_rates.edit_counts(ref, hyp)
     assert sum(counts.values()) == error_rates.edit_distance(ref, hyp), (ref, hyp)
     assert counts['deletions'] - counts['insertions'] == len(ref) - len(hyp)
+
+
+def test_rates_of_any_group_are_sums_of_pair_counts():
+  """Rates from each pair's counts, summed over any subset, equal the rates by their formula."""
+  rng = np.random.default_rng(1)
+  pairs = [tuple(' '.join(''.join(rng.choice(list('ab'), rng.integers(1, 4)))
+                          for _ in range(rng.integers(1, 4))) for _ in range(2))
+           for _ in range(30)]
+  counts = [error_rates.pair_counts(r, h) for r, h in pairs]
+  for subset in (range(30), range(0, 30, 3), [7]):
+    refs, hyps = zip(*[pairs[k] for k in subset])
+    letter_errors = sum(error_rates.edit_distance(r, h) for r, h in zip(refs, hyps))
+    word_errors = sum(error_rates.edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
+    expected = {'ler': letter_errors / sum(len(r) for r in refs),
+                'wer': word_errors / sum(len(r.split()) for r in refs)}
+    assert error_rates.rates_of(counts[k] for k in subset) == expected
+    assert error_rates.error_rates(refs, hyps) == expected
+  assert error_rates.rates_of([]) == {'ler': 0.0, 'wer': 0.0}

@@ -1,6 +1,7 @@
 """Letter and word error rates, and the Levenshtein alignment they and alignment quality share."""
 
-from typing import Sequence
+import collections
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -50,12 +51,26 @@ def edit_counts(ref: Sequence, hyp: Sequence) -> dict[str, int]:
           'deletions': len(ref) - int(matched.sum()), 'insertions': int((~matched).sum())}
 
 
+def pair_counts(ref: str, hyp: str) -> dict[str, int]:
+  """What every rate of one reference/hypothesis pair is made of, from one alignment of its
+  letters: the letter edits by kind (`edit_counts`), letter and word errors, letters and words
+  (of the reference). Rates of any group of pairs are sums of these (`rates_of`)."""
+  edits = edit_counts(ref, hyp)
+  return dict(edits, letter_errors=sum(edits.values()), letters=len(ref),
+              word_errors=edit_distance(ref.split(), hyp.split()), words=len(ref.split()))
+
+
+def rates_of(counts: Iterable[Mapping[str, int]]) -> dict[str, float]:
+  """Letter and word error rate of the pairs whose `pair_counts` these are."""
+  total = collections.Counter()
+  for c in counts:
+    total.update(c)
+  return {'ler': total['letter_errors'] / max(total['letters'], 1),
+          'wer': total['word_errors'] / max(total['words'], 1)}
+
+
 def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, float]:
   """Corpus-level letter error rate (over characters, spaces included) and word error rate."""
   if len(refs) != len(hyps):
     raise ValueError(f'{len(refs)} references but {len(hyps)} hypotheses')
-  letter_errors = sum(edit_distance(r, h) for r, h in zip(refs, hyps))
-  letters = sum(len(r) for r in refs)
-  word_errors = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
-  words = sum(len(r.split()) for r in refs)
-  return {'ler': letter_errors / max(letters, 1), 'wer': word_errors / max(words, 1)}
+  return rates_of(pair_counts(r, h) for r, h in zip(refs, hyps))

@@ -69,15 +69,17 @@ def length_group(reference: str) -> str:
   return next(name for name, most in LENGTH_GROUPS if most is None or n <= most)
 
 
-def _rates_by(rows: Sequence[tuple[str, str, str]], group: Callable[[str, str], str],
-              order: Optional[Callable[[str], Any]] = None) -> dict[str, dict[str, float]]:
-  """`{'ler', 'wer', 'num_utterances'}` of each group of `(id, reference, hypothesis)` rows,
-  `group(id, reference)` naming a row's group; groups sorted by `order` (default: name)."""
-  pairs = collections.defaultdict(list)
-  for i, r, h in rows:
-    pairs[group(i, r)].append((r, h))
-  return {name: dict(error_rates.error_rates(*zip(*pairs[name])), num_utterances=len(pairs[name]))
-          for name in sorted(pairs, key=order)}
+def _rates_by(rows: Sequence[tuple[str, str, str]], counts: Sequence[Mapping[str, int]],
+              group: Callable[[str, str], str], order: Optional[Callable[[str], Any]] = None
+              ) -> dict[str, dict[str, float]]:
+  """`{'ler', 'wer', 'num_utterances'}` of each group of `(id, reference, hypothesis)` rows (their
+  `error_rates.pair_counts` beside them), `group(id, reference)` naming a row's group; groups
+  sorted by `order` (default: name)."""
+  groups = collections.defaultdict(list)
+  for (i, r, _), c in zip(rows, counts):
+    groups[group(i, r)].append(c)
+  return {name: dict(error_rates.rates_of(groups[name]), num_utterances=len(groups[name]))
+          for name in sorted(groups, key=order)}
 
 
 def greedy_transcripts(logits_BxUxV: np.ndarray, output_lengths_B: np.ndarray) -> list[str]:
@@ -168,28 +170,28 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   rows = list(transcribe(config, variables, batches, mesh=mesh, decode=decode))
   if not rows:
     raise ValueError('Nothing to evaluate: the batches hold no utterance with weight > 0.')
-  ids, refs, hyps = zip(*rows)
-  rates = error_rates.error_rates(refs, hyps)
+  ids = [i for i, _, _ in rows]
+  counts = [error_rates.pair_counts(r, h) for _, r, h in rows]  # one alignment per pair
+  rates = error_rates.rates_of(counts)
   examples = [{'id': i, 'reference': r, 'hypothesis': h}
               for i, r, h in rows[:max(num_examples, 0)]]
   speaker = lambda i: i.split('-')[0]
   order = [name for name, _ in LENGTH_GROUPS]
-  edits = collections.Counter()
-  for r, h in zip(refs, hyps):
-    edits.update(error_rates.edit_counts(r, h))
-  letters = max(sum(len(r) for r in refs), 1)
+  letters = max(sum(c['letters'] for c in counts), 1)
   result = {'ler': rates['ler'], 'wer': rates['wer'], 'num_utterances': len(ids),
-            'letter_edits': {kind: edits[kind] / letters
+            'letter_edits': {kind: sum(c[kind] for c in counts) / letters
                              for kind in ('substitutions', 'deletions', 'insertions')},
-            'per_speaker': _rates_by(rows, lambda i, r: speaker(i)),
-            'per_length': _rates_by(rows, lambda i, r: length_group(r), order.index),
+            'per_speaker': _rates_by(rows, counts, lambda i, r: speaker(i)),
+            'per_length': _rates_by(rows, counts, lambda i, r: length_group(r), order.index),
             'per_speaker_length': {
-                name: _rates_by([row for row in rows if speaker(row[0]) == name],
+                name: _rates_by(*zip(*[(row, c) for row, c in zip(rows, counts)
+                                       if speaker(row[0]) == name]),
                                 lambda i, r: length_group(r), order.index)
                 for name in sorted({speaker(i) for i in ids})},
             'examples': examples}
   if engines:
-    result['per_engine'] = _rates_by(rows, lambda i, r: engines.get(speaker(i), 'unknown'))
+    result['per_engine'] = _rates_by(rows, counts,
+                                     lambda i, r: engines.get(speaker(i), 'unknown'))
   return result
 
 
