@@ -18,6 +18,7 @@ import jax
 from jax.sharding import Mesh
 import ml_collections
 import numpy as np
+import scipy.special
 
 from navai_jax.core import rules
 from navai_jax.training import checkpoints
@@ -111,9 +112,7 @@ def lm_decoder(config: ml_collections.ConfigDict, settings: Mapping[str, Any] = 
   token_lm = lm.fit(np.split(train.labels, train.label_offsets[1:-1]), order=settings['order'])
 
   def decode(logits_UxV: np.ndarray) -> str:
-    logits_UxV = np.asarray(logits_UxV, np.float64)
-    shifted_UxV = logits_UxV - logits_UxV.max(-1, keepdims=True)
-    logprobs_UxV = shifted_UxV - np.log(np.exp(shifted_UxV).sum(-1, keepdims=True))
+    logprobs_UxV = scipy.special.log_softmax(np.asarray(logits_UxV, np.float64), axis=-1)
     return vocab.decode(lm.beam_search(logprobs_UxV, token_lm,
                                        alpha=settings['alpha'], beta=settings['beta'],
                                        beam=settings['beam']))
