@@ -45,6 +45,14 @@ def test_greedy_transcripts_read_only_the_output_length():
   assert evaluate.greedy_transcripts(logits, np.array([3, 9])) == ['c', 'aatc']
 
 
+def test_spaces_around_and_between_words_are_not_letter_errors():
+  c, a, t, blank, space = 5, 3, 22, 0, 1
+  row = [space, c, a, t, space, blank, space, a, space]  # ' cat  a ' before trimming
+  hyps = evaluate.greedy_transcripts(_one_hot_logits([row]), np.array([len(row)]))
+  assert hyps == ['cat a']
+  assert error_rates.error_rates(['cat a'], hyps) == {'ler': 0.0, 'wer': 0.0}
+
+
 def test_references_spell_the_labels(tones):
   batch = tones.make_batch(['bee', 'hello there'], num_samples=20000, label_width=16)
   assert evaluate.references(batch['labels'], batch['label_paddings']) == ['bee', 'hello there']

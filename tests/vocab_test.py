@@ -31,6 +31,14 @@ def test_greedy_decode_merges_repeats_and_blanks():
   assert vocab.greedy_decode(logits, length=3) == 'a'
 
 
+def test_transcripts_have_no_space_at_either_end_and_one_between_words():
+  ids = [1, 3, 1, 0, 1, 4, 1]  # ' ' a ' ' _ ' ' b ' '
+  assert vocab.decode(ids) == ' a  b '
+  assert vocab.transcript(ids) == 'a b' == vocab.greedy_decode(np.eye(vocab.SIZE)[ids])
+  assert vocab.transcript([1, 0, 1]) == '' == vocab.greedy_decode(np.eye(vocab.SIZE)[[1, 0, 1]])
+  assert vocab.transcript(vocab.encode('a  cat ')) == 'a cat'
+
+
 def test_ctc_runs_and_letter_names():
   tokens, run = vocab.ctc_runs(np.asarray([0, 3, 3, 0, 0, 4, 3]))
   np.testing.assert_array_equal(tokens, [0, 3, 0, 4, 3])

@@ -247,7 +247,7 @@ def _utterance_deletion(config, variables, found, maps, fractions, count, seed):
                      for p in fractions]
     tokens = np.asarray(decode(variables, inputs, n))[:, :int(model.output_length(specs, n))]
     for k, best in enumerate(tokens):
-      errors[k] += error_rates.edit_distance(text, vocab.decode(vocab.ctc_collapse(best)))
+      errors[k] += error_rates.edit_distance(text, vocab.transcript(vocab.ctc_collapse(best)))
     letters += len(text)
   return errors / max(letters, 1)
 

@@ -74,6 +74,17 @@ def decode(ids: Sequence[int]) -> str:
   return ''.join(out)
 
 
+def transcript(ids: Sequence[int]) -> str:
+  """`decode` as a transcript: words with one space between them, none at either end.
+
+  A network's output may hold a space before its first word, after its last or two in a row;
+  transcripts (and `normalize`d references) never do, so these would count as letter errors
+  of nothing a reader sees. wav2letter trims a prediction's separators at either end before it
+  counts edits too.
+  """
+  return ' '.join(decode(ids).split())
+
+
 def ctc_runs(best_U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Greedy CTC's runs: the token of every run of equal ids, and the run of every position.
 
@@ -93,11 +104,12 @@ def ctc_collapse(best_U: np.ndarray) -> list[int]:
 
 
 def greedy_decode(logits_UxV: np.ndarray, length: int | None = None) -> str:
-  """Transcript from the arg-max token of each output position (first `length` positions)."""
+  """Transcript (`transcript`) from the arg-max token of each output position (first `length`
+  positions)."""
   best = np.asarray(logits_UxV).argmax(-1)
   if length is not None:
     best = best[:length]
-  return decode(ctc_collapse(best))
+  return transcript(ctc_collapse(best))
 
 
 def is_letter_name(letter: object) -> bool:

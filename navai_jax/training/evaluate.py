@@ -113,7 +113,7 @@ def lm_decoder(config: ml_collections.ConfigDict, settings: Mapping[str, Any] = 
 
   def decode(logits_UxV: np.ndarray) -> str:
     logprobs_UxV = scipy.special.log_softmax(np.asarray(logits_UxV, np.float64), axis=-1)
-    return vocab.decode(lm.beam_search(logprobs_UxV, token_lm,
+    return vocab.transcript(lm.beam_search(logprobs_UxV, token_lm,
                                        alpha=settings['alpha'], beta=settings['beta'],
                                        beam=settings['beam']))
   return decode
