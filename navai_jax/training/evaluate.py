@@ -114,8 +114,8 @@ def lm_decoder(config: ml_collections.ConfigDict, settings: Mapping[str, Any] = 
   def decode(logits_UxV: np.ndarray) -> str:
     logprobs_UxV = scipy.special.log_softmax(np.asarray(logits_UxV, np.float64), axis=-1)
     return vocab.transcript(lm.beam_search(logprobs_UxV, token_lm,
-                                       alpha=settings['alpha'], beta=settings['beta'],
-                                       beam=settings['beam']))
+                                           alpha=settings['alpha'], beta=settings['beta'],
+                                           beam=settings['beam']))
   return decode
 
 
