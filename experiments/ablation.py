@@ -17,7 +17,8 @@ multiply-adds), which shows what a larger model buys at the same steps; `@mels40
 instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz wide
 below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `@per_bin`, each mel
 bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
-channel's long-term spectrum reaches the network. The default rows are the eight above and
+channel's long-term spectrum reaches the network; `@lr_half`, half the peak learning rate
+(2.5e-3), which shows whether the step budget is spent too boldly. The default rows are the eight above and
 `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
 the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
 another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
@@ -55,6 +56,7 @@ MODIFIERS = {
     'wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
     'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
     'per_bin': ['--config.features.normalize=per_bin'],
+    'lr_half': ['--config.train.learning_rate=2.5e-3'],
 }
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 

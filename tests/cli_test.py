@@ -56,7 +56,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   tables = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body
             if isinstance(n, ast.Assign) and n.targets[0].id in ('ROWS', 'MODIFIERS')}
-  assert len(tables['ROWS']) == 8 and len(tables['MODIFIERS']) == 3
+  assert len(tables['ROWS']) == 8 and len(tables['MODIFIERS']) == 4
   for row, overrides in [*tables['ROWS'].items(), *tables['MODIFIERS'].items()]:
     config = default.get_config('small')
     for flag in overrides:
@@ -85,4 +85,4 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   assert done.stderr.strip().endswith(
       'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2; rows: '
       'espeak, espeak+flite, espeak+flite+piper, all, all+speed, all+rooms, all+noise, '
-      'all+warp, each with any of @wide, @mels40, @per_bin, @seedN, once.')
+      'all+warp, each with any of @wide, @mels40, @per_bin, @lr_half, @seedN, once.')
