@@ -17,8 +17,9 @@ multiply-adds), which shows what a larger model buys at the same steps; `@mels40
 instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz wide
 below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `@per_bin`, each mel
 bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
-channel's long-term spectrum reaches the network; `@lr_half`, half the peak learning rate
-(2.5e-3), which shows whether the step budget is spent too boldly. The default rows are the eight above and
+channel's long-term spectrum reaches the network; `@lrX`, the peak learning rate X instead of
+the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
+docs/results.md trained before it). The default rows are the eight above and
 `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
 the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
 another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
@@ -51,13 +52,15 @@ ROWS = {
     'all+warp': ['--config.augment.warp=0.1'],
 }
 # What follows a row's `@`: each changes the model or its input, and they combine
-# (`all@per_bin@mels40@seed1`); `seedN` is any seed.
+# (`all@per_bin@mels40@seed1`).
 MODIFIERS = {
     'wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
     'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
     'per_bin': ['--config.features.normalize=per_bin'],
-    'lr_half': ['--config.train.learning_rate=2.5e-3'],
 }
+# Modifiers with a value: `seedN` (any seed) and `lrX` (any peak learning rate, e.g. lr5e-3).
+VALUED = {'seed': (r'[0-9]+', '--config.seed={}'),
+          'lr': (r'[0-9]*\.?[0-9]+(e-?[0-9]+)?', '--config.train.learning_rate={}')}
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
@@ -66,7 +69,7 @@ _HUMAN = flags.DEFINE_string('human', 'data/asterisk', 'The human voice (make_hu
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/ablation', 'One training run per row below it.')
 _STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps of every row.', lower_bound=1)
 _ROWS = flags.DEFINE_list('rows', DEFAULT_ROWS, f'Rows among {", ".join(ROWS)}, each with any '
-                          f'of @{", @".join(MODIFIERS)}, @seedN.')
+                          f'of @{", @".join(MODIFIERS)}, @seedN, @lrX.')
 _PRESET = flags.DEFINE_string('preset', 'small', 'Model preset of every row.')
 
 EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
@@ -85,21 +88,28 @@ def _rates(path: str) -> dict:
 
 
 def row_flags(row: str) -> Optional[list[str]]:
-  """train.py's flags of a row: one of ROWS, then any of MODIFIERS and `seedN` (the row from seed
-  N), each after an `@` and at most once; None for anything else."""
+  """train.py's flags of a row: one of ROWS, then any of MODIFIERS, `seedN` (the row from seed N)
+  and `lrX` (peak learning rate X > 0), each after an `@` and at most once; None for anything
+  else."""
   name, *modifiers = row.split('@')
   if name not in ROWS or len(set(modifiers)) < len(modifiers):
     return None
-  overrides = list(ROWS[name])
+  overrides, valued = list(ROWS[name]), set()
   for modifier in modifiers:
     if modifier in MODIFIERS:
       overrides += MODIFIERS[modifier]
-    elif re.fullmatch(r'seed[0-9]+', modifier):
-      overrides.append(f'--config.seed={int(modifier[len("seed"):])}')
+      continue
+    for prefix, (pattern, flag) in VALUED.items():
+      value = modifier[len(prefix):]
+      if modifier.startswith(prefix) and re.fullmatch(pattern, value) and prefix not in valued:
+        number = int(value) if prefix == 'seed' else float(value)
+        if prefix == 'lr' and number <= 0:
+          return None
+        overrides.append(flag.format(value if prefix == 'lr' else number))
+        valued.add(prefix)
+        break
     else:
       return None
-  if sum(f.startswith('--config.seed=') for f in overrides) > 1:
-    return None
   return overrides
 
 
@@ -108,7 +118,7 @@ def main(argv):
   unknown = [r for r in _ROWS.value if row_flags(r) is None]
   if unknown:
     sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}, '
-             f'each with any of @{", @".join(MODIFIERS)}, @seedN, once.')
+             f'each with any of @{", @".join(MODIFIERS)}, @seedN, @lrX, once.')
   config = f'--config={os.path.dirname(EXPERIMENTS)}/navai_jax/configs/default.py:{_PRESET.value}'
   lines = ['| training | test LER | test WER | LER per test engine | human LER | human WER |',
            '|---|---|---|---|---|---|']

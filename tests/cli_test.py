@@ -56,7 +56,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   tables = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body
             if isinstance(n, ast.Assign) and n.targets[0].id in ('ROWS', 'MODIFIERS')}
-  assert len(tables['ROWS']) == 8 and len(tables['MODIFIERS']) == 4
+  assert len(tables['ROWS']) == 8 and len(tables['MODIFIERS']) == 3
   for row, overrides in [*tables['ROWS'].items(), *tables['MODIFIERS'].items()]:
     config = default.get_config('small')
     for flag in overrides:
@@ -68,21 +68,24 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
     train.check_config(config)  # every row's settings are in range
   # Modifiers combine, in the order given.
   done = subprocess.run([sys.executable, '-c', 'import ablation; print(repr([ablation.row_flags(r) '
-                         "for r in ('all+speed@per_bin@mels40@seed2', 'all@seed1')]))"],
+                         "for r in ('all+speed@per_bin@mels40@seed2', 'all@seed1', "
+                         "'all@lr5e-3@seed1')]))"],
                         cwd=ROOT / 'experiments', env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert ast.literal_eval(done.stdout) == [
       ['--config.augment.speeds=(0.9, 1.0, 1.1)', '--config.features.normalize=per_bin',
        '--config.features.num_mels=40', '--config.augment.freq_mask_width=4', '--config.seed=2'],
-      ['--config.seed=1']], done.stderr[-2000:]
+      ['--config.seed=1'], ['--config.train.learning_rate=5e-3', '--config.seed=1']], \
+      done.stderr[-2000:]
   # A misspelt row or modifier, or one given twice (two seeds too), is named.
   done = subprocess.run([sys.executable, 'experiments/ablation.py',
                          '--rows=all,all+speed@seed2,al+speed,all@seedx,all@wide@wide,'
-                         'all@seed1@seed2,all@per_bin@mels40'],
+                         'all@seed1@seed2,all@lr0,all@lr1e-3@lr2e-3,all@per_bin@mels40'],
                         cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert done.stderr.strip().endswith(
-      'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2; rows: '
-      'espeak, espeak+flite, espeak+flite+piper, all, all+speed, all+rooms, all+noise, '
-      'all+warp, each with any of @wide, @mels40, @per_bin, @lr_half, @seedN, once.')
+      'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2, all@lr0, '
+      'all@lr1e-3@lr2e-3; rows: espeak, espeak+flite, espeak+flite+piper, all, all+speed, '
+      'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @seedN, @lrX, '
+      'once.')
