@@ -58,9 +58,6 @@ MODIFIERS = {
     'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
     'per_bin': ['--config.features.normalize=per_bin'],
 }
-# Modifiers with a value: `seedN` (any seed) and `lrX` (any peak learning rate, e.g. lr5e-3).
-VALUED = {'seed': (r'[0-9]+', '--config.seed={}'),
-          'lr': (r'[0-9]*\.?[0-9]+(e-?[0-9]+)?', '--config.train.learning_rate={}')}
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 
 _CORPUS = flags.DEFINE_string('corpus', 'data/corpus', 'The corpus folder (make_corpus.py).')
@@ -94,22 +91,19 @@ def row_flags(row: str) -> Optional[list[str]]:
   name, *modifiers = row.split('@')
   if name not in ROWS or len(set(modifiers)) < len(modifiers):
     return None
-  overrides, valued = list(ROWS[name]), set()
+  overrides = list(ROWS[name])
   for modifier in modifiers:
     if modifier in MODIFIERS:
       overrides += MODIFIERS[modifier]
-      continue
-    for prefix, (pattern, flag) in VALUED.items():
-      value = modifier[len(prefix):]
-      if modifier.startswith(prefix) and re.fullmatch(pattern, value) and prefix not in valued:
-        number = int(value) if prefix == 'seed' else float(value)
-        if prefix == 'lr' and number <= 0:
-          return None
-        overrides.append(flag.format(value if prefix == 'lr' else number))
-        valued.add(prefix)
-        break
+    elif seed := re.fullmatch(r'seed([0-9]+)', modifier):
+      overrides.append(f'--config.seed={int(seed[1])}')
+    elif (rate := re.fullmatch(r'lr([0-9]*\.?[0-9]+(e-?[0-9]+)?)', modifier)) and float(rate[1]):
+      overrides.append(f'--config.train.learning_rate={rate[1]}')  # a positive rate
     else:
       return None
+  if any(sum(f.startswith(f'--config.{field}=') for f in overrides) > 1
+         for field in ('seed', 'train.learning_rate')):
+    return None
   return overrides
 
 
