@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
 source scripts/system_packages.sh
-# The corpus's flite voices (recorded speakers), and a human voice to evaluate on (never trained
-# on): Debian's Asterisk prompts. Without them the main job says what is missing and goes on.
+# The corpus's flite, MBROLA and RHVoice voices (recorded speakers; the last two from Debian's
+# contrib and non-free, which `with_contrib_non_free` adds to apt's sources), and a human voice
+# to evaluate on (never trained on): Debian's Asterisk prompts. Without them the main job says
+# what is missing and goes on.
 install_once flite 'command -v flite' flite
+install_mbrola
+install_rhvoice
 install_once asterisk '[ -d /usr/share/asterisk/sounds/en_US_f_Allison ]' \
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en
 # Festival's voices only where the corpus is asked for them (--engines=...,festival).

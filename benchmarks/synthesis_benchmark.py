@@ -27,6 +27,8 @@ SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
             'piper': voices.Speaker(1100, 'train', 'joe', '', 'piper'),
             'pico': voices.Speaker(1200, 'test', 'en-US', '', 'pico'),
             'festival': voices.Speaker(1300, 'train', 'ked', '', 'festival'),
+            'mbrola': voices.Speaker(1500, 'train', 'us1', '', 'mbrola'),
+            'rhvoice': voices.Speaker(1600, 'train', 'bdl', '', 'rhvoice'),
             'kokoro': voices.Speaker(1400, 'train', 'jf_alpha', '', 'kokoro'),
             'kokoro/heart': voices.Speaker(1409, 'train', 'heart', '', 'kokoro')}
 

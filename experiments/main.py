@@ -6,7 +6,8 @@ Stages, each one an experiment script run in its own process (so each can also b
 rerun, alone):
 
 1. `make_corpus.py`     synthesize the offline corpus (LibriSpeech layout + word/phoneme times)
-                        with eSpeak NG, flite and Piper; Pico's voices held out for testing
+                        with eSpeak NG, flite, Piper, MBROLA and RHVoice; Pico's voices held
+                        out for testing
 2. `train.py`           train the `small` Wav2Letter: a fixed schedule of --train_steps steps
                         (the same model on any machine of one processor model)
 3. `evaluate.py`        letter and word error rate on the held-out voices (test split), and
@@ -48,12 +49,13 @@ from navai_jax.configs import default
 from navai_jax.core import xla_cache
 from navai_jax.speech import asterisk
 from navai_jax.speech import sentences
+from navai_jax.speech import voices
 from navai_jax.training import schedule
 
 _CORPUS_DIR = flags.DEFINE_string('corpus_dir', 'data/corpus', 'Corpus folder.')
-_HOURS = flags.DEFINE_float('hours', 4.0, 'Hours of synthesized training speech (a third per '
-                            'trained engine).')
-_ENGINES = flags.DEFINE_list('engines', ['espeak', 'flite', 'piper', 'pico'],
+_HOURS = flags.DEFINE_float('hours', 4.0, 'Hours of synthesized training speech (an equal share '
+                            'per trained engine).')
+_ENGINES = flags.DEFINE_list('engines', list(voices.DEFAULT_ENGINES),
                              'Speech engines of the corpus (navai_jax/speech/voices.py).')
 _HELD_OUT_ENGINES = flags.DEFINE_list('held_out_engines', ['pico'],
                                       'Engines heard only in dev and test.')

@@ -1,10 +1,11 @@
 """Synthesizes the offline English speech corpus from several engines, in LibriSpeech's layout.
 
   python experiments/make_corpus.py --out_dir=data/corpus --hours=3 \
-      --engines=espeak,flite,piper,pico --held_out_engines=pico
+      --engines=espeak,flite,piper,pico,mbrola,rhvoice --held_out_engines=pico
 
 Engines and voices: navai_jax/speech/voices.py. An engine that cannot run here (flite needs
-Debian's `flite`) is named in one line and left out.
+Debian's `flite`, MBROLA and RHVoice Debian's contrib and non-free packages) is named in one
+line, with its voices, and left out.
 
 It prints how many audio-seconds it synthesized per second. Interrupt it at any time: run it
 again with the same flags and it finishes the same corpus, identical to an uninterrupted run.

@@ -22,7 +22,7 @@ BAD = {
     'augment.warp': 1.0, 'augment.noise_std': -0.1, 'augment.freq_masks': -1,
     'augment.freq_mask_width': -1, 'augment.time_masks': -1, 'augment.time_mask_width': -1,
     'augment.speeds': (0.9, 3.0), 'augment.reverb': 1.5, 'augment.rooms': 0,
-    'augment.noise_snr_db': (30.0, 10.0), 'data.train_engines': ('mbrola',),
+    'augment.noise_snr_db': (30.0, 10.0), 'data.train_engines': ('mimic',),
     'train.learning_rate': 0.0, 'train.warmup_steps': -1, 'train.weight_decay': -1.0,
     'train.grad_clip': -1.0, 'train.num_steps': 0, 'train.max_minutes': -1.0,
     'train.log_every': 0, 'train.checkpoint_every': 0, 'train.eval_every': -1,

@@ -14,10 +14,12 @@ from navai_jax.speech import espeak
 from navai_jax.speech import festival
 from navai_jax.speech import flite
 from navai_jax.speech import kokoro
+from navai_jax.speech import mbrola
 from navai_jax.speech import phoneme_times
 from navai_jax.speech import phonemes
 from navai_jax.speech import pico
 from navai_jax.speech import piper_tts
+from navai_jax.speech import rhvoice
 from navai_jax.speech import voices
 
 TEXT = "the apple, and it's the end of the day"
@@ -120,6 +122,71 @@ def test_festival_times_words_and_its_knobs():
     festival.synthesize('say "hi")', 'ked')
 
 
+def test_mbrola_words_start_at_their_first_phoneme_on_the_audio_clock():
+  """Events as eSpeak reports them feeding MBROLA: one word event, stale text positions."""
+  text = 'the fox, jumps'
+  events = [(1, 1, 62, ''), (7, 1, 62, 'D'), (7, 0, 127, '@2'), (7, 5, 147, 'f'),
+            (7, 0, 250, '0'), (7, 7, 330, 'k'), (7, 7, 400, 's'), (7, 9, 480, '_:'),
+            (7, 0, 600, '_'), (7, 10, 600, 'dZ'), (7, 9, 660, 'V'), (7, 5, 700, 'm'),
+            (7, 9, 760, 'p'), (7, 9, 850, 's'), (7, 15, 950, '_:')]
+  words, spoken = espeak._timings(text, mbrola._word_events(text, events), 0.9)
+  assert words == [{'word': 'the', 'start': 0.0, 'end': 0.085},
+                   {'word': 'fox', 'start': 0.085, 'end': 0.418},
+                   {'word': 'jumps', 'start': 0.538, 'end': 0.888}]
+  assert [(p['phoneme'], p['start']) for p in spoken[:3]] == [('D', 0.0), ('@2', 0.065),
+                                                               ('f', 0.085)]
+  # A stale position of a later word (5, "fox", again inside "jumps") starts no word twice.
+  assert [w['word'] for w in words].count('fox') == 1
+
+
+@pytest.mark.skipif(not mbrola.available(),
+                    reason="Debian's mbrola, its voices and libespeak-ng1 are not installed "
+                           '(./test.sh installs them as root)')
+def test_mbrola_times_lie_on_its_sound():
+  for voice in mbrola.VOICES:
+    speaker = voices.Speaker(1500 + mbrola.VOICES.index(voice), 'train', voice, '', 'mbrola')
+    audio_A, words, spoken = voices.speak(speaker, TEXT, 175, 50, 0)
+    _check_times(audio_A, words, spoken)
+    assert spoken[0]['start'] == 0 and spoken[0]['phoneme'] == 'dh'
+    np.testing.assert_array_equal(voices.speak(speaker, TEXT, 175, 50, 0)[0], audio_A)
+    # On the audio's clock vowels are louder than plosives (closure and burst), 1.7-2.4 times
+    # for these voices; on eSpeak's clock (62 ms later) 0.9-1.2 times, 62 ms earlier 0.4-0.7.
+    x = audio_A.astype(np.float64)
+    def loudness(kind):
+      return np.mean([np.sqrt(np.mean(x[int(p['start'] * 16000):int(p['end'] * 16000)] ** 2))
+                      for p in spoken if phonemes.CATEGORIES[p['phoneme']] == kind])
+    assert loudness('vowel') > 1.5 * loudness('plosive'), voice
+    slower, slow_words, _ = mbrola.synthesize(TEXT, voice, 140, 50)
+    assert len(slower) > 1.15 * len(audio_A)
+    assert slow_words[-1]['start'] > 1.15 * words[-1]['start']  # the times follow the rate
+    higher, _, _ = mbrola.synthesize(TEXT, voice, 175, 80)
+    assert not np.array_equal(higher[:len(audio_A)], audio_A[:len(higher)])
+  with pytest.raises(ValueError, match="Unknown MBROLA voice 'us3'"):
+    mbrola.synthesize(TEXT, 'us3', 175, 50)
+  # eSpeak's own voices speak as before after MBROLA's library was loaded.
+  np.testing.assert_array_equal(
+      espeak.synthesize(TEXT, 'en-us', 'm1', 175, 50, 3)[0],
+      voices.speak(voices.Speaker(100, 'train', 'en-us', 'm1'), TEXT, 175, 50, 3)[0])
+
+
+@pytest.mark.skipif(not rhvoice.available(),
+                    reason="Debian's rhvoice and rhvoice-english are not installed (./test.sh "
+                           'installs them as root)')
+def test_rhvoice_speaks_without_times():
+  audio_A = rhvoice.synthesize(TEXT, 'bdl')
+  assert audio_A.dtype == np.int16 and len(audio_A) > 16000
+  np.testing.assert_array_equal(rhvoice.synthesize(TEXT, 'bdl'), audio_A)
+  assert len(rhvoice.synthesize(TEXT, 'bdl', faster=1.3)) < 0.85 * len(audio_A)
+  higher = rhvoice.synthesize(TEXT, 'bdl', higher=1.15)
+  assert not np.array_equal(higher[:len(audio_A)], audio_A[:len(higher)])
+  for voice in rhvoice.VOICES:
+    _, words, spoken = voices.speak(voices.Speaker(1600, 'train', voice, '', 'rhvoice'), TEXT,
+                                    175, 50, 0)
+    assert words is None and spoken is None
+  with pytest.raises(ValueError, match="Unknown RHVoice voice 'bob'"):
+    rhvoice.synthesize(TEXT, 'bob')
+
+
 def test_piper_is_seeded_and_timed():
   audio_A, words, spoken = piper_tts.synthesize(TEXT, seed=5)
   _check_times(audio_A, words, spoken)
@@ -211,7 +278,19 @@ def test_held_out_speakers_and_engines():
   assert {s.voice for s in held if s.engine == 'kokoro' and s.split == 'test'} == {
       'heart', 'jf_alpha', 'jm_kumo'}
   assert not any(s.engine == 'kokoro' and s.split == 'train' for s in held)
+  # MBROLA and RHVoice trained on: dev and test stay the main job's. Held out: RHVoice's alan
+  # (flite's dev speaker awb) is a dev voice, and is never trained on either way.
+  trained = voices.choose_speakers(0, 8, 2, 2, engines + ('mbrola', 'rhvoice'), ('pico',))
+  assert {(s.engine, s.split) for s in trained if s.engine in ('mbrola', 'rhvoice')} == {
+      ('mbrola', 'train'), ('rhvoice', 'train')}
+  assert 'alan' not in {s.voice for s in trained}
+  held = voices.choose_speakers(0, 8, 2, 2, engines + ('mbrola', 'rhvoice'),
+                                ('pico', 'mbrola', 'rhvoice'))
+  assert [(s.split, s.voice) for s in held if s.engine == 'mbrola'] == [
+      ('dev', 'en1'), ('test', 'us1'), ('test', 'us2')]
+  assert {s.voice for s in held if s.engine == 'rhvoice' and s.split == 'dev'} == {'alan', 'slt'}
+  assert len({s.id for s in held}) == len(held)
   with pytest.raises(ValueError, match="Unknown speech engine"):
-    voices.missing_engines(['espeak', 'mbrola'])
+    voices.missing_engines(['espeak', 'mimic'])
   with pytest.raises(ValueError, match='eSpeak cannot be held out'):
     voices.choose_speakers(0, 8, 2, 2, engines, held_out_engines=('espeak',))

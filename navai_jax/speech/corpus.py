@@ -354,8 +354,8 @@ def make_corpus(out_dir: str | os.PathLike, hours: float = 3.0, seed: int = 0,
     num_dev_speakers: number of eSpeak dev speakers, with variants unused in training.
     num_test_speakers: number of eSpeak test speakers, with variants unused elsewhere.
     num_workers: synthesis processes; 1 synthesizes in this process.
-    engines: the speech engines, among `voices.ENGINES` (by default all but Festival); one that
-      cannot run here is left out with one line naming it and its voices.
+    engines: the speech engines, among `voices.ENGINES` (by default `DEFAULT_ENGINES`); one
+      that cannot run here is left out with one line naming it and its voices.
     held_out_engines: engines heard only in dev and test.
     text_sources: where sentences come from, a subset of `sentences.TEXT_SOURCES`.
     short_fraction: share of the utterances of every split that say only 1 to 3 words of their

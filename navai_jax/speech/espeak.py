@@ -77,22 +77,28 @@ _espeak = {'lib': None}  # the loaded library; another CDLL of it would keep it 
 _LIBC = ctypes.CDLL(None)
 
 
-def _fresh_espeak(capture: _Capture) -> ctypes.CDLL:
+def _fresh_espeak(capture: _Capture, library: str | None = None) -> ctypes.CDLL:
   """Loads libespeak-ng anew, so no state of an earlier synthesis can leak into the next.
 
   eSpeak keeps static state (output buffers, flutter phase, echo) across calls, so the same text
   sounds slightly different depending on what was spoken before. Unloading and loading the
   library costs under a millisecond and makes each utterance depend on its own arguments only.
+  `library` is another build of it (with its own compiled-in data); by default the wheel's.
   """
   if _espeak['lib'] is not None:
     _espeak['lib'].espeak_Terminate()
     _ctypes.dlclose(_espeak['lib']._handle)  # pylint: disable=protected-access
-  loader = _loader()
-  lib = ctypes.CDLL(loader.get_library_path())
+    _espeak['lib'] = None
+  if library is None:
+    loader = _loader()
+    library, data = loader.get_library_path(), loader.get_data_path().encode()
+  else:
+    data = None
+  lib = ctypes.CDLL(library)
   _espeak['lib'] = lib
-  lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-  rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                               loader.get_data_path().encode(), _INITIALIZE_PHONEME_EVENTS)
+  if hasattr(lib, 'espeak_ng_SetRandSeed'):  # the wheel's build; Debian's 1.51 has none
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+  rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_PHONEME_EVENTS)
   if rate != _ESPEAK_SAMPLE_RATE:
     raise RuntimeError(f'eSpeak initialization returned {rate}, expected {_ESPEAK_SAMPLE_RATE}.')
   lib.espeak_SetSynthCallback(capture.callback)

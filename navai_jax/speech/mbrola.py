@@ -1,0 +1,111 @@
+"""MBROLA (Debian `mbrola`, AGPL-3.0; voices in Debian's non-free): three recorded speakers.
+
+`us1` (a US-English female speaker), `us2` (a US-English male) and `en1` (a British male,
+Edinburgh's "Roger") are diphone databases cut from recordings of three speakers heard by no other
+engine here (Debian `mbrola-us1`, `-us2`, `-en1`, 16 kHz; their licences allow them to be used
+with the MBROLA program only, hence non-free). `us3` is left out: it lacks the diphones of
+eSpeak's /O2/ (as in "on"), which MBROLA replaces with silence (83 in 200 corpus sentences).
+Debian's own eSpeak NG (`libespeak-ng1` with `espeak-ng-data`, which holds the `mb-*` voices)
+turns the text into phonemes, durations and pitch, and MBROLA joins the diphones: the phoneme
+events eSpeak reports as it feeds MBROLA give every phoneme's true time, in eSpeak's mnemonics
+(mapped as eSpeak's own), and the first phoneme of each word gives where the word starts.
+eSpeak's rate and pitch set the rate and the pitch. The library is loaded anew for each
+utterance, as the wheel's eSpeak is: nothing carries over.
+"""
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+
+from navai_jax.speech import espeak
+
+VOICES = ('us1', 'us2', 'en1')
+_VOICES_DIR = '/usr/share/mbrola'
+_SAMPLE_RATE = 16000  # every voice of VOICES
+
+
+@functools.cache
+def _library() -> str | None:
+  return ctypes.util.find_library('espeak-ng')
+
+
+@functools.cache
+def available() -> bool:
+  """Whether `mbrola`, Debian's libespeak-ng and every voice of VOICES are installed."""
+  return (shutil.which('mbrola') is not None and _library() is not None and all(
+      os.path.isfile(os.path.join(_VOICES_DIR, v, v)) for v in VOICES))
+
+
+def version() -> str:
+  text = subprocess.run(['mbrola'], capture_output=True, text=True)  # its banner
+  found = re.search(r'MBROLA\s+([\w.]+)', text.stdout + text.stderr)
+  return found.group(1) if found else 'unknown'
+
+
+def synthesize(text: str, voice: str, rate: int, pitch: int
+               ) -> tuple[np.ndarray, list[dict], list[dict]]:
+  """Speaks `text` with an MBROLA voice; returns what `espeak.synthesize` returns.
+
+  Args:
+    text: lower-case words (letters and apostrophes); commas make pauses.
+    voice: one of VOICES.
+    rate: speaking rate in words per minute (eSpeak's).
+    pitch: base pitch on eSpeak's 0-100 scale.
+
+  Returns:
+    int16 audio at 16 kHz, the words `dict(word, start, end)` and the phonemes
+    `dict(phoneme (eSpeak's mnemonic), start, end)`, times in seconds; no words where a word's
+    first phoneme was not found (the corpus then drops the utterance).
+  """
+  if voice not in VOICES:
+    raise ValueError(f'Unknown MBROLA voice {voice!r}; one of {VOICES}.')
+  if not available():
+    raise RuntimeError("MBROLA needs Debian's mbrola, libespeak-ng1 and mbrola-us1, -us2 and -en1.")
+  capture = espeak._Capture()  # pylint: disable=protected-access
+  lib = espeak._fresh_espeak(capture, _library())  # pylint: disable=protected-access
+  if lib.espeak_SetVoiceByName(f'mb-{voice}'.encode()) != 0:
+    raise RuntimeError(f'eSpeak cannot load the MBROLA voice mb-{voice}.')
+  lib.espeak_SetParameter(espeak._PARAM_RATE, int(rate), 0)  # pylint: disable=protected-access
+  lib.espeak_SetParameter(espeak._PARAM_PITCH, int(pitch), 0)  # pylint: disable=protected-access
+  # As for eSpeak's own voices: a no-break space keeps every word its own word.
+  data = re.sub(r"(?<=[A-Za-z']) (?=[A-Za-z'])", '\u00a0', text).encode()
+  lib.espeak_Synth(data, len(data) + 1, 0, espeak._POS_CHARACTER, 0,  # pylint: disable=protected-access
+                   espeak._CHARS_UTF8, None, None)  # pylint: disable=protected-access
+  audio_A = (np.concatenate(capture.chunks) if capture.chunks
+             else np.zeros(0, np.int16)).astype(np.int16)
+  if not audio_A.size:
+    raise RuntimeError(f'MBROLA voice {voice} spoke nothing for {text!r}.')
+  return (audio_A, *espeak._timings(  # pylint: disable=protected-access
+      text, _word_events(text, capture.events), len(audio_A) / _SAMPLE_RATE))
+
+
+def _word_events(text: str, events: list[tuple]) -> list[tuple]:
+  """`events` on the audio's clock, with a word event before each word's first phoneme.
+
+  Feeding MBROLA, eSpeak reports the first word only; each phoneme event carries the text
+  position of its word where it is the word's first phoneme (others carry stale positions).
+  Words are taken in order, so a stale position cannot start a word twice or out of turn.
+  eSpeak's clock counts a lead-in (62 ms) before the first phoneme that MBROLA does not speak:
+  MBROLA's audio starts with the first phoneme, so every time moves back by the lead-in.
+  """
+  starts = [m.start() + 1 for m in re.finditer(r"[A-Za-z']+", text)]  # eSpeak counts from 1
+  word = espeak._EVENT_WORD  # pylint: disable=protected-access
+  lead = next((ms for kind, _, ms, phoneme in events
+               if kind != word and not phoneme.startswith('_')), 0)
+  out, next_word = [], 0
+  for kind, position, ms, phoneme in events:
+    if kind == word:
+      continue
+    ms = max(ms - lead, 0)
+    if (next_word < len(starts) and position == starts[next_word]
+        and not phoneme.startswith('_')):
+      out.append((word, position, ms, ''))
+      next_word += 1
+    out.append((kind, position, ms, phoneme))
+  return out
