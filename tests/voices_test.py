@@ -161,6 +161,10 @@ def test_mbrola_times_lie_on_its_sound():
     assert slow_words[-1]['start'] > 1.15 * words[-1]['start']  # the times follow the rate
     higher, _, _ = mbrola.synthesize(TEXT, voice, 175, 80)
     assert not np.array_equal(higher[:len(audio_A)], audio_A[:len(higher)])
+  # No MBROLA process outlives its utterance (eSpeak leaves one per loaded library).
+  children = subprocess.run(['ps', '--ppid', str(os.getpid()), '-o', 'comm='],
+                            capture_output=True, text=True, check=True).stdout.split()
+  assert 'mbrola' not in children
   with pytest.raises(ValueError, match="Unknown MBROLA voice 'us3'"):
     mbrola.synthesize(TEXT, 'us3', 175, 50)
   # eSpeak's own voices speak as before after MBROLA's library was loaded.

@@ -17,8 +17,10 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import pathlib
 import re
 import shutil
+import signal
 import subprocess
 
 import numpy as np
@@ -77,12 +79,31 @@ def synthesize(text: str, voice: str, rate: int, pitch: int
   data = re.sub(r"(?<=[A-Za-z']) (?=[A-Za-z'])", '\u00a0', text).encode()
   lib.espeak_Synth(data, len(data) + 1, 0, espeak._POS_CHARACTER, 0,  # pylint: disable=protected-access
                    espeak._CHARS_UTF8, None, None)  # pylint: disable=protected-access
+  _stop_mbrola()
   audio_A = (np.concatenate(capture.chunks) if capture.chunks
              else np.zeros(0, np.int16)).astype(np.int16)
   if not audio_A.size:
     raise RuntimeError(f'MBROLA voice {voice} spoke nothing for {text!r}.')
   return (audio_A, *espeak._timings(  # pylint: disable=protected-access
       text, _word_events(text, capture.events), len(audio_A) / _SAMPLE_RATE))
+
+
+def _stop_mbrola() -> None:
+  """Ends the MBROLA process this utterance's library started.
+
+  eSpeak starts one MBROLA process per loaded library and stops it only to load another MBROLA
+  voice; unloading the library, as the next utterance does, would leave it waiting on its pipe
+  (a corpus worker would gather hundreds).
+  """
+  for stat in pathlib.Path('/proc').glob('[0-9]*/stat'):
+    try:
+      head, tail = stat.read_text().rsplit(')', 1)  # "pid (comm) state ppid ..."
+      name, parent = head.split('(', 1)[1], int(tail.split()[1])
+    except (OSError, IndexError, ValueError):
+      continue  # gone meanwhile
+    if name == 'mbrola' and parent == os.getpid():
+      os.kill(int(stat.parent.name), signal.SIGKILL)  # it ignores SIGTERM
+      os.waitpid(int(stat.parent.name), 0)
 
 
 def _word_events(text: str, events: list[tuple]) -> list[tuple]:
