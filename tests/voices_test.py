@@ -129,7 +129,7 @@ def test_mbrola_words_start_at_their_first_phoneme_on_the_audio_clock():
             (7, 0, 250, '0'), (7, 7, 330, 'k'), (7, 7, 400, 's'), (7, 9, 480, '_:'),
             (7, 0, 600, '_'), (7, 10, 600, 'dZ'), (7, 9, 660, 'V'), (7, 5, 700, 'm'),
             (7, 9, 760, 'p'), (7, 9, 850, 's'), (7, 15, 950, '_:')]
-  words, spoken = espeak._timings(text, mbrola._word_events(text, events), 0.9)
+  words, spoken = espeak.timings(text, mbrola._word_events(text, events), 0.9)
   assert words == [{'word': 'the', 'start': 0.0, 'end': 0.085},
                    {'word': 'fox', 'start': 0.085, 'end': 0.418},
                    {'word': 'jumps', 'start': 0.538, 'end': 0.888}]

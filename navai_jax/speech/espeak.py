@@ -30,7 +30,7 @@ _INITIALIZE_PHONEME_EVENTS = 1
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EVENT_LIST_TERMINATED = 0
-_EVENT_WORD = 1
+EVENT_WORD = 1
 _EVENT_PHONEME = 7
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
@@ -66,7 +66,7 @@ class _Capture:
     i = 0
     while events[i].type != _EVENT_LIST_TERMINATED:
       e = events[i]
-      if e.type in (_EVENT_WORD, _EVENT_PHONEME):
+      if e.type in (EVENT_WORD, _EVENT_PHONEME):
         phoneme = e.id.string.decode('utf-8', 'replace') if e.type == _EVENT_PHONEME else ''
         self.events.append((e.type, e.text_position, e.audio_position, phoneme))
       i += 1
@@ -158,28 +158,40 @@ def synthesize(text: str, voice: str, variant: str, rate: int, pitch: int,
   """
   if variant and variant not in available_variants():
     raise ValueError(f'Unknown eSpeak variant {variant!r}; see espeak-ng-data/voices/!v.')
+  audio_22k, events = speak_events(text, f'{voice}+{variant}' if variant else voice, rate,
+                                   pitch, seed)
+  # 22050 Hz * 320 / 441 = 16000 Hz.
+  audio_A = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
+                                       window=_resampling_filter())
+  audio_A = np.clip(np.round(audio_A), -32768, 32767).astype(np.int16)
+  words, phonemes = timings(text, events, len(audio_A) / librispeech.SAMPLE_RATE)
+  return audio_A, words, phonemes
+
+
+def speak_events(text: str, name: str, rate: int, pitch: int, seed: int | None = None,
+                 library: str | None = None) -> tuple[np.ndarray, list[tuple]]:
+  """The samples and the (kind, text position, ms, phoneme) word and phoneme events of one
+  utterance, spoken by a freshly loaded library (`_fresh_espeak`) with voice `name`.
+
+  `seed` seeds eSpeak's and libc's noise (None: a build without `espeak_ng_SetRandSeed`, as
+  Debian's, whose MBROLA voices draw none); the samples are at the voice's own rate.
+  """
   capture = _Capture()
-  lib = _fresh_espeak(capture)
-  name = f'{voice}+{variant}' if variant else voice
+  lib = _fresh_espeak(capture, library)
   if lib.espeak_SetVoiceByName(name.encode()) != 0:
     raise ValueError(f'eSpeak cannot load voice {name!r}.')
   lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
   lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
-  lib.espeak_ng_SetRandSeed(seed)
-  _LIBC.srand(seed)  # the Klatt voices draw breath noise from libc's rand()
+  if seed is not None:
+    lib.espeak_ng_SetRandSeed(seed)
+    _LIBC.srand(seed)  # the Klatt voices draw breath noise from libc's rand()
   # eSpeak speaks some word pairs ("of the", "do not") as one word with one word event, hiding
   # where the second word starts. A no-break space between words keeps every word separate, and
   # changes the pronunciation only slightly (less reduced function words).
   data = re.sub(r"(?<=[A-Za-z']) (?=[A-Za-z'])", '\u00a0', text).encode()
   lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-
-  audio_22k = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, np.int16)
-  # 22050 Hz * 320 / 441 = 16000 Hz.
-  audio_A = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
-                                       window=_resampling_filter())
-  audio_A = np.clip(np.round(audio_A), -32768, 32767).astype(np.int16)
-  words, phonemes = _timings(text, capture.events, len(audio_A) / librispeech.SAMPLE_RATE)
-  return audio_A, words, phonemes
+  audio = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, np.int16)
+  return audio.astype(np.int16), capture.events
 
 
 @functools.cache
@@ -188,7 +200,7 @@ def _resampling_filter() -> np.ndarray:
   return scipy.signal.firwin(2 * 10 * 441 + 1, 1 / 441, window=('kaiser', 5.0))
 
 
-def _timings(text: str, events: list[tuple], duration: float) -> tuple[list[dict], list[dict]]:
+def timings(text: str, events: list[tuple], duration: float) -> tuple[list[dict], list[dict]]:
   """Turns eSpeak's word and phoneme events into (start, end) intervals in seconds."""
   spans = [(m.start(), m.end(), m.group()) for m in re.finditer(r"[A-Za-z']+", text)]
   words, phonemes, seen = [], [], set()
@@ -196,13 +208,13 @@ def _timings(text: str, events: list[tuple], duration: float) -> tuple[list[dict
   for kind, text_position, ms, phoneme in events:
     t = min(ms / 1000, duration)
     is_pause = kind == _EVENT_PHONEME and phoneme.startswith('_')
-    if open_word is not None and (kind == _EVENT_WORD or is_pause):
+    if open_word is not None and (kind == EVENT_WORD or is_pause):
       open_word['end'] = max(t, open_word['start'])
       open_word = None
     if open_phoneme is not None:
       open_phoneme['end'] = max(t, open_phoneme['start'])
       open_phoneme = None
-    if kind == _EVENT_WORD:
+    if kind == EVENT_WORD:
       # text_position counts characters from 1; an event inside a word already seen is dropped.
       index = next((i for i, (a, b, _) in enumerate(spans) if a <= text_position - 1 < b), None)
       if index is not None and index not in seen:

@@ -69,23 +69,12 @@ def synthesize(text: str, voice: str, rate: int, pitch: int
     raise ValueError(f'Unknown MBROLA voice {voice!r}; one of {VOICES}.')
   if not available():
     raise RuntimeError("MBROLA needs Debian's mbrola, libespeak-ng1 and mbrola-us1, -us2 and -en1.")
-  capture = espeak._Capture()  # pylint: disable=protected-access
-  lib = espeak._fresh_espeak(capture, _library())  # pylint: disable=protected-access
-  if lib.espeak_SetVoiceByName(f'mb-{voice}'.encode()) != 0:
-    raise RuntimeError(f'eSpeak cannot load the MBROLA voice mb-{voice}.')
-  lib.espeak_SetParameter(espeak._PARAM_RATE, int(rate), 0)  # pylint: disable=protected-access
-  lib.espeak_SetParameter(espeak._PARAM_PITCH, int(pitch), 0)  # pylint: disable=protected-access
-  # As for eSpeak's own voices: a no-break space keeps every word its own word.
-  data = re.sub(r"(?<=[A-Za-z']) (?=[A-Za-z'])", '\u00a0', text).encode()
-  lib.espeak_Synth(data, len(data) + 1, 0, espeak._POS_CHARACTER, 0,  # pylint: disable=protected-access
-                   espeak._CHARS_UTF8, None, None)  # pylint: disable=protected-access
+  audio_A, events = espeak.speak_events(text, f'mb-{voice}', rate, pitch, library=_library())
   _stop_mbrola()
-  audio_A = (np.concatenate(capture.chunks) if capture.chunks
-             else np.zeros(0, np.int16)).astype(np.int16)
   if not audio_A.size:
     raise RuntimeError(f'MBROLA voice {voice} spoke nothing for {text!r}.')
-  return (audio_A, *espeak._timings(  # pylint: disable=protected-access
-      text, _word_events(text, capture.events), len(audio_A) / _SAMPLE_RATE))
+  return (audio_A, *espeak.timings(text, _word_events(text, events),
+                                   len(audio_A) / _SAMPLE_RATE))
 
 
 def _stop_mbrola() -> None:
@@ -116,7 +105,7 @@ def _word_events(text: str, events: list[tuple]) -> list[tuple]:
   MBROLA's audio starts with the first phoneme, so every time moves back by the lead-in.
   """
   starts = [m.start() + 1 for m in re.finditer(r"[A-Za-z']+", text)]  # eSpeak counts from 1
-  word = espeak._EVENT_WORD  # pylint: disable=protected-access
+  word = espeak.EVENT_WORD
   lead = next((ms for kind, _, ms, phoneme in events
                if kind != word and not phoneme.startswith('_')), 0)
   out, next_word = [], 0

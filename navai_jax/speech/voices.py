@@ -18,9 +18,9 @@ variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out en
 Pico; `en-GB` dev, `en-US` test). Festival and Kokoro speak only where asked for
 (`DEFAULT_ENGINES` leaves them out: trained on, neither helped the human voice). Trained on,
 MBROLA's and RHVoice's voices speak in training only, so dev and test are those of a corpus
-without them; RHVoice's `alan` is flite's dev speaker `awb`, so it is never trained on. Each utterance's rate
-and pitch draw (eSpeak's words per minute and 0-100 pitch) sets every engine's own knobs
-(`synthesize`; Kokoro has a rate and no pitch).
+without them; RHVoice's `alan` is flite's dev speaker `awb`, so it is never trained on. Each
+utterance's rate and pitch draw (eSpeak's words per minute and 0-100 pitch) sets every engine's
+own knobs (`synthesize`; Kokoro has a rate and no pitch).
 """
 
 import dataclasses
