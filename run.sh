@@ -15,6 +15,11 @@ install_mbrola
 install_rhvoice
 install_once asterisk '[ -d /usr/share/asterisk/sounds/en_US_f_Allison ]' \
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en
+# MBROLA's accented English voices only where the corpus is asked for them
+# (--engines=...,mbrola_accented).
+if [[ " $* " == *mbrola_accented* ]]; then
+  install_mbrola_accented
+fi
 # Festival's voices only where the corpus is asked for them (--engines=...,festival).
 if [[ " $* " == *festival* ]]; then
   install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \

@@ -5,13 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
 source scripts/system_packages.sh
-# The report's browser test renders it in headless Chromium, the flite, Festival, MBROLA and
-# RHVoice tests speak with them: Debian's packages (the last two's from contrib and non-free);
+# The report's browser test renders it in headless Chromium, the flite, Festival, MBROLA (both
+# engines) and RHVoice tests speak with them: Debian's packages (the last two's from contrib and non-free);
 # where they cannot be installed those tests are skipped and say why.
 install_once chromium 'command -v chromium' chromium
 install_once flite 'command -v flite' flite
 install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \
   festival festvox-kdlpc16k festvox-us-slt-hts
 install_mbrola
+install_mbrola_accented
 install_rhvoice
 exec python -m pytest -q -n 2 tests "$@"

@@ -28,6 +28,7 @@ SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
             'pico': voices.Speaker(1200, 'test', 'en-US', '', 'pico'),
             'festival': voices.Speaker(1300, 'train', 'ked', '', 'festival'),
             'mbrola': voices.Speaker(1500, 'train', 'us1', '', 'mbrola'),
+            'mbrola_accented': voices.Speaker(1702, 'train', 'de5-en', '', 'mbrola_accented'),
             'rhvoice': voices.Speaker(1600, 'train', 'bdl', '', 'rhvoice'),
             'kokoro': voices.Speaker(1400, 'train', 'jf_alpha', '', 'kokoro'),
             'kokoro/heart': voices.Speaker(1409, 'train', 'heart', '', 'kokoro')}
@@ -55,7 +56,7 @@ def main(argv):
   print(f'Audio seconds per second, one worker, {len(texts)} sentences, best of '
         f'{_ROUNDS.value} rounds (all rounds):')
   for engine, s in speeds.items():
-    print(f'  {engine:12s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
+    print(f'  {engine:16s} {max(s):7.1f}  ({", ".join(f"{v:.1f}" for v in s)}; '
           f'{voices.LICENCES[SPEAKERS[engine].engine]})')
   print(f'Command: python benchmarks/synthesis_benchmark.py --sentences={_SENTENCES.value} '
         f'--rounds={_ROUNDS.value}')

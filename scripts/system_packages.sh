@@ -40,6 +40,13 @@ install_mbrola() {
   install_once mbrola "$check" mbrola mbrola-us1 mbrola-us2 mbrola-en1 libespeak-ng1 \
     espeak-ng-data
 }
+# Twelve more MBROLA speakers, speaking English with an accent (`--engines=...,mbrola_accented`).
+install_mbrola_accented() {
+  local check='command -v mbrola && [ -f /usr/share/mbrola/sw1/sw1 ]'
+  eval "$check" >/dev/null 2>&1 || with_contrib_non_free
+  install_once mbrola_accented "$check" mbrola libespeak-ng1 espeak-ng-data \
+    mbrola-{af1,de4,de5,de6,fr1,fr4,gr2,hu1,nl2,pl1,ro1,sw1}
+}
 install_rhvoice() {
   local check='command -v RHVoice-test && [ -d /usr/share/RHVoice/voices/bdl ]'
   eval "$check" >/dev/null 2>&1 || with_contrib_non_free

@@ -160,10 +160,7 @@ def synthesize(text: str, voice: str, variant: str, rate: int, pitch: int,
     raise ValueError(f'Unknown eSpeak variant {variant!r}; see espeak-ng-data/voices/!v.')
   audio_22k, events = speak_events(text, f'{voice}+{variant}' if variant else voice, rate,
                                    pitch, seed)
-  # 22050 Hz * 320 / 441 = 16000 Hz.
-  audio_A = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
-                                       window=_resampling_filter())
-  audio_A = np.clip(np.round(audio_A), -32768, 32767).astype(np.int16)
+  audio_A = to_16k(audio_22k)
   words, phonemes = timings(text, events, len(audio_A) / librispeech.SAMPLE_RATE)
   return audio_A, words, phonemes
 
@@ -192,6 +189,13 @@ def speak_events(text: str, name: str, rate: int, pitch: int, seed: int | None =
   lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
   audio = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, np.int16)
   return audio.astype(np.int16), capture.events
+
+
+def to_16k(audio_22k: np.ndarray) -> np.ndarray:
+  """int16 samples at 22,050 Hz resampled to int16 at 16 kHz (22050 * 320 / 441 = 16000)."""
+  audio = scipy.signal.resample_poly(audio_22k.astype(np.float64), 320, 441,
+                                     window=_resampling_filter())
+  return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
 
 
 @functools.cache

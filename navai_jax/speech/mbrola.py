@@ -1,4 +1,4 @@
-"""MBROLA (Debian `mbrola`, AGPL-3.0; voices in Debian's non-free): three recorded speakers.
+"""MBROLA (Debian `mbrola`, AGPL-3.0; voices in non-free): three recorded speakers, twelve accented.
 
 `us1` (a US-English female speaker), `us2` (a US-English male) and `en1` (a British male,
 Edinburgh's "Roger") are diphone databases cut from recordings of three speakers heard by no other
@@ -11,6 +11,14 @@ events eSpeak reports as it feeds MBROLA give every phoneme's true time, in eSpe
 (mapped as eSpeak's own), and the first phoneme of each word gives where the word starts.
 eSpeak's rate and pitch set the rate and the pitch. The library is loaded anew for each
 utterance, as the wheel's eSpeak is: nothing carries over.
+
+`ACCENTED` is a second engine (`mbrola_accented`) of twelve more recorded speakers speaking
+English with an accent: other languages' diphone databases (Afrikaans af1; German de4, de5, de6;
+French fr1, fr4; Greek gr2; Hungarian hu1; Dutch nl2; Polish pl1; Romanian ro1; Swedish sw1),
+which eSpeak's `mb-*-en` voices drive with English text, mapping English phonemes to the nearest
+ones the database has. Left out for missing diphones, which MBROLA replaces with silence: de1,
+de2 and de3 (23 in 60 corpus sentences each) and sw2 (44). de5, de6, fr4 and gr2 speak at
+22,050 Hz, resampled to 16 kHz as eSpeak's own voices are.
 """
 
 import ctypes
@@ -22,14 +30,21 @@ import re
 import shutil
 import signal
 import subprocess
+import types
 
 import numpy as np
 
 from navai_jax.speech import espeak
 
 VOICES = ('us1', 'us2', 'en1')
+ACCENTED_VOICES = ('af1-en', 'de4-en', 'de5-en', 'de6-en', 'fr1-en', 'fr4-en', 'gr2-en', 'hu1-en',
+                   'nl2-en', 'pl1-en', 'ro1-en', 'sw1-en')
 _VOICES_DIR = '/usr/share/mbrola'
-_SAMPLE_RATE = 16000  # every voice of VOICES
+_AT_22K = ('de5', 'de6', 'fr4', 'gr2')  # databases at 22,050 Hz; the others are at 16 kHz
+
+
+def _database(voice: str) -> str:
+  return voice.split('-')[0]  # 'de4-en' speaks with the diphones of de4
 
 
 @functools.cache
@@ -38,10 +53,10 @@ def _library() -> str | None:
 
 
 @functools.cache
-def available() -> bool:
-  """Whether `mbrola`, Debian's libespeak-ng and every voice of VOICES are installed."""
+def available(voices: tuple[str, ...] = VOICES) -> bool:
+  """Whether `mbrola`, Debian's libespeak-ng and every voice of `voices` are installed."""
   return (shutil.which('mbrola') is not None and _library() is not None and all(
-      os.path.isfile(os.path.join(_VOICES_DIR, v, v)) for v in VOICES))
+      os.path.isfile(os.path.join(_VOICES_DIR, _database(v), _database(v))) for v in voices))
 
 
 def version() -> str:
@@ -56,7 +71,7 @@ def synthesize(text: str, voice: str, rate: int, pitch: int
 
   Args:
     text: lower-case words (letters and apostrophes); commas make pauses.
-    voice: one of VOICES.
+    voice: one of VOICES or ACCENTED_VOICES.
     rate: speaking rate in words per minute (eSpeak's).
     pitch: base pitch on eSpeak's 0-100 scale.
 
@@ -65,16 +80,23 @@ def synthesize(text: str, voice: str, rate: int, pitch: int
     `dict(phoneme (eSpeak's mnemonic), start, end)`, times in seconds; no words where a word's
     first phoneme was not found (the corpus then drops the utterance).
   """
-  if voice not in VOICES:
-    raise ValueError(f'Unknown MBROLA voice {voice!r}; one of {VOICES}.')
-  if not available():
-    raise RuntimeError("MBROLA needs Debian's mbrola, libespeak-ng1 and mbrola-us1, -us2 and -en1.")
-  audio_A, events = espeak.speak_events(text, f'mb-{voice}', rate, pitch, library=_library())
+  if voice not in VOICES + ACCENTED_VOICES:
+    raise ValueError(f'Unknown MBROLA voice {voice!r}; one of {VOICES + ACCENTED_VOICES}.')
+  if not available((voice,)):
+    raise RuntimeError(f"MBROLA needs Debian's mbrola, libespeak-ng1 and "
+                       f"mbrola-{_database(voice)}.")
+  audio, events = espeak.speak_events(text, f'mb-{voice}', rate, pitch, library=_library())
   _stop_mbrola()
-  if not audio_A.size:
+  if not audio.size:
     raise RuntimeError(f'MBROLA voice {voice} spoke nothing for {text!r}.')
-  return (audio_A, *espeak.timings(text, _word_events(text, events),
-                                   len(audio_A) / _SAMPLE_RATE))
+  audio_A = espeak.to_16k(audio) if _database(voice) in _AT_22K else audio
+  return (audio_A, *espeak.timings(text, _word_events(text, events), len(audio_A) / 16000))
+
+
+# The engine `mbrola_accented`: what `voices.ENGINES` asks of an engine module.
+ACCENTED = types.SimpleNamespace(
+    VOICES=ACCENTED_VOICES, available=functools.partial(available, ACCENTED_VOICES),
+    version=version, synthesize=synthesize)
 
 
 def _stop_mbrola() -> None:

