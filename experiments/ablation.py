@@ -7,7 +7,8 @@ corpus, each read on the held-out test voices and on the human voice.
 Rows (`--rows`, default all): `espeak` (its speakers only: `config.data.train_engines`),
 `espeak+flite`, `espeak+flite+piper`, `all` (every training speaker of the corpus, the main
 job's data; on a corpus made with `--held_out_engines=`, Pico's voices too, so that
-`espeak+flite+piper` against `all` is what Pico adds), and `all` with one augmentation
+`espeak+flite+piper` against `all` is what Pico adds), `recorded` (every training speaker but
+eSpeak's: the voices built from recorded speakers alone), and `all` with one augmentation
 each: `+speed` (0.9/1.0/1.1), `+rooms` (half the utterances reverberated), `+noise`
 (white noise at 10-30 dB SNR), `+warp` (vocal tract length perturbation, factors 0.9-1.1);
 and rows with what follows an `@`, which combine (`all@per_bin@mels40@seed1`): `@seedN`, the row
@@ -19,7 +20,7 @@ below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `@per
 bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
 channel's long-term spectrum reaches the network; `@lrX`, the peak learning rate X instead of
 the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
-docs/results.md trained before it). The default rows are the eight above and
+docs/results.md trained before it). The default rows are the nine above and
 `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
 the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
 another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
@@ -46,6 +47,8 @@ ROWS = {
     'espeak+flite': ["--config.data.train_engines=('espeak', 'flite')"],
     'espeak+flite+piper': ["--config.data.train_engines=('espeak', 'flite', 'piper')"],
     'all': [],
+    'recorded': ["--config.data.train_engines=('flite', 'piper', 'pico', 'festival', 'mbrola', "
+                 "'mbrola_accented', 'rhvoice', 'kokoro')"],  # every engine but eSpeak
     'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],

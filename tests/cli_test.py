@@ -11,6 +11,7 @@ import pytest
 from navai_jax.training import checkpoints
 from navai_jax.training import train
 from navai_jax.configs import default
+from navai_jax.speech import voices
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,9 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   tables = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body
             if isinstance(n, ast.Assign) and n.targets[0].id in ('ROWS', 'MODIFIERS')}
-  assert len(tables['ROWS']) == 8 and len(tables['MODIFIERS']) == 3
+  assert len(tables['ROWS']) == 9 and len(tables['MODIFIERS']) == 3
+  assert tables['ROWS']['recorded'] == [  # every engine but eSpeak, as voices knows them
+      f"--config.data.train_engines={tuple(e for e in voices.ENGINES if e != 'espeak')}"]
   for row, overrides in [*tables['ROWS'].items(), *tables['MODIFIERS'].items()]:
     config = default.get_config('small')
     for flag in overrides:
@@ -86,6 +89,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert done.stderr.strip().endswith(
       'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2, all@lr0, '
-      'all@lr1e-3@lr2e-3; rows: espeak, espeak+flite, espeak+flite+piper, all, all+speed, '
+      'all@lr1e-3@lr2e-3; rows: espeak, espeak+flite, espeak+flite+piper, all, recorded, '
+      'all+speed, '
       'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @seedN, @lrX, '
       'once.')
