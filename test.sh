@@ -6,8 +6,8 @@ cd "$(dirname "$0")"
 source scripts/venv.sh
 source scripts/system_packages.sh
 # The report's browser test renders it in headless Chromium, the flite, Festival, MBROLA (both
-# engines) and RHVoice tests speak with them: Debian's packages (the last two's from contrib and non-free);
-# where they cannot be installed those tests are skipped and say why.
+# engines) and RHVoice tests speak with them: Debian's packages (MBROLA's and RHVoice's from
+# contrib and non-free); where they cannot be installed those tests are skipped and say why.
 install_once chromium 'command -v chromium' chromium
 install_once flite 'command -v flite' flite
 install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \

@@ -41,6 +41,7 @@ ACCENTED_VOICES = ('af1-en', 'de4-en', 'de5-en', 'de6-en', 'fr1-en', 'fr4-en', '
                    'nl2-en', 'pl1-en', 'ro1-en', 'sw1-en')
 _VOICES_DIR = '/usr/share/mbrola'
 _AT_22K = ('de5', 'de6', 'fr4', 'gr2')  # databases at 22,050 Hz; the others are at 16 kHz
+_SAMPLE_RATE = 16000  # of what `synthesize` returns, every voice
 
 
 def _database(voice: str) -> str:
@@ -90,7 +91,7 @@ def synthesize(text: str, voice: str, rate: int, pitch: int
   if not audio.size:
     raise RuntimeError(f'MBROLA voice {voice} spoke nothing for {text!r}.')
   audio_A = espeak.to_16k(audio) if _database(voice) in _AT_22K else audio
-  return (audio_A, *espeak.timings(text, _word_events(text, events), len(audio_A) / 16000))
+  return (audio_A, *espeak.timings(text, _word_events(text, events), len(audio_A) / _SAMPLE_RATE))
 
 
 # The engine `mbrola_accented`: what `voices.ENGINES` asks of an engine module.
