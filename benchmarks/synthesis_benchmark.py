@@ -6,7 +6,8 @@ Speaks the same training sentences (the corpus's first ones for seed 0) with one
 engine that runs here, as `corpus.make_corpus` does (the engine's own call with the corpus's
 rate and pitch, times included), in this one process; the corpus runs one such process per
 worker. Engines are interleaved round by round and the best round is kept, its spread printed.
-Piper's and Kokoro's models are loaded before the first round (once per worker in the corpus).
+Piper's, Kokoro's and Silero's models are loaded before the first round (once per worker in
+the corpus).
 Kokoro is measured twice: a voice of Kokoro-82M itself, and `heart`, hibari's distilled model.
 """
 
@@ -31,7 +32,8 @@ SPEAKERS = {'espeak': voices.Speaker(100, 'train', 'en-us', 'm1'),
             'mbrola_accented': voices.Speaker(1702, 'train', 'de5-en', '', 'mbrola_accented'),
             'rhvoice': voices.Speaker(1600, 'train', 'bdl', '', 'rhvoice'),
             'kokoro': voices.Speaker(1400, 'train', 'jf_alpha', '', 'kokoro'),
-            'kokoro/heart': voices.Speaker(1409, 'train', 'heart', '', 'kokoro')}
+            'kokoro/heart': voices.Speaker(1409, 'train', 'heart', '', 'kokoro'),
+            'silero': voices.Speaker(1807, 'train', 'en_7', '', 'silero')}
 
 
 def main(argv):
@@ -43,7 +45,7 @@ def main(argv):
   for engine, need in missing.items():
     print(f'{engine}: not measured, needs {need}')
   for engine in engines:  # models loaded before timing
-    if SPEAKERS[engine].engine in ('piper', 'kokoro'):
+    if SPEAKERS[engine].engine in ('piper', 'kokoro', 'silero'):
       voices.speak(SPEAKERS[engine], 'warm up', 175, 50, 0)
   speeds = {e: [] for e in engines}
   for _ in range(_ROUNDS.value):

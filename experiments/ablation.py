@@ -48,7 +48,7 @@ ROWS = {
     'espeak+flite+piper': ["--config.data.train_engines=('espeak', 'flite', 'piper')"],
     'all': [],
     'recorded': ["--config.data.train_engines=('flite', 'piper', 'pico', 'festival', 'mbrola', "
-                 "'mbrola_accented', 'rhvoice', 'kokoro')"],  # every engine but eSpeak
+                 "'mbrola_accented', 'rhvoice', 'kokoro', 'silero')"],  # every engine but eSpeak
     'all+speed': ['--config.augment.speeds=(0.9, 1.0, 1.1)'],
     'all+rooms': ['--config.augment.reverb=0.5'],
     'all+noise': ['--config.augment.noise_snr_db=(10.0, 30.0)'],

