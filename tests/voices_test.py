@@ -300,6 +300,11 @@ def test_silero_speaks_118_voices_without_times():
   assert len(silero.VOICES) == 118
   with pytest.raises(ValueError, match='Unknown Silero voice'):
     silero.synthesize(TEXT, 'en_118')
+  with pytest.raises(ValueError, match='no text'):
+    silero.synthesize(' ', 'en_7')
+  # Past what it can say at once, one clear error the corpus counts as a drop.
+  with pytest.raises(RuntimeError, match='Silero failed on'):
+    silero.synthesize(' '.join([TEXT] * 60), 'en_7')
 
 
 def test_silero_refuses_an_archive_that_holds_another_model(tmp_path, monkeypatch):

