@@ -302,8 +302,9 @@ def test_silero_speaks_118_voices_without_times():
     silero.synthesize(TEXT, 'en_118')
   with pytest.raises(ValueError, match='no text'):
     silero.synthesize(' ', 'en_7')
-  # Past what it can say at once, one clear error the corpus counts as a drop.
-  with pytest.raises(RuntimeError, match='Silero failed on'):
+  # Past what it can say at once (it warns first), one clear error the corpus counts as a drop.
+  with pytest.raises(RuntimeError, match='Silero failed on'), pytest.warns(UserWarning,
+                                                                           match='longer than'):
     silero.synthesize(' '.join([TEXT] * 60), 'en_7')
 
 
