@@ -16,9 +16,11 @@ from another seed (initial weights and batch order), which shows how far one run
 from another; `@wide`, twice the channels of every layer (128/512, about four times the
 multiply-adds), which shows what a larger model buys at the same steps; `@mels40`, 40 mel bins
 instead of SPEC §1's 128 (frequency masks 4 bins wide instead of 12), whose filters, 147 Hz wide
-below 1 kHz against 47, smooth over most harmonics of a voice's pitch; and `@per_bin`, each mel
+below 1 kHz against 47, smooth over most harmonics of a voice's pitch; `@per_bin`, each mel
 bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
-channel's long-term spectrum reaches the network; `@lrX`, the peak learning rate X instead of
+channel's long-term spectrum reaches the network; `@other`, the corpus's split of recorded
+people speaking other languages trained on beside its own training speech
+(`experiments/make_other_languages.py` writes it); `@lrX`, the peak learning rate X instead of
 the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
 docs/results.md trained before it). The default rows are the nine above and
 `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
@@ -60,6 +62,7 @@ MODIFIERS = {
     'wide': ['--config.model.channels=128', '--config.model.wide_channels=512'],
     'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
     'per_bin': ['--config.features.normalize=per_bin'],
+    'other': ["--config.data.train_split=train+other_languages"],
 }
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 

@@ -85,7 +85,7 @@ def decode_g722(path: str | os.PathLike) -> np.ndarray:
   return np.asarray(G722.G722(features.SAMPLE_RATE, G722_BITRATE).decode(data), np.int16)
 
 
-def _fits(text: str, num_samples: int, specs: tuple[model.LayerSpec, ...]) -> bool:
+def fits(text: str, num_samples: int, specs: tuple[model.LayerSpec, ...]) -> bool:
   """Enough output positions for CTC to align the transcript."""
   frames = int(features.num_frames(num_samples, features.WINDOW, features.HOP))
   return vocab.ctc_length(vocab.encode(text)) <= int(model.output_length(specs, frames))
@@ -131,7 +131,7 @@ def make_split(out_dir: str | os.PathLike, sounds_dir: str | os.PathLike = SOUND
       continue
     padded += len(audio) < librispeech.MIN_SAMPLES
     audio = librispeech.pad_to_receptive_field(audio)
-    if not _fits(text, len(audio), specs):
+    if not fits(text, len(audio), specs):
       left_out['too short for its transcript'] += 1
       continue
     utt_id = f'{SPEAKER}-{CHAPTER}-{len(kept):04d}'
