@@ -362,6 +362,32 @@ def test_resuming_with_another_model_names_both_values(tones, reference_run):
   assert checkpoints.read_config(workdir).model.channels == 8
 
 
+def test_a_run_started_from_another_runs_weights(tones, reference_run, tmp_path):
+  workdir, reference = reference_run
+  config = tones.config()
+  config.train.init_from = str(workdir)
+  fresh = train.init_state(config)
+  started = train.start_from(fresh, workdir, config, jax.devices()[0])
+  # Its weights and statistics, a fresh optimizer at step 0.
+  assert_trees_equal(started.variables, reference.variables)
+  assert_trees_equal(started.opt_state, fresh.opt_state)
+  assert int(started.step) == 0
+  # Trained from there, its first loss is the trained model's, far below a fresh start's.
+  config.train.num_steps = 2
+  train.train(config, tmp_path / 'from', train_batches=tones.train_batches,
+              eval_batches=tones.eval_batches)
+  first = read_metrics(tmp_path / 'from')[0]
+  assert first['step'] == 2 and first['loss'] < RECORDED_LOSSES[2][0] / 2.5
+  assert checkpoints.read_config(tmp_path / 'from').train.init_from == str(workdir)
+  # A model of other shapes, or a folder without a run, is refused by name.
+  config.model.channels = 12
+  with pytest.raises(ValueError, match='init_from=.*other shapes than this config'):
+    train.train(config, tmp_path / 'wide', train_batches=tones.train_batches)
+  config.model.channels, config.train.init_from = 8, str(tmp_path / 'nothing')
+  with pytest.raises(FileNotFoundError, match='nothing'):
+    train.train(config, tmp_path / 'none', train_batches=tones.train_batches)
+
+
 def test_resuming_with_other_settings_lists_them_and_keeps_config_json(reference_run, tones):
   workdir, _ = reference_run
   before = (workdir / checkpoints.CONFIG_FILE).read_text()

@@ -141,6 +141,10 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # Output positions per loop iteration of 'forward_backward' (speed only); 0 = 1 on a CPU and
   # 16 on an accelerator (`navai_jax.recognizer.ctc.default_unroll`).
   c.train.ctc_unroll = 0
+  # A finished run's folder to start from: its latest weights and batch-norm statistics (a model
+  # of the same shapes), a fresh optimizer and schedule from step 0; '' for fresh weights from
+  # `seed`. Read only at step 0: a resumed run goes on from its own checkpoint.
+  c.train.init_from = ''
 
   c.eval = ml_collections.ConfigDict()
   c.eval.max_utterances = 0  # 0 = all.

@@ -110,7 +110,7 @@ def manager(workdir: str | Path, *, max_to_keep: int = 3) -> ocp.CheckpointManag
                      'meta': ocp.JsonCheckpointHandler()})
 
 
-def _shapes(tree: PyTree) -> dict[str, tuple[int, ...]]:
+def tree_shapes(tree: PyTree) -> dict[str, tuple[int, ...]]:
   """`{'/params/conv_1/kernel': shape, ...}` of a tree of arrays or array metadata."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
@@ -132,7 +132,7 @@ def _model_fields(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
 def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
   """Shapes of `params` and `batch_stats` that `config` gives."""
   abstract = jax.eval_shape(lambda: model.init_variables(config, jax.random.key(0)))
-  return _shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
+  return tree_shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
 
 
 class DoesNotFit(ValueError):
@@ -142,7 +142,7 @@ class DoesNotFit(ValueError):
 def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.ConfigDict) -> None:
   """Raises DoesNotFit unless the model arrays of checkpoint `step` have the config's shapes."""
   tree = mngr.item_metadata(step)['state'].tree
-  stored = _shapes({'params': tree['params'], 'batch_stats': tree['batch_stats']})
+  stored = tree_shapes({'params': tree['params'], 'batch_stats': tree['batch_stats']})
   wanted = model_shapes(config)
   if stored == wanted:
     return

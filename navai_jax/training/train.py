@@ -63,6 +63,7 @@ RULES = {
         ('loss', lambda v: v == 'ctc', "'ctc' (the only loss)"),
         ('ctc', *rules.one_of(CTC_IMPLEMENTATIONS)),
         ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
+        ('init_from', lambda v: v == '' or bool(v.strip()), "a run's folder, or '' for none"),
     ],
 }
 # The rules of every section that training reads.
@@ -234,6 +235,26 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
     return _train(config, Path(workdir), train_batches, eval_batches, mesh)
 
 
+def start_from(state: TrainState, run: str | Path, config: ml_collections.ConfigDict,
+               sharding: Any) -> TrainState:
+  """`state` (step 0, fresh optimizer) with the latest weights and batch-norm statistics of the
+  finished run in folder `run` (`config.train.init_from`), placed by `sharding`.
+
+  Raises:
+    FileNotFoundError: `run` holds no config.json or no finished checkpoint.
+    ValueError: its model's shapes are not those of `config`'s model.
+  """
+  _, variables, step = checkpoints.load_for_inference(run)
+  theirs, ours = checkpoints.tree_shapes(variables), checkpoints.tree_shapes(state.variables)
+  if theirs != ours:
+    differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+    raise ValueError(f'config.train.init_from={str(run)!r}: its model (step {step}) has other '
+                     f'shapes than this config\'s at {", ".join(differ[:3])}'
+                     f'{" ..." if len(differ) > 3 else ""}.')
+  variables = jax.device_put(variables, sharding)
+  return state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+
+
 class Trainer:
   """One training run in progress: its state, what is dispatched and not yet read back, the
   window of steps since the last logged one, and what falls due after each step (log,
@@ -263,6 +284,10 @@ class Trainer:
     self.elapsed = meta.get('elapsed_seconds', 0.0)  # training time, evaluation excluded
     if start is None:
       state = jit_init_state(frozen, mesh)()
+      if self.t.get('init_from'):
+        state = start_from(state, self.t.init_from, config, replicated)
+        if self.is_main:
+          tqdm.tqdm.write(f'Starting {workdir} from the weights of {self.t.init_from}.')
     elif self.is_main:
       tqdm.tqdm.write(f'Resuming {workdir} from step {start} '
                       f'({self.elapsed / 60:.1f} min of training).')
