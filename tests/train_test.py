@@ -367,7 +367,7 @@ def test_a_run_started_from_another_runs_weights(tones, reference_run, tmp_path)
   config = tones.config()
   config.train.init_from = str(workdir)
   fresh = train.init_state(config)
-  started = train.start_from(fresh, workdir, config, jax.devices()[0])
+  started = train.start_from(fresh, workdir, parallel.make_mesh())
   # Its weights and statistics, a fresh optimizer at step 0.
   assert_trees_equal(started.variables, reference.variables)
   assert_trees_equal(started.opt_state, fresh.opt_state)

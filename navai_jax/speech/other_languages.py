@@ -10,7 +10,7 @@ speech found in Debian's packages is Asterisk's, the human test voice (never tra
   Debian's copyright file credits them, with the English ones, to Allison Smith, the test voice.
 - The dialogue of the game Fish Fillets NG in Dutch and Czech (`fillets-ng-data-nl`, `-cs`;
   the texts in `fillets-ng-data`, GPL-2.0): its two fish and the creatures they meet, several
-  actors, 22,050 Hz Vorbis resampled to 16 kHz. A character's lines are one speaker.
+  actors, Vorbis at 22,050 or 44,100 Hz resampled to 16 kHz. A character's lines are one speaker.
 
 Each text is written in the recognizer's 26 letters (`letters`): accents taken off, Cyrillic
 transliterated (`_CYRILLIC`); a text with digits is left out (its words in that language are not
@@ -66,7 +66,6 @@ SOURCES = {
     'nl': Source('fillets', '', 5100, ('fillets-ng-data', 'fillets-ng-data-nl')),
     'cs': Source('fillets', '', 5200, ('fillets-ng-data', 'fillets-ng-data-cs')),
 }
-DEBIAN_PACKAGES = tuple(dict.fromkeys(p for s in SOURCES.values() for p in s.packages))
 
 _CYRILLIC = dict(zip(
     'абвгдеёжзийклмнопрстуфхцчшщъыьэюя',
@@ -151,17 +150,6 @@ def lines(language: str, *, asterisk_sounds: str | os.PathLike = ASTERISK_SOUNDS
   return _fillets_lines(language, source, Path(fillets))
 
 
-def missing(languages: tuple[str, ...] = LANGUAGES, **roots) -> dict[str, str]:
-  """{language: why it cannot be read} for those of `languages` that are not installed."""
-  out = {}
-  for language in languages:
-    try:
-      next(lines(language, **roots), None)
-    except librispeech.DataError as e:
-      out[language] = str(e)
-  return out
-
-
 def make_split(corpus_dir: str | os.PathLike, languages: tuple[str, ...] = LANGUAGES,
                **roots) -> dict:
   """Writes the lines of `languages` as the split folder CORPUS_DIR/other_languages (speaker
@@ -170,10 +158,13 @@ def make_split(corpus_dir: str | os.PathLike, languages: tuple[str, ...] = LANGU
   were left out and why. Train on it with `config.data.train_split='train+other_languages'`.
 
   Raises:
-    DataError: a language's recordings are not installed.
+    DataError: a language's recordings are not installed (the split made before is kept).
   """
-  max_samples = int(default.get_config().data.max_seconds * features.SAMPLE_RATE)
-  specs = model.layer_specs(default.get_config().model)  # the strides every preset shares
+  for language in languages:  # every language's files there, before anything is replaced
+    next(lines(language, **roots), None)
+  config = default.get_config()
+  max_samples = int(config.data.max_seconds * features.SAMPLE_RATE)
+  specs = model.layer_specs(config.model)  # the strides every preset shares
   out = Path(corpus_dir) / SPLIT
   shutil.rmtree(out, ignore_errors=True)  # one made before, perhaps of other languages
   transcripts = collections.defaultdict(list)

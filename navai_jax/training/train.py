@@ -235,10 +235,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
     return _train(config, Path(workdir), train_batches, eval_batches, mesh)
 
 
-def start_from(state: TrainState, run: str | Path, config: ml_collections.ConfigDict,
-               sharding: Any) -> TrainState:
+def start_from(state: TrainState, run: str | Path, mesh: Mesh) -> TrainState:
   """`state` (step 0, fresh optimizer) with the latest weights and batch-norm statistics of the
-  finished run in folder `run` (`config.train.init_from`), placed by `sharding`.
+  finished run in folder `run` (`config.train.init_from`), replicated on `mesh`.
 
   Raises:
     FileNotFoundError: `run` holds no config.json or no finished checkpoint.
@@ -251,7 +250,7 @@ def start_from(state: TrainState, run: str | Path, config: ml_collections.Config
     raise ValueError(f'config.train.init_from={str(run)!r}: its model (step {step}) has other '
                      f'shapes than this config\'s at {", ".join(differ[:3])}'
                      f'{" ..." if len(differ) > 3 else ""}.')
-  variables = jax.device_put(variables, sharding)
+  variables = parallel.replicate(variables, mesh)
   return state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
 
 
@@ -285,7 +284,7 @@ class Trainer:
     if start is None:
       state = jit_init_state(frozen, mesh)()
       if self.t.get('init_from'):
-        state = start_from(state, self.t.init_from, config, replicated)
+        state = start_from(state, self.t.init_from, mesh)
         if self.is_main:
           tqdm.tqdm.write(f'Starting {workdir} from the weights of {self.t.init_from}.')
     elif self.is_main:
