@@ -119,6 +119,7 @@ def test_make_split_writes_a_split_the_corpus_trains_on_beside_its_own(tmp_path,
 
 
 def test_missing_packages_and_unknown_languages_are_named(tmp_path):
+  (tmp_path / 'corpus').mkdir()
   roots = {'asterisk_sounds': tmp_path / 'none', 'asterisk_docs': tmp_path / 'none',
            'fillets': tmp_path / 'none'}
   with pytest.raises(librispeech.DataError, match='asterisk-core-sounds-it-g722 and '
@@ -126,5 +127,8 @@ def test_missing_packages_and_unknown_languages_are_named(tmp_path):
     other_languages.make_split(tmp_path / 'corpus', ('it',), **roots)
   with pytest.raises(librispeech.DataError, match="dialogue in 'cs'.*fillets-ng-data-cs"):
     other_languages.make_split(tmp_path / 'corpus', ('cs',), **roots)
+  with pytest.raises(librispeech.DataError, match='Corpus folder .*nowhere does not exist'):
+    other_languages.make_split(tmp_path / 'nowhere', ('fr',), **roots)
+  assert not (tmp_path / 'nowhere').exists()
   with pytest.raises(ValueError, match="No recordings in 'es'"):
     next(other_languages.lines('es'))

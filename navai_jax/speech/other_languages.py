@@ -158,8 +158,12 @@ def make_split(corpus_dir: str | os.PathLike, languages: tuple[str, ...] = LANGU
   were left out and why. Train on it with `config.data.train_split='train+other_languages'`.
 
   Raises:
-    DataError: a language's recordings are not installed (the split made before is kept).
+    DataError: no folder CORPUS_DIR, or a language's recordings are not installed (the split
+      made before is kept).
   """
+  if not Path(corpus_dir).is_dir():
+    raise librispeech.DataError(f'Corpus folder {corpus_dir} does not exist (make_corpus.py '
+                                'makes one).')
   for language in languages:  # every language's files there, before anything is replaced
     next(lines(language, **roots), None)
   config = default.get_config()
