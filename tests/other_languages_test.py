@@ -107,6 +107,14 @@ def test_make_split_writes_a_split_the_corpus_trains_on_beside_its_own(tmp_path,
   config.data.train_split = 'train+other_languages'
   both = data.load_split(config, config.data.train_split)
   assert sorted(both.texts) == sorted(['a cat', 'the dog', *by_text])
+  # Each row's language (`train.language_heads`): 0 for the corpus's own, 1 French, 4 Dutch.
+  want = {'a cat': 0, 'the dog': 0, 'ajoute': 1, 'veuillez laisser un message apres le bip': 1,
+          'kijk daar': 4, 'ja zei hij tegen de vis': 4, 'nee nooit meer': 4}
+  got = {}
+  for batch in data.batches(config, config.data.train_split, train=False):
+    got.update((t, k) for t, k, w in zip(batch['text'], batch['language'], batch['weights']) if w)
+  assert got == want
+  assert not other_languages.language_ids(config, 'train', data.load_split(config, 'train')).any()
   # Made again with one language, nothing of the other is left; asked for one that is not
   # installed, it names its packages and keeps what it made before.
   other_languages.make_split(corpus, ('nl',), **roots)

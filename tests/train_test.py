@@ -25,6 +25,8 @@ import pytest
 
 from navai_jax.configs import default
 from navai_jax.recognizer import ctc
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
 from navai_jax.training import checkpoints
 from navai_jax.training import evaluate
 from navai_jax.core import files
@@ -386,6 +388,120 @@ def test_a_run_started_from_another_runs_weights(tones, reference_run, tmp_path)
   config.model.channels, config.train.init_from = 8, str(tmp_path / 'nothing')
   with pytest.raises(FileNotFoundError, match='nothing'):
     train.train(config, tmp_path / 'none', train_batches=tones.train_batches)
+
+
+def _heads_config(tones):
+  config = tones.config()
+  config.data.train_split, config.train.language_heads = 'train+other_languages', True
+  return config
+
+
+def test_language_heads_read_each_row_through_its_languages_layer(tones):
+  plain, config = tones.config(), _heads_config(tones)
+  state = train.init_state(config)
+  # The model's weights are a run's without them, and `variables` leaves them out.
+  assert_trees_equal(state.variables, train.init_state(plain).variables)
+  heads = state.params[train.HEADS]
+  wide = config.model.wide_channels
+  assert heads['kernel'].shape == (5, wide, vocab.SIZE) and not np.any(heads['bias'])
+  assert np.std(heads['kernel']) == pytest.approx(np.sqrt(2 / wide), rel=0.2)
+  # Language 0 is the model's output layer; language k its head k - 1 over the last hidden
+  # layer (float64, literally).
+  batch = tones.make_batch(['cat', 'bee', 'hello', 'a jazz cab'])
+  language = np.array([0, 2, 5, 0], np.int32)
+  x, frames = features.log_mel(batch['audio'], batch['audio_lengths'], config)
+  logits, layers = model.apply_inference(config, state.variables, x, frames_B=frames)
+  got = np.asarray(train.language_logits(config, heads, layers, logits, language))
+  hidden = np.asarray(layers[model.layer_specs(config.model)[-2].name]['act'], np.float64)
+  kernel, bias = np.asarray(heads['kernel'], np.float64), np.asarray(heads['bias'], np.float64)
+  for row, k in enumerate(language):
+    want = logits[row] if k == 0 else hidden[row] @ kernel[k - 1] + bias[k - 1]
+    np.testing.assert_allclose(got[row], want, rtol=1e-5, atol=1e-5)
+
+
+def test_language_heads_train_only_their_own_rows(tones):
+  mesh = parallel.make_mesh()
+  batch = next(tones.train_batches(0, mesh.size))
+  rows = len(batch['weights'])
+  after = {}
+  for name, config, language in (('plain', tones.config(), None),
+                                 ('english', _heads_config(tones), 0),
+                                 ('italian', _heads_config(tones), 2)):
+    config = ml_collections.FrozenConfigDict(config)
+    given = batch if language is None else {**batch, 'language': np.full(rows, language,
+                                                                         np.int32)}
+    state, step = train.jit_init_state(config, mesh)(), train.jit_train_step(config, mesh)
+    for _ in range(2):  # the first step's learning rate is 0
+      state, metrics = step(state, parallel.shard_batch(given, mesh))
+    after[name] = state, metrics
+  (plain, plain_metrics), (english, english_metrics) = after['plain'], after['english']
+  fresh = train.init_state(_heads_config(tones)).params[train.HEADS]
+  # English rows train the model as a run without heads does, and no head.
+  np.testing.assert_allclose(english_metrics['loss'], plain_metrics['loss'], rtol=1e-6)
+  assert_trees_equal(english.variables, plain.variables, atol=1e-6)
+  np.testing.assert_array_equal(english.params[train.HEADS]['bias'], fresh['bias'])
+  # Italian rows (language 2) train head 1, not the English output layer nor another head.
+  italian, _ = after['italian']
+  output = model.layer_specs(tones.config().model)[-1]
+  np.testing.assert_array_equal(italian.params[f'conv_{output.number}']['bias'],
+                                train.init_state(tones.config()).params[f'conv_{output.number}']
+                                ['bias'])
+  moved = np.abs(np.asarray(italian.params[train.HEADS]['bias']) - np.asarray(fresh['bias']))
+  assert moved[1].max() > 1e-4 and not np.any(np.delete(moved, 1, axis=0))
+
+
+def test_other_languages_weight_scales_their_rows_in_the_loss(tones):
+  mesh = parallel.make_mesh()
+  batch = next(tones.train_batches(0, mesh.size))
+  rows = len(batch['weights'])
+  language = np.arange(rows, dtype=np.int32) % 2  # every other row Italian
+  losses = {}
+  for weight, weights in ((0.0, batch['weights'] * (language == 0)), (1.0, batch['weights'])):
+    config = _heads_config(tones)
+    config.train.other_languages_weight = weight
+    config = ml_collections.FrozenConfigDict(config)
+    state = train.jit_init_state(config, mesh)()
+    step = train.jit_train_step(config, mesh)
+    _, metrics = step(state, parallel.shard_batch({**batch, 'language': language}, mesh))
+    # The same as rows weighted by hand (weight 0: as filler rows are).
+    _, by_hand = train.jit_train_step(config, mesh)(
+        train.jit_init_state(config, mesh)(),
+        parallel.shard_batch({**batch, 'language': language, 'weights': weights}, mesh))
+    np.testing.assert_allclose(metrics['loss'], by_hand['loss'], rtol=1e-6)
+    losses[weight] = float(metrics['loss'])
+  assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
+
+
+def test_a_run_with_language_heads_saves_them_and_is_read_without(tones, tmp_path):
+  config = _heads_config(tones)
+  config.train.num_steps, config.train.eval_every = 8, 8
+
+  def train_batches(start_step, batch_multiple):
+    for i, batch in enumerate(tones.train_batches(start_step, batch_multiple), start_step):
+      yield {**batch, 'language': (np.arange(len(batch['weights'])) + i) % 3}
+
+  state = train.train(config, tmp_path / 'heads', train_batches=train_batches,
+                      eval_batches=tones.eval_batches)
+  assert np.any(state.params[train.HEADS]['bias'])
+  # Inference reads the model alone; the training state keeps the heads for a resumed run.
+  _, variables, step = checkpoints.load_for_inference(tmp_path / 'heads')
+  assert step == 8
+  assert_trees_equal(variables, state.variables)
+  config.train.num_steps = 10
+  resumed = train.train(config, tmp_path / 'heads', train_batches=train_batches,
+                        eval_batches=tones.eval_batches)
+  assert int(resumed.step) == 10 and np.any(resumed.params[train.HEADS]['bias']
+                                            != state.params[train.HEADS]['bias'])
+  # Another run starts from its model, with heads of its own, or without any.
+  for heads in (True, False):
+    other = _heads_config(tones) if heads else tones.config()
+    started = train.start_from(train.init_state(other), tmp_path / 'heads', parallel.make_mesh())
+    assert_trees_equal(started.variables, resumed.variables)
+    assert (train.HEADS in started.params) == heads
+  # Asked for without the split they read, they are refused by name.
+  config.data.train_split = 'train'
+  with pytest.raises(ValueError, match="language_heads=True needs the split 'other_languages'"):
+    train.check_config(config)
 
 
 def test_resuming_with_other_settings_lists_them_and_keeps_config_json(reference_run, tones):

@@ -145,6 +145,13 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # of the same shapes), a fresh optimizer and schedule from step 0; '' for fresh weights from
   # `seed`. Read only at step 0: a resumed run goes on from its own checkpoint.
   c.train.init_from = ''
+  # True: every language of the `other_languages` split (in `data.train_split`) is read through
+  # an output layer of its own over the shared layers below, so its letters do not train the
+  # English one's; inference and every figure use the English layer only.
+  c.train.language_heads = False
+  # The loss weight of an utterance of the `other_languages` split against 1 for the corpus's
+  # own: 0 keeps them in the batches (and batch norm's statistics) without a loss of their own.
+  c.train.other_languages_weight = 1.0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.max_utterances = 0  # 0 = all.

@@ -32,6 +32,7 @@ import numpy as np
 
 from navai_jax.core import rules
 from navai_jax.speech import librispeech
+from navai_jax.speech import other_languages
 from navai_jax.speech import sources
 from navai_jax.speech import voices
 
@@ -126,8 +127,8 @@ def make_buckets(lengths_U: np.ndarray, label_lengths_U: np.ndarray, *, num_buck
   return Buckets(bounds[keep], sizes[keep], widths[keep], remap[bucket_of])
 
 
-def _assemble(data: Split, rows: np.ndarray, size: int, num_samples: int, label_width: int,
-              block: slice) -> dict[str, np.ndarray]:
+def _assemble(data: Split, languages: np.ndarray, rows: np.ndarray, size: int, num_samples: int,
+              label_width: int, block: slice) -> dict[str, np.ndarray]:
   """Rows `block` of one padded batch of utterances `rows`; filler rows repeat rows[0] with
   weight 0. Only the block's audio is read."""
   filled = np.concatenate([rows, np.full(size - len(rows), rows[0])])
@@ -153,6 +154,7 @@ def _assemble(data: Split, rows: np.ndarray, size: int, num_samples: int, label_
       'weights': real.astype(np.float32),
       'rows': np.array([block.start, size]),
       'index': filled.astype(np.int64),
+      'language': languages[filled],
   }
 
 
@@ -221,7 +223,8 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     'labels' int32 [B, L] padded with 0, 'label_paddings' float32 [B, L] (1.0 where padded),
     'id' and 'text' str [B], 'weights' float32 [B], 'rows' int64 [2] (the first row of this
     block and the global batch size), 'index' int64 [B] (each row's utterance in the id-sorted
-    split, `sources.load_split`). Filler rows (weight 0, id and text '') repeat the batch's
+    split, `sources.load_split`), 'language' int32 [B] (0: the corpus's own speech, k: the
+    k-th of `other_languages.LANGUAGES`). Filler rows (weight 0, id and text '') repeat the batch's
     first utterance, so every row gives finite features and losses.
   """
   if batch_multiple < 1:
@@ -250,6 +253,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     if not len(use):
       raise DataError(f'No utterance of split {split!r} is at most '
                       f'{config.data.max_seconds} s long (config.data.max_seconds).')
+  languages = other_languages.language_ids(config, split, data)
   buckets = make_buckets(data.lengths[use], data.label_lengths[use],
                          num_buckets=config.data.num_buckets,
                          batch_seconds=config.data.batch_seconds, batch_multiple=batch_multiple)
@@ -258,7 +262,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     k = buckets.bucket_of[positions[0]]
     size = int(buckets.batch_sizes[k])
     rows = size // process_count
-    return _assemble(data, use[positions], size, int(buckets.bounds[k]),
+    return _assemble(data, languages, use[positions], size, int(buckets.bounds[k]),
                      int(buckets.label_widths[k]),
                      slice(process_index * rows, (process_index + 1) * rows))
 

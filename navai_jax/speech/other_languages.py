@@ -30,6 +30,7 @@ import shutil
 from typing import Callable, Iterator, Optional
 import unicodedata
 
+import ml_collections
 import numpy as np
 import soundfile as sf
 
@@ -39,6 +40,7 @@ from navai_jax.recognizer import features
 from navai_jax.recognizer import model
 from navai_jax.speech import asterisk
 from navai_jax.speech import librispeech
+from navai_jax.speech import sources
 
 SPLIT = 'other_languages'  # the split folder `make_split` writes into a corpus folder
 LANGUAGES = ('fr', 'it', 'ru', 'nl', 'cs')
@@ -148,6 +150,31 @@ def lines(language: str, *, asterisk_sounds: str | os.PathLike = ASTERISK_SOUNDS
   if source.kind == 'asterisk':
     return _asterisk_lines(language, source, Path(asterisk_sounds), Path(asterisk_docs))
   return _fillets_lines(language, source, Path(fillets))
+
+
+def named_in(split: str) -> bool:
+  """Whether a split string ('train+other_languages', 'other_languages[:10%]') names SPLIT."""
+  return SPLIT in re.findall(r'[\w-]+', split)
+
+
+def language_of_speakers(speaker_ids: np.ndarray) -> np.ndarray:
+  """int32: 1 + the position in LANGUAGES of each speaker of SPLIT (a language's speakers run
+  from its `Source.first_speaker` to the next language's)."""
+  firsts = [SOURCES[language].first_speaker for language in LANGUAGES]
+  assert firsts == sorted(firsts)
+  return np.searchsorted(firsts, np.asarray(speaker_ids), side='right').astype(np.int32)
+
+
+def language_ids(config: ml_collections.ConfigDict, split: str, data: sources.Split
+                 ) -> np.ndarray:
+  """int32 [U], one per utterance of `data` (the index of `split`, `sources.load_split`): 0
+  for the corpus's own speech, 1 + the position of its language in LANGUAGES for an utterance
+  of SPLIT. `train.language_heads` reads each row through its language's output layer."""
+  ids = np.zeros(len(data), np.int32)
+  if named_in(split):
+    ours = np.isin(data.ids, sources.load_split(config, SPLIT).ids)
+    ids[ours] = language_of_speakers(data.speaker_ids[ours])
+  return ids
 
 
 def make_split(corpus_dir: str | os.PathLike, languages: tuple[str, ...] = LANGUAGES,

@@ -135,6 +135,16 @@ def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
   return tree_shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
 
 
+# Parameters a training state holds beside the model's (`train.language_heads`): saved and
+# resumed with it, never read for inference.
+TRAINING_ONLY_PARAMS = ('language_heads',)
+
+
+def model_params(params: PyTree) -> PyTree:
+  """`params` without TRAINING_ONLY_PARAMS."""
+  return {k: v for k, v in params.items() if k not in TRAINING_ONLY_PARAMS}
+
+
 class DoesNotFit(ValueError):
   """A checkpoint whose arrays do not have the shapes the config gives."""
 
@@ -142,7 +152,8 @@ class DoesNotFit(ValueError):
 def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.ConfigDict) -> None:
   """Raises DoesNotFit unless the model arrays of checkpoint `step` have the config's shapes."""
   tree = mngr.item_metadata(step)['state'].tree
-  stored = tree_shapes({'params': tree['params'], 'batch_stats': tree['batch_stats']})
+  stored = tree_shapes({'params': model_params(tree['params']),
+                        'batch_stats': tree['batch_stats']})
   wanted = model_shapes(config)
   if stored == wanted:
     return

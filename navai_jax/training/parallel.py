@@ -17,8 +17,10 @@ import numpy as np
 PyTree = Any
 
 DATA_AXIS = 'data'
-# Batch fields that go to the devices; 'id' and 'text' stay on the host.
+# Batch fields that go to the devices; 'id' and 'text' stay on the host. 'language' (from
+# `data.batches`; `train.language_heads` reads it) goes too where a batch has it.
 ARRAY_FIELDS = ('audio', 'audio_lengths', 'labels', 'label_paddings', 'weights')
+OPTIONAL_FIELDS = ('language',)
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
@@ -40,6 +42,10 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   return jax.device_put(tree, replicated(mesh))
 
 
+def _fields(batch: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+  return ARRAY_FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in batch)
+
+
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """The array fields of a global numpy batch as global arrays split over `mesh`.
 
@@ -48,12 +54,12 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   """
   if 'rows' in batch:  # `data.batches`: this process's block of rows; [first row, size]
     size = int(batch['rows'][1])
-    local = {k: np.asarray(batch[k]) for k in ARRAY_FIELDS}
+    local = {k: np.asarray(batch[k]) for k in _fields(batch)}
   else:  # a whole global batch, of which this process takes its block
     size = len(batch['weights'])
     rows = size // jax.process_count()
     first = jax.process_index() * rows
-    local = {k: np.asarray(batch[k][first:first + rows]) for k in ARRAY_FIELDS}
+    local = {k: np.asarray(batch[k][first:first + rows]) for k in _fields(batch)}
   if size % mesh.size:
     raise ValueError(f'Batch of {size} rows does not split over {mesh.size} devices; ask the '
                      f'data pipeline for batch_multiple={mesh.size}.')

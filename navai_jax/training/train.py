@@ -34,6 +34,8 @@ from navai_jax.training import evaluate
 from navai_jax.recognizer import features
 from navai_jax.core import files
 from navai_jax.recognizer import model
+from navai_jax.recognizer import vocab
+from navai_jax.speech import other_languages
 from navai_jax.training import parallel
 from navai_jax.training import run_log
 from navai_jax.core import rules
@@ -64,10 +66,14 @@ RULES = {
         ('ctc', *rules.one_of(CTC_IMPLEMENTATIONS)),
         ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
         ('init_from', lambda v: v == '' or bool(v.strip()), "a run's folder, or '' for none"),
+        ('other_languages_weight', lambda v: v >= 0, '>= 0'),
     ],
 }
 # The rules of every section that training reads.
 RULE_TABLES = (RULES, model.RULES, features.RULES, data.RULES, augment.RULES, evaluate.RULES)
+
+
+HEADS = checkpoints.TRAINING_ONLY_PARAMS[0]  # the other languages' output layers
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -79,13 +85,22 @@ class TrainState(flax.struct.PyTreeNode):
 
   @property
   def variables(self) -> PyTree:
-    """`{'params', 'batch_stats'}`, as `model.apply_inference` takes them."""
-    return {'params': self.params, 'batch_stats': self.batch_stats}
+    """`{'params', 'batch_stats'}` of the model, as `model.apply_inference` takes them (the
+    other languages' output layers left out)."""
+    return {'params': checkpoints.model_params(self.params), 'batch_stats': self.batch_stats}
 
 
 def cross_section_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """The rules across two sections (`augment.mask_problems`)."""
-  return augment.mask_problems(config)
+  """The rules across two sections (`augment.mask_problems`; language heads need the split of
+  other languages)."""
+  problems = augment.mask_problems(config)
+  split = config.data.train_split
+  if config.train.get('language_heads') and not (
+      isinstance(split, str) and other_languages.named_in(split)):
+    problems.append(f'config.train.language_heads=True needs the split '
+                    f'{other_languages.SPLIT!r} in config.data.train_split (got {split!r}), '
+                    f"e.g. 'train+{other_languages.SPLIT}'")
+  return problems
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -116,11 +131,38 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 
 def init_state(config: ml_collections.ConfigDict) -> TrainState:
-  """Fresh parameters from `key(config.seed)` and a fresh optimizer state, at step 0."""
-  variables = model.init_variables(config, jax.random.key(config.seed))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+  """Fresh parameters from `key(config.seed)` and a fresh optimizer state, at step 0.
+
+  With `train.language_heads`, `params['language_heads']` holds one output layer per language
+  of `other_languages.LANGUAGES` ('kernel' [L, W, V], 'bias' [L, V]), initialized as the
+  model's own output layer is, from a key of their own (the model's weights are those of a
+  run without them).
+  """
+  key = jax.random.key(config.seed)
+  variables = model.init_variables(config, key)
+  params = variables['params']
+  if config.train.language_heads:
+    num, wide = len(other_languages.LANGUAGES), model.layer_specs(config.model)[-2].features
+    init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal', batch_axis=0)
+    params = {**params, HEADS: {
+        'kernel': init(jax.random.fold_in(key, 1), (num, wide, vocab.SIZE)),
+        'bias': jnp.zeros((num, vocab.SIZE))}}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables['batch_stats'],
-                    opt_state=make_optimizer(config.train).init(variables['params']))
+                    opt_state=make_optimizer(config.train).init(params))
+
+
+def language_logits(config: ml_collections.ConfigDict, heads: PyTree,
+                    layers: dict[str, dict[str, Array]], logits_BxUxV: Array,
+                    language_B: Array) -> Array:
+  """Each row's logits from its language's output layer: the model's own (`logits_BxUxV`)
+  for language 0, head `language - 1` of `heads` over the last hidden layer's output
+  (`layers`, the model's intermediates) for the others."""
+  hidden_BxUxW = layers[model.layer_specs(config.model)[-2].name]['act']
+  k_B = jnp.maximum(language_B - 1, 0)
+  other_BxUxV = (jnp.einsum('buw,bwv->buv', hidden_BxUxW, heads['kernel'][k_B])
+                 + heads['bias'][k_B][:, None])
+  return jnp.where((language_B > 0)[:, None, None], other_BxUxV, logits_BxUxV)
 
 
 def step_key(config: ml_collections.ConfigDict, step: Array) -> Array:
@@ -133,7 +175,9 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   """One optimizer step on a batch of audio (features are computed here, on the device).
 
   Batch norm runs in training mode with a mask, so padded frames never enter its statistics,
-  and every layer zeroes its padded positions (`model.Wav2Letter`).
+  and every layer zeroes its padded positions (`model.Wav2Letter`). Rows of other languages
+  (`batch['language'] > 0`) are read through their own output layers with
+  `train.language_heads` and weighted by `train.other_languages_weight` in the loss.
   Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step.
   """
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
@@ -148,13 +192,22 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   mask_BxT = model.padding_mask(frames_B, x_BxTxF.shape[1])
   output_lengths_B = model.output_length(model.layer_specs(config.model), frames_B)
 
+  weights_B = batch['weights']
+  if config.train.other_languages_weight != 1.0:
+    weights_B = weights_B * jnp.where(batch['language'] > 0,
+                                      config.train.other_languages_weight, 1.0)
+
   def loss_fn(params):
-    (logits_BxUxV, _), updates = model.Wav2Letter(config.model).apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x_BxTxF, train=True,
-        mask_BxT=mask_BxT, mutable=['batch_stats'], rngs={'dropout': dropout_key})
+    (logits_BxUxV, layers), updates = model.Wav2Letter(config.model).apply(
+        {'params': checkpoints.model_params(params), 'batch_stats': state.batch_stats},
+        x_BxTxF, train=True, mask_BxT=mask_BxT, mutable=['batch_stats'],
+        rngs={'dropout': dropout_key})
+    if HEADS in params:
+      logits_BxUxV = language_logits(config, params[HEADS], layers, logits_BxUxV,
+                                     batch['language'])
     loss = ctc.batch_loss(logits_BxUxV,
                           ctc.logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
-                          batch['labels'], batch['label_paddings'], batch['weights'],
+                          batch['labels'], batch['label_paddings'], weights_B,
                           config.train.ctc, config.train.ctc_unroll)
     return loss, updates['batch_stats']
 
@@ -237,7 +290,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
 
 def start_from(state: TrainState, run: str | Path, mesh: Mesh) -> TrainState:
   """`state` (step 0, fresh optimizer) with the latest weights and batch-norm statistics of the
-  finished run in folder `run` (`config.train.init_from`), replicated on `mesh`.
+  finished run in folder `run` (`config.train.init_from`), replicated on `mesh`. Its model
+  only: output layers of other languages (`train.language_heads`) are `state`'s own, fresh.
 
   Raises:
     FileNotFoundError: `run` holds no config.json or no finished checkpoint.
@@ -251,7 +305,8 @@ def start_from(state: TrainState, run: str | Path, mesh: Mesh) -> TrainState:
                      f'shapes than this config\'s at {", ".join(differ[:3])}'
                      f'{" ..." if len(differ) > 3 else ""}.')
   variables = parallel.replicate(variables, mesh)
-  return state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+  return state.replace(params={**state.params, **variables['params']},
+                       batch_stats=variables['batch_stats'])
 
 
 class Trainer:
