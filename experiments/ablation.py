@@ -20,8 +20,10 @@ below 1 kHz against 47, smooth over most harmonics of a voice's pitch; `@per_bin
 bin's mean over the utterance taken away (`features.normalize`), so that no voice's or
 channel's long-term spectrum reaches the network; `@other`, the corpus's split of recorded
 people speaking other languages trained on beside its own training speech
-(`experiments/make_other_languages.py` writes it); `@lrX`, the peak learning rate X instead of
-the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
+(`experiments/make_other_languages.py` writes it); `@other_heads`, the same, each language
+read through an output layer of its own (`train.language_heads`); `@other_unscored`, the same
+split in the batches with no loss of its own (`train.other_languages_weight=0`); `@lrX`, the
+peak learning rate X instead of the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
 docs/results.md trained before it). The default rows are the nine above and
 `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
 the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
@@ -63,6 +65,10 @@ MODIFIERS = {
     'mels40': ['--config.features.num_mels=40', '--config.augment.freq_mask_width=4'],
     'per_bin': ['--config.features.normalize=per_bin'],
     'other': ["--config.data.train_split=train+other_languages"],
+    'other_heads': ["--config.data.train_split=train+other_languages",
+                    '--config.train.language_heads=True'],
+    'other_unscored': ["--config.data.train_split=train+other_languages",
+                       '--config.train.other_languages_weight=0.0'],
 }
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 

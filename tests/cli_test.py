@@ -57,7 +57,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   tables = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body
             if isinstance(n, ast.Assign) and n.targets[0].id in ('ROWS', 'MODIFIERS')}
-  assert len(tables['ROWS']) == 9 and len(tables['MODIFIERS']) == 4
+  assert len(tables['ROWS']) == 9 and len(tables['MODIFIERS']) == 6
   assert tables['ROWS']['recorded'] == [  # every engine but eSpeak, as voices knows them
       f"--config.data.train_engines={tuple(e for e in voices.ENGINES if e != 'espeak')}"]
   for row, overrides in [*tables['ROWS'].items(), *tables['MODIFIERS'].items()]:
@@ -72,14 +72,15 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   # Modifiers combine, in the order given.
   done = subprocess.run([sys.executable, '-c', 'import ablation; print(repr([ablation.row_flags(r) '
                          "for r in ('all+speed@per_bin@mels40@seed2', 'all@seed1', "
-                         "'all@lr5e-3@seed1', 'all@other@seed3')]))"],
+                         "'all@lr5e-3@seed1', 'all@other@seed3', 'all@other_heads')]))"],
                         cwd=ROOT / 'experiments', env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert ast.literal_eval(done.stdout) == [
       ['--config.augment.speeds=(0.9, 1.0, 1.1)', '--config.features.normalize=per_bin',
        '--config.features.num_mels=40', '--config.augment.freq_mask_width=4', '--config.seed=2'],
       ['--config.seed=1'], ['--config.train.learning_rate=5e-3', '--config.seed=1'],
-      ['--config.data.train_split=train+other_languages', '--config.seed=3']], \
+      ['--config.data.train_split=train+other_languages', '--config.seed=3'],
+      ['--config.data.train_split=train+other_languages', '--config.train.language_heads=True']], \
       done.stderr[-2000:]
   # A misspelt row or modifier, or one given twice (two seeds too), is named.
   done = subprocess.run([sys.executable, 'experiments/ablation.py',
@@ -92,5 +93,5 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
       'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2, all@lr0, '
       'all@lr1e-3@lr2e-3; rows: espeak, espeak+flite, espeak+flite+piper, all, recorded, '
       'all+speed, '
-      'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @other, @seedN, '
-      '@lrX, once.')
+      'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @other, '
+      '@other_heads, @other_unscored, @seedN, @lrX, once.')
