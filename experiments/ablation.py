@@ -23,10 +23,10 @@ people speaking other languages trained on beside its own training speech
 (`experiments/make_other_languages.py` writes it); `@other_heads`, the same, each language
 read through an output layer of its own (`train.language_heads`); `@other_unscored`, the same
 split in the batches with no loss of its own (`train.other_languages_weight=0`); `@lrX`, the
-peak learning rate X instead of the preset's (`@lr5e-3`: the rate the `small` preset had before 2.5e-3, that of the rows in
-docs/results.md trained before it). The default rows are the nine above and
-`all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains
-the `--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
+peak learning rate X instead of the preset's (`@lr5e-3`: the rate the `small` preset had before
+2.5e-3, that of the rows in docs/results.md trained before it). The default rows are the nine
+above and `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains the
+`--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
 another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
 unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do not
 share programs, since seeds and length buckets differ). Writes WORKDIR/ablation.md (LER/WER on
