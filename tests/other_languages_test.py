@@ -115,6 +115,8 @@ def test_make_split_writes_a_split_the_corpus_trains_on_beside_its_own(tmp_path,
     got.update((t, k) for t, k, w in zip(batch['text'], batch['language'], batch['weights']) if w)
   assert got == want
   assert not other_languages.language_ids(config, 'train', data.load_split(config, 'train')).any()
+  assert other_languages.language_of_speakers([5001, 5002, 5003, 5099, 5100, 5199, 5200]).tolist(
+      ) == [1, 2, 3, 3, 4, 4, 5]
   # Made again with one language, nothing of the other is left; asked for one that is not
   # installed, it names its packages and keeps what it made before.
   other_languages.make_split(corpus, ('nl',), **roots)

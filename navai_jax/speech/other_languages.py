@@ -160,8 +160,7 @@ def named_in(split: str) -> bool:
 def language_of_speakers(speaker_ids: np.ndarray) -> np.ndarray:
   """int32: 1 + the position in LANGUAGES of each speaker of SPLIT (a language's speakers run
   from its `Source.first_speaker` to the next language's)."""
-  firsts = [SOURCES[language].first_speaker for language in LANGUAGES]
-  assert firsts == sorted(firsts)
+  firsts = [SOURCES[language].first_speaker for language in LANGUAGES]  # ascending
   return np.searchsorted(firsts, np.asarray(speaker_ids), side='right').astype(np.int32)
 
 
