@@ -492,6 +492,13 @@ def test_a_run_with_language_heads_saves_them_and_is_read_without(tones, tmp_pat
                         eval_batches=tones.eval_batches)
   assert int(resumed.step) == 10 and np.any(resumed.params[train.HEADS]['bias']
                                             != state.params[train.HEADS]['bias'])
+  # Resumed without them, it is refused by name, and its checkpoints are kept.
+  config.train.language_heads = False
+  with pytest.raises(ValueError, match=r'language_heads=True in the checkpoint but False in the '
+                                       r'config'):
+    train.train(config, tmp_path / 'heads', train_batches=train_batches)
+  assert checkpoints.manager(tmp_path / 'heads').latest_step() == 10
+  config.train.language_heads = True
   # Another run starts from its model, with heads of its own, or without any.
   for heads in (True, False):
     other = _heads_config(tones) if heads else tones.config()

@@ -169,6 +169,17 @@ def check_fits(mngr: ocp.CheckpointManager, step: int, config: ml_collections.Co
                        f'{wanted.get(name)} under the config.')
 
 
+def check_training_params(mngr: ocp.CheckpointManager, step: int, params: PyTree) -> None:
+  """Raises DoesNotFit unless checkpoint `step` holds the TRAINING_ONLY_PARAMS that the
+  training state's `params` have (each is the train setting of its name)."""
+  stored = mngr.item_metadata(step)['state'].tree['params']
+  for name in TRAINING_ONLY_PARAMS:
+    if (name in stored) != (name in params):
+      raise DoesNotFit(f'Checkpoint {mngr.directory / str(step)} does not fit the config: '
+                       f'config.train.{name}={name in stored} in the checkpoint but '
+                       f'{name in params} in the config.')
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree, meta: dict[str, Any]) -> None:
   """Starts writing `state` and the JSON `meta` as checkpoint `step` (asynchronously)."""
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -203,12 +214,14 @@ def restore_latest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree,
   """`(step, state, meta)` of the latest checkpoint that reads, or `(None, None, {})` if none.
 
   A checkpoint that cannot be read (truncated or corrupt files) is reported with its reason
-  and the one before it is tried; one that reads but does not fit `config` raises DoesNotFit.
+  and the one before it is tried; one that reads but does not fit `config` (its model, or the
+  training-only params of `abstract_state`) raises DoesNotFit.
   """
   steps = sorted(mngr.all_steps(), reverse=True)
   for step in steps:
     try:
       check_fits(mngr, step, config)
+      check_training_params(mngr, step, abstract_state.params)
       state, meta = restore(mngr, step, abstract_state)
       return step, state, meta
     except DoesNotFit:
