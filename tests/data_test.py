@@ -276,6 +276,32 @@ def test_train_drops_long_utterances(corpus):
   assert sorted(seen) == short
 
 
+def test_each_row_names_its_speakers_engine(corpus):
+  root = corpus[0]
+  config = folder_config(root)
+  config.train.engine_adversary = 0.2
+  # Without engines named: every row 0, and an engine adversary is refused by name.
+  batch = next(data.batches(config, 'train', train=False))
+  np.testing.assert_array_equal(batch['engine'], np.zeros(len(batch['id']), np.int32))
+  with pytest.raises(data.DataError, match=r"engine_adversary=0.2 needs a corpus folder whose "
+                                           r"SPEAKERS.txt names each speaker's engine; no "
+                                           r"speaker of 'train'"):
+    next(data.batches(config, 'train', train=True))
+  (root / 'SPEAKERS.txt').write_text(';ID  |SPLIT|ENGINE|VOICE|VARIANT\n'
+                                     '19 | train | espeak | en-us | 0\n'
+                                     '103 | train | rhvoice | slt | 0\n')
+  try:
+    number = {'19': data.ENGINE_IDS.index('espeak') + 1,
+              '103': data.ENGINE_IDS.index('rhvoice') + 1, '26': 0}
+    for batch in itertools.islice(data.batches(config, 'train', train=True), 10):
+      want = [number[i.split('-')[0]] for i in data.load_split(config, 'train').ids[
+          batch['index']]]
+      np.testing.assert_array_equal(batch['engine'], want)
+      assert batch['engine'].dtype == np.int32
+  finally:
+    (root / 'SPEAKERS.txt').unlink()
+
+
 def test_train_engines_keep_the_speakers_of_those_engines(corpus):
   root = corpus[0]
   config = folder_config(root, train_engines=('flite',))

@@ -33,6 +33,7 @@ from navai_jax.core import files
 from navai_jax.training import parallel
 from navai_jax.training import train
 from navai_jax.recognizer import vocab
+from navai_jax.speech import data
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -472,6 +473,143 @@ def test_other_languages_weight_scales_their_rows_in_the_loss(tones):
   assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
 
 
+def _adversary_config(tones, weight=0.5):
+  config = tones.config()
+  config.train.engine_adversary = weight
+  return config
+
+
+def test_gradient_reversal_is_the_identity_forward_and_negates_backward():
+  x = jnp.array([0.5, -1.0, 2.0])
+  f = lambda v: jnp.sum(jnp.sin(v) * v)
+  np.testing.assert_array_equal(train.reverse_gradient(x, jnp.float32(0.3)), x)
+  got = jax.grad(lambda v: f(train.reverse_gradient(v, jnp.float32(0.3))))(x)
+  np.testing.assert_allclose(got, -0.3 * jax.grad(f)(x), rtol=1e-6)
+  assert jax.grad(lambda s: f(train.reverse_gradient(x, s)))(jnp.float32(0.3)) == 0.0
+
+
+def test_adversary_weight_ramps_up_as_ganin_et_al(tones):
+  config = _adversary_config(tones, 0.2)
+  config.train.num_steps = 1000
+  for step in (0, 100, 300, 1000):
+    p = step / 1000
+    want = 0.2 * (2 / (1 + np.exp(-10 * p)) - 1)
+    assert float(train.adversary_weight(config.train, step)) == pytest.approx(want, rel=1e-5)
+  assert float(train.adversary_weight(config.train, 0)) == 0.0
+
+
+def test_engine_loss_is_the_cross_entropy_of_the_named_real_frames():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(4, 6, len(data.ENGINE_IDS))).astype(np.float32)
+  engine = np.array([3, 0, 1, 10], np.int32)  # row 1: no engine named
+  weights = np.array([1, 1, 1, 0], np.float32)  # row 3: a filler row
+  lengths = np.array([6, 6, 2, 6], np.int32)
+  log_p = logits.astype(np.float64)
+  log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+  terms = [-log_p[0, u, 2] for u in range(6)] + [-log_p[2, u, 0] for u in range(2)]
+  got = train.engine_loss(logits, engine, weights, lengths)
+  np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
+  assert float(train.engine_loss(logits, np.zeros(4, np.int32), weights, lengths)) == 0.0
+
+
+def test_engine_adversary_reverses_its_gradient_into_the_model(tones):
+  config = _adversary_config(tones)
+  state = train.init_state(config)
+  # The model's weights are a run's without it, and `variables` leaves it out.
+  assert_trees_equal(state.variables, train.init_state(tones.config()).variables)
+  adversary = state.params[train.ADVERSARY]
+  assert adversary['out']['kernel'].shape == (train.ADVERSARY_WIDTH, len(data.ENGINE_IDS))
+  batch = tones.make_batch(['cat', 'bee', 'hello', 'a jazz cab'])
+  x, frames = features.log_mel(batch['audio'], batch['audio_lengths'], config)
+  _, layers = model.apply_inference(config, state.variables, x, frames_B=frames)
+  hidden = layers[model.layer_specs(config.model)[-2].name]['act']
+  lengths = model.output_length(model.layer_specs(config.model), frames)
+  engine = np.array([1, 2, 3, 2], np.int32)
+  loss = lambda params, h, scale: train.engine_loss(
+      train.engine_logits(params, train.reverse_gradient(h, scale)), engine, batch['weights'],
+      lengths)
+  # The adversary descends its loss; the layers below get its gradient times -scale.
+  by_adversary = jax.grad(loss)(adversary, hidden, jnp.float32(0.0))
+  by_layers = jax.grad(loss, argnums=1)(adversary, hidden, jnp.float32(0.0))
+  plain = jax.grad(lambda h: train.engine_loss(train.engine_logits(adversary, h), engine,
+                                               batch['weights'], lengths))(hidden)
+  assert_trees_equal(by_adversary, jax.grad(loss)(adversary, hidden, jnp.float32(0.7)))
+  assert not np.any(by_layers)
+  np.testing.assert_allclose(jax.grad(loss, argnums=1)(adversary, hidden, jnp.float32(0.7)),
+                             -0.7 * plain, rtol=1e-5, atol=1e-8)
+  # Central differences of the adversary's loss along the hidden layer's own gradient.
+  h64 = np.asarray(hidden, np.float64)
+  direction = np.asarray(plain, np.float64) / np.linalg.norm(plain)
+  eps = 1e-2
+  at = lambda h: float(train.engine_loss(
+      train.engine_logits(adversary, jnp.asarray(h, jnp.float32)), engine, batch['weights'],
+      lengths))
+  slope = (at(h64 + eps * direction) - at(h64 - eps * direction)) / (2 * eps)
+  assert slope == pytest.approx(float(np.sum(plain * direction)), rel=2e-2)
+
+
+def test_engine_adversary_leaves_the_model_alone_until_it_ramps_up(tones):
+  mesh = parallel.make_mesh()
+  batch = next(tones.train_batches(0, mesh.size))
+  rows = len(batch['weights'])
+  named = {**batch, 'engine': (np.arange(rows, dtype=np.int32) % 3) + 1}
+  unnamed = {**batch, 'engine': np.zeros(rows, np.int32)}
+  after = {}
+  for name, config, given, steps in (('plain', tones.config(), batch, None),
+                                     ('unnamed', _adversary_config(tones), unnamed, None),
+                                     ('named', _adversary_config(tones), named, None),
+                                     ('plain_long', tones.config(), batch, 10**9),
+                                     ('named_long', _adversary_config(tones), named, 10**9)):
+    if steps:  # so long a run that its ramp keeps the adversary's weight near 0 (2.5e-9)
+      config.train.num_steps = steps
+    config = ml_collections.FrozenConfigDict(config)
+    state, step = train.jit_init_state(config, mesh)(), train.jit_train_step(config, mesh)
+    history = []
+    for _ in range(3):  # step 0's learning rate and adversary weight are 0
+      state, metrics = step(state, parallel.shard_batch(given, mesh))
+      history.append(jax.device_get((state, metrics)))  # the next step donates `state`
+    after[name] = history
+  fresh = train.init_state(_adversary_config(tones)).params[train.ADVERSARY]
+  differ = lambda a, b: max(jax.tree.leaves(jax.tree.map(
+      lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)))
+  # Without an engine named, the run is a run without the adversary, which gets no gradient.
+  for (state, metrics), (plain, _) in zip(after['unnamed'], after['plain']):
+    assert_trees_equal(state.variables, plain.variables, atol=1e-6)
+    assert float(metrics['engine_loss']) == 0.0
+  biases = lambda adversary: [adversary['hidden']['bias'], adversary['out']['bias']]
+  assert_trees_equal(biases(after['unnamed'][2][0].params[train.ADVERSARY]), biases(fresh))
+  # (its kernels only shrink by weight decay)
+  # Engines named, at a weight near 0: the model trains as without it; the adversary learns.
+  for (state, metrics), (plain, plain_metrics) in zip(after['named_long'], after['plain_long']):
+    np.testing.assert_allclose(metrics['loss'], plain_metrics['loss'], rtol=1e-5)
+    assert_trees_equal(state.variables, plain.variables, atol=1e-5)
+  assert float(after['named_long'][1][1]['engine_loss']) > 0.0
+  assert differ(biases(after['named_long'][2][0].params[train.ADVERSARY]), biases(fresh)) > 1e-4
+  # Ramped up (0.078 at step 1 of 32), the reversed gradient moves the model.
+  assert differ(after['named'][2][0].variables['params'],
+                after['plain'][2][0].variables['params']) > 1e-4
+
+
+def test_a_run_with_an_engine_adversary_saves_it_and_is_read_without(tones, tmp_path):
+  config = _adversary_config(tones)
+  config.train.num_steps = 4
+  rows = lambda b: {**b, 'engine': np.ones(len(b['weights']), np.int32)}
+  train_batches = lambda start, multiple: map(rows, tones.train_batches(start, multiple))
+  state = train.train(config, tmp_path / 'adv', train_batches=train_batches,
+                      eval_batches=tones.eval_batches)
+  logged = read_metrics(tmp_path / 'adv')
+  assert all(np.isfinite(r['engine_loss']) for r in logged if 'loss' in r)
+  _, variables, step = checkpoints.load_for_inference(tmp_path / 'adv')
+  assert step == 4
+  assert_trees_equal(variables, state.variables)
+  # Resumed without it, it is refused by name, and its checkpoints are kept.
+  config.train.engine_adversary, config.train.num_steps = 0.0, 6
+  with pytest.raises(ValueError, match=r"params\['engine_adversary'\] \(config.train."
+                                       r'engine_adversary\) in the checkpoint but not'):
+    train.train(config, tmp_path / 'adv', train_batches=train_batches)
+  assert checkpoints.manager(tmp_path / 'adv').latest_step() == 4
+
+
 def test_a_run_with_language_heads_saves_them_and_is_read_without(tones, tmp_path):
   config = _heads_config(tones)
   config.train.num_steps, config.train.eval_every = 8, 8
@@ -494,7 +632,8 @@ def test_a_run_with_language_heads_saves_them_and_is_read_without(tones, tmp_pat
                                             != state.params[train.HEADS]['bias'])
   # Resumed without them, it is refused by name, and its checkpoints are kept.
   config.train.language_heads = False
-  with pytest.raises(ValueError, match=r'language_heads=True in the checkpoint but False in the '
+  with pytest.raises(ValueError, match=r"params\['language_heads'\] \(config.train."
+                                       r'language_heads\) in the checkpoint but not in the '
                                        r'config'):
     train.train(config, tmp_path / 'heads', train_batches=train_batches)
   assert checkpoints.manager(tmp_path / 'heads').latest_step() == 10

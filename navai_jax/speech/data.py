@@ -91,6 +91,21 @@ def engine_rows(config: ml_collections.ConfigDict, data: Split, use: np.ndarray
   return use[keep]
 
 
+# The engines a row's 'engine' numbers from 1 (0: no engine named); `train.engine_adversary`
+# reads it. A fixed tuple, so the adversary's shape is the same for every corpus.
+ENGINE_IDS = tuple(voices.ENGINES)
+
+
+def engine_ids(config: ml_collections.ConfigDict, data: Split) -> np.ndarray:
+  """int32 [U], one per utterance of `data`: 1 + the position in ENGINE_IDS of the engine that
+  voices its speaker, as the corpus folder's SPEAKERS.txt names it; 0 where none is named
+  (TFDS, real LibriSpeech, the split of other languages)."""
+  kind, _, folder = str(config.data.source).partition(':')
+  engines = voices.engines_of_speakers(folder) if kind == 'folder' else {}
+  number = {engine: k + 1 for k, engine in enumerate(ENGINE_IDS)}
+  return np.array([number.get(engines.get(str(s)), 0) for s in data.speaker_ids], np.int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Buckets:
   """Length buckets of a list of utterances.
@@ -127,8 +142,9 @@ def make_buckets(lengths_U: np.ndarray, label_lengths_U: np.ndarray, *, num_buck
   return Buckets(bounds[keep], sizes[keep], widths[keep], remap[bucket_of])
 
 
-def _assemble(data: Split, languages: np.ndarray, rows: np.ndarray, size: int, num_samples: int,
-              label_width: int, block: slice) -> dict[str, np.ndarray]:
+def _assemble(data: Split, languages: np.ndarray, engines: np.ndarray, rows: np.ndarray,
+              size: int, num_samples: int, label_width: int, block: slice
+              ) -> dict[str, np.ndarray]:
   """Rows `block` of one padded batch of utterances `rows`; filler rows repeat rows[0] with
   weight 0. Only the block's audio is read."""
   filled = np.concatenate([rows, np.full(size - len(rows), rows[0])])
@@ -155,6 +171,7 @@ def _assemble(data: Split, languages: np.ndarray, rows: np.ndarray, size: int, n
       'rows': np.array([block.start, size]),
       'index': filled.astype(np.int64),
       'language': languages[filled],
+      'engine': engines[filled],
   }
 
 
@@ -224,8 +241,9 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     'id' and 'text' str [B], 'weights' float32 [B], 'rows' int64 [2] (the first row of this
     block and the global batch size), 'index' int64 [B] (each row's utterance in the id-sorted
     split, `sources.load_split`), 'language' int32 [B] (0: the corpus's own speech, k: the
-    k-th of `other_languages.LANGUAGES`). Filler rows (weight 0, id and text '') repeat the batch's
-    first utterance, so every row gives finite features and losses.
+    k-th of `other_languages.LANGUAGES`), 'engine' int32 [B] (`engine_ids`). Filler rows
+    (weight 0, id and text '') repeat the batch's first utterance, so every row gives finite
+    features and losses.
   """
   if batch_multiple < 1:
     raise ValueError(f'batch_multiple must be >= 1, got {batch_multiple}.')
@@ -254,6 +272,11 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
       raise DataError(f'No utterance of split {split!r} is at most '
                       f'{config.data.max_seconds} s long (config.data.max_seconds).')
   languages = other_languages.language_ids(config, split, data)
+  engines = engine_ids(config, data)
+  if train and config.get('train', {}).get('engine_adversary') and not engines[use].any():
+    raise DataError(f'config.train.engine_adversary={config.train.engine_adversary} needs a '
+                    "corpus folder whose SPEAKERS.txt names each speaker's engine; no speaker "
+                    f'of {split!r} in {config.data.source} has one.')
   buckets = make_buckets(data.lengths[use], data.label_lengths[use],
                          num_buckets=config.data.num_buckets,
                          batch_seconds=config.data.batch_seconds, batch_multiple=batch_multiple)
@@ -262,7 +285,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     k = buckets.bucket_of[positions[0]]
     size = int(buckets.batch_sizes[k])
     rows = size // process_count
-    return _assemble(data, languages, use[positions], size, int(buckets.bounds[k]),
+    return _assemble(data, languages, engines, use[positions], size, int(buckets.bounds[k]),
                      int(buckets.label_widths[k]),
                      slice(process_index * rows, (process_index + 1) * rows))
 

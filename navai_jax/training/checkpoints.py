@@ -135,9 +135,9 @@ def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
   return tree_shapes({'params': abstract['params'], 'batch_stats': abstract['batch_stats']})
 
 
-# Parameters a training state holds beside the model's (`train.language_heads`): saved and
-# resumed with it, never read for inference.
-TRAINING_ONLY_PARAMS = ('language_heads',)
+# Parameters a training state holds beside the model's (`train.language_heads`,
+# `train.engine_adversary`): saved and resumed with it, never read for inference.
+TRAINING_ONLY_PARAMS = ('language_heads', 'engine_adversary')
 
 
 def model_params(params: PyTree) -> PyTree:
@@ -175,9 +175,10 @@ def check_training_params(mngr: ocp.CheckpointManager, step: int, params: PyTree
   stored = mngr.item_metadata(step)['state'].tree['params']
   for name in TRAINING_ONLY_PARAMS:
     if (name in stored) != (name in params):
+      where = ('in the checkpoint but not in the config' if name in stored
+               else 'in the config but not in the checkpoint')
       raise DoesNotFit(f'Checkpoint {mngr.directory / str(step)} does not fit the config: '
-                       f'config.train.{name}={name in stored} in the checkpoint but '
-                       f'{name in params} in the config.')
+                       f"params['{name}'] (config.train.{name}) {where}.")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree, meta: dict[str, Any]) -> None:

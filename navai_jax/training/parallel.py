@@ -17,10 +17,11 @@ import numpy as np
 PyTree = Any
 
 DATA_AXIS = 'data'
-# Batch fields that go to the devices; 'id' and 'text' stay on the host. 'language' (from
-# `data.batches`; `train.language_heads` reads it) goes too where a batch has it.
+# Batch fields that go to the devices; 'id' and 'text' stay on the host. 'language' and
+# 'engine' (from `data.batches`; `train.language_heads` and `train.engine_adversary` read them)
+# go too where a batch has them.
 ARRAY_FIELDS = ('audio', 'audio_lengths', 'labels', 'label_paddings', 'weights')
-OPTIONAL_FIELDS = ('language',)
+OPTIONAL_FIELDS = ('language', 'engine')
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:

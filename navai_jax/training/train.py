@@ -67,13 +67,15 @@ RULES = {
         ('ctc_unroll', lambda v: v >= 0, '>= 0 (0 = by platform)'),
         ('init_from', lambda v: v == '' or bool(v.strip()), "a run's folder, or '' for none"),
         ('other_languages_weight', lambda v: v >= 0, '>= 0'),
+        ('engine_adversary', lambda v: v >= 0, '>= 0 (0 = none)'),
     ],
 }
 # The rules of every section that training reads.
 RULE_TABLES = (RULES, model.RULES, features.RULES, data.RULES, augment.RULES, evaluate.RULES)
 
 
-HEADS = checkpoints.TRAINING_ONLY_PARAMS[0]  # the other languages' output layers
+HEADS, ADVERSARY = checkpoints.TRAINING_ONLY_PARAMS  # other languages' output layers; engines'
+ADVERSARY_WIDTH = 128  # the hidden layer of the engine adversary (`train.engine_adversary`)
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -136,17 +138,28 @@ def init_state(config: ml_collections.ConfigDict) -> TrainState:
   With `train.language_heads`, `params['language_heads']` holds one output layer per language
   of `other_languages.LANGUAGES` ('kernel' [L, W, V], 'bias' [L, V]), initialized as the
   model's own output layer is, from a key of their own (the model's weights are those of a
-  run without them).
+  run without them). With `train.engine_adversary`, `params['engine_adversary']` holds the
+  engine adversary (`engine_logits`), initialized so too, from another key of its own.
   """
   key = jax.random.key(config.seed)
   variables = model.init_variables(config, key)
   params = variables['params']
+  wide = model.layer_specs(config.model)[-2].features
+  init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
   if config.train.language_heads:
-    num, wide = len(other_languages.LANGUAGES), model.layer_specs(config.model)[-2].features
-    init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal', batch_axis=0)
+    num = len(other_languages.LANGUAGES)
     params = {**params, HEADS: {
-        'kernel': init(jax.random.fold_in(key, 1), (num, wide, vocab.SIZE)),
+        'kernel': jax.nn.initializers.variance_scaling(
+            2.0, 'fan_in', 'truncated_normal', batch_axis=0)(
+                jax.random.fold_in(key, 1), (num, wide, vocab.SIZE)),
         'bias': jnp.zeros((num, vocab.SIZE))}}
+  if config.train.get('engine_adversary'):
+    hidden_key, out_key = jax.random.split(jax.random.fold_in(key, 2))
+    params = {**params, ADVERSARY: {
+        'hidden': {'kernel': init(hidden_key, (wide, ADVERSARY_WIDTH)),
+                   'bias': jnp.zeros(ADVERSARY_WIDTH)},
+        'out': {'kernel': init(out_key, (ADVERSARY_WIDTH, len(data.ENGINE_IDS))),
+                'bias': jnp.zeros(len(data.ENGINE_IDS))}}}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables['batch_stats'],
                     opt_state=make_optimizer(config.train).init(params))
@@ -165,6 +178,52 @@ def language_logits(config: ml_collections.ConfigDict, heads: PyTree,
   return jnp.where((language_B > 0)[:, None, None], other_BxUxV, logits_BxUxV)
 
 
+@jax.custom_vjp
+def reverse_gradient(x: Array, scale: Array) -> Array:
+  """`x` itself; its gradient comes back multiplied by `-scale` (Ganin & Lempitsky's gradient
+  reversal layer), and `scale` gets none."""
+  return x
+
+
+def _reverse_forward(x, scale):
+  return x, scale
+
+
+def _reverse_backward(scale, g):
+  return -scale * g, jnp.zeros_like(scale)
+
+
+reverse_gradient.defvjp(_reverse_forward, _reverse_backward)
+
+
+def adversary_weight(train_config: ml_collections.ConfigDict, step: Array) -> Array:
+  """`train.engine_adversary` ramped up from 0 as Ganin et al. (2016) do:
+  `weight * (2 / (1 + exp(-10 p)) - 1)` at `p = step / num_steps` (0.46 of it at p = 0.1,
+  0.90 at 0.3), so the adversary starts once the layers below have something to read."""
+  p = jnp.asarray(step, jnp.float32) / train_config.num_steps
+  return train_config.engine_adversary * (2.0 / (1.0 + jnp.exp(-10.0 * p)) - 1.0)
+
+
+def engine_logits(adversary: PyTree, hidden_BxUxW: Array) -> Array:
+  """The engine adversary's logits [B, U, len(data.ENGINE_IDS)] of each frame of the last
+  hidden layer: a ReLU layer of ADVERSARY_WIDTH, then a linear one."""
+  h = jax.nn.relu(hidden_BxUxW @ adversary['hidden']['kernel'] + adversary['hidden']['bias'])
+  return h @ adversary['out']['kernel'] + adversary['out']['bias']
+
+
+def engine_loss(logits_BxUxE: Array, engine_B: Array, weights_B: Array,
+                output_lengths_B: Array) -> Array:
+  """Cross-entropy of the adversary's logits against each row's engine (`engine - 1`), averaged
+  over the real output frames of the rows whose engine is named (`engine > 0`, weight > 0);
+  0 for a batch without any."""
+  counts_BxU = ((jnp.arange(logits_BxUxE.shape[1]) < output_lengths_B[:, None])
+                & ((engine_B > 0) & (weights_B > 0))[:, None]).astype(jnp.float32)
+  log_p = jax.nn.log_softmax(logits_BxUxE)
+  picked_BxU = jnp.take_along_axis(log_p, jnp.maximum(engine_B - 1, 0)[:, None, None],
+                                   axis=-1)[..., 0]
+  return -jnp.sum(picked_BxU * counts_BxU) / jnp.maximum(jnp.sum(counts_BxU), 1.0)
+
+
 def step_key(config: ml_collections.ConfigDict, step: Array) -> Array:
   """The randomness of training step `step`, independent of where a run was restarted."""
   return jax.random.fold_in(jax.random.key(config.seed), step)
@@ -177,8 +236,12 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   Batch norm runs in training mode with a mask, so padded frames never enter its statistics,
   and every layer zeroes its padded positions (`model.Wav2Letter`). Rows of other languages
   (`batch['language'] > 0`) are read through their own output layers with
-  `train.language_heads` and weighted by `train.other_languages_weight` in the loss.
-  Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step.
+  `train.language_heads` and weighted by `train.other_languages_weight` in the loss. With
+  `train.engine_adversary`, the adversary's loss (`engine_loss` of `engine_logits`) is added:
+  its own parameters descend it, and the model's, through `reverse_gradient` at the last
+  hidden layer, ascend it by `adversary_weight`.
+  Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step (the CTC
+  loss), with `'engine_loss'` where there is an adversary.
   """
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
   audio_BxA, lengths_B = batch['audio'], batch['audio_lengths']
@@ -209,13 +272,21 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
                           ctc.logit_paddings(output_lengths_B, logits_BxUxV.shape[1]),
                           batch['labels'], batch['label_paddings'], weights_B,
                           config.train.ctc, config.train.ctc_unroll)
-    return loss, updates['batch_stats']
+    aux = {'loss': loss}
+    if ADVERSARY in params:
+      hidden_BxUxW = layers[model.layer_specs(config.model)[-2].name]['act']
+      reversed_BxUxW = reverse_gradient(hidden_BxUxW,
+                                        adversary_weight(config.train, state.step))
+      aux['engine_loss'] = engine_loss(engine_logits(params[ADVERSARY], reversed_BxUxW),
+                                       batch['engine'], batch['weights'], output_lengths_B)
+      loss = loss + aux['engine_loss']
+    return loss, (aux, updates['batch_stats'])
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = make_optimizer(config.train).update(grads, state.opt_state, state.params)
   new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                          batch_stats=batch_stats, opt_state=opt_state)
-  return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+  return new_state, {**aux, 'grad_norm': optax.tree.norm(grads),
                      'learning_rate': learning_rate_schedule(config.train)(state.step)}
 
 
@@ -408,6 +479,7 @@ class Trainer:
       record = {'step': step, 'loss': float(np.mean(self.losses)),
                 'learning_rate': self.last_metrics['learning_rate'],
                 'grad_norm': self.last_metrics['grad_norm'],
+                **{k: self.last_metrics[k] for k in ('engine_loss',) if k in self.last_metrics},
                 'audio_seconds_per_second': self.audio_seconds / max(self.window_seconds, 1e-9),
                 'elapsed_seconds': self.elapsed}
       self.log.write(record)
