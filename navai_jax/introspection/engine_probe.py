@@ -1,0 +1,127 @@
+"""How well each layer tells the engines apart: a probe trained on a layer's frozen outputs.
+
+A layer whose frames still name the engine that voiced them (eSpeak, flite, Piper, MBROLA,
+RHVoice) has not reduced the voices to what they share, and the human voice, which no engine
+made, then reads as a voice of none of them. The engine adversary of training
+(`train.engine_adversary`) pushes the last hidden layer toward that; a probe measures where a
+model stands. Per layer, the probe (a ReLU layer of `width`, then a linear one: the adversary's
+shape, `train.engine_logits`) is trained with Adam on every `every`-th real frame of the
+utterances of the first batches, whose speaker's engine is named (`data.engine_ids`), and read
+on those of the remaining batches, other utterances of the same speakers: cross-entropy against
+the prior's (each engine's share of the probe's training frames), accuracy against always
+naming the commonest engine.
+"""
+
+from typing import Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from navai_jax.recognizer import features
+from navai_jax.recognizer import model
+from navai_jax.speech import data
+from navai_jax.training import train
+
+Array = jax.Array
+
+
+def layer_frames(config: ml_collections.ConfigDict, variables, batches: Iterable[Mapping],
+                 layers: Sequence[str], every: int = 4
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+  """Every `every`-th real output frame of each real row whose engine is named.
+
+  Returns `({layer: float32 [N, C]}, engine int32 [N] (`engine - 1`), batch number int32 [N])`,
+  the layers' outputs after batch norm and ReLU ('act', inference mode).
+  """
+  specs = model.layer_specs(config.model)
+
+  @jax.jit
+  def outputs(audio, lengths):
+    x, frames = features.log_mel(audio, lengths, config)
+    _, found = model.apply_inference(config, variables, x, frames_B=frames)
+    return {name: found[name]['act'] for name in layers}, model.output_length(specs, frames)
+
+  got, engines, numbers = {name: [] for name in layers}, [], []
+  for number, batch in enumerate(batches):
+    acts, lengths = jax.device_get(outputs(jnp.asarray(batch['audio']),
+                                           jnp.asarray(batch['audio_lengths'])))
+    for row in np.flatnonzero((np.asarray(batch['weights']) > 0) & (batch['engine'] > 0)):
+      frames = np.arange(0, lengths[row], every)
+      for name in layers:
+        got[name].append(acts[name][row, frames])
+      engines.append(np.full(len(frames), batch['engine'][row] - 1, np.int32))
+      numbers.append(np.full(len(frames), number, np.int32))
+  if not engines:
+    raise data.DataError('No row of these batches names its engine; a probe needs a corpus '
+                         "folder whose SPEAKERS.txt names each speaker's engine.")
+  return ({name: np.concatenate(v).astype(np.float32) for name, v in got.items()},
+          np.concatenate(engines), np.concatenate(numbers))
+
+
+def train_probe(x_NxC: np.ndarray, y_N: np.ndarray, num_classes: int, *, steps: int = 3000,
+                batch_size: int = 512, learning_rate: float = 1e-3, width: int = 128,
+                seed: int = 0) -> dict:
+  """The probe's parameters after `steps` Adam steps on random minibatches of (x, y)."""
+  hidden_key, out_key, order_key = jax.random.split(jax.random.key(seed), 3)
+  init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+  params = {'hidden': {'kernel': init(hidden_key, (x_NxC.shape[1], width)),
+                       'bias': jnp.zeros(width)},
+            'out': {'kernel': init(out_key, (width, num_classes)), 'bias': jnp.zeros(num_classes)}}
+  optimizer = optax.adam(learning_rate)
+  x_NxC, y_N = jnp.asarray(x_NxC), jnp.asarray(y_N)
+
+  def step(carry, key):
+    params, state = carry
+    rows = jax.random.randint(key, (batch_size,), 0, len(y_N))
+    grads = jax.grad(lambda p: cross_entropy(p, x_NxC[rows], y_N[rows]))(params)
+    updates, state = optimizer.update(grads, state, params)
+    return (optax.apply_updates(params, updates), state), None
+
+  (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)),
+                                jax.random.split(order_key, steps))
+  return params
+
+
+def cross_entropy(params: dict, x_NxC: Array, y_N: Array) -> Array:
+  """The probe's mean cross-entropy (nats) on frames `x` of engines `y`."""
+  log_p = jax.nn.log_softmax(train.engine_logits(params, x_NxC))
+  return -jnp.mean(jnp.take_along_axis(log_p, y_N[:, None], axis=-1))
+
+
+def probe_layers(x: Mapping[str, np.ndarray], y_N: np.ndarray, numbers_N: np.ndarray, *,
+                 train_fraction: float = 0.75, **settings) -> dict[str, dict[str, float]]:
+  """Per layer of `x` (`layer_frames`), a probe trained on the frames of the first
+  `train_fraction` of the batches and read on the rest: {'cross_entropy', 'prior_cross_entropy',
+  'accuracy', 'majority', 'train_frames', 'test_frames'}."""
+  num_classes = len(data.ENGINE_IDS)
+  fit = numbers_N < max(1, int(round(train_fraction * (numbers_N.max() + 1))))
+  if fit.all() or not fit.any():
+    raise ValueError('A probe needs frames of at least two batches (some to train it on, '
+                     'others to read it on).')
+  share = np.bincount(y_N[fit], minlength=num_classes) / fit.sum()
+  held = y_N[~fit]
+  prior = -float(np.mean(np.log(np.maximum(share[held], 1e-12))))
+  scores = {}
+  for name, x_NxC in x.items():
+    params = train_probe(x_NxC[fit], y_N[fit], num_classes, **settings)
+    logits = train.engine_logits(params, jnp.asarray(x_NxC[~fit]))
+    scores[name] = {
+        'cross_entropy': float(cross_entropy(params, jnp.asarray(x_NxC[~fit]), held)),
+        'prior_cross_entropy': prior,
+        'accuracy': float(np.mean(np.argmax(np.asarray(logits), -1) == held)),
+        'majority': float(np.mean(held == np.argmax(share))),
+        'train_frames': int(fit.sum()), 'test_frames': int((~fit).sum())}
+  return scores
+
+
+def markdown(scores: Mapping[str, Mapping[str, float]]) -> str:
+  """The table of `probe_layers`' scores, one row per layer."""
+  lines = ['| layer | probe cross-entropy | prior | accuracy | commonest engine |',
+           '|---|---|---|---|---|']
+  for name, s in scores.items():
+    lines.append(f'| {name} | {s["cross_entropy"]:.3f} | {s["prior_cross_entropy"]:.3f} | '
+                 f'{s["accuracy"]:.3f} | {s["majority"]:.3f} |')
+  return '\n'.join(lines)
