@@ -22,7 +22,8 @@ channel's long-term spectrum reaches the network; `@other`, the corpus's split o
 people speaking other languages trained on beside its own training speech
 (`experiments/make_other_languages.py` writes it); `@other_heads`, the same, each language
 read through an output layer of its own (`train.language_heads`); `@other_unscored`, the same
-split in the batches with no loss of its own (`train.other_languages_weight=0`); `@lrX`, the
+split in the batches with no loss of its own (`train.other_languages_weight=0`); `@sortagrad`, the
+first epoch from the shortest utterances to the longest (`data.sorted_epochs=1`); `@lrX`, the
 peak learning rate X instead of the preset's (`@lr5e-3`: the rate the `small` preset had before
 2.5e-3, that of the rows in docs/results.md trained before it); `@advX`, an engine adversary
 of weight X > 0 (`train.engine_adversary`: the layers learn what every engine's voices share).
@@ -71,6 +72,7 @@ MODIFIERS = {
                     '--config.train.language_heads=True'],
     'other_unscored': ["--config.data.train_split=train+other_languages",
                        '--config.train.other_languages_weight=0.0'],
+    'sortagrad': ['--config.data.sorted_epochs=1'],
 }
 DEFAULT_ROWS = [*ROWS, 'all@seed1', 'all@wide', 'all@mels40', 'all@per_bin']
 

@@ -57,7 +57,7 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
   source = (ROOT / 'experiments' / 'ablation.py').read_text()
   tables = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body
             if isinstance(n, ast.Assign) and n.targets[0].id in ('ROWS', 'MODIFIERS')}
-  assert len(tables['ROWS']) == 9 and len(tables['MODIFIERS']) == 6
+  assert len(tables['ROWS']) == 9 and len(tables['MODIFIERS']) == 7
   assert tables['ROWS']['recorded'] == [  # every engine but eSpeak, as voices knows them
       f"--config.data.train_engines={tuple(e for e in voices.ENGINES if e != 'espeak')}"]
   for row, overrides in [*tables['ROWS'].items(), *tables['MODIFIERS'].items()]:
@@ -98,4 +98,4 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
       'espeak+flite+piper, all, recorded, '
       'all+speed, '
       'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @other, '
-      '@other_heads, @other_unscored, @seedN, @lrX, @advX, once.')
+      '@other_heads, @other_unscored, @sortagrad, @seedN, @lrX, @advX, once.')

@@ -266,6 +266,31 @@ def test_train_batches_resume_exactly(corpus):
   assert [list(b['id']) for b in other] != [list(b['id']) for b in run]
 
 
+def test_sorted_epochs_go_from_short_to_long_and_resume_exactly(corpus):
+  config = folder_config(corpus[0], sorted_epochs=1)
+  split = data.load_split(config, 'train')
+  steps = data.make_buckets(split.lengths, split.label_lengths, num_buckets=3,
+                            batch_seconds=config.data.batch_seconds, batch_multiple=1)
+  per_epoch = len(data.epoch_plan(steps, 3, 0))
+  run = list(itertools.islice(data.batches(config, 'train', train=True, seed=3), 3 * per_epoch))
+  widths = [b['audio'].shape[1] for b in run]
+  # Epoch 0 from the shortest bucket to the longest, every utterance once; then shuffled.
+  assert widths[:per_epoch] == sorted(widths[:per_epoch]) and len(set(widths)) > 1
+  first = sum((list(b['id'][b['weights'] == 1]) for b in run[:per_epoch]), [])
+  assert sorted(first) == list(split.ids)
+  plain = list(itertools.islice(data.batches(folder_config(corpus[0]), 'train', train=True,
+                                             seed=3), 3 * per_epoch))
+  for got, want in zip(run[per_epoch:], plain[per_epoch:], strict=True):
+    np.testing.assert_array_equal(got['id'], want['id'])
+  assert [list(b['id']) for b in run[:per_epoch]] != [list(b['id']) for b in plain[:per_epoch]]
+  k = per_epoch // 2
+  resumed = itertools.islice(data.batches(config, 'train', train=True, seed=3, start_step=k),
+                             len(run) - k)
+  for got, want in zip(resumed, run[k:], strict=True):
+    np.testing.assert_array_equal(got['audio'], want['audio'])
+    np.testing.assert_array_equal(got['id'], want['id'])
+
+
 def test_train_drops_long_utterances(corpus):
   config = folder_config(corpus[0], max_seconds=2.5)
   split = data.load_split(config, 'train')

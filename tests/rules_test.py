@@ -18,7 +18,7 @@ BAD = {
     'features.num_mels': 0, 'features.top_db': 0.0, 'features.normalize': 'per_utterance',
     'data.source': 'folder:', 'data.train_split': '', 'data.eval_split': '',
     'data.reader': 'grain', 'data.batch_seconds': 0.0, 'data.max_seconds': -1.0,
-    'data.num_buckets': 0,
+    'data.num_buckets': 0, 'data.sorted_epochs': -1,
     'augment.warp': 1.0, 'augment.noise_std': -0.1, 'augment.freq_masks': -1,
     'augment.freq_mask_width': -1, 'augment.time_masks': -1, 'augment.time_mask_width': -1,
     'augment.speeds': (0.9, 3.0), 'augment.reverb': 1.5, 'augment.rooms': 0,

@@ -99,6 +99,10 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # The engines whose speakers training hears (() = every speaker of the training split; a
   # corpus folder's SPEAKERS.txt names each speaker's engine): ablations on one corpus.
   c.data.train_engines = ()
+  # The first this many epochs of training go from the shortest bucket to the longest (each
+  # bucket's batches shuffled), the later ones in a shuffled order: SortaGrad (Amodei et al.
+  # 2016, Deep Speech 2), a curriculum for CTC's first stage.
+  c.data.sorted_epochs = 0
 
   # Augmentation during training: of the sound (speed, rooms, noise; measured in
   # docs/results.md) and of the features (frequency warp, SpecAugment-style masks, noise).

@@ -64,6 +64,7 @@ RULES = {'data': [
     ('shard_speakers', *rules.at_least(1)),
     ('train_engines', lambda v: all(e in voices.ENGINES for e in v),
      f'() or engines among {", ".join(voices.ENGINES)}'),
+    ('sorted_epochs', *rules.at_least(0)),
 ]}
 
 
@@ -175,11 +176,14 @@ def _assemble(data: Split, languages: np.ndarray, engines: np.ndarray, rows: np.
   }
 
 
-def epoch_plan(buckets: Buckets, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_plan(buckets: Buckets, seed: int, epoch: int, sorted_epochs: int = 0
+               ) -> list[np.ndarray]:
   """Batches (positions into the bucketed utterances) of one training epoch, in order.
 
   A pure function of (seed, epoch): a numpy generator seeded by both shuffles the
-  utterances, cuts each bucket into batches and shuffles the batches.
+  utterances, cuts each bucket into batches and shuffles the batches; in the first
+  `sorted_epochs` epochs (`data.sorted_epochs`, SortaGrad) it shuffles each bucket's batches
+  and gives the buckets from the shortest to the longest.
   """
   rng = np.random.default_rng([seed, epoch])
   order = rng.permutation(len(buckets.bucket_of))
@@ -187,14 +191,18 @@ def epoch_plan(buckets: Buckets, seed: int, epoch: int) -> list[np.ndarray]:
   for k, size in enumerate(buckets.batch_sizes):
     members = order[buckets.bucket_of[order] == k]
     plan += [members[i:i + size] for i in range(0, len(members), size)]
+  if epoch < sorted_epochs:
+    by_length = np.argsort(buckets.bounds)
+    bucket = np.array([buckets.bucket_of[b[0]] for b in plan])
+    return [plan[j] for k in by_length for j in rng.permutation(np.flatnonzero(bucket == k))]
   return [plan[j] for j in rng.permutation(len(plan))]
 
 
 class _Plans:
   """Epoch plans, made once each and shared by grain's reading threads."""
 
-  def __init__(self, buckets: Buckets, seed: int):
-    self._buckets, self._seed = buckets, seed
+  def __init__(self, buckets: Buckets, seed: int, sorted_epochs: int = 0):
+    self._buckets, self._seed, self._sorted_epochs = buckets, seed, sorted_epochs
     self._lock = threading.Lock()
     self._plans: dict[int, list[np.ndarray]] = {}
     self.steps_per_epoch = len(self.plan(0))
@@ -204,7 +212,8 @@ class _Plans:
       if epoch not in self._plans:
         if len(self._plans) >= 2:
           self._plans.pop(min(self._plans))
-        self._plans[epoch] = epoch_plan(self._buckets, self._seed, epoch)
+        self._plans[epoch] = epoch_plan(self._buckets, self._seed, epoch,
+                                        self._sorted_epochs)
       return self._plans[epoch]
 
   def batch(self, step: int) -> np.ndarray:
@@ -290,7 +299,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
                      slice(process_index * rows, (process_index + 1) * rows))
 
   if train:
-    plans = _Plans(buckets, seed)
+    plans = _Plans(buckets, seed, config.data.get('sorted_epochs', 0))
     steps = grain.MapDataset.range(start_step, start_step + _ENDLESS).map(
         lambda step: batch(plans.batch(step)))
   else:
