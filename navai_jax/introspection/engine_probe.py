@@ -5,7 +5,7 @@ RHVoice) has not reduced the voices to what they share, and the human voice, whi
 made, then reads as a voice of none of them. The engine adversary of training
 (`train.engine_adversary`) pushes the last hidden layer toward that; a probe measures where a
 model stands. Per layer, the probe (a ReLU layer of `width`, then a linear one: the adversary's
-shape, `train.engine_logits`) is trained with Adam on every `every`-th real frame of the
+shape, `train.init_engine_classifier`) is trained with Adam on every `every`-th real frame of the
 utterances of the first batches, whose speaker's engine is named (`data.engine_ids`), and read
 on those of the remaining batches, other utterances of the same speakers: cross-entropy against
 the prior's (each engine's share of the probe's training frames), accuracy against always
@@ -65,11 +65,8 @@ def train_probe(x_NxC: np.ndarray, y_N: np.ndarray, num_classes: int, *, steps: 
                 batch_size: int = 512, learning_rate: float = 1e-3, width: int = 128,
                 seed: int = 0) -> dict:
   """The probe's parameters after `steps` Adam steps on random minibatches of (x, y)."""
-  hidden_key, out_key, order_key = jax.random.split(jax.random.key(seed), 3)
-  init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
-  params = {'hidden': {'kernel': init(hidden_key, (x_NxC.shape[1], width)),
-                       'bias': jnp.zeros(width)},
-            'out': {'kernel': init(out_key, (width, num_classes)), 'bias': jnp.zeros(num_classes)}}
+  init_key, order_key = jax.random.split(jax.random.key(seed))
+  params = train.init_engine_classifier(init_key, x_NxC.shape[1], width, num_classes)
   optimizer = optax.adam(learning_rate)
   x_NxC, y_N = jnp.asarray(x_NxC), jnp.asarray(y_N)
 

@@ -145,7 +145,6 @@ def init_state(config: ml_collections.ConfigDict) -> TrainState:
   variables = model.init_variables(config, key)
   params = variables['params']
   wide = model.layer_specs(config.model)[-2].features
-  init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
   if config.train.language_heads:
     num = len(other_languages.LANGUAGES)
     params = {**params, HEADS: {
@@ -154,12 +153,8 @@ def init_state(config: ml_collections.ConfigDict) -> TrainState:
                 jax.random.fold_in(key, 1), (num, wide, vocab.SIZE)),
         'bias': jnp.zeros((num, vocab.SIZE))}}
   if config.train.get('engine_adversary'):
-    hidden_key, out_key = jax.random.split(jax.random.fold_in(key, 2))
-    params = {**params, ADVERSARY: {
-        'hidden': {'kernel': init(hidden_key, (wide, ADVERSARY_WIDTH)),
-                   'bias': jnp.zeros(ADVERSARY_WIDTH)},
-        'out': {'kernel': init(out_key, (ADVERSARY_WIDTH, len(data.ENGINE_IDS))),
-                'bias': jnp.zeros(len(data.ENGINE_IDS))}}}
+    params = {**params, ADVERSARY: init_engine_classifier(
+        jax.random.fold_in(key, 2), wide, ADVERSARY_WIDTH, len(data.ENGINE_IDS))}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables['batch_stats'],
                     opt_state=make_optimizer(config.train).init(params))
@@ -202,6 +197,15 @@ def adversary_weight(train_config: ml_collections.ConfigDict, step: Array) -> Ar
   0.90 at 0.3), so the adversary starts once the layers below have something to read."""
   p = jnp.asarray(step, jnp.float32) / train_config.num_steps
   return train_config.engine_adversary * (2.0 / (1.0 + jnp.exp(-10.0 * p)) - 1.0)
+
+
+def init_engine_classifier(key: Array, features: int, width: int, classes: int) -> PyTree:
+  """The parameters `engine_logits` reads: a ReLU layer of `width` over `features` channels,
+  then `classes` outputs; kernels as the model's layers are initialized, biases 0."""
+  hidden_key, out_key = jax.random.split(key)
+  init = jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+  return {'hidden': {'kernel': init(hidden_key, (features, width)), 'bias': jnp.zeros(width)},
+          'out': {'kernel': init(out_key, (width, classes)), 'bias': jnp.zeros(classes)}}
 
 
 def engine_logits(adversary: PyTree, hidden_BxUxW: Array) -> Array:
