@@ -27,12 +27,11 @@ first epoch from the shortest utterances to the longest (`data.sorted_epochs=1`)
 peak learning rate X instead of the preset's (`@lr5e-3`: the rate the `small` preset had before
 2.5e-3, that of the rows in docs/results.md trained before it); `@advX`, an engine adversary
 of weight X > 0 (`train.engine_adversary`: the layers learn what every engine's voices share).
-The default rows are the nine
-above and `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`. Every row trains the
-`--preset` model for `--steps` steps with the same schedule, from seed 0 unless it names
-another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what is
-unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do not
-share programs, since seeds and length buckets differ). Writes WORKDIR/ablation.md (LER/WER on
+The default rows are the nine above and `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`.
+Every row trains the `--preset` model for `--steps` steps with the same schedule, from seed 0
+unless it names another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what
+is unfinished, loading what XLA compiled before (WORKDIR/xla_cache, `core.xla_cache`; rows do
+not share programs, since seeds and length buckets differ). Writes WORKDIR/ablation.md (LER/WER on
 the test split, per engine, and on the human voice) and prints it.
 """
 
