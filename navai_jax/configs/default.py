@@ -157,10 +157,10 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # own: 0 keeps them in the batches (and batch norm's statistics) without a loss of their own.
   c.train.other_languages_weight = 1.0
   # > 0: an adversary learns to tell from each frame of the last hidden layer which engine
-  # voiced it, and the layers below get its gradient reversed and scaled by this weight
-  # (ramped up over training, `train.adversary_weight`), so they learn what is the same in
-  # every engine's voices. Needs a corpus whose SPEAKERS.txt names the engines; inference and
-  # every figure read the model alone.
+  # voiced it, and the layers below get its gradient reversed and scaled by this weight (ramped
+  # up over training: `adversary_weight` of training/train.py), so they learn what is the same
+  # in every engine's voices. Needs a corpus whose SPEAKERS.txt names the engines; inference
+  # and every figure read the model alone.
   c.train.engine_adversary = 0.0
 
   c.eval = ml_collections.ConfigDict()
