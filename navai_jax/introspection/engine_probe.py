@@ -10,6 +10,11 @@ utterances of the first batches, whose speaker's engine is named (`data.engine_i
 on those of the remaining batches, other utterances of the same speakers: cross-entropy against
 the prior's (each engine's share of the probe's training frames), accuracy against always
 naming the commonest engine.
+
+Voices the probes never saw are read through them (`read_on`): unheard speakers of the heard
+engines (how far a probe's engine is the engine's rather than its speakers'), an engine never
+heard, and a human voice: the share of their frames each layer's probe names each engine says
+which of the heard voices a layer takes them for. Reading is all: nothing is trained on them.
 """
 
 from typing import Iterable, Mapping, Sequence
@@ -29,12 +34,14 @@ Array = jax.Array
 
 
 def layer_frames(config: ml_collections.ConfigDict, variables, batches: Iterable[Mapping],
-                 layers: Sequence[str], every: int = 4
+                 layers: Sequence[str], every: int = 4, named_only: bool = True
                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-  """Every `every`-th real output frame of each real row whose engine is named.
+  """Every `every`-th real output frame of each real row whose engine is named (with
+  `named_only` False: of every real row, a human voice's among them).
 
-  Returns `({layer: float32 [N, C]}, engine int32 [N] (`engine - 1`), batch number int32 [N])`,
-  the layers' outputs after batch norm and ReLU ('act', inference mode).
+  Returns `({layer: float32 [N, C]}, engine int32 [N] (`engine - 1`: -1 where none is named),
+  batch number int32 [N])`, the layers' outputs after batch norm and ReLU ('act', inference
+  mode).
   """
   specs = model.layer_specs(config.model)
 
@@ -48,15 +55,18 @@ def layer_frames(config: ml_collections.ConfigDict, variables, batches: Iterable
   for number, batch in enumerate(batches):
     acts, lengths = jax.device_get(outputs(jnp.asarray(batch['audio']),
                                            jnp.asarray(batch['audio_lengths'])))
-    for row in np.flatnonzero((np.asarray(batch['weights']) > 0) & (batch['engine'] > 0)):
+    named = (batch['engine'] > 0) | (not named_only)
+    for row in np.flatnonzero((np.asarray(batch['weights']) > 0) & named):
       frames = np.arange(0, lengths[row], every)
       for name in layers:
         got[name].append(acts[name][row, frames])
       engines.append(np.full(len(frames), batch['engine'][row] - 1, np.int32))
       numbers.append(np.full(len(frames), number, np.int32))
-  if not engines:
+  if not engines and named_only:
     raise data.DataError('No row of these batches names its engine; a probe needs a corpus '
                          "folder whose SPEAKERS.txt names each speaker's engine.")
+  if not engines:
+    raise data.DataError('These batches hold no real row.')
   return ({name: np.concatenate(v).astype(np.float32) for name, v in got.items()},
           np.concatenate(engines), np.concatenate(numbers))
 
@@ -89,10 +99,17 @@ def cross_entropy(params: dict, x_NxC: Array, y_N: Array) -> Array:
 
 
 def probe_layers(x: Mapping[str, np.ndarray], y_N: np.ndarray, numbers_N: np.ndarray, *,
-                 train_fraction: float = 0.75, **settings) -> dict[str, dict[str, float]]:
+                 read_on: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                 train_fraction: float = 0.75, **settings) -> dict[str, dict]:
   """Per layer of `x` (`layer_frames`), a probe trained on the frames of the first
   `train_fraction` of the batches and read on the rest: {'cross_entropy', 'prior_cross_entropy',
-  'accuracy', 'majority', 'train_frames', 'test_frames'}."""
+  'accuracy', 'majority', 'train_frames', 'test_frames', 'train_share'} ('train_share': each
+  engine of `data.ENGINE_IDS`'s share of the training frames).
+
+  `read_on`: `{voice: {layer: frames [M, C]}}`, frames of other voices; each layer's scores then
+  hold 'read_on': `{voice: {'frames': M, 'named': [share of the M frames the probe names each
+  engine of data.ENGINE_IDS]}}`.
+  """
   num_classes = len(data.ENGINE_IDS)
   fit = numbers_N < max(1, int(round(train_fraction * (numbers_N.max() + 1))))
   if fit.all() or not fit.any():
@@ -110,15 +127,36 @@ def probe_layers(x: Mapping[str, np.ndarray], y_N: np.ndarray, numbers_N: np.nda
         'prior_cross_entropy': prior,
         'accuracy': float(np.mean(np.argmax(np.asarray(logits), -1) == held)),
         'majority': float(np.mean(held == np.argmax(share))),
-        'train_frames': int(fit.sum()), 'test_frames': int((~fit).sum())}
+        'train_frames': int(fit.sum()), 'test_frames': int((~fit).sum()),
+        'train_share': share.tolist()}
+    if read_on:
+      scores[name]['read_on'] = {voice: named_shares(params, frames[name])
+                                 for voice, frames in read_on.items()}
   return scores
 
 
-def markdown(scores: Mapping[str, Mapping[str, float]]) -> str:
-  """The table of `probe_layers`' scores, one row per layer."""
+def named_shares(params: dict, x_MxC: np.ndarray) -> dict:
+  """`{'frames': M, 'named': [share of the frames the probe names each engine]}`."""
+  named = np.argmax(np.asarray(train.engine_logits(params, jnp.asarray(x_MxC))), -1)
+  counts = np.bincount(named, minlength=len(data.ENGINE_IDS))
+  return {'frames': len(x_MxC), 'named': (counts / max(1, len(x_MxC))).tolist()}
+
+
+def markdown(scores: Mapping[str, Mapping]) -> str:
+  """The table of `probe_layers`' scores, one row per layer; with 'read_on', per other voice
+  the share of its frames each layer's probe names each heard engine."""
   lines = ['| layer | probe cross-entropy | prior | accuracy | commonest engine |',
            '|---|---|---|---|---|']
   for name, s in scores.items():
     lines.append(f'| {name} | {s["cross_entropy"]:.3f} | {s["prior_cross_entropy"]:.3f} | '
                  f'{s["accuracy"]:.3f} | {s["majority"]:.3f} |')
+  first = next(iter(scores.values()))
+  heard = [k for k, share in enumerate(first['train_share']) if share > 0]
+  for voice, read in first.get('read_on', {}).items():
+    lines += ['', f'Frames of {voice} ({read["frames"]}) named each engine:', '',
+              '| layer | ' + ' | '.join(data.ENGINE_IDS[k] for k in heard) + ' |',
+              '|---|' + '---|' * len(heard)]
+    for name, s in scores.items():
+      named = s['read_on'][voice]['named']
+      lines.append(f'| {name} | ' + ' | '.join(f'{named[k]:.3f}' for k in heard) + ' |')
   return '\n'.join(lines)
