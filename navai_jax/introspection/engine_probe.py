@@ -151,7 +151,10 @@ def markdown(scores: Mapping[str, Mapping]) -> str:
     lines.append(f'| {name} | {s["cross_entropy"]:.3f} | {s["prior_cross_entropy"]:.3f} | '
                  f'{s["accuracy"]:.3f} | {s["majority"]:.3f} |')
   first = next(iter(scores.values()))
-  heard = [k for k, share in enumerate(first['train_share']) if share > 0]
+  # The engines the probes were trained on, and any other one a probe names.
+  heard = [k for k, share in enumerate(first['train_share'])
+           if share > 0 or any(s['read_on'][voice]['named'][k] > 0 for s in scores.values()
+                               for voice in s.get('read_on', {}))]
   for voice, read in first.get('read_on', {}).items():
     lines += ['', f'Frames of {voice} ({read["frames"]}) named each engine:', '',
               '| layer | ' + ' | '.join(data.ENGINE_IDS[k] for k in heard) + ' |',
