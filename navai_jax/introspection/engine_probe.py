@@ -144,7 +144,7 @@ def named_shares(params: dict, x_MxC: np.ndarray) -> dict:
 
 def markdown(scores: Mapping[str, Mapping]) -> str:
   """The table of `probe_layers`' scores, one row per layer; with 'read_on', per other voice
-  the share of its frames each layer's probe names each heard engine."""
+  the share of its frames each layer's probe names each engine it was trained on or names."""
   lines = ['| layer | probe cross-entropy | prior | accuracy | commonest engine |',
            '|---|---|---|---|---|']
   for name, s in scores.items():
@@ -152,14 +152,14 @@ def markdown(scores: Mapping[str, Mapping]) -> str:
                  f'{s["accuracy"]:.3f} | {s["majority"]:.3f} |')
   first = next(iter(scores.values()))
   # The engines the probes were trained on, and any other one a probe names.
-  heard = [k for k, share in enumerate(first['train_share'])
+  shown = [k for k, share in enumerate(first['train_share'])
            if share > 0 or any(s['read_on'][voice]['named'][k] > 0 for s in scores.values()
                                for voice in s.get('read_on', {}))]
   for voice, read in first.get('read_on', {}).items():
     lines += ['', f'Frames of {voice} ({read["frames"]}) named each engine:', '',
-              '| layer | ' + ' | '.join(data.ENGINE_IDS[k] for k in heard) + ' |',
-              '|---|' + '---|' * len(heard)]
+              '| layer | ' + ' | '.join(data.ENGINE_IDS[k] for k in shown) + ' |',
+              '|---|' + '---|' * len(shown)]
     for name, s in scores.items():
       named = s['read_on'][voice]['named']
-      lines.append(f'| {name} | ' + ' | '.join(f'{named[k]:.3f}' for k in heard) + ' |')
+      lines.append(f'| {name} | ' + ' | '.join(f'{named[k]:.3f}' for k in shown) + ' |')
   return '\n'.join(lines)
