@@ -9,6 +9,12 @@ tfds:NAME) the run is evaluated on another corpus, written to WORKDIR/eval_SOURC
 With --decoder=lm it decodes by beam search with a token 6-gram language model of the run's
 own training transcripts (`recognizer.lm`), written to WORKDIR/eval_SPLIT_lm.json (or
 eval_SOURCE_SPLIT_lm.json); the defaults of its settings were chosen on the main job's dev split.
+With --bn_split=SPLIT every batch-norm layer's statistics are measured again, clean and layer by
+layer, on --bn_utterances of that split (of --bn_source, default the run's own corpus) before
+decoding (`training.bn_statistics`); written to WORKDIR/eval_..._bn-SPLIT.json:
+
+  python experiments/evaluate.py --workdir=runs/small --split=human \
+      --data_source=folder:data/asterisk --bn_split=train
 """
 
 
@@ -37,6 +43,14 @@ _LM_BETA = flags.DEFINE_float('lm_beta', _LM['beta'], 'With --decoder=lm: added 
 _BEAM = flags.DEFINE_integer('beam', _LM['beam'], 'With --decoder=lm: prefixes kept.',
                              lower_bound=1)
 
+_BN_SPLIT = flags.DEFINE_string('bn_split', None, "Measure the batch-norm statistics on this "
+                                'split before decoding (default: keep the run\'s).')
+_BN_SOURCE = flags.DEFINE_string('bn_source', None, "With --bn_split: the corpus it is a split "
+                                 "of, 'folder:PATH' or 'tfds:NAME' (default: the run's own).")
+_BN_UTTERANCES = flags.DEFINE_integer('bn_utterances', 1500, 'With --bn_split: utterances '
+                                      'spread over the split to measure on (0 = all).',
+                                      lower_bound=0)
+
 _DATA_SOURCE = cli.define_data_source()
 
 flags.register_validator('step', lambda s: s is None or s >= 0, '--step must be >= 0.')
@@ -52,7 +66,10 @@ def main(argv):
                                      data_source=_DATA_SOURCE().get('data.source'),
                                      lm_settings=None if _DECODER.value == 'greedy' else {
                                          'order': _LM_ORDER.value, 'alpha': _LM_ALPHA.value,
-                                         'beta': _LM_BETA.value, 'beam': _BEAM.value})
+                                         'beta': _LM_BETA.value, 'beam': _BEAM.value},
+                                     bn_pool=None if _BN_SPLIT.value is None else {
+                                         'split': _BN_SPLIT.value, 'source': _BN_SOURCE.value,
+                                         'utterances': _BN_UTTERANCES.value})
   print(evaluate.summary(result))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from navai_jax.training import bn_statistics
 from navai_jax.training import checkpoints
 from navai_jax.speech import data
 from navai_jax.training import evaluate
@@ -231,6 +232,29 @@ def test_a_language_model_without_its_training_transcripts_is_named(workdir, tmp
                      rf"transcripts \(folder:{tmp_path / 'moved'}, split train\): .*moved"):
     evaluate.evaluate_workdir(run, 'test', data_source=f'folder:{corpus}',
                               lm_settings=evaluate.LM_SETTINGS)
+
+
+def test_evaluate_workdir_with_the_statistics_of_a_pool(workdir):
+  evaluate.evaluate_workdir(workdir, 'test')
+  kept = {name: (workdir / name).read_text() for name in ('eval.json', 'eval_test.json')}
+  result = evaluate.evaluate_workdir(workdir, 'test',
+                                     bn_pool={'split': 'train', 'utterances': 2})
+  config, variables, _ = checkpoints.load_for_inference(workdir)
+  assert result['batch_stats'] == {'split': 'train', 'source': config.data.source,
+                                   'utterances': 2}
+  assert json.loads((workdir / 'eval_test_bn-train.json').read_text()) == json.loads(
+      json.dumps(result))
+  assert {name: (workdir / name).read_text() for name in kept} == kept
+  # The model with the statistics of those two training utterances, read here.
+  devices = jax.device_count()
+  pool = lambda: data.batches(config, 'train', train=False, batch_multiple=devices,
+                              max_utterances=2)
+  want = evaluate.evaluate(config, bn_statistics.precise(config, variables, pool),
+                           data.batches(config, 'test', train=False, batch_multiple=devices))
+  assert [result['ler'], result['wer']] == pytest.approx([want['ler'], want['wer']])
+  assert result['examples'] == want['examples']
+  with pytest.raises(data.DataError, match="No split folder 'nope'"):
+    evaluate.evaluate_workdir(workdir, 'test', bn_pool={'split': 'nope', 'utterances': 0})
 
 
 def test_transcripts_do_not_depend_on_the_buckets(workdir):

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.special
 
 from navai_jax.core import rules
+from navai_jax.training import bn_statistics
 from navai_jax.training import checkpoints
 from navai_jax.speech import data
 from navai_jax.speech import voices
@@ -201,10 +202,12 @@ def _file_safe(name: str) -> str:
 def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional[int] = None,
                      max_utterances: Optional[int] = None,
                      data_source: Optional[str] = None,
-                     lm_settings: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                     lm_settings: Optional[Mapping[str, Any]] = None,
+                     bn_pool: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
   """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
   (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only; decoded with a
-  language model, `eval_SPLIT_lm.json` or `eval_SOURCE_SPLIT_lm.json` only).
+  language model, `eval_SPLIT_lm.json` or `eval_SOURCE_SPLIT_lm.json` only; with batch-norm
+  statistics of another pool, `_bn-POOL` before `.json`, only).
 
   Characters of `split` (and `data_source`) other than letters, digits, '_', '+' and '-'
   become '_' in the file name.
@@ -218,9 +221,13 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     data_source: another corpus ('folder:PATH' or 'tfds:NAME'); None: the run's own.
     lm_settings: beam search with a language model of the run's own training transcripts
       (`lm_decoder`; keys as LM_SETTINGS), instead of greedy decoding.
+    bn_pool: `{'split', 'source', 'utterances'}`: evaluate with every batch-norm layer's
+      statistics measured on that many utterances (0 = all) spread over that split of that
+      corpus (None: the run's own corpus) instead of the run's (`bn_statistics.precise`).
   Returns:
     The result dict of `evaluate` plus 'step', 'split', 'workdir', 'source' and 'decoder'
-    ('greedy', or the language model's settings).
+    ('greedy', or the language model's settings), and with `bn_pool` 'batch_stats' (the pool:
+    its split, source and the utterances measured).
   """
   overrides = {} if data_source is None else {'data.source': data_source}
   config, variables, step = checkpoints.load_for_inference(workdir, step, overrides)
@@ -232,6 +239,9 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   if max_utterances < 0:
     raise ValueError(f'max_utterances must be >= 0 (0 = all), got {max_utterances}.')
   mesh = parallel.make_mesh()
+  pool = None
+  if bn_pool is not None:
+    variables, pool = pool_statistics(workdir, variables, bn_pool, mesh)
   batches = data.batches(config, split, train=False, batch_multiple=mesh.size,
                          max_utterances=max_utterances)
   kind, _, root = config.data.source.partition(':')
@@ -240,15 +250,39 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   result = {'step': step, 'split': split, 'workdir': str(workdir),
             'source': config.data.source,
             'decoder': 'greedy' if lm_settings is None else dict(lm_settings), **result}
+  if pool is not None:
+    result['batch_stats'] = pool
   if jax.process_index() == 0:
     text = json.dumps(result, indent=2) + '\n'
     names = ((f'eval_{_file_safe(split)}.json', 'eval.json') if data_source is None else
              (f'eval_{_file_safe(data_source)}_{_file_safe(split)}.json',))
     if lm_settings is not None:
       names = (names[0].replace('.json', '_lm.json'),)
+    if pool is not None:
+      own = pool['source'] == checkpoints.read_config(workdir).data.source
+      names = (names[0].replace('.json', f'_bn-{"" if own else _file_safe(pool["source"]) + "_"}'
+                                         f'{_file_safe(pool["split"])}.json'),)
     for name in names:
       files.write_text(Path(workdir) / name, text)
   return result
+
+
+def pool_statistics(workdir: str | Path, variables: PyTree, bn_pool: Mapping[str, Any],
+                    mesh: Mesh) -> tuple[PyTree, dict[str, Any]]:
+  """`variables` with the batch-norm statistics of `bn_pool` (`evaluate_workdir`), and the pool
+  as the result records it: `{'split', 'source', 'utterances'}`."""
+  run_config = checkpoints.read_config(workdir)
+  source = bn_pool.get('source') or run_config.data.source
+  config = checkpoints.apply_overrides(run_config, {'data.source': source})
+  utterances = bn_pool.get('utterances', 0)
+  if utterances < 0:
+    raise ValueError(f'The batch-norm pool\'s utterances must be >= 0 (0 = all), got {utterances}.')
+  make = lambda: data.batches(config, bn_pool['split'], train=False, batch_multiple=mesh.size,
+                              max_utterances=utterances)
+  size = len(data.load_split(config, bn_pool['split']))
+  count = min(utterances, size) if utterances else size  # as `data.batches` spreads them
+  variables = bn_statistics.precise(config, variables, make, mesh=mesh)
+  return variables, {'split': bn_pool['split'], 'source': source, 'utterances': count}
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -257,6 +291,10 @@ def summary(result: dict[str, Any]) -> str:
           f'LER {result["ler"]:.4f}  WER {result["wer"]:.4f}  '
           f'({result["num_utterances"]} utterances)')
   lines = [head.strip()]
+  if 'batch_stats' in result:
+    pool = result['batch_stats']
+    lines.append(f'  batch-norm statistics of {pool["utterances"]} utterances of '
+                 f'{pool["source"]}, split {pool["split"]}')
   if 'letter_edits' in result:
     lines.append('  letters substituted, deleted, inserted: ' + ', '.join(
         f'{rate:.4f}' for rate in result['letter_edits'].values()))
