@@ -255,6 +255,12 @@ def test_evaluate_workdir_with_the_statistics_of_a_pool(workdir):
   assert result['examples'] == want['examples']
   with pytest.raises(data.DataError, match="No split folder 'nope'"):
     evaluate.evaluate_workdir(workdir, 'test', bn_pool={'split': 'nope', 'utterances': 0})
+  named = evaluate.evaluate_workdir(workdir, 'test', bn_pool={
+      'split': 'train', 'source': config.data.source, 'utterances': 2})
+  safe_source = re.sub(r'[^\w+-]', '_', config.data.source)
+  name = f'eval_test_bn-{safe_source}_train.json'
+  assert json.loads((workdir / name).read_text()) == json.loads(json.dumps(named))
+  assert named['ler'] == result['ler']
 
 
 def test_transcripts_do_not_depend_on_the_buckets(workdir):

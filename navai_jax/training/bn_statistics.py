@@ -67,7 +67,11 @@ def jit_row_moments(config: ml_collections.FrozenConfigDict, mesh: Mesh):
 def merge(count_U: np.ndarray, mean_UxC: np.ndarray, m2_UxC: np.ndarray
           ) -> tuple[float, np.ndarray, np.ndarray]:
   """Frame count, mean and sum of squared deviations of the union of U groups of frames, each
-  given by its own count, mean and sum of squared deviations (float64)."""
+  given by its own count, mean and sum of squared deviations (float64).
+
+  The k-way form of Chan's formula that `introspection.moments.reduce_moments` computes on
+  devices; here on the host in float64, since training sits below introspection.
+  """
   count_U = np.asarray(count_U, np.float64)
   mean_UxC, m2_UxC = np.asarray(mean_UxC, np.float64), np.asarray(m2_UxC, np.float64)
   n = count_U.sum()

@@ -207,7 +207,8 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
   """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
   (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only; decoded with a
   language model, `eval_SPLIT_lm.json` or `eval_SOURCE_SPLIT_lm.json` only; with batch-norm
-  statistics of another pool, `_bn-POOL` before `.json`, only).
+  statistics of a pool, `_bn-SPLIT` (`_bn-SOURCE_SPLIT` where the pool names its source) before
+  `.json`, only).
 
   Characters of `split` (and `data_source`) other than letters, digits, '_', '+' and '-'
   become '_' in the file name.
@@ -258,10 +259,9 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
              (f'eval_{_file_safe(data_source)}_{_file_safe(split)}.json',))
     if lm_settings is not None:
       names = (names[0].replace('.json', '_lm.json'),)
-    if pool is not None:
-      own = pool['source'] == checkpoints.read_config(workdir).data.source
-      names = (names[0].replace('.json', f'_bn-{"" if own else _file_safe(pool["source"]) + "_"}'
-                                         f'{_file_safe(pool["split"])}.json'),)
+    if pool is not None:  # the pool's source in the name where one was asked for
+      named = f'{_file_safe(bn_pool["source"])}_' if bn_pool.get('source') else ''
+      names = (names[0].replace('.json', f'_bn-{named}{_file_safe(pool["split"])}.json'),)
     for name in names:
       files.write_text(Path(workdir) / name, text)
   return result
