@@ -9,7 +9,7 @@ re-estimated, so the result is the one fixed point of "every layer's statistics 
 its own input": one pass over the pool per batch-norm layer.
 
 Each utterance contributes its own frame count, mean and sum of squared deviations, computed
-on its real frames alone; they are merged in float64 on the host (Chan et al.'s pairwise
+on its real frames alone; they are merged in float64 on the host (Chan et al.'s parallel
 formula). So the statistics do not depend on how the pool is batched or padded, nor on the
 devices a batch is split over, beyond float32 rounding within one utterance.
 """
