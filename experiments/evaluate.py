@@ -4,8 +4,9 @@
   python experiments/evaluate.py --workdir=runs/small --split=test --decoder=lm
 
 Writes WORKDIR/eval_SPLIT.json and WORKDIR/eval.json (ler, wer, num_utterances, step, split
-and a few reference/hypothesis pairs) and prints them. With --data_source=folder:PATH (or
-tfds:NAME) the run is evaluated on another corpus, written to WORKDIR/eval_SOURCE_SPLIT.json.
+and --num_examples reference/hypothesis pairs, the first by id) and prints them. With
+--data_source=folder:PATH (or tfds:NAME) the run is evaluated on another corpus, written to
+WORKDIR/eval_SOURCE_SPLIT.json.
 With --decoder=lm it decodes by beam search with a token 6-gram language model of the run's
 own training transcripts (`recognizer.lm`), written to WORKDIR/eval_SPLIT_lm.json (or
 eval_SOURCE_SPLIT_lm.json); the defaults of its settings were chosen on the main job's dev split.
@@ -31,6 +32,11 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.
 _MAX_UTTERANCES = flags.DEFINE_integer(
     'max_utterances', None, 'Evaluate this many utterances spread over the split (0 = all); '
     "default the run's config.eval.max_utterances.")
+
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    'num_examples', None, 'Reference/hypothesis pairs to write and print, the first by id (at '
+    "least the split's size: every utterance); default the run's config.eval.num_examples.",
+    lower_bound=0)
 
 _DECODER = flags.DEFINE_enum('decoder', 'greedy', ['greedy', 'lm'],
                              'greedy (SPEC §3), or beam search with a language model.')
@@ -63,6 +69,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   result = evaluate.evaluate_workdir(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
                                      max_utterances=_MAX_UTTERANCES.value,
+                                     num_examples=_NUM_EXAMPLES.value,
                                      data_source=_DATA_SOURCE().get('data.source'),
                                      lm_settings=None if _DECODER.value == 'greedy' else {
                                          'order': _LM_ORDER.value, 'alpha': _LM_ALPHA.value,

@@ -172,8 +172,9 @@ def test_evaluate_workdir_writes_results(workdir):
   # The error rates of greedy transcripts made here, each utterance decoded alone at its own
   # length: the buckets the evaluation pads utterances into must not change a logit.
   config, variables, _ = checkpoints.load_for_inference(workdir)
-  hyps = []
+  hyps, ids = [], []
   for flac in sorted((workdir.parent / 'corpus' / 'test').rglob('*.flac')):
+    ids.append(flac.name.removesuffix('.flac'))
     audio, _ = sf.read(flac, dtype='float32')
     x, frames_B = features.log_mel(jnp.asarray(audio)[None], jnp.asarray([len(audio)]), config)
     logits, _ = model.apply_inference(config, variables, x)
@@ -185,11 +186,14 @@ def test_evaluate_workdir_writes_results(workdir):
   assert 0 < result['ler']  # an untrained model gets letters wrong: the comparison is not 0 == 0
   assert sum(result['letter_edits'].values()) == pytest.approx(result['ler'])
   assert len(result['examples']) == 2
-  refs = {ex['reference'] for ex in result['examples']}
-  assert refs <= {'cat', 'dog sat', 'bee', 'hello', 'quiet fox'}
   for name in ('eval_test.json', 'eval.json'):
     assert json.loads((workdir / name).read_text()) == json.loads(json.dumps(result))
   assert evaluate.evaluate_workdir(workdir, 'test', max_utterances=2)['num_utterances'] == 2
+  every = evaluate.evaluate_workdir(workdir, 'test', num_examples=9)['examples']
+  assert every == [{'id': i, 'reference': r, 'hypothesis': h} for i, r, h in zip(ids, refs, hyps)]
+  assert result['examples'] == every[:2]  # the first by id
+  with pytest.raises(ValueError, match='num_examples must be >= 0'):
+    evaluate.evaluate_workdir(workdir, 'test', num_examples=-1)
 
 
 def test_evaluate_workdir_with_a_language_model(workdir):
@@ -265,23 +269,25 @@ def test_evaluate_workdir_with_the_statistics_of_a_pool(workdir):
 
 def test_transcripts_do_not_depend_on_the_buckets(workdir):
   config, variables, _ = checkpoints.load_for_inference(workdir)
-  transcripts = []
+  transcripts, examples = [], []
   for buckets, batch_seconds in ((1, 8.0), (4, 8.0), (8, 2.0)):
     config.data.num_buckets, config.data.batch_seconds = buckets, batch_seconds
-    rows = evaluate.transcribe(config, variables, data.batches(config, 'test', train=False,
-                                                               batch_multiple=4))
-    transcripts.append(sorted(rows))
+    make = lambda: data.batches(config, 'test', train=False, batch_multiple=4)
+    transcripts.append(sorted(evaluate.transcribe(config, variables, make())))
+    examples.append(evaluate.evaluate(config, variables, make(), num_examples=3)['examples'])
   assert transcripts[0] == transcripts[1] == transcripts[2]
+  assert examples[0] == examples[1] == examples[2]
+  assert [ex['id'] for ex in examples[0]] == [i for i, _, _ in transcripts[0][:3]]
   assert len(transcripts[0]) == 5 and any(h for _, _, h in transcripts[0])
 
 
 def test_evaluate_script_prints_and_rejects_bad_input(workdir, tmp_path):
   env = {**os.environ, 'PYTHONPATH': str(ROOT)}
   script = [sys.executable, 'experiments/evaluate.py']
-  done = subprocess.run(script + [f'--workdir={workdir}', '--split=test'], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+  done = subprocess.run(script + [f'--workdir={workdir}', '--split=test', '--num_examples=3'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert 'LER' in done.stdout and 'REF: ' in done.stdout
+  assert 'LER' in done.stdout and done.stdout.count('REF: ') == 3
   assert not re.search(r'^I\d{4} [\d:.]+ +\d+ \w+\.py:\d+\]', done.stderr, re.M), done.stderr  # no INFO logs
   done = subprocess.run(script + [f'--workdir={tmp_path}'], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)

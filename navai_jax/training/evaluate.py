@@ -158,7 +158,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     decode: a `Decoder` instead of greedy decoding (e.g. `lm_decoder`).
   Returns:
     `{'ler', 'wer', 'num_utterances', 'letter_edits', 'per_speaker', 'examples': [{'id',
-    'reference', 'hypothesis'}, ...]}`; 'letter_edits' splits the LER into substitutions,
+    'reference', 'hypothesis'}, ...]}`; 'examples' are the first `num_examples` utterances
+    by id; 'letter_edits' splits the LER into substitutions,
     deletions and insertions (each per letter of the references); 'per_speaker' maps each
     speaker (the id's part before the first '-', as in LibriSpeech) to its own
     `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
@@ -173,8 +174,8 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
   ids = [i for i, _, _ in rows]
   counts = [error_rates.pair_counts(r, h) for _, r, h in rows]  # one alignment per pair
   rates = error_rates.rates_of(counts)
-  examples = [{'id': i, 'reference': r, 'hypothesis': h}
-              for i, r, h in rows[:max(num_examples, 0)]]
+  examples = [{'id': i, 'reference': r, 'hypothesis': h}  # by id: not the batches' order
+              for i, r, h in sorted(rows)[:max(num_examples, 0)]]
   speaker = lambda i: i.split('-')[0]
   order = [name for name, _ in LENGTH_GROUPS]
   letters = max(sum(c['letters'] for c in counts), 1)
@@ -203,7 +204,8 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
                      max_utterances: Optional[int] = None,
                      data_source: Optional[str] = None,
                      lm_settings: Optional[Mapping[str, Any]] = None,
-                     bn_pool: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                     bn_pool: Optional[Mapping[str, Any]] = None,
+                     num_examples: Optional[int] = None) -> dict[str, Any]:
   """Evaluates a trained run on `split`; writes `eval_SPLIT.json` and `eval.json` in `workdir`
   (on another corpus than the run's own, `eval_SOURCE_SPLIT.json` only; decoded with a
   language model, `eval_SPLIT_lm.json` or `eval_SOURCE_SPLIT_lm.json` only; with batch-norm
@@ -225,6 +227,8 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     bn_pool: `{'split', 'source', 'utterances'}`: evaluate with every batch-norm layer's
       statistics measured on that many utterances (0 = all) spread over that split of that
       corpus (None: the run's own corpus) instead of the run's (`bn_statistics.precise`).
+    num_examples: reference/hypothesis pairs to keep (the first by id); None takes
+      `config.eval.num_examples` of the run.
   Returns:
     The result dict of `evaluate` plus 'step', 'split', 'workdir', 'source' and 'decoder'
     ('greedy', or the language model's settings), and with `bn_pool` 'batch_stats' (the pool:
@@ -239,6 +243,8 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
     max_utterances = config.eval.max_utterances
   if max_utterances < 0:
     raise ValueError(f'max_utterances must be >= 0 (0 = all), got {max_utterances}.')
+  if num_examples is not None and num_examples < 0:
+    raise ValueError(f'num_examples must be >= 0, got {num_examples}.')
   mesh = parallel.make_mesh()
   pool = None
   if bn_pool is not None:
@@ -247,7 +253,8 @@ def evaluate_workdir(workdir: str | Path, split: str = 'test', *, step: Optional
                          max_utterances=max_utterances)
   kind, _, root = config.data.source.partition(':')
   engines = voices.engines_of_speakers(root) if kind == 'folder' else {}
-  result = evaluate(config, variables, batches, mesh=mesh, engines=engines, decode=decode)
+  result = evaluate(config, variables, batches, mesh=mesh, num_examples=num_examples,
+                    engines=engines, decode=decode)
   result = {'step': step, 'split': split, 'workdir': str(workdir),
             'source': config.data.source,
             'decoder': 'greedy' if lm_settings is None else dict(lm_settings), **result}
