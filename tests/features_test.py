@@ -117,3 +117,33 @@ def test_per_bin_normalization_takes_away_each_bins_mean_with_one_std():
   assert (x[1, 67:] == 0).all()  # frames past an utterance's end are exactly zero
   alone = features.log_mel(jnp.asarray(audio[1:, :9000]), lengths[1:], config)[0]
   np.testing.assert_allclose(alone[0], x[1, :67], atol=1e-5)  # alone == in a batch
+
+
+@pytest.mark.parametrize('normalize', features.NORMALIZATIONS)
+def test_speech_gate_takes_the_statistics_over_speech_alone(normalize):
+  rng = np.random.default_rng(3)
+  audio = np.zeros((2, 16000), np.float32)
+  audio[:, :6400] = rng.normal(size=6400) * 0.3  # speech, then digital silence ...
+  lengths = jnp.asarray([8000, 16000])  # ... of 1,600 samples, or of 9,600
+  config = default.get_config('tiny')
+  config.features.normalize = normalize
+  every = np.asarray(features.log_mel(jnp.asarray(audio), lengths, config)[0])
+  config.features.speech_gate_db = 40.0
+  x, frames_B = features.log_mel(jnp.asarray(audio), lengths, config)
+  x, n = np.asarray(x), int(frames_B[0])
+  # Silence does not move the speech's features: the same frames, with more silence after them.
+  np.testing.assert_allclose(x[1, :n], x[0, :n], atol=1e-5)
+  assert np.abs(every[1, :n] - every[0, :n]).max() > 0.1  # which every frame's statistics do
+  # By hand: the floored dB, its mean and std over the frames whose loudest bin is within 40 dB
+  # of the top (for 'per_bin' one mean per bin), every real frame normalized by them.
+  for b, length in enumerate(np.asarray(lengths)):
+    frames = int(frames_B[b])
+    want, std_db = _log_mel_by_hand(audio[b, :length].astype(np.float64), 80.0)
+    db = want * std_db
+    speech = db.max(axis=1) >= db.max() - 40.0
+    assert 0 < speech.sum() < frames
+    mean = db[speech].mean(axis=0) if normalize == 'per_bin' else db[speech].mean()
+    var = np.square(db[speech] - mean).mean()
+    np.testing.assert_allclose(x[b, :frames], (db - mean) / np.sqrt(var + 1e-8), rtol=1e-3,
+                               atol=2e-3)
+  assert (x[0, n:] == 0).all()  # frames past an utterance's end are exactly zero

@@ -16,6 +16,7 @@ BAD = {
     'model.bn_momentum': 1.0, 'model.bn_epsilon': 0.0, 'model.dropout': 1.0,
     'features.sample_rate': 8000, 'features.window': 0, 'features.hop': 0,
     'features.num_mels': 0, 'features.top_db': 0.0, 'features.normalize': 'per_utterance',
+    'features.speech_gate_db': -1.0,
     'data.source': 'folder:', 'data.train_split': '', 'data.eval_split': '',
     'data.reader': 'grain', 'data.batch_seconds': 0.0, 'data.max_seconds': -1.0,
     'data.num_buckets': 0, 'data.sorted_epochs': -1,

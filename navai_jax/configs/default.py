@@ -70,10 +70,11 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
 
   # Features (SPEC §1): 16 kHz audio, 512-sample windows every 128 samples, 128 mel bins,
   # decibels floored 80 dB below the utterance's maximum, one mean and std per utterance
-  # ('per_bin': one per mel bin).
+  # ('per_bin': one per mel bin), over every frame (speech_gate_db > 0: over the frames whose
+  # loudest bin is within that many dB of the utterance's loudest).
   c.features = ml_collections.ConfigDict(
       {'sample_rate': 16000, 'window': 512, 'hop': 128, 'num_mels': 128, 'top_db': 80.0,
-       'normalize': 'utterance'})
+       'normalize': 'utterance', 'speech_gate_db': 0.0})
 
   # Data.
   c.data = ml_collections.ConfigDict()

@@ -7,7 +7,11 @@ then one mean and one standard deviation per utterance (z-normalization over its
 `features.normalize='per_bin'` instead subtracts each mel bin's own mean over the utterance's
 frames (cepstral mean normalization, in the mel domain), which takes away a voice's or a
 channel's long-term spectrum, then divides by one standard deviation; SPEC §1's one mean is the
-default.
+default. `features.speech_gate_db` > 0 takes the mean and the standard deviation over the
+utterance's speech alone: the frames whose loudest mel bin lies within that many dB of the
+utterance's loudest cell (every frame is still normalized by them), so that silence around a
+word, and how much of it a recording keeps, does not move its speech's features; 0, every frame
+(SPEC §1), is the default.
 """
 
 import functools
@@ -35,6 +39,7 @@ RULES = {'features': [
     ('window', *rules.at_least(1)), ('hop', *rules.at_least(1)), ('num_mels', *rules.at_least(1)),
     ('top_db', *rules.POSITIVE),
     ('normalize', *rules.one_of(NORMALIZATIONS)),
+    ('speech_gate_db', *rules.at_least(0)),
 ]}
 
 
@@ -148,8 +153,12 @@ def log_mel(audio_BxA: Array, lengths_B: Array, config: ml_collections.ConfigDic
   mask_BxT = jnp.arange(db.shape[1])[None] < frames_B[:, None]
   top = jnp.max(jnp.where(mask_BxT[..., None], db, -jnp.inf), axis=(1, 2), keepdims=True)
   db = jnp.maximum(db, top - c.top_db)
-  m = mask_BxT[..., None]
-  frames = jnp.maximum(frames_B[:, None, None], 1)
+  # The frames the statistics are taken over: every real one, or (speech_gate_db > 0) those
+  # whose loudest bin is within the gate of the top; the top's own frame always is.
+  gate = c.get('speech_gate_db', 0.0)
+  measured_BxT = mask_BxT if not gate else mask_BxT & (jnp.max(db, axis=2) >= top[..., 0] - gate)
+  m = measured_BxT[..., None]
+  frames = jnp.maximum(jnp.sum(measured_BxT, axis=1)[:, None, None], 1)
   count = frames * db.shape[2]
   if c.normalize == 'per_bin':
     mean = jnp.sum(jnp.where(m, db, 0.0), axis=1, keepdims=True) / frames
@@ -159,4 +168,4 @@ def log_mel(audio_BxA: Array, lengths_B: Array, config: ml_collections.ConfigDic
   # codec's band) keeps its few dB, where its own would blow them up to one.
   var = jnp.sum(jnp.where(m, (db - mean) ** 2, 0.0), axis=(1, 2), keepdims=True) / count
   x = (db - mean) * jax.lax.rsqrt(var + 1e-8)
-  return jnp.where(m, x, 0.0), frames_B
+  return jnp.where(mask_BxT[..., None], x, 0.0), frames_B
