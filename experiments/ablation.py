@@ -85,7 +85,8 @@ _HUMAN = flags.DEFINE_string('human', 'data/asterisk', 'The human voice (make_hu
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/ablation', 'One training run per row below it.')
 _STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps of every row.', lower_bound=1)
 _ROWS = flags.DEFINE_list('rows', DEFAULT_ROWS, f'Rows among {", ".join(ROWS)}, each with any '
-                          f'of @{", @".join(MODIFIERS)}, @seedN, @lrX, @advX, @dropX, @wdX, @gateX.')
+                          f'of @{", @".join(MODIFIERS)}, @seedN, @lrX, @advX, @dropX, @wdX, '
+                          '@gateX.')
 _PRESET = flags.DEFINE_string('preset', 'small', 'Model preset of every row.')
 
 EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))

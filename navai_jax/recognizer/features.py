@@ -10,8 +10,9 @@ channel's long-term spectrum, then divides by one standard deviation; SPEC §1's
 default. `features.speech_gate_db` > 0 takes the mean and the standard deviation over the
 utterance's speech alone: the frames whose loudest mel bin lies within that many dB of the
 utterance's loudest cell (every frame is still normalized by them), so that silence around a
-word, and how much of it a recording keeps, does not move its speech's features; 0, every frame
-(SPEC §1), is the default.
+word, and how much of it a recording keeps, does not move its speech's features (zero, the fill
+of `introspection.alignment` and the attributions' baseline, is then the speech's mean); 0, every
+frame (SPEC §1), is the default.
 """
 
 import functools

@@ -158,9 +158,9 @@ def evaluate(config: ml_collections.ConfigDict, variables: PyTree,
     decode: a `Decoder` instead of greedy decoding (e.g. `lm_decoder`).
   Returns:
     `{'ler', 'wer', 'num_utterances', 'letter_edits', 'per_speaker', 'examples': [{'id',
-    'reference', 'hypothesis'}, ...]}`; 'examples' are the first `num_examples` utterances
-    by id; 'letter_edits' splits the LER into substitutions,
-    deletions and insertions (each per letter of the references); 'per_speaker' maps each
+    'reference', 'hypothesis'}, ...]}`; 'examples' are the first `num_examples` utterances by
+    id; 'letter_edits' splits the LER into substitutions, deletions and insertions (each per
+    letter of the references); 'per_speaker' maps each
     speaker (the id's part before the first '-', as in LibriSpeech) to its own
     `{'ler', 'wer', 'num_utterances'}`, 'per_length' each
     `length_group` (words in the reference: '1', '2-3', '4+') to its own,
