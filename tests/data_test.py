@@ -2,6 +2,7 @@
 
 import collections
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import pytest
 import soundfile as sf
 
 from navai_jax.core import rules
+from navai_jax.recognizer import features
 from navai_jax.speech import data
+from navai_jax.speech import phoneme_times
+from navai_jax.speech import phonemes
 from navai_jax.speech import sources
 from navai_jax.speech import tfds_records
 from navai_jax.recognizer import vocab
@@ -394,3 +398,35 @@ def test_transcripts_that_cannot_fit_their_audio_are_named(tmp_path, write_split
                                            r'positions \(1199 tokens\), its 2.00 s give 124'):
     data.load_split(config, 'dev')
 
+
+
+def test_training_batches_carry_each_frames_phoneme_target(tmp_path, write_split):
+  ids = write_split(tmp_path, 'train', ['bad dog', 'zebra', 'dog', 'grab'], timings=True)
+  paths = {i: next(tmp_path.rglob(f'{i}.timing.json')) for i in ids}
+  config = folder_config(tmp_path, num_buckets=1)
+  config.train.phoneme_head = 1.0
+  with pytest.raises(data.DataError, match=r"phoneme_head=1.0 needs true phoneme times in "
+                                           r"ARPAbet .* no utterance of 'train' in folder:"):
+    next(data.batches(config, 'train', train=True))
+  for i in ids[:3]:  # the last keeps a timing file of no inventory: no targets
+    times = json.loads(paths[i].read_text())
+    paths[i].write_text(json.dumps({**times, 'inventory': 'arpabet', 'timed': True}))
+  c = config.features
+  for batch in itertools.islice(data.batches(config, 'train', train=True), 3):
+    for row, u in enumerate(batch['index']):
+      utt = str(data.load_split(config, 'train').ids[u])
+      frames = int(features.num_frames(28800, c.window, c.hop))
+      want = (phoneme_times.frame_targets(phoneme_times.read_timing(paths[utt]), frames, config)
+              if utt != ids[3] else np.full(frames, -1))
+      np.testing.assert_array_equal(batch['phonemes'][row, :frames], want)
+      assert np.all(batch['phonemes'][row, frames:] == -1)
+  # 'bad dog': /b/ (first of ARPAbet's consonants) from 0.04 s to 0.12 s, silence before it.
+  first = phoneme_times.frame_targets(phoneme_times.read_timing(paths[ids[0]]), 20, config)
+  centre_s = (np.arange(20) * c.hop + c.window / 2) / 16000
+  np.testing.assert_array_equal(first[centre_s < 0.04], 0)
+  np.testing.assert_array_equal(first[(centre_s >= 0.04) & (centre_s < 0.12)],
+                                1 + phonemes.ARPABET.index('b'))
+  # Only training with a phoneme head reads them.
+  assert 'phonemes' not in next(data.batches(config, 'train', train=False))
+  config.train.phoneme_head = 0.0
+  assert 'phonemes' not in next(data.batches(config, 'train', train=True))

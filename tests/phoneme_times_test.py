@@ -48,3 +48,20 @@ def test_phoneme_track_marks_the_frames_each_phoneme_sounds_in():
   centre_s = (np.arange(60) * 128 + 256) / 16000
   want = np.where(centre_s < 0.1, 0, np.where((centre_s >= 0.2) & (centre_s < 0.3), 1, -1))
   np.testing.assert_array_equal(track, want)
+
+
+def test_frame_targets_are_one_plus_the_arpabet_class_and_zero_between_phonemes():
+  config = default.get_config('tiny')
+  times = {'inventory': 'arpabet', 'timed': True,
+           'phonemes': [{'phoneme': 'aa', 'start': 0.05, 'end': 0.1},
+                        {'phoneme': 'x', 'start': 0.1, 'end': 0.2},  # not ARPAbet: no target
+                        {'phoneme': 'zh', 'start': 0.25, 'end': 0.3}]}
+  targets = phoneme_times.frame_targets(times, 60, config)
+  centre_s = (np.arange(60) * 128 + 256) / 16000
+  # 'aa' is the first of ARPAbet's 39, 'zh' the last.
+  want = np.select([(centre_s >= 0.05) & (centre_s < 0.1), (centre_s >= 0.1) & (centre_s < 0.2),
+                    (centre_s >= 0.25) & (centre_s < 0.3)], [1, -1, 39], 0)
+  np.testing.assert_array_equal(targets, want)
+  assert phoneme_times.NUM_TARGETS == 40 and {0, 1, 39, -1} <= set(targets.tolist())
+  for other in ({**times, 'timed': False}, {**times, 'inventory': 'espeak'}):
+    np.testing.assert_array_equal(phoneme_times.frame_targets(other, 60, config), -1)

@@ -34,6 +34,7 @@ from navai_jax.training import parallel
 from navai_jax.training import train
 from navai_jax.recognizer import vocab
 from navai_jax.speech import data
+from navai_jax.speech import phonemes
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -590,24 +591,113 @@ def test_engine_adversary_leaves_the_model_alone_until_it_ramps_up(tones):
                 after['plain'][2][0].variables['params']) > 1e-4
 
 
-def test_a_run_with_an_engine_adversary_saves_it_and_is_read_without(tones, tmp_path):
-  config = _adversary_config(tones)
+@pytest.mark.parametrize('head', ['engine_adversary', 'phoneme_head'])
+def test_a_run_with_a_training_only_head_saves_it_and_is_read_without(tones, tmp_path, head):
+  config = tones.config()
+  config.train[head] = 0.5
   config.train.num_steps = 4
-  rows = lambda b: {**b, 'engine': np.ones(len(b['weights']), np.int32)}
+  rows = lambda b: {**b, 'engine': np.ones(len(b['weights']), np.int32),
+                    'phonemes': _tone_targets(b)}
   train_batches = lambda start, multiple: map(rows, tones.train_batches(start, multiple))
-  state = train.train(config, tmp_path / 'adv', train_batches=train_batches,
+  state = train.train(config, tmp_path / 'run', train_batches=train_batches,
                       eval_batches=tones.eval_batches)
-  logged = read_metrics(tmp_path / 'adv')
-  assert all(np.isfinite(r['engine_loss']) for r in logged if 'loss' in r)
-  _, variables, step = checkpoints.load_for_inference(tmp_path / 'adv')
+  logged = read_metrics(tmp_path / 'run')
+  loss = {'engine_adversary': 'engine_loss', 'phoneme_head': 'phoneme_loss'}[head]
+  assert all(np.isfinite(r[loss]) for r in logged if 'loss' in r)
+  _, variables, step = checkpoints.load_for_inference(tmp_path / 'run')
   assert step == 4
   assert_trees_equal(variables, state.variables)
   # Resumed without it, it is refused by name, and its checkpoints are kept.
-  config.train.engine_adversary, config.train.num_steps = 0.0, 6
-  with pytest.raises(ValueError, match=r"params\['engine_adversary'\] \(config.train."
-                                       r'engine_adversary\) in the checkpoint but not'):
-    train.train(config, tmp_path / 'adv', train_batches=train_batches)
-  assert checkpoints.manager(tmp_path / 'adv').latest_step() == 4
+  config.train[head], config.train.num_steps = 0.0, 6
+  with pytest.raises(ValueError, match=rf"params\['{head}'\] \(config.train.{head}\) in the "
+                                       'checkpoint but not'):
+    train.train(config, tmp_path / 'run', train_batches=train_batches)
+  assert checkpoints.manager(tmp_path / 'run').latest_step() == 4
+
+
+def _tone_targets(batch):
+  """Phoneme targets of a tones batch (`data.batches`' 'phonemes'): 1 + ARPAbet's 'aa' at
+  each feature frame whose window holds a tone, 0 at silence, -1 past the audio."""
+  c = default.get_config('tiny').features
+  audio = np.asarray(batch['audio'])
+  frames = int(features.num_frames(audio.shape[1], c.window, c.hop))
+  starts = np.arange(frames) * c.hop
+  loud = np.stack([np.abs(audio[:, s:s + c.window]).max(1) > 0.1 for s in starts], 1)
+  real = starts[None] + c.window <= np.asarray(batch['audio_lengths'])[:, None]
+  return np.where(real, np.where(loud, 1 + phonemes.ARPABET.index('aa'), 0), -1).astype(np.int32)
+
+
+def _phoneme_config(tones, weight=1.0, layer=0):
+  config = tones.config()
+  config.train.phoneme_head, config.train.phoneme_layer = weight, layer
+  return config
+
+
+def test_position_targets_are_the_frames_at_the_centres_of_their_windows(tones):
+  c = tones.config().features
+  frame_u = np.arange(40)
+  targets = np.tile(np.arange(100, dtype=np.int32), (2, 1))  # each frame's target: its number
+  read = np.array([12000, 12000])
+  played = np.array([12000, 24000])  # row 1 played at half speed: twice as long
+  # Layer 1 (kernel 48, stride 2) and the middle layers (kernel 7) centre output u on frame 2u;
+  # the last hidden layer (after one of kernel 32) on 2u + 1.
+  for layer, centre in ((3, 2 * frame_u), (0, 2 * frame_u + 1)):
+    got = np.asarray(train.position_targets(_phoneme_config(tones, layer=layer), targets, read,
+                                            played, 40))
+    np.testing.assert_array_equal(got[0], np.minimum(centre, 99))
+    at_half_speed = np.round(((centre * c.hop + c.window / 2) / 2 - c.window / 2) / c.hop)
+    np.testing.assert_array_equal(got[1], np.clip(at_half_speed, 0, 99))
+  with pytest.raises(ValueError, match=r'config.train.phoneme_layer=12 must be a hidden layer, '
+                                       r'1..11, or 0 for the last one'):
+    train.check_config(_phoneme_config(tones, layer=12))
+
+
+def test_phoneme_loss_is_the_cross_entropy_of_the_real_positions_with_a_target():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(3, 5, 40)).astype(np.float32)
+  targets = np.array([[0, 7, -1, 39, 2], [1, 1, 1, 1, 1], [5, 5, 5, 5, 5]], np.int32)
+  weights = np.array([1, 1, 0], np.float32)  # row 2: a filler row
+  lengths = np.array([5, 2, 5], np.int32)
+  log_p = logits.astype(np.float64)
+  log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+  terms = [-log_p[0, u, t] for u, t in ((0, 0), (1, 7), (3, 39), (4, 2))]
+  terms += [-log_p[1, u, 1] for u in range(2)]
+  got = train.phoneme_loss(logits, targets, weights, lengths)
+  np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
+  assert float(train.phoneme_loss(logits, np.full((3, 5), -1), weights, lengths)) == 0.0
+
+
+def test_a_phoneme_head_trains_the_model_only_where_there_are_targets(tones):
+  mesh = parallel.make_mesh()
+  batch = next(tones.train_batches(0, mesh.size))
+  timed = {**batch, 'phonemes': _tone_targets(batch)}
+  untimed = {**batch, 'phonemes': np.full_like(timed['phonemes'], -1)}
+  after = {}
+  for name, config, given, steps in (('plain', tones.config(), timed, 3),
+                                     ('untimed', _phoneme_config(tones), untimed, 3),
+                                     ('timed', _phoneme_config(tones), timed, 20)):
+    config = ml_collections.FrozenConfigDict(config)
+    state, step = train.jit_init_state(config, mesh)(), train.jit_train_step(config, mesh)
+    history = []
+    for _ in range(steps):
+      state, metrics = step(state, parallel.shard_batch(given, mesh))
+      history.append(jax.device_get((state, metrics)))  # the next step donates `state`
+    after[name] = history
+  # The head's weights are a key of their own: the model's start as a run's without it.
+  assert_trees_equal(train.init_state(_phoneme_config(tones)).variables,
+                     train.init_state(tones.config()).variables)
+  # Without targets, the run is a run without the head.
+  for (state, metrics), (plain, plain_metrics) in zip(after['untimed'], after['plain']):
+    assert float(metrics['phoneme_loss']) == 0.0
+    np.testing.assert_allclose(metrics['loss'], plain_metrics['loss'], rtol=1e-6)
+    assert_trees_equal(state.variables, plain.variables, atol=1e-6)
+  # With them, it learns tone from silence, and the model with it.
+  losses = [float(m['phoneme_loss']) for _, m in after['timed']]
+  assert losses[-1] < 0.5 * losses[0]
+  differ = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))),
+                                        after['timed'][2][0].variables['params'],
+                                        after['plain'][2][0].variables['params']))
+  assert max(differ) > 1e-4
 
 
 def test_a_run_with_language_heads_saves_them_and_is_read_without(tones, tmp_path):

@@ -163,6 +163,13 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # in every engine's voices. Needs a corpus whose SPEAKERS.txt names the engines; inference
   # and every figure read the model alone.
   c.train.engine_adversary = 0.0
+  # > 0: a linear layer over `phoneme_layer`'s output (0: the last hidden layer) learns which
+  # phoneme sounds at each frame, from the corpus's true times (`.timing.json`; 0 for silence,
+  # 1..39 ARPAbet), and its cross-entropy, times this weight, is added to the CTC loss.
+  # Utterances without times add nothing. Needs a corpus with true times; inference and every
+  # figure read the model alone.
+  c.train.phoneme_head = 0.0
+  c.train.phoneme_layer = 0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.max_utterances = 0  # 0 = all.

@@ -31,8 +31,10 @@ import ml_collections
 import numpy as np
 
 from navai_jax.core import rules
+from navai_jax.recognizer import features
 from navai_jax.speech import librispeech
 from navai_jax.speech import other_languages
+from navai_jax.speech import phoneme_times
 from navai_jax.speech import sources
 from navai_jax.speech import voices
 
@@ -143,11 +145,30 @@ def make_buckets(lengths_U: np.ndarray, label_lengths_U: np.ndarray, *, num_buck
   return Buckets(bounds[keep], sizes[keep], widths[keep], remap[bucket_of])
 
 
+def _phoneme_targets(config: ml_collections.ConfigDict, data: Split, timings: np.ndarray,
+                     filled: np.ndarray, num_samples: int) -> np.ndarray:
+  """int32 [rows, frames of `num_samples` samples]: each row's `phoneme_times.frame_targets`
+  over the feature frames its utterance fills, -1 over the padding and throughout a row
+  without a timing file (`timings[u] == ''`)."""
+  c = config.features
+  targets = np.full((len(filled), int(features.num_frames(num_samples, c.window, c.hop))), -1,
+                    np.int32)
+  for r, u in enumerate(filled):
+    if timings[u]:
+      frames = int(features.num_frames(data.lengths[u], c.window, c.hop))
+      targets[r, :frames] = phoneme_times.frame_targets(
+          phoneme_times.read_timing(timings[u]), frames, config)
+  return targets
+
+
 def _assemble(data: Split, languages: np.ndarray, engines: np.ndarray, rows: np.ndarray,
-              size: int, num_samples: int, label_width: int, block: slice
+              size: int, num_samples: int, label_width: int, block: slice,
+              timings: np.ndarray | None = None, config: ml_collections.ConfigDict | None = None
               ) -> dict[str, np.ndarray]:
   """Rows `block` of one padded batch of utterances `rows`; filler rows repeat rows[0] with
-  weight 0. Only the block's audio is read."""
+  weight 0. Only the block's audio is read. With `timings` (each utterance's timing file, ''
+  for none), 'phonemes' holds each row's `phoneme_times.frame_targets` over the batch's feature
+  frames, -1 where there is none."""
   filled = np.concatenate([rows, np.full(size - len(rows), rows[0])])
   real = (np.arange(size) < len(rows))[block]
   filled = filled[block]
@@ -173,6 +194,8 @@ def _assemble(data: Split, languages: np.ndarray, engines: np.ndarray, rows: np.
       'index': filled.astype(np.int64),
       'language': languages[filled],
       'engine': engines[filled],
+      **({} if timings is None else
+         {'phonemes': _phoneme_targets(config, data, timings, filled, num_samples)}),
   }
 
 
@@ -250,7 +273,9 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     'id' and 'text' str [B], 'weights' float32 [B], 'rows' int64 [2] (the first row of this
     block and the global batch size), 'index' int64 [B] (each row's utterance in the id-sorted
     split, `sources.load_split`), 'language' int32 [B] (0: the corpus's own speech, k: the
-    k-th of `other_languages.LANGUAGES`), 'engine' int32 [B] (`engine_ids`). Filler rows
+    k-th of `other_languages.LANGUAGES`), 'engine' int32 [B] (`engine_ids`), and in training
+    with `train.phoneme_head` 'phonemes' int32 [B, feature frames of A] (each frame's
+    `phoneme_times.frame_targets`, -1 for none and over the padding). Filler rows
     (weight 0, id and text '') repeat the batch's first utterance, so every row gives finite
     features and losses.
   """
@@ -286,6 +311,16 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     raise DataError(f'config.train.engine_adversary={config.train.engine_adversary} needs a '
                     "corpus folder whose SPEAKERS.txt names each speaker's engine; no speaker "
                     f'of {split!r} in {config.data.source} has one.')
+  timings = None
+  if train and config.get('train', {}).get('phoneme_head'):
+    found = {i: path for i, path in phoneme_times.find_timings(config).items()
+             if phoneme_times.read_timing(path).get('inventory') == 'arpabet'}
+    timings = np.array([found.get(str(i), '') for i in data.ids], object)
+    if not any(timings[use]):
+      raise DataError(f'config.train.phoneme_head={config.train.phoneme_head} needs true '
+                      'phoneme times in ARPAbet (the .timing.json files of a corpus that '
+                      f'make_corpus.py made); no utterance of {split!r} in '
+                      f'{config.data.source} has them.')
   buckets = make_buckets(data.lengths[use], data.label_lengths[use],
                          num_buckets=config.data.num_buckets,
                          batch_seconds=config.data.batch_seconds, batch_multiple=batch_multiple)
@@ -296,7 +331,7 @@ def batches(config: ml_collections.ConfigDict, split: str, *, train: bool, seed:
     rows = size // process_count
     return _assemble(data, languages, engines, use[positions], size, int(buckets.bounds[k]),
                      int(buckets.label_widths[k]),
-                     slice(process_index * rows, (process_index + 1) * rows))
+                     slice(process_index * rows, (process_index + 1) * rows), timings, config)
 
   if train:
     plans = _Plans(buckets, seed, config.data.get('sorted_epochs', 0))

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from navai_jax.recognizer import features
+from navai_jax.speech import phonemes
 
 SUFFIX = '.timing.json'
 
@@ -76,3 +77,25 @@ def phoneme_track(times: dict, classes: Sequence[str], num_frames: int,
     c = index.get(phoneme_class(p['phoneme']), -1)
     track_T[(times_T >= p['start']) & (times_T < p['end']) & (c >= 0)] = c
   return track_T
+
+
+# Targets of `train.phoneme_head`: 0 for a frame where no phoneme sounds (silence, a pause),
+# 1 + k for ARPAbet phoneme k (`phonemes.ARPABET`).
+NUM_TARGETS = 1 + len(phonemes.ARPABET)
+
+
+def frame_targets(times: dict, num_frames: int, config: ml_collections.ConfigDict) -> np.ndarray:
+  """int32 [num_frames], the `train.phoneme_head` target of every feature frame of an utterance
+  with true times `times` (`read_timing`): 1 + k where ARPAbet phoneme k (`phonemes.ARPABET`)
+  sounds at the frame's centre, over [start, end) as in `phoneme_track`; 0 where none does
+  (silence, a pause); -1, no target, where a phoneme outside ARPAbet sounds, and throughout
+  for an utterance without times (`"timed": false`) or whose phonemes are not ARPAbet (a
+  corpus made before `"inventory": "arpabet"`)."""
+  if times.get('inventory') != 'arpabet' or not times.get('timed', True):
+    return np.full(num_frames, -1, np.int32)
+  times_T = features.frame_to_seconds(np.arange(num_frames), config)
+  index = {c: k + 1 for k, c in enumerate(phonemes.ARPABET)}
+  targets_T = np.zeros(num_frames, np.int32)
+  for p in times['phonemes']:
+    targets_T[(times_T >= p['start']) & (times_T < p['end'])] = index.get(p['phoneme'], -1)
+  return targets_T

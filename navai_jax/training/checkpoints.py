@@ -136,8 +136,9 @@ def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
 
 
 # Parameters a training state holds beside the model's (`train.language_heads`,
-# `train.engine_adversary`): saved and resumed with it, never read for inference.
-TRAINING_ONLY_PARAMS = ('language_heads', 'engine_adversary')
+# `train.engine_adversary`, `train.phoneme_head`): saved and resumed with it, never read for
+# inference.
+TRAINING_ONLY_PARAMS = ('language_heads', 'engine_adversary', 'phoneme_head')
 
 
 def model_params(params: PyTree) -> PyTree:

@@ -17,11 +17,11 @@ import numpy as np
 PyTree = Any
 
 DATA_AXIS = 'data'
-# Batch fields that go to the devices; 'id' and 'text' stay on the host. 'language' and
-# 'engine' (from `data.batches`; `train.language_heads` and `train.engine_adversary` read them)
-# go too where a batch has them.
+# Batch fields that go to the devices; 'id' and 'text' stay on the host. 'language', 'engine'
+# and 'phonemes' (from `data.batches`; `train.language_heads`, `train.engine_adversary` and
+# `train.phoneme_head` read them) go too where a batch has them.
 ARRAY_FIELDS = ('audio', 'audio_lengths', 'labels', 'label_paddings', 'weights')
-OPTIONAL_FIELDS = ('language', 'engine')
+OPTIONAL_FIELDS = ('language', 'engine', 'phonemes')
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:

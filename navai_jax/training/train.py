@@ -36,6 +36,7 @@ from navai_jax.core import files
 from navai_jax.recognizer import model
 from navai_jax.recognizer import vocab
 from navai_jax.speech import other_languages
+from navai_jax.speech import phoneme_times
 from navai_jax.training import parallel
 from navai_jax.training import run_log
 from navai_jax.core import rules
@@ -68,13 +69,16 @@ RULES = {
         ('init_from', lambda v: v == '' or bool(v.strip()), "a run's folder, or '' for none"),
         ('other_languages_weight', lambda v: v >= 0, '>= 0'),
         ('engine_adversary', lambda v: v >= 0, '>= 0 (0 = none)'),
+        ('phoneme_head', lambda v: v >= 0, '>= 0 (0 = none)'),
+        ('phoneme_layer', lambda v: v >= 0, '>= 0 (0 = the last hidden layer)'),
     ],
 }
 # The rules of every section that training reads.
 RULE_TABLES = (RULES, model.RULES, features.RULES, data.RULES, augment.RULES, evaluate.RULES)
 
 
-HEADS, ADVERSARY = checkpoints.TRAINING_ONLY_PARAMS  # other languages' output layers; engines'
+# Other languages' output layers; the engines' adversary; the phoneme head.
+HEADS, ADVERSARY, PHONEMES = checkpoints.TRAINING_ONLY_PARAMS
 ADVERSARY_WIDTH = 128  # the hidden layer of the engine adversary (`train.engine_adversary`)
 
 
@@ -96,6 +100,10 @@ def cross_section_problems(config: ml_collections.ConfigDict) -> list[str]:
   """The rules across two sections (`augment.mask_problems`; language heads need the split of
   other languages)."""
   problems = augment.mask_problems(config)
+  hidden = len(model.layer_specs(config.model)) - 1
+  if not 0 <= config.train.get('phoneme_layer', 0) <= hidden:
+    problems.append(f'config.train.phoneme_layer={config.train.phoneme_layer} must be a hidden '
+                    f'layer, 1..{hidden}, or 0 for the last one')
   split = config.data.train_split
   if config.train.get('language_heads') and not (
       isinstance(split, str) and other_languages.named_in(split)):
@@ -139,7 +147,9 @@ def init_state(config: ml_collections.ConfigDict) -> TrainState:
   of `other_languages.LANGUAGES` ('kernel' [L, W, V], 'bias' [L, V]), initialized as the
   model's own output layer is, from a key of their own (the model's weights are those of a
   run without them). With `train.engine_adversary`, `params['engine_adversary']` holds the
-  engine adversary (`engine_logits`), initialized so too, from another key of its own.
+  engine adversary (`engine_logits`), initialized so too, from another key of its own; with
+  `train.phoneme_head`, `params['phoneme_head']` the phoneme head (`phoneme_logits`), from a
+  third.
   """
   key = jax.random.key(config.seed)
   variables = model.init_variables(config, key)
@@ -155,6 +165,12 @@ def init_state(config: ml_collections.ConfigDict) -> TrainState:
   if config.train.get('engine_adversary'):
     params = {**params, ADVERSARY: init_engine_classifier(
         jax.random.fold_in(key, 2), wide, ADVERSARY_WIDTH, len(data.ENGINE_IDS))}
+  if config.train.get('phoneme_head'):
+    params = {**params, PHONEMES: {
+        'kernel': jax.nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')(
+            jax.random.fold_in(key, 3),
+            (phoneme_layer(config).features, phoneme_times.NUM_TARGETS)),
+        'bias': jnp.zeros(phoneme_times.NUM_TARGETS)}}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables['batch_stats'],
                     opt_state=make_optimizer(config.train).init(params))
@@ -215,17 +231,62 @@ def engine_logits(adversary: PyTree, hidden_BxUxW: Array) -> Array:
   return h @ adversary['out']['kernel'] + adversary['out']['bias']
 
 
+def frame_cross_entropy(logits_BxUxK: Array, targets_BxU: Array, keep_BxU: Array,
+                        output_lengths_B: Array) -> Array:
+  """Cross-entropy of `logits_BxUxK` against class `targets_BxU`, averaged over the positions
+  before each row's output length where `keep_BxU`; 0 where there are none."""
+  counts_BxU = ((jnp.arange(logits_BxUxK.shape[1]) < output_lengths_B[:, None])
+                & keep_BxU).astype(jnp.float32)
+  log_p = jax.nn.log_softmax(logits_BxUxK)
+  picked_BxU = jnp.take_along_axis(log_p, jnp.maximum(targets_BxU, 0)[..., None],
+                                   axis=-1)[..., 0]
+  return -jnp.sum(picked_BxU * counts_BxU) / jnp.maximum(jnp.sum(counts_BxU), 1.0)
+
+
 def engine_loss(logits_BxUxE: Array, engine_B: Array, weights_B: Array,
                 output_lengths_B: Array) -> Array:
   """Cross-entropy of the adversary's logits against each row's engine (`engine - 1`), averaged
   over the real output frames of the rows whose engine is named (`engine > 0`, weight > 0);
   0 for a batch without any."""
-  counts_BxU = ((jnp.arange(logits_BxUxE.shape[1]) < output_lengths_B[:, None])
-                & ((engine_B > 0) & (weights_B > 0))[:, None]).astype(jnp.float32)
-  log_p = jax.nn.log_softmax(logits_BxUxE)
-  picked_BxU = jnp.take_along_axis(log_p, jnp.maximum(engine_B - 1, 0)[:, None, None],
-                                   axis=-1)[..., 0]
-  return -jnp.sum(picked_BxU * counts_BxU) / jnp.maximum(jnp.sum(counts_BxU), 1.0)
+  targets_BxU = jnp.broadcast_to((engine_B - 1)[:, None], logits_BxUxE.shape[:2])
+  return frame_cross_entropy(logits_BxUxE, targets_BxU,
+                             ((engine_B > 0) & (weights_B > 0))[:, None], output_lengths_B)
+
+
+def phoneme_layer(config: ml_collections.ConfigDict) -> model.LayerSpec:
+  """The layer the phoneme head reads: `train.phoneme_layer`, or the last hidden one for 0."""
+  specs = model.layer_specs(config.model)
+  return specs[(config.train.get('phoneme_layer', 0) or len(specs) - 1) - 1]
+
+
+def position_targets(config: ml_collections.ConfigDict, targets_BxT: Array,
+                     read_lengths_B: Array, lengths_B: Array, num_positions: int) -> Array:
+  """The phoneme target [B, num_positions] of each position of `phoneme_layer`'s output: that
+  of the feature frame at the centre of its receptive window (`model.window_start`), taken from
+  the frames of the audio as read (`targets_BxT`, `read_lengths_B` samples) where speed
+  perturbation made it `lengths_B` samples long, so the time is scaled back by their ratio."""
+  c = config.features
+  specs = model.layer_specs(config.model)[:phoneme_layer(config).number]
+  centre_U = (model.window_start(specs, jnp.arange(num_positions))
+              + (model.receptive_field(specs) - 1) // 2)
+  ratio_B = read_lengths_B.astype(jnp.float32) / lengths_B.astype(jnp.float32)
+  centre_BxU = (centre_U * c.hop + c.window / 2) * ratio_B[:, None]  # samples of the audio read
+  frame_BxU = jnp.clip(jnp.round((centre_BxU - c.window / 2) / c.hop).astype(jnp.int32),
+                       0, targets_BxT.shape[1] - 1)
+  return jnp.take_along_axis(targets_BxT, frame_BxU, axis=1)
+
+
+def phoneme_logits(head: PyTree, act_BxUxC: Array) -> Array:
+  """The phoneme head's logits [B, U, phoneme_times.NUM_TARGETS]: a linear layer."""
+  return act_BxUxC @ head['kernel'] + head['bias']
+
+
+def phoneme_loss(logits_BxUxP: Array, targets_BxU: Array, weights_B: Array,
+                 output_lengths_B: Array) -> Array:
+  """Cross-entropy of the phoneme head against the targets, averaged over the real positions
+  (of rows of weight > 0) that have one (>= 0); 0 for a batch without any."""
+  return frame_cross_entropy(logits_BxUxP, targets_BxU,
+                             (weights_B > 0)[:, None] & (targets_BxU >= 0), output_lengths_B)
 
 
 def step_key(config: ml_collections.ConfigDict, step: Array) -> Array:
@@ -243,12 +304,16 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   `train.language_heads` and weighted by `train.other_languages_weight` in the loss. With
   `train.engine_adversary`, the adversary's loss (`engine_loss` of `engine_logits`) is added:
   its own parameters descend it, and the model's, through `reverse_gradient` at the last
-  hidden layer, ascend it by `adversary_weight`.
+  hidden layer, ascend it by `adversary_weight`. With `train.phoneme_head`, the phoneme head's
+  cross-entropy (`phoneme_loss` of `phoneme_logits` at `position_targets`) is added, times
+  that weight.
   Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step (the CTC
-  loss), with `'engine_loss'` where there is an adversary.
+  loss), with `'engine_loss'` where there is an adversary and `'phoneme_loss'` where there is a
+  phoneme head.
   """
   dropout_key, augment_key = jax.random.split(step_key(config, state.step))
   audio_BxA, lengths_B = batch['audio'], batch['audio_lengths']
+  read_lengths_B = lengths_B
   if config.augment.enabled:
     audio_BxA, lengths_B = augment.waveform(audio_BxA, lengths_B, augment_key, config.augment,
                                             config.features.sample_rate, config.seed)
@@ -284,6 +349,14 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
       aux['engine_loss'] = engine_loss(engine_logits(params[ADVERSARY], reversed_BxUxW),
                                        batch['engine'], batch['weights'], output_lengths_B)
       loss = loss + aux['engine_loss']
+    if PHONEMES in params:
+      act_BxUxC = layers[phoneme_layer(config).name]['act']
+      aux['phoneme_loss'] = phoneme_loss(
+          phoneme_logits(params[PHONEMES], act_BxUxC),
+          position_targets(config, batch['phonemes'], read_lengths_B, lengths_B,
+                           act_BxUxC.shape[1]),
+          batch['weights'], output_lengths_B)
+      loss = loss + config.train.phoneme_head * aux['phoneme_loss']
     return loss, (aux, updates['batch_stats'])
 
   (_, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -483,7 +556,8 @@ class Trainer:
       record = {'step': step, 'loss': float(np.mean(self.losses)),
                 'learning_rate': self.last_metrics['learning_rate'],
                 'grad_norm': self.last_metrics['grad_norm'],
-                **{k: self.last_metrics[k] for k in ('engine_loss',) if k in self.last_metrics},
+                **{k: self.last_metrics[k] for k in ('engine_loss', 'phoneme_loss')
+                   if k in self.last_metrics},
                 'audio_seconds_per_second': self.audio_seconds / max(self.window_seconds, 1e-9),
                 'elapsed_seconds': self.elapsed}
       self.log.write(record)
