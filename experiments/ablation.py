@@ -32,8 +32,9 @@ weight decay X >= 0 instead of the preset's (`train.weight_decay`; `@wd0`: none)
 utterance's features normalized by the statistics of its speech alone, the frames within X > 0 dB
 of its loudest (`features.speech_gate_db`), so that silence around the words does not move them;
 `@phonX`, a phoneme head of weight X > 0 (`train.phoneme_head`: a linear layer over the last
-hidden layer learns from the corpus's true times which phoneme sounds at each frame), and
-`@phonlayerN`, the head over layer N instead (`train.phoneme_layer`).
+hidden layer learns from the corpus's true times which phoneme sounds at each frame);
+`@phonlayerN`, the head over layer N instead (`train.phoneme_layer`); and `@phonstepsN`, its loss
+for the first N steps only (`train.phoneme_steps`).
 The default rows are the nine above and `all@seed1`, `all@wide`, `all@mels40` and `all@per_bin`.
 Every row trains the `--preset` model for `--steps` steps with the same schedule, from seed 0
 unless it names another; a row's folder is WORKDIR/ROW, and rerunning the command resumes what
@@ -89,7 +90,7 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/ablation', 'One training run per
 _STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps of every row.', lower_bound=1)
 _ROWS = flags.DEFINE_list('rows', DEFAULT_ROWS, f'Rows among {", ".join(ROWS)}, each with any '
                           f'of @{", @".join(MODIFIERS)}, @seedN, @lrX, @advX, @dropX, @wdX, '
-                          '@gateX, @phonX, @phonlayerN.')
+                          '@gateX, @phonX, @phonlayerN, @phonstepsN.')
 _PRESET = flags.DEFINE_string('preset', 'small', 'Model preset of every row.')
 
 EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
@@ -112,8 +113,8 @@ def row_flags(row: str) -> Optional[list[str]]:
   `lrX` (peak learning rate X > 0), `advX` (engine adversary of weight X > 0), `dropX`
   (dropout of rate 0 < X < 1), `wdX` (weight decay X >= 0) and `gateX` (features normalized over
   the frames within X > 0 dB of the loudest), `phonX` (phoneme head of weight X > 0) and
-  `phonlayerN` (the head over layer N), each after an `@` and at most once; None for anything
-  else."""
+  `phonlayerN` (the head over layer N) and `phonstepsN` (its loss for the first N steps only),
+  each after an `@` and at most once; None for anything else."""
   name, *modifiers = row.split('@')
   if name not in ROWS or len(set(modifiers)) < len(modifiers):
     return None
@@ -139,12 +140,14 @@ def row_flags(row: str) -> Optional[list[str]]:
       overrides.append(f'--config.train.phoneme_head={weight[1]}')  # a positive weight
     elif layer := re.fullmatch(r'phonlayer([1-9][0-9]*)', modifier):
       overrides.append(f'--config.train.phoneme_layer={layer[1]}')
+    elif steps := re.fullmatch(r'phonsteps([1-9][0-9]*)', modifier):
+      overrides.append(f'--config.train.phoneme_steps={steps[1]}')
     else:
       return None
   if any(sum(f.startswith(f'--config.{field}=') for f in overrides) > 1
          for field in ('seed', 'train.learning_rate', 'train.engine_adversary',
                        'model.dropout', 'train.weight_decay', 'features.speech_gate_db',
-                       'train.phoneme_head', 'train.phoneme_layer')):
+                       'train.phoneme_head', 'train.phoneme_layer', 'train.phoneme_steps')):
     return None
   return overrides
 
@@ -155,7 +158,7 @@ def main(argv):
   if unknown:
     sys.exit(f'ablation.py: unknown row(s) {", ".join(unknown)}; rows: {", ".join(ROWS)}, '
              f'each with any of @{", @".join(MODIFIERS)}, @seedN, @lrX, @advX, @dropX, @wdX, '
-             '@gateX, @phonX, @phonlayerN, once.')
+             '@gateX, @phonX, @phonlayerN, @phonstepsN, once.')
   config = f'--config={os.path.dirname(EXPERIMENTS)}/navai_jax/configs/default.py:{_PRESET.value}'
   lines = ['| training | test LER | test WER | LER per test engine | human LER | human WER |',
            '|---|---|---|---|---|---|']

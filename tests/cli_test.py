@@ -74,7 +74,8 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
                          "for r in ('all+speed@per_bin@mels40@seed2', 'all@seed1', "
                          "'all@lr5e-3@seed1', 'all@other@seed3', 'all@other_heads', "
                          "'all@adv0.2@seed3', 'all@drop.2@seed1', 'all@wd0.3@seed3', 'all@wd0', "
-                         "'all@gate40@seed3', 'all@phon0.5@phonlayer6@seed1')]))"],
+                         "'all@gate40@seed3', 'all@phon0.5@phonlayer6@seed1', "
+                         "'all@phon1@phonsteps1500')]))"],
                         cwd=ROOT / 'experiments', env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert ast.literal_eval(done.stdout) == [
@@ -87,24 +88,27 @@ def test_ablation_rows_are_valid_settings_and_an_unknown_row_is_named():
       ['--config.model.dropout=.2', '--config.seed=1'],
       ['--config.train.weight_decay=0.3', '--config.seed=3'], ['--config.train.weight_decay=0'],
       ['--config.features.speech_gate_db=40', '--config.seed=3'],
-      ['--config.train.phoneme_head=0.5', '--config.train.phoneme_layer=6', '--config.seed=1']], \
+      ['--config.train.phoneme_head=0.5', '--config.train.phoneme_layer=6', '--config.seed=1'],
+      ['--config.train.phoneme_head=1', '--config.train.phoneme_steps=1500']], \
       done.stderr[-2000:]
   # A misspelt row or modifier, or one given twice (two seeds too), is named.
   done = subprocess.run([sys.executable, 'experiments/ablation.py',
                          '--rows=all,all+speed@seed2,al+speed,all@seedx,all@wide@wide,'
                          'all@seed1@seed2,all@lr0,all@lr1e-3@lr2e-3,all@adv0,all@adv1@adv2,'
                          'all@drop0,all@drop1,all@drop0.1@drop0.2,all@wd-1,all@wd1@wd0,all@gate0,'
-                         'all@phon0,all@phonlayer0,all@phon1@phon2,all@per_bin@mels40'],
+                         'all@phon0,all@phonlayer0,all@phon1@phon2,all@phonsteps0,'
+                         'all@per_bin@mels40'],
                         cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 1 and 'Traceback' not in done.stderr
   assert done.stderr.strip().endswith(
       'ablation.py: unknown row(s) al+speed, all@seedx, all@wide@wide, all@seed1@seed2, all@lr0, '
       'all@lr1e-3@lr2e-3, all@adv0, all@adv1@adv2, all@drop0, all@drop1, all@drop0.1@drop0.2, '
-      'all@wd-1, all@wd1@wd0, all@gate0, all@phon0, all@phonlayer0, all@phon1@phon2; '
+      'all@wd-1, all@wd1@wd0, all@gate0, all@phon0, all@phonlayer0, all@phon1@phon2, '
+      'all@phonsteps0; '
       'rows: espeak, espeak+flite, '
       'espeak+flite+piper, all, recorded, '
       'all+speed, '
       'all+rooms, all+noise, all+warp, each with any of @wide, @mels40, @per_bin, @other, '
       '@other_heads, @other_unscored, @sortagrad, @seedN, @lrX, @advX, @dropX, @wdX, @gateX, '
-      '@phonX, @phonlayerN, once.')
+      '@phonX, @phonlayerN, @phonstepsN, once.')

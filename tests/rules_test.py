@@ -29,7 +29,7 @@ BAD = {
     'train.log_every': 0, 'train.checkpoint_every': 0, 'train.eval_every': -1,
     'train.loss': 'asg', 'train.ctc': 'warp', 'train.ctc_unroll': -1, 'train.init_from': '  ',
     'train.other_languages_weight': -0.5, 'train.engine_adversary': -0.1,
-    'train.phoneme_head': -1.0, 'train.phoneme_layer': -1,
+    'train.phoneme_head': -1.0, 'train.phoneme_layer': -1, 'train.phoneme_steps': -1,
     'eval.max_utterances': -1, 'eval.num_examples': -1, 'data.read_threads': -1,
     'data.shard_speakers': 0,
     'am.steps': 0, 'am.learning_rate': 0.0, 'am.l1': -1.0, 'am.l2': -1.0, 'am.tv_time': -1.0,

@@ -652,6 +652,14 @@ def test_position_targets_are_the_frames_at_the_centres_of_their_windows(tones):
     train.check_config(_phoneme_config(tones, layer=12))
 
 
+def test_phoneme_weight_counts_for_the_first_phoneme_steps_only(tones):
+  config = _phoneme_config(tones, weight=0.5)
+  assert [float(train.phoneme_weight(config.train, s)) for s in (0, 1, 10**6)] == [0.5] * 3
+  config.train.phoneme_steps = 3
+  assert [float(train.phoneme_weight(config.train, s)) for s in (0, 2, 3, 4)] == [
+      0.5, 0.5, 0.0, 0.0]
+
+
 def test_phoneme_loss_is_the_cross_entropy_of_the_real_positions_with_a_target():
   rng = np.random.default_rng(1)
   logits = rng.normal(size=(3, 5, 40)).astype(np.float32)

@@ -167,9 +167,11 @@ def get_config(preset: str = 'small') -> ml_collections.ConfigDict:
   # phoneme sounds at each frame, from the corpus's true times (`.timing.json`; 0 for silence,
   # 1..39 ARPAbet), and its cross-entropy, times this weight, is added to the CTC loss.
   # Utterances without times add nothing. Needs a corpus with true times; inference and every
-  # figure read the model alone.
+  # figure read the model alone. `phoneme_steps` > 0: the head's loss counts for the first that
+  # many steps only (0: for all of them).
   c.train.phoneme_head = 0.0
   c.train.phoneme_layer = 0
+  c.train.phoneme_steps = 0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.max_utterances = 0  # 0 = all.

@@ -71,6 +71,7 @@ RULES = {
         ('engine_adversary', lambda v: v >= 0, '>= 0 (0 = none)'),
         ('phoneme_head', lambda v: v >= 0, '>= 0 (0 = none)'),
         ('phoneme_layer', lambda v: v >= 0, '>= 0 (0 = the last hidden layer)'),
+        ('phoneme_steps', lambda v: v >= 0, '>= 0 (0 = every step)'),
     ],
 }
 # The rules of every section that training reads.
@@ -253,6 +254,13 @@ def engine_loss(logits_BxUxE: Array, engine_B: Array, weights_B: Array,
                              ((engine_B > 0) & (weights_B > 0))[:, None], output_lengths_B)
 
 
+def phoneme_weight(train_config: ml_collections.ConfigDict, step: Array) -> Array:
+  """The phoneme loss's weight at `step`: `train.phoneme_head` for the first
+  `train.phoneme_steps` steps (all of them for 0), 0 after."""
+  steps = train_config.get('phoneme_steps', 0)
+  return jnp.where((steps == 0) | (step < steps), train_config.phoneme_head, 0.0)
+
+
 def phoneme_layer(config: ml_collections.ConfigDict) -> model.LayerSpec:
   """The layer the phoneme head reads: `train.phoneme_layer`, or the last hidden one for 0."""
   specs = model.layer_specs(config.model)
@@ -306,7 +314,7 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
   its own parameters descend it, and the model's, through `reverse_gradient` at the last
   hidden layer, ascend it by `adversary_weight`. With `train.phoneme_head`, the phoneme head's
   cross-entropy (`phoneme_loss` of `phoneme_logits` at `position_targets`) is added, times
-  that weight.
+  `phoneme_weight`.
   Returns the new state and `{'loss', 'grad_norm', 'learning_rate'}` of this step (the CTC
   loss), with `'engine_loss'` where there is an adversary and `'phoneme_loss'` where there is a
   phoneme head.
@@ -356,7 +364,7 @@ def train_step(config: ml_collections.ConfigDict, state: TrainState,
           position_targets(config, batch['phonemes'], read_lengths_B, lengths_B,
                            act_BxUxC.shape[1]),
           batch['weights'], output_lengths_B)
-      loss = loss + config.train.phoneme_head * aux['phoneme_loss']
+      loss = loss + phoneme_weight(config.train, state.step) * aux['phoneme_loss']
     return loss, (aux, updates['batch_stats'])
 
   (_, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
