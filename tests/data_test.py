@@ -426,6 +426,14 @@ def test_training_batches_carry_each_frames_phoneme_target(tmp_path, write_split
   np.testing.assert_array_equal(first[centre_s < 0.04], 0)
   np.testing.assert_array_equal(first[(centre_s >= 0.04) & (centre_s < 0.12)],
                                 1 + phonemes.ARPABET.index('b'))
+  # Each of two hosts gets its own block of rows' targets.
+  whole = next(data.batches(config, 'train', train=True, seed=3, batch_multiple=2))
+  size = len(whole['weights'])
+  for p in range(2):
+    block = next(data.batches(config, 'train', train=True, seed=3, batch_multiple=2,
+                              process_index=p, process_count=2))
+    np.testing.assert_array_equal(block['phonemes'],
+                                  whole['phonemes'][p * size // 2:(p + 1) * size // 2])
   # Only training with a phoneme head reads them.
   assert 'phonemes' not in next(data.batches(config, 'train', train=False))
   config.train.phoneme_head = 0.0
