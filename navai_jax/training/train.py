@@ -102,7 +102,7 @@ def cross_section_problems(config: ml_collections.ConfigDict) -> list[str]:
   other languages)."""
   problems = augment.mask_problems(config)
   hidden = len(model.layer_specs(config.model)) - 1
-  if not 0 <= config.train.get('phoneme_layer', 0) <= hidden:
+  if config.train.get('phoneme_layer', 0) > hidden:  # (below 0: `RULES`)
     problems.append(f'config.train.phoneme_layer={config.train.phoneme_layer} must be a hidden '
                     f'layer, 1..{hidden}, or 0 for the last one')
   split = config.data.train_split
